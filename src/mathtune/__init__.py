@@ -1,0 +1,3 @@
+"""mathtune: fine-tune language models and classical baselines into math-education tools."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,277 @@
+"""The `mathtune` command line. Library code returns results; this module renders them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .errors import MathtuneError
+
+app = typer.Typer(
+    name="mathtune",
+    help="Fine-tune language models and classical baselines into math-education tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+def _quiet_libraries(verbose: bool) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    logging.getLogger("alembic").setLevel(logging.ERROR)
+
+
+def handle_errors(func):
+    """User errors: one red line and exit code 2, no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except MathtuneError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+class RichReporter:
+    """Progress bars for long work (training epochs, validation, prediction)."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+            transient=False,
+        )
+        self.task = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start(self, stage: str, total: int | None) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, visible=self.progress.tasks[-1].total is not None)
+            self.progress.stop_task(self.task)
+        self.task = self.progress.add_task(stage, total=total, info="")
+
+    def advance(self, n: int = 1, **info: float) -> None:
+        text = " ".join(f"{k} {v:.4f}" for k, v in info.items())
+        self.progress.update(self.task, advance=n, info=text)
+
+    def epoch_end(self, epoch: int, metrics: dict) -> None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        self.progress.console.print(f"  epoch {epoch}: {shown}")
+
+
+def _metrics_table(metrics: dict, title: str) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("f1_micro", "f1_macro", "f1_weighted", "accuracy", "n"):
+        if key in metrics:
+            value = metrics[key]
+            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
+def _per_class_table(metrics: dict) -> Table:
+    table = Table(title="per class")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        table.add_column(col, justify="left" if col == "label" else "right")
+    for row in metrics.get("per_class", []):
+        table.add_row(row["label"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}", str(row["support"]))
+    return table
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what the library does.")] = False) -> None:
+    _quiet_libraries(verbose)
+
+
+@app.command()
+@handle_errors
+def train(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/topic-lora.yaml.")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.epochs=2 (repeatable).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Model folder to write (default runs/<recipe name>).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder (kept until the new one is complete).")] = False,
+    resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same recipe from its last checkpoint.")] = True,
+) -> None:
+    """Train a model from a recipe, evaluate it on the validation split, and log an MLflow run.
+
+    Example: mathtune train recipes/topic-lora.yaml --set train.epochs=1 --output runs/topic-lora
+    """
+    from .config import load_recipe
+    from .train.run import train_from_recipe
+
+    parsed = load_recipe(recipe, set_ or [])
+    output = output or Path("runs") / recipe.stem
+    with RichReporter() as reporter:
+        result = train_from_recipe(parsed, output, overwrite=overwrite, resume=resume, reporter=reporter)
+    out.print(_metrics_table(result.metrics, f"validation metrics ({parsed.task}, {parsed.trainer})"))
+    out.print(_per_class_table(result.metrics))
+    if result.resumed_from_step:
+        out.print(f"resumed from optimizer step {result.resumed_from_step}")
+    out.print(f"training time {result.train_seconds:.1f} s"
+              + (f", {result.samples_per_second:.1f} samples/s" if result.samples_per_second else ""))
+    out.print(f"model folder: [bold]{result.output}[/] (metrics.json, confusion_matrix.png, recipe.yaml)")
+    info = result.tracking
+    if info.get("run_id"):
+        out.print(f"MLflow run: {info['run_id']} in experiment '{info['experiment']}' at {info['tracking_uri']}")
+        if info.get("registry_uri"):
+            out.print(f"registered model: {info['registry_uri']}")
+        out.print(f"browse it: mlflow ui --backend-store-uri {info['tracking_uri']}")
+
+
+@app.command()
+@handle_errors
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`.")],
+    data: Annotated[Path, typer.Option("--data", help="Labelled CSV/JSONL/Parquet file.")],
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
+    label_column: Annotated[str, typer.Option(help="Label column.")] = "label",
+) -> None:
+    """Score a model on a labelled file.
+
+    Example: mathtune evaluate runs/topic-tfidf --data val.csv --json metrics.json
+    """
+    from .inference import evaluate_file
+
+    with RichReporter() as reporter:
+        metrics = evaluate_file(model_dir, data, text_column, label_column, json_out, plot, reporter)
+    out.print(_metrics_table(metrics, f"{data}"))
+    out.print(_per_class_table(metrics))
+
+
+@app.command()
+@handle_errors
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`.")],
+    data: Annotated[Path, typer.Option("--data", help="File to predict (e.g. the Kaggle test.csv).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Submission file to write.")],
+    text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Id column (default: id; row numbers when absent).")] = None,
+) -> None:
+    """Write predictions in the competition's submission format (id,label for topics).
+
+    Example: mathtune predict runs/topic-lora --data math-topics/test.csv --output submission.csv
+    """
+    from .inference import predict_file
+
+    with RichReporter() as reporter:
+        submission = predict_file(model_dir, data, output, text_column, id_column, reporter)
+    out.print(f"wrote {len(submission)} predictions to [bold]{output}[/]")
+
+
+@app.command()
+@handle_errors
+def split(
+    file: Annotated[Path, typer.Argument(help="Labelled data file.")],
+    val_size: Annotated[float, typer.Option(help="Share held out for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    label_column: Annotated[str, typer.Option(help="Column to stratify on.")] = "label",
+    output_dir: Annotated[Path, typer.Option(help="Where to write <name>_train and <name>_val.")] = Path("."),
+) -> None:
+    """Stratified train/validation split; classes with a single row stay in train.
+
+    Example: mathtune split math-topics/train.csv --val-size 0.2 --seed 0 --output-dir splits
+    """
+    from .data.readers import read_table, require_columns, write_table
+    from .data.split import stratified_split
+    from .paths import resolve_data_path
+
+    if not 0 < val_size < 1:
+        raise MathtuneError(f"--val-size must be between 0 and 1, got {val_size}")
+    path = resolve_data_path(file)
+    frame = read_table(path)
+    require_columns(frame, [label_column], path, hint="Pass --label-column.")
+    train_idx, val_idx = stratified_split(frame[label_column].astype(str).tolist(), val_size, seed)
+    name = path.name.split(".")[0]
+    suffix = "".join(path.suffixes)
+    train_path, val_path = output_dir / f"{name}_train{suffix}", output_dir / f"{name}_val{suffix}"
+    write_table(frame.iloc[train_idx], train_path)
+    write_table(frame.iloc[val_idx], val_path)
+    out.print(f"train: {len(train_idx)} rows -> {train_path}\nvalidation: {len(val_idx)} rows -> {val_path}")
+
+
+@app.command()
+@handle_errors
+def data(
+    file: Annotated[Path, typer.Argument(help="CSV/JSONL/Parquet file to inspect.")],
+    text_column: Annotated[Optional[str], typer.Option(help="Text column (guessed when omitted).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column (guessed when omitted).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Inspect a dataset: rows, columns, label counts, empty or duplicate rows, encoding problems.
+
+    Example: mathtune data math-topics/train.csv
+    """
+    from .data.inspect import inspect_file
+    from .paths import resolve_data_path
+
+    report = inspect_file(resolve_data_path(file), text_column, label_column)
+    if json_out:
+        out.print_json(json.dumps(report))
+        return
+    table = Table(title=str(report["file"]), show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    table.add_row("rows", str(report["rows"]))
+    table.add_row("columns", ", ".join(report["columns"]))
+    table.add_row("text column", str(report["text_column"]))
+    table.add_row("label column", str(report["label_column"]))
+    table.add_row("duplicate rows", str(report["duplicate_rows"]))
+    for key in ("duplicate_texts", "bytes_literal_rows", "mojibake_rows"):
+        if key in report:
+            table.add_row(key.replace("_", " "), str(report[key]))
+    if report.get("empty_text_rows"):
+        table.add_row("empty text rows", ", ".join(map(str, report["empty_text_rows"])))
+    if report.get("text_length"):
+        tl = report["text_length"]
+        table.add_row("text length (chars)", f"min {tl['min']}, median {tl['median']:.0f}, max {tl['max']}")
+    empties = {k: v for k, v in report["empty_cells"].items() if v}
+    if empties:
+        table.add_row("empty cells", ", ".join(f"{k}: {v}" for k, v in empties.items()))
+    if report["encoding_problem"]:
+        table.add_row("[red]encoding[/]", report["encoding_problem"])
+    out.print(table)
+    if report.get("label_counts"):
+        labels = Table(title=f"labels ({report['label_column']})")
+        labels.add_column("label")
+        labels.add_column("rows", justify="right")
+        labels.add_column("share", justify="right")
+        total = sum(report["label_counts"].values())
+        for key, count in list(report["label_counts"].items())[:50]:
+            labels.add_row(key, str(count), f"{count / total:.1%}")
+        out.print(labels)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,195 @@
+"""Recipes: YAML files validated by pydantic. Every field is documented once, here.
+
+An unknown key is an error that names it (and suggests the closest known key);
+``--set a.b=c`` overrides any key before validation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import RecipeError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    train: str = Field(description="Training file (csv, jsonl, parquet; .gz too) relative to the data directory, or `demo:champ`.")
+    validation: str | None = Field(None, description="Validation file; when empty, `val_size` of train is split off.")
+    format: Literal["auto", "csv", "jsonl", "parquet"] = "auto"
+    encoding: str = Field("utf-8", description="Text encoding of csv/jsonl files.")
+    text_column: str = Field("Question", description="Column with the question text.")
+    label_column: str = Field("label", description="Column with the label (an id or a name).")
+    id_column: str = Field("id", description="Column with row ids, used in prediction files when present.")
+    val_size: float = Field(0.2, gt=0.0, lt=1.0, description="Share of train held out for validation.")
+    split_seed: int = Field(0, description="Seed of the stratified train/validation split.")
+    limit: int | None = Field(None, gt=0, description="Use at most this many training rows (stratified sample), for quick runs.")
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = Field(None, description="Module names to adapt; empty: peft's default for the architecture.")
+
+
+class ModelConfig(_Strict):
+    name: str = Field("bundled:minilm", description="`bundled:minilm`, `bundled:smollm2`, a local folder, or a Hugging Face model id.")
+    gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (dequantized) instead of safetensors.")
+    peft: Literal["none", "lora", "qlora"] = Field("lora", description="none: full fine-tuning; lora; qlora: 4-bit NF4 base + LoRA (CUDA only).")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    max_length: int = Field(256, gt=8, description="Tokens per example; longer texts are truncated.")
+    gradient_checkpointing: bool = False
+
+
+class TfidfConfig(_Strict):
+    word_ngrams: tuple[int, int] = (1, 3)
+    char_ngrams: tuple[int, int] = (1, 5)
+    max_features: int | None = Field(None, description="Per vectorizer; empty for no cap.")
+    min_df: int = Field(1, ge=1)
+    classifier: Literal["logreg", "linear_svc"] = "linear_svc"
+    C: float = Field(1.0, gt=0, description="Inverse regularization strength of the linear model.")
+    class_weight: Literal["balanced"] | None = None
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(3, gt=0)
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (quick runs, tests).")
+    batch_size: int = Field(16, gt=0)
+    eval_batch_size: int = Field(64, gt=0)
+    grad_accum_steps: int = Field(1, gt=0)
+    learning_rate: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    max_grad_norm: float = Field(1.0, gt=0)
+    class_weights: bool = Field(False, description="Weight the cross-entropy by balanced class weights.")
+    early_stopping_patience: int | None = Field(2, ge=1, description="Epochs without a better validation metric before stopping.")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 autocast where the CPU or GPU supports it.")
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    checkpoint_every_steps: int = Field(200, gt=0, description="Save a resumable checkpoint this often (and at each epoch end).")
+    seed: int = 0
+    threads: int | None = Field(None, gt=0, description="CPU threads; empty: all cores.")
+
+
+class TrackingConfig(_Strict):
+    backend: Literal["mlflow", "none"] = "mlflow"
+    uri: str | None = Field(None, description="Tracking URI; MLFLOW_TRACKING_URI wins; default sqlite:///mlflow.db in the working folder.")
+    experiment: str | None = Field(None, description="Experiment name; default `mathtune-<task>`.")
+    register_as: str | None = Field(None, description="Registered model name; default per task (math-topics, ...).")
+    log_model: bool = Field(True, description="Log the model as an MLflow model and register a version.")
+
+
+class Recipe(_Strict):
+    task: Literal["topic"] = "topic"
+    trainer: Literal["tfidf", "finetune"] = "finetune"
+    labels: list[str] | None = Field(None, description="Label names in id order; default: the task's names or the data's values.")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    tfidf: TfidfConfig = Field(default_factory=TfidfConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking_shorthand(cls, value: Any) -> Any:
+        # `tracking: none` and `tracking: mlflow` are accepted as shorthands.
+        if isinstance(value, str) or value is None:
+            return {"backend": value or "none"}
+        return value
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys.extend(_known_keys(annotation, prefix + name + "."))
+    return keys
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    known = _known_keys(Recipe)
+    lines = []
+    for item in err.errors():
+        key = ".".join(str(p) for p in item["loc"])
+        if item["type"] == "extra_forbidden":
+            guess = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{guess[0]}'?)" if guess else ""
+            lines.append(f"unknown key '{key}'{hint}")
+        elif item["type"] == "missing":
+            lines.append(f"missing key '{key}'")
+        else:
+            lines.append(f"key '{key}': {item['msg']} (got {item.get('input')!r})")
+    return f"recipe {source}: " + "; ".join(lines)
+
+
+def set_key(raw: dict, assignment: str) -> None:
+    """Apply one ``a.b=c`` override; the value is parsed as YAML (so 3, 1e-4, true, [a, b] work)."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment!r}: expected key=value, e.g. --set train.epochs=2")
+    key, value = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None or isinstance(child, str):
+            child = {} if child is None else {"backend": child}
+            node[part] = child
+        if not isinstance(child, dict):
+            raise RecipeError(f"--set {key}: '{part}' is not a section of the recipe")
+        node = child
+    node[parts[-1]] = yaml.safe_load(value) if value != "" else None
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path}: file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"recipe {path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RecipeError(f"recipe {path}: the top level must be a mapping of keys")
+    return recipe_from_dict(raw, overrides, source=str(path))
+
+
+def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "<dict>") -> Recipe:
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy, plain types
+    for assignment in overrides or []:
+        set_key(raw, assignment)
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise RecipeError(_format_validation_error(err, source)) from None
+
+
+def recipe_to_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(recipe: Recipe) -> dict[str, Any]:
+    """Flat ``a.b -> value`` view, for tracking parameters."""
+    out: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = node
+
+    walk(recipe.model_dump(mode="json"), "")
+    return out

@@ -1,0 +1,1 @@
+"""Data: readers, checks, splits and the built-in demo data."""

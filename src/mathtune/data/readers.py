@@ -1,0 +1,147 @@
+"""Read CSV, JSONL and Parquet files into DataFrames of strings, with errors that point at the row.
+
+All columns are read as text (``NA`` stays the string ``NA``; the MAP data uses it as a label).
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import io
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import DataError
+
+_BYTES_LITERAL = re.compile(r"""^\s*b(['"]).*\1\s*$""", re.DOTALL)
+
+
+def detect_format(path: Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower().removesuffix(".gz")
+    for suffix, kind in ((".csv", "csv"), (".tsv", "csv"), (".jsonl", "jsonl"), (".json", "jsonl"), (".parquet", "parquet")):
+        if name.endswith(suffix):
+            return kind
+    raise DataError(f"{path}: cannot tell the format from the file name; use .csv, .jsonl or .parquet, or set data.format")
+
+
+def read_text(path: Path, encoding: str = "utf-8") -> str:
+    """Decode a (possibly gzipped) text file; a bad byte is reported with its line number."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            raw = gzip.decompress(raw)
+        except OSError as exc:
+            raise DataError(f"{path}: not a valid gzip file ({exc})") from None
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        bad = raw[exc.start : exc.end].hex()
+        raise DataError(
+            f"{path}: line {line} has bytes that are not valid {encoding} (0x{bad} at byte {exc.start}). "
+            f"Re-save the file as UTF-8, or set data.encoding (e.g. latin-1) / --encoding to the file's encoding."
+        ) from None
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding {encoding!r}") from None
+
+
+def read_table(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> pd.DataFrame:
+    path = Path(path)
+    kind = detect_format(path, fmt)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if kind == "parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many types
+            raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+        return frame.astype(str).where(frame.notna(), "")
+    text = read_text(path, encoding)
+    if kind == "csv":
+        sep = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
+        try:
+            return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            raise DataError(f"{path}: not a valid CSV file ({exc})") from None
+    return _read_jsonl(path, text)
+
+
+def _read_jsonl(path: Path, text: str) -> pd.DataFrame:
+    stripped = text.lstrip()
+    if stripped.startswith("["):  # a JSON array of records
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); each line must be one JSON object") from None
+            if not isinstance(records[-1], dict):
+                raise DataError(f"{path}: line {number} is not a JSON object")
+    frame = pd.DataFrame.from_records(records)
+    return frame.map(lambda v: "" if v is None else (v if isinstance(v, str) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)))
+
+
+def require_columns(frame: pd.DataFrame, columns: list[str], path: str | Path, hint: str = "") -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns)) or "none"
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} (the file has: {have}).{(' ' + hint) if hint else ''}")
+
+
+def decode_bytes_literal(text: str) -> str:
+    """``b'Solve 2x = 4.\\n'`` -> ``Solve 2x = 4.`` (rows of the Kaggle topic data stored this way)."""
+    if not _BYTES_LITERAL.match(text):
+        return text
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace").strip()
+    return text
+
+
+def is_bytes_literal(text: str) -> bool:
+    return bool(_BYTES_LITERAL.match(text)) and decode_bytes_literal(text) != text
+
+
+def clean_texts(values: list[str]) -> list[str]:
+    return [decode_bytes_literal(v) for v in values]
+
+
+def check_nonempty(texts: list[str], column: str, path: str | Path) -> None:
+    empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        raise DataError(
+            f"{path}: column {column} is empty in {len(empty)} row(s): data row {shown}. Fill or remove those rows."
+        )
+
+
+def write_table(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write atomically in the format the suffix names."""
+    from ..io import atomic_path
+
+    path = Path(path)
+    kind = detect_format(path)
+    with atomic_path(path) as tmp:
+        if kind == "csv":
+            frame.to_csv(tmp, index=False, compression="gzip" if path.suffix == ".gz" else None)
+        elif kind == "jsonl":
+            frame.to_json(tmp, orient="records", lines=True, force_ascii=False, compression="gzip" if path.suffix == ".gz" else None)
+        else:
+            frame.to_parquet(tmp, index=False)

@@ -1,0 +1,63 @@
+"""Plots people would rather look at than tables: confusion matrix, training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..io import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def confusion_matrix_png(matrix: Sequence[Sequence[int]], names: Sequence[str], path: Path, title: str = "") -> Path:
+    cm = np.asarray(matrix, dtype=float)
+    row_sums = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, row_sums, out=np.zeros_like(cm), where=row_sums > 0)
+    n = len(names)
+    size = max(5.0, 0.75 * n + 2)
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels=names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(n), labels=names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or "Confusion matrix (row share, counts)")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                            color="white" if share[i, j] > 0.5 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    return _save(fig, path)
+
+
+def training_curve_png(history: list[dict], path: Path, metric: str) -> Path:
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    if any("train_loss" in h for h in history):
+        ax1.plot(epochs, [h.get("train_loss") for h in history], "o-", color="tab:red", label="train loss")
+    if any("val_loss" in h for h in history):
+        ax1.plot(epochs, [h.get("val_loss") for h in history], "s--", color="tab:orange", label="validation loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [h.get(metric) for h in history], "^-", color="tab:blue", label=f"validation {metric}")
+    ax2.set_ylabel(metric)
+    lines = ax1.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right", fontsize=8)
+    ax1.set_title("Training curve")
+    return _save(fig, path)

@@ -1,0 +1,1 @@
+"""Base models: the bundled ones, hub/local loading, PEFT and quantization."""

@@ -1,0 +1,123 @@
+"""Load any HF encoder or decoder with a sequence-classification head, with LoRA or QLoRA on top."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import ModelError
+from .registry import ModelSource, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    source: ModelSource
+    trainable_params: int
+    total_params: int
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def _quantization_config(cfg: ModelConfig):
+    if cfg.peft != "qlora":
+        return None
+    if not cuda_available():
+        raise ModelError(
+            "model.peft: qlora loads the base model in 4-bit NF4 with bitsandbytes, which needs a CUDA GPU; "
+            "this machine has none. Use --set model.peft=lora (or none) to train on the CPU."
+        )
+    try:
+        from transformers import BitsAndBytesConfig
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelError("model.peft: qlora needs bitsandbytes: pip install 'mathtune[gpu]'") from None
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16,
+    )
+
+
+def load_tokenizer(source: ModelSource):
+    from transformers import AutoTokenizer
+
+    kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {source.label}: cannot load its tokenizer ({exc}). "
+                         "Check the name, or that the machine is online for hub ids.") from None
+    if tokenizer.pad_token is None:
+        # Decoders often ship without a pad token; the classification head reads the last non-pad token.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
+    return tokenizer
+
+
+def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str]) -> LoadedModel:
+    from transformers import AutoModelForSequenceClassification
+
+    source = resolve(cfg.name, cfg.gguf_file)
+    quant = _quantization_config(cfg)
+    tokenizer = load_tokenizer(source)
+    kwargs: dict[str, Any] = {
+        "num_labels": num_labels,
+        "id2label": id2label,
+        "label2id": {v: k for k, v in id2label.items()},
+    }
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {source.label}: cannot load it as a sequence classifier ({exc})") from None
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if cfg.peft in ("lora", "qlora"):
+        model = _add_lora(model, cfg, quantized=quant is not None)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("loaded %s: %.1fM parameters, %.2f%% trainable", source.label, total / 1e6, 100 * trainable / total)
+    return LoadedModel(model, tokenizer, source, trainable, total)
+
+
+def _add_lora(model, cfg: ModelConfig, quantized: bool):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
+    lora = LoraConfig(
+        task_type=TaskType.SEQ_CLS,
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+    )
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:
+        raise ModelError(f"model.lora.target_modules: {exc}. Name the attention projections of this model "
+                         "(e.g. [query, value] for BERT, [q_proj, v_proj] for Llama/Qwen).") from None
+
+
+def merge_for_saving(model):
+    """A plain transformers model with the LoRA weights merged in (so serving needs no peft)."""
+    if hasattr(model, "merge_and_unload"):
+        return model.merge_and_unload()
+    return model

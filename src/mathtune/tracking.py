@@ -1,0 +1,157 @@
+"""Experiment tracking. The only module that imports mlflow.
+
+Default store: ``sqlite:///mlflow.db`` in the working folder (embedded, offline). ``MLFLOW_TRACKING_URI``
+sends runs to a server instead; ``tracking: none`` in a recipe turns tracking off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from .config import Recipe, TrackingConfig, flatten
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URI = "sqlite:///mlflow.db"
+
+
+def tracking_uri(cfg: TrackingConfig | None = None) -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or (cfg.uri if cfg and cfg.uri else DEFAULT_URI)
+
+
+class NullTracker:
+    run_id: str | None = None
+    info: dict = {}
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        pass
+
+    def log_model(self, model_dir: Path, registered_name: str | None) -> dict:
+        return {}
+
+    def end(self, status: str = "FINISHED") -> None:
+        pass
+
+
+class MlflowTracker(NullTracker):
+    def __init__(self, recipe: Recipe, run_name: str, default_experiment: str, run_id: str | None = None) -> None:
+        import mlflow
+
+        self._mlflow = mlflow
+        cfg = recipe.tracking
+        self.uri = tracking_uri(cfg)
+        mlflow.set_tracking_uri(self.uri)
+        experiment = cfg.experiment or default_experiment
+        mlflow.set_experiment(experiment)
+        # A resumed training run continues its MLflow run.
+        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=run_name)
+        self.run_id = run.info.run_id
+        self.info = {"tracking_uri": self.uri, "experiment": experiment, "experiment_id": run.info.experiment_id,
+                     "run_id": self.run_id, "run_name": run_name}
+        if not run_id:
+            params = {k: ("" if v is None else str(v)[:500]) for k, v in flatten(recipe).items()}
+            mlflow.log_params(params)
+        mlflow.set_tags({"mathtune.task": recipe.task, "mathtune.trainer": recipe.trainer})
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        self._mlflow.log_metrics(clean, step=step)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def log_model(self, model_dir: Path, registered_name: str | None) -> dict:
+        """Log the model folder as an MLflow pyfunc model and register a new version."""
+        import mathtune
+
+        info = self._mlflow.pyfunc.log_model(
+            name="model",
+            python_model=_make_pyfunc_instance(),
+            artifacts={"model_dir": str(model_dir)},
+            registered_model_name=registered_name,
+            pip_requirements=[f"mathtune=={mathtune.__version__}"],
+        )
+        out = {"model_uri": info.model_uri}
+        if registered_name:
+            out["registered_name"] = registered_name
+            out["registered_version"] = int(info.registered_model_version)
+            out["registry_uri"] = f"models:/{registered_name}/{info.registered_model_version}"
+        return out
+
+    def end(self, status: str = "FINISHED") -> None:
+        self._mlflow.end_run(status=status)
+
+
+def _make_pyfunc_instance():
+    import sys
+
+    return getattr(sys.modules[__name__], "MathtunePyfunc")()
+
+
+def start(recipe: Recipe, run_name: str, default_experiment: str, run_id: str | None = None) -> NullTracker:
+    if recipe.tracking.backend == "none":
+        return NullTracker()
+    return MlflowTracker(recipe, run_name, default_experiment, run_id)
+
+
+def _make_pyfunc_class() -> type:
+    import mlflow.pyfunc
+
+    class MathtunePyfunc(mlflow.pyfunc.PythonModel):
+        """MLflow's view of a mathtune model folder: DataFrame of texts in, labels and probabilities out."""
+
+        def load_context(self, context):
+            from .models.saved import load_predictor
+
+            self.predictor = load_predictor(context.artifacts["model_dir"])
+
+        def predict(self, context, model_input, params=None):
+            import pandas as pd
+
+            column = self.predictor.manifest.get("text_column", "Question")
+            if isinstance(model_input, pd.DataFrame):
+                col = column if column in model_input.columns else model_input.columns[0]
+                texts = model_input[col].astype(str).tolist()
+            else:
+                texts = [str(t) for t in model_input]
+            idx, prob = self.predictor.topk(texts, k=1)
+            labels = self.predictor.labels
+            return pd.DataFrame({
+                "label": [labels.values[i] for i in idx[:, 0]],
+                "name": [labels.names[i] for i in idx[:, 0]],
+                "probability": prob[:, 0],
+            })
+
+    MathtunePyfunc.__module__ = __name__
+    MathtunePyfunc.__qualname__ = "MathtunePyfunc"
+    return MathtunePyfunc
+
+
+def __getattr__(name: str):
+    # Built on first use so that importing this module does not import mlflow (slow) when tracking is off;
+    # registered as a module attribute so MLflow pickles it by reference.
+    if name == "MathtunePyfunc":
+        cls = _make_pyfunc_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(name)
+
+
+def load_registered(uri: str) -> Path:
+    """Download a registered model (``models:/name/version``) and return its mathtune model folder."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    candidates = [p.parent for p in local.rglob("mathtune.json")]
+    if not candidates:
+        from .errors import ModelError
+
+        raise ModelError(f"{uri}: the MLflow model has no mathtune model folder")
+    return candidates[0]

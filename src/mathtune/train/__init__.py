@@ -1,0 +1,1 @@
+"""Trainers: classical (TF-IDF + linear), fine-tuning with a classification head."""

@@ -1,0 +1,124 @@
+"""Shared fixtures: tiny random models built in the test, tiny data, an isolated working folder."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+TOPICS = {
+    "0": ["Solve for x: {a}x + {b} = {c}.", "Factor the polynomial x^2 + {a}x + {b}.", "Simplify ({a}x + {b})({c}x - 1)."],
+    "1": ["A triangle has sides {a}, {b} and {c}. Find its area.", "Find the angle of a circle sector with radius {a}.",
+          "Compute sin({a} degrees) + cos({b} degrees) for the triangle."],
+    "4": ["Find the remainder when {a}^{b} is divided by {c}.", "How many divisors does {a}{b} have? Is it prime?",
+          "Find the greatest common divisor of {a} and {c}."],
+}
+
+
+def _rows(n_per_class: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for label, templates in TOPICS.items():
+        for i in range(n_per_class):
+            text = rng.choice(templates).format(a=rng.randint(2, 99), b=rng.randint(2, 99), c=rng.randint(2, 99))
+            rows.append({"Question": text, "label": label})
+    rng.shuffle(rows)
+    for i, row in enumerate(rows):
+        row["id"] = str(i)
+    return rows
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """Run in a temporary folder with its own MLflow store and data directory."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MATHTUNE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+@pytest.fixture
+def topic_csv(workdir) -> Path:
+    frame = pd.DataFrame(_rows(20, seed=1))[["Question", "label"]]
+    # one row stored as a Python bytes literal, as in the Kaggle data
+    frame.loc[len(frame)] = ["b'Solve 0 = -3*i - 91*i for i.\\n'", "0"]
+    path = workdir / "topics.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def topic_test_csv(workdir) -> Path:
+    frame = pd.DataFrame(_rows(4, seed=2))[["id", "Question"]]
+    path = workdir / "test.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def labelled_eval_csv(workdir) -> Path:
+    frame = pd.DataFrame(_rows(5, seed=3))[["Question", "label"]]
+    path = workdir / "eval.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _tiny_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + list("+-*/^=()?.,:'\\")
+    words = sorted({w.strip(".,?:()").lower() for t in sum(TOPICS.values(), []) for w in t.split() if w.isalpha()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    return tokenizer
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer BERT encoder with 32 hidden units and its tokenizer, saved as a local model folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = _tiny_tokenizer(folder)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama decoder (for the decoder-with-classification-head path)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = _tiny_tokenizer(folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
+                         pad_token_id=tokenizer.pad_token_id)
+    import torch
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path

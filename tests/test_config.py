@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import pytest
+
+from mathtune.config import load_recipe, recipe_from_dict
+from mathtune.errors import RecipeError
+
+from conftest import REPO
+
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+def test_recipes_exist():
+    names = {p.stem for p in RECIPES}
+    assert {"topic-tfidf", "topic-lora", "topic-llm-lora", "topic-qlora", "demo-topic"} <= names
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)
+def test_every_shipped_recipe_loads(path: Path):
+    recipe = load_recipe(path)
+    assert recipe.task
+    # each recipe is headed by the command that runs it
+    assert path.read_text().startswith("# mathtune ")
+
+
+def test_unknown_key_names_the_key_and_suggests():
+    with pytest.raises(RecipeError) as err:
+        recipe_from_dict({"data": {"train": "x.csv"}, "train": {"epochz": 3}}, source="r.yaml")
+    message = str(err.value)
+    assert "r.yaml" in message and "train.epochz" in message and "train.epochs" in message
+
+
+def test_unknown_top_level_key():
+    with pytest.raises(RecipeError, match="unknown key 'optimizer'"):
+        recipe_from_dict({"data": {"train": "x.csv"}, "optimizer": "adam"})
+
+
+def test_set_overrides_nested_keys_with_yaml_values():
+    recipe = recipe_from_dict({"data": {"train": "x.csv"}}, ["train.epochs=7", "train.learning_rate=1e-4",
+                                                              "model.lora.target_modules=[q_proj, v_proj]"])
+    assert recipe.train.epochs == 7
+    assert recipe.train.learning_rate == pytest.approx(1e-4)
+    assert recipe.model.lora.target_modules == ["q_proj", "v_proj"]
+
+
+def test_set_unknown_key_is_an_error():
+    with pytest.raises(RecipeError, match="train.nope"):
+        recipe_from_dict({"data": {"train": "x.csv"}}, ["train.nope=1"])
+
+
+def test_bad_value_names_key():
+    with pytest.raises(RecipeError, match="train.epochs"):
+        recipe_from_dict({"data": {"train": "x.csv"}, "train": {"epochs": "many"}})
+
+
+def test_tracking_shorthand():
+    assert recipe_from_dict({"data": {"train": "x"}, "tracking": "none"}).tracking.backend == "none"
+    assert recipe_from_dict({"data": {"train": "x"}}, ["tracking=none"]).tracking.backend == "none"
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(RecipeError, match="not found"):
+        load_recipe(tmp_path / "nope.yaml")

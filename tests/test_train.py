@@ -1,0 +1,125 @@
+"""End-to-end training on tiny models built in the test: outputs, resume, atomic model folders."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mathtune.config import recipe_from_dict
+from mathtune.errors import DataError, MathtuneError, ModelError
+from mathtune.models.saved import load_predictor
+from mathtune.train.finetune import batch_order, class_weight_tensor
+from mathtune.train.run import train_from_recipe
+
+
+def _recipe(trainer="finetune", model=None, **train):
+    raw = {
+        "task": "topic",
+        "trainer": trainer,
+        "data": {"train": "topics.csv", "val_size": 0.25},
+        "train": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3, "checkpoint_every_steps": 2, **train},
+        "tracking": "none",
+    }
+    if model:
+        raw["model"] = model
+    return recipe_from_dict(raw)
+
+
+def test_tfidf_trains_and_saves_without_pickle(topic_csv):
+    result = train_from_recipe(_recipe("tfidf"), "runs/tfidf")
+    folder = result.output
+    assert result.metrics["f1_micro"] > 0.9
+    for name in ("mathtune.json", "metrics.json", "recipe.yaml", "confusion_matrix.png", "per_class.csv", "tfidf.json"):
+        assert (folder / name).is_file(), name
+    assert not list(folder.glob("*.pkl")) and not list(folder.glob("*.joblib"))
+    manifest = json.loads((folder / "mathtune.json").read_text())
+    assert manifest["labels"]["names"][4] == "Number Theory"
+    predictor = load_predictor(folder)
+    idx, prob = predictor.topk(["Find the remainder when 7^5 is divided by 3."], k=2)
+    assert idx.shape == (1, 2) and prob[0, 0] >= prob[0, 1]
+
+
+def test_lora_encoder_trains_end_to_end(topic_csv, tiny_bert):
+    recipe = _recipe(model={"name": str(tiny_bert), "peft": "lora", "max_length": 64})
+    result = train_from_recipe(recipe, "runs/bert")
+    metrics = json.loads((result.output / "metrics.json").read_text())
+    assert len(metrics["history"]) == 2
+    assert (result.output / "model" / "model.safetensors").is_file()
+    assert (result.output / "training_curve.png").is_file()
+    assert not (result.output / "checkpoints").exists()
+    predictor = load_predictor(result.output)
+    assert predictor.kind == "transformer"
+    idx, _ = predictor.topk(["Solve for x: 3x + 1 = 7."])
+    assert 0 <= idx[0, 0] < 8
+
+
+def test_decoder_with_classification_head_full_finetune(topic_csv, tiny_llama):
+    recipe = _recipe(model={"name": str(tiny_llama), "peft": "none", "max_length": 64}, epochs=1, class_weights=True)
+    result = train_from_recipe(recipe, "runs/llama")
+    predictor = load_predictor(result.output)
+    assert type(predictor._model).__name__ == "LlamaForSequenceClassification"
+
+
+class _KillAfter:
+    """A reporter that interrupts training after some batches, like a killed process."""
+
+    def __init__(self, batches: int) -> None:
+        self.left = batches
+
+    def start(self, stage, total):
+        pass
+
+    def epoch_end(self, epoch, metrics):
+        pass
+
+    def advance(self, n=1, **info):
+        if "loss" in info:
+            self.left -= 1
+            if self.left == 0:
+                raise KeyboardInterrupt
+
+
+def test_killed_run_resumes_from_last_checkpoint(topic_csv, tiny_bert):
+    recipe = _recipe(model={"name": str(tiny_bert), "peft": "lora", "max_length": 64}, epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_from_recipe(recipe, "runs/resume", reporter=_KillAfter(5))
+    assert not (topic_csv.parent / "runs" / "resume").exists()
+    assert (topic_csv.parent / "runs" / "resume.partial" / "checkpoints" / "last.pt").is_file()
+    result = train_from_recipe(recipe, "runs/resume")
+    assert result.resumed_from_step == 4  # checkpoint_every_steps=2: the last one before the kill
+    assert len(result.history) == 2
+    assert not (topic_csv.parent / "runs" / "resume.partial").exists()
+
+
+def test_bad_data_leaves_no_model_folder(workdir, tiny_bert):
+    (workdir / "topics.csv").write_text("Question,label\nWhat is 1+1?,0\n,1\nWhat is 2+2?,0\nWhat?,1\n")
+    with pytest.raises(DataError, match="data row 2"):
+        train_from_recipe(_recipe("tfidf"), "runs/bad")
+    assert not (workdir / "runs" / "bad").exists() and not (workdir / "runs" / "bad.partial").exists()
+
+
+def test_existing_output_needs_overwrite_and_survives_failure(topic_csv):
+    first = train_from_recipe(_recipe("tfidf"), "runs/m")
+    with pytest.raises(MathtuneError, match="--overwrite"):
+        train_from_recipe(_recipe("tfidf"), "runs/m")
+    with pytest.raises(ModelError, match="CUDA"):
+        train_from_recipe(_recipe(model={"name": "x", "peft": "qlora"}), "runs/m", overwrite=True)
+    assert (first.output / "mathtune.json").is_file()  # the old model is untouched
+    train_from_recipe(_recipe("tfidf"), "runs/m", overwrite=True)
+    assert (first.output / "mathtune.json").is_file()
+
+
+def test_length_grouped_batches_reduce_padding():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 300, size=2000)
+    def padding(batches):
+        return sum(len(b) * lengths[b].max() - lengths[b].sum() for b in batches)
+    grouped = batch_order(lengths, 16, seed=0, group_by_length=True)
+    plain = batch_order(lengths, 16, seed=0, group_by_length=False)
+    assert sorted(np.concatenate(grouped)) == list(range(2000))
+    assert padding(grouped) < 0.2 * padding(plain)
+
+
+def test_balanced_class_weights():
+    weights = class_weight_tensor([0, 0, 0, 1], 3)
+    assert weights.tolist() == pytest.approx([4 / 6, 2.0, 1.0])

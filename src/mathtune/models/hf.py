@@ -85,6 +85,8 @@ def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str])
     except (OSError, ValueError) as exc:
         raise ModelError(f"model {source.label}: cannot load it as a sequence classifier ({exc})") from None
     model.config.pad_token_id = tokenizer.pad_token_id
+    if source.gguf_file:
+        forget_gguf_origin(model)
     if cfg.peft in ("lora", "qlora"):
         model = _add_lora(model, cfg, quantized=quant is not None)
     if cfg.gradient_checkpointing:
@@ -93,6 +95,21 @@ def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str])
     total = sum(p.numel() for p in model.parameters())
     log.info("loaded %s: %.1fM parameters, %.2f%% trainable", source.label, total / 1e6, 100 * trainable / total)
     return LoadedModel(model, tokenizer, source, trainable, total)
+
+
+def forget_gguf_origin(model) -> None:
+    """transformers dequantizes GGUF weights on load but keeps a 'gguf quantizer' marker that makes
+    save_pretrained refuse; the weights are plain tensors, so the marker is dropped."""
+    if getattr(model, "hf_quantizer", None) is not None and "gguf" in type(model.hf_quantizer).__name__.lower():
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        for attr in ("is_quantized", "quantization_method"):
+            if hasattr(model, attr):
+                try:
+                    setattr(model, attr, False if attr == "is_quantized" else None)
+                except AttributeError:
+                    pass
 
 
 def _add_lora(model, cfg: ModelConfig, quantized: bool):

@@ -92,7 +92,7 @@ def _metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("f1_micro", "f1_macro", "f1_weighted", "accuracy", "n"):
+    for key in ("map@3", "f1_micro", "f1_macro", "f1_weighted", "accuracy", "top3_accuracy", "category_accuracy", "n"):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -100,6 +100,13 @@ def _metrics_table(metrics: dict, title: str) -> Table:
 
 
 def _per_class_table(metrics: dict) -> Table:
+    if "per_category" in metrics:
+        table = Table(title="per category (true Category)")
+        for col in ("category", "n", "map@3", "top1_accuracy", "category_accuracy"):
+            table.add_column(col, justify="left" if col == "category" else "right")
+        for row in metrics["per_category"]:
+            table.add_row(row["category"], str(row["n"]), *(f"{row[c]:.4f}" for c in ("map@3", "top1_accuracy", "category_accuracy")))
+        return table
     table = Table(title="per class")
     for col in ("label", "precision", "recall", "f1", "support"):
         table.add_column(col, justify="left" if col == "label" else "right")
@@ -135,6 +142,16 @@ def train(
         result = train_from_recipe(parsed, output, overwrite=overwrite, resume=resume, reporter=reporter)
     out.print(_metrics_table(result.metrics, f"validation metrics ({parsed.task}, {parsed.trainer})"))
     out.print(_per_class_table(result.metrics))
+    if result.metrics.get("ablation"):
+        ablation = Table(title="candidate-label switches on validation (same model)")
+        ablation.add_column("switches")
+        ablation.add_column("map@3", justify="right")
+        ablation.add_column("top-1", justify="right")
+        for name, values in result.metrics["ablation"].items():
+            ablation.add_row(name, f"{values['map@3']:.4f}", f"{values['accuracy']:.4f}")
+        out.print(ablation)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")
     if result.resumed_from_step:
         out.print(f"resumed from optimizer step {result.resumed_from_step}")
     out.print(f"training time {result.train_seconds:.1f} s"
@@ -156,7 +173,7 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
-    label_column: Annotated[str, typer.Option(help="Label column.")] = "label",
+    label_column: Annotated[str, typer.Option(help="Label column (topics; misconceptions use Category and Misconception).")] = "label",
 ) -> None:
     """Score a model on a labelled file.
 
@@ -168,6 +185,8 @@ def evaluate(
         metrics = evaluate_file(model_dir, data, text_column, label_column, json_out, plot, reporter)
     out.print(_metrics_table(metrics, f"{data}"))
     out.print(_per_class_table(metrics))
+    for note in metrics.get("notes", []):
+        console.print(f"[yellow]note:[/] {note}")
 
 
 @app.command()
@@ -179,14 +198,17 @@ def predict(
     text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
     id_column: Annotated[Optional[str], typer.Option(help="Id column (default: id; row numbers when absent).")] = None,
 ) -> None:
-    """Write predictions in the competition's submission format (id,label for topics).
+    """Write predictions in the competition's submission format (id,label for topics; row_id,Category:Misconception
+    with the top three labels for misconceptions).
 
     Example: mathtune predict runs/topic-lora --data math-topics/test.csv --output submission.csv
     """
     from .inference import predict_file
 
     with RichReporter() as reporter:
-        submission = predict_file(model_dir, data, output, text_column, id_column, reporter)
+        submission, notes = predict_file(model_dir, data, output, text_column, id_column, reporter)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
     out.print(f"wrote {len(submission)} predictions to [bold]{output}[/]")
 
 

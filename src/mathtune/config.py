@@ -30,6 +30,8 @@ class DataConfig(_Strict):
     label_column: str = Field("label", description="Column with the label (an id or a name).")
     id_column: str = Field("id", description="Column with row ids, used in prediction files when present.")
     val_size: float = Field(0.2, gt=0.0, lt=1.0, description="Share of train held out for validation.")
+    split: Literal["stratified", "grouped"] = Field("stratified", description="stratified on the label (single-member classes stay in train), or grouped by `group_column` (unseen groups in validation).")
+    group_column: str = Field("QuestionId", description="Column that groups rows for a grouped split.")
     split_seed: int = Field(0, description="Seed of the stratified train/validation split.")
     limit: int | None = Field(None, gt=0, description="Use at most this many training rows (stratified sample), for quick runs.")
 
@@ -87,8 +89,20 @@ class TrackingConfig(_Strict):
     log_model: bool = Field(True, description="Log the model as an MLflow model and register a version.")
 
 
+class MisconceptionConfig(_Strict):
+    question_column: str = "QuestionText"
+    answer_column: str = "MC_Answer"
+    explanation_column: str = "StudentExplanation"
+    question_id_column: str = "QuestionId"
+    category_column: str = "Category"
+    misconception_column: str = "Misconception"
+    prompt_template: str | None = Field(None, description="Model input template with {QuestionText}, {MC_Answer}, {StudentExplanation}; empty: the seed's 'Analyze the student's reasoning' layout.")
+    restrict_to_question: bool = Field(True, description="Rank only labels seen for the same QuestionId in training (unseen questions: all labels).")
+    derive_correctness: bool = Field(True, description="Keep only True_/False_ labels matching whether the chosen answer is the question's correct one (learnt from training data).")
+
+
 class Recipe(_Strict):
-    task: Literal["topic"] = "topic"
+    task: Literal["topic", "misconception"] = "topic"
     trainer: Literal["tfidf", "finetune"] = "finetune"
     labels: list[str] | None = Field(None, description="Label names in id order; default: the task's names or the data's values.")
     data: DataConfig
@@ -96,6 +110,7 @@ class Recipe(_Strict):
     tfidf: TfidfConfig = Field(default_factory=TfidfConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    misconception: MisconceptionConfig = Field(default_factory=MisconceptionConfig)
 
     @field_validator("tracking", mode="before")
     @classmethod

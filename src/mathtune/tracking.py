@@ -114,19 +114,28 @@ def _make_pyfunc_class() -> type:
         def predict(self, context, model_input, params=None):
             import pandas as pd
 
+            from .inference import task_of
+
+            task = task_of(self.predictor)
             column = self.predictor.manifest.get("text_column", "Question")
             if isinstance(model_input, pd.DataFrame):
-                col = column if column in model_input.columns else model_input.columns[0]
-                texts = model_input[col].astype(str).tolist()
+                frame = model_input
             else:
-                texts = [str(t) for t in model_input]
-            idx, prob = self.predictor.topk(texts, k=1)
+                frame = pd.DataFrame({column: [str(t) for t in model_input]})
+            if self.predictor.task == "topic" and column not in frame.columns:
+                frame = frame.rename(columns={frame.columns[0]: column})
+            texts = task.inputs(frame, column, "request")
+            allowed, _ = task.candidate_masks(frame, self.predictor.manifest.get("structure"), self.predictor.labels)
+            idx, prob = self.predictor.topk(texts, k=task.top_k, allowed=allowed)
             labels = self.predictor.labels
-            return pd.DataFrame({
+            out = pd.DataFrame({
                 "label": [labels.values[i] for i in idx[:, 0]],
                 "name": [labels.names[i] for i in idx[:, 0]],
                 "probability": prob[:, 0],
             })
+            if task.top_k > 1:
+                out["top_labels"] = [" ".join(labels.values[i] for i in row) for row in idx]
+            return out
 
     MathtunePyfunc.__module__ = __name__
     MathtunePyfunc.__qualname__ = "MathtunePyfunc"

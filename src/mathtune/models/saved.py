@@ -46,28 +46,42 @@ class Predictor:
     def kind(self) -> str:
         return self.manifest["kind"]
 
-    def topk(self, texts: Sequence[str], k: int = 1, batch_size: int = 64, reporter=None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k label ids and probabilities per text."""
+    def topk(self, texts: Sequence[str], k: int = 1, batch_size: int = 64, reporter=None,
+             allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k label ids and probabilities per text, over the labels ``allowed`` for each row (default all)."""
+        return self.topk_variants(texts, k, {"only": allowed}, batch_size, reporter)["only"]
+
+    def topk_variants(self, texts: Sequence[str], k: int, variants: dict[str, np.ndarray | None],
+                      batch_size: int = 64, reporter=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Like topk, for several candidate masks at the cost of one pass of the model."""
         k = min(k, len(self.labels))
         if self.kind == "tfidf":
-            from ..train.classical import class_probabilities
-
-            idx_parts, prob_parts = [], []
-            for start in range(0, len(texts), 1024):
-                probs = class_probabilities(self._model, texts[start:start + 1024], len(self.labels))
-                idx = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-                idx_parts.append(idx)
-                prob_parts.append(np.take_along_axis(probs, idx, axis=1))
-                if reporter:
-                    reporter.advance(len(probs))
-            if not idx_parts:
-                return np.zeros((0, k), dtype=np.int64), np.zeros((0, k), dtype=np.float32)
-            return np.concatenate(idx_parts), np.concatenate(prob_parts)
-        from ..train.finetune import score, tokenize
+            return tfidf_topk_variants(self._model, texts, len(self.labels), k, variants, reporter)
+        from ..train.finetune import score_variants, tokenize
 
         ids = tokenize(self._tokenizer, texts, self.manifest.get("max_length", 256))
-        top_idx, top_prob, _ = score(self._model, ids, self._tokenizer.pad_token_id, batch_size, k, reporter=reporter)
-        return top_idx, top_prob
+        out, _ = score_variants(self._model, ids, self._tokenizer.pad_token_id, batch_size, k,
+                                variants=variants, reporter=reporter)
+        return out
+
+
+def tfidf_topk_variants(model, texts: Sequence[str], num_labels: int, k: int, variants: dict,
+                        reporter=None, chunk: int = 1024) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    from ..train.classical import class_probabilities
+
+    n = len(texts)
+    out = {name: (np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)) for name in variants}
+    for start in range(0, n, chunk):
+        probs = class_probabilities(model, texts[start:start + chunk], num_labels)
+        for name, allowed in variants.items():
+            p = probs if allowed is None else np.where(allowed[start:start + chunk], probs, 0.0)
+            p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
+            idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
+            out[name][0][start:start + len(p)] = idx
+            out[name][1][start:start + len(p)] = np.take_along_axis(p, idx, axis=1)
+        if reporter:
+            reporter.advance(len(probs))
+    return out
 
 
 def load_predictor(folder: str | Path) -> Predictor:

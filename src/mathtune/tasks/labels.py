@@ -45,10 +45,15 @@ class LabelMap:
             raise DataError(f"recipe labels {list(names)} do not match the data's labels {distinct[:20]}")
         return cls(distinct, distinct)
 
-    def encode(self, raw: Sequence[str], path: str | Path = "data") -> list[int]:
+    def encode(self, raw: Sequence[str], path: str | Path = "data", allow_unknown: bool = False) -> list[int]:
+        """Label ids; an unknown label is an error naming its row, or -1 with ``allow_unknown``
+        (a grouped validation split can hold labels that training never saw)."""
         ids = []
         for row, value in enumerate(raw, start=1):
             key = value.strip()
+            if key not in self._index and allow_unknown:
+                ids.append(-1)
+                continue
             if key not in self._index:
                 known = ", ".join(self.values[:20]) + (" ..." if len(self.values) > 20 else "")
                 raise DataError(

@@ -156,19 +156,30 @@ def class_weight_tensor(labels: Sequence[int], num_labels: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- scoring
 
 
+def masked_topk(scores: torch.Tensor, mask: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ids and probabilities of softmax(scores) over the allowed labels of each row."""
+    if mask is not None:
+        scores = scores.masked_fill(~torch.as_tensor(mask, device=scores.device), float("-inf"))
+    probs = scores.softmax(-1)
+    values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return indices.cpu().numpy(), values.float().cpu().numpy()
+
+
 @torch.no_grad()
-def score(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, precision: str = "auto",
-          labels: Sequence[int] | None = None, reporter: Reporter | None = None):
-    """Top-k class ids and probabilities for each row (input order), and the mean loss when labels are given.
-    Only k values per row are kept, never the whole logits matrix."""
+def score_variants(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, precision: str = "auto",
+                   labels: Sequence[int] | None = None, variants: dict[str, np.ndarray | None] | None = None,
+                   reporter: Reporter | None = None):
+    """Top-k class ids and probabilities for each row (input order) under each candidate-label mask in
+    ``variants`` (None: all labels), and the mean loss when labels are given. Only k values per row and
+    variant are kept, never the whole logits matrix."""
     model.eval()
+    variants = variants or {"all": None}
     device = pick_device(model)
     autocast = autocast_context(precision, device)
     order = np.argsort([-len(s) for s in ids], kind="stable")
     n = len(ids)
-    top_idx = np.zeros((n, k), dtype=np.int64)
-    top_prob = np.zeros((n, k), dtype=np.float32)
-    loss_sum = 0.0
+    out = {name: (np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)) for name in variants}
+    loss_sum, loss_rows = 0.0, 0
     for start in range(0, n, batch_size):
         rows = order[start:start + batch_size]
         input_ids, mask = collate(ids, rows, pad_id, device)
@@ -176,14 +187,24 @@ def score(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, pre
             logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
         if labels is not None:
             target = torch.tensor([labels[r] for r in rows], device=device)
-            loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
-        probs = logits.softmax(-1)
-        values, indices = probs.topk(min(k, probs.shape[-1]), dim=-1)
-        top_idx[rows, : values.shape[1]] = indices.cpu().numpy()
-        top_prob[rows, : values.shape[1]] = values.cpu().numpy()
+            known = target >= 0
+            if known.any():
+                loss_sum += F.cross_entropy(logits[known], target[known], reduction="sum").item()
+                loss_rows += int(known.sum())
+        for name, allowed in variants.items():
+            idx, prob = masked_topk(logits, None if allowed is None else allowed[rows], k)
+            out[name][0][rows, : idx.shape[1]] = idx
+            out[name][1][rows, : prob.shape[1]] = prob
         if reporter:
             reporter.advance(len(rows))
-    return top_idx, top_prob, (loss_sum / max(n, 1) if labels is not None else None)
+    return out, (loss_sum / max(loss_rows, 1) if labels is not None else None)
+
+
+def score(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, precision: str = "auto",
+          labels: Sequence[int] | None = None, reporter: Reporter | None = None, allowed: np.ndarray | None = None):
+    """Top-k ids and probabilities (and mean loss) under one candidate mask."""
+    out, loss = score_variants(model, ids, pad_id, batch_size, k, precision, labels, {"only": allowed}, reporter)
+    return out["only"][0], out["only"][1], loss
 
 
 # ----------------------------------------------------------------------------- checkpoints

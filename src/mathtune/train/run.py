@@ -26,18 +26,19 @@ from ..data.readers import read_table, require_columns
 from ..data.split import stratified_split, stratified_subsample
 from ..errors import DataError, MathtuneError, RecipeError
 from ..io import replace_dir, write_json, write_text
-from ..metrics.classification import classification_metrics, headline
+from ..metrics.classification import headline
 from ..metrics.plots import confusion_matrix_png, training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
 from ..paths import is_demo, resolve_data_path
 from ..tasks import LabelMap, get_task
-from .finetune import NullReporter, Reporter, peak_rss_mb, score, set_seed, tokenize
+from .finetune import NullReporter, Reporter, peak_rss_mb, set_seed, tokenize
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Split:
+    frame: pd.DataFrame
     texts: list[str]
     raw_labels: list[str]
     source: str
@@ -52,6 +53,7 @@ class TrainResult:
     train_seconds: float = 0.0
     samples_per_second: float | None = None
     resumed_from_step: int = 0
+    notes: list[str] = field(default_factory=list)
 
 
 # ----------------------------------------------------------------------------- data
@@ -64,32 +66,51 @@ def load_frame(ref: str, fmt: str = "auto", encoding: str = "utf-8") -> tuple[pd
     return read_table(path, fmt, encoding), str(path)
 
 
-def _labels(frame: pd.DataFrame, column: str, source: str) -> list[str]:
-    require_columns(frame, [column], source, hint="Set data.label_column to the label column.")
-    values = frame[column].astype(str).str.strip().tolist()
-    empty = [i + 1 for i, v in enumerate(values) if not v]
-    if empty:
-        raise DataError(f"{source}: column {column} is empty in data row(s) {', '.join(map(str, empty[:10]))}")
-    return values
+def task_for(recipe: Recipe):
+    return get_task(recipe.task, recipe.misconception if recipe.task == "misconception" else None)
+
+
+def _split_of(frame: pd.DataFrame, task, d, source: str) -> Split:
+    frame = frame.reset_index(drop=True)
+    return Split(frame, task.inputs(frame, d.text_column, source), task.raw_labels(frame, d.label_column, source), source)
+
+
+def grouped_split(groups: list[str], val_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Whole groups (e.g. questions) go to validation, to measure how a model does on unseen ones."""
+    from sklearn.model_selection import GroupShuffleSplit
+
+    if len(set(groups)) < 2:
+        raise DataError("a grouped split needs at least 2 groups")
+    splitter = GroupShuffleSplit(n_splits=1, test_size=val_size, random_state=seed)
+    train_idx, val_idx = next(splitter.split(np.zeros(len(groups)), groups=groups))
+    return np.sort(train_idx), np.sort(val_idx)
 
 
 def load_splits(recipe: Recipe) -> tuple[Split, Split]:
-    task = get_task(recipe.task)
+    task = task_for(recipe)
     d = recipe.data
     frame, source = load_frame(d.train, d.format, d.encoding)
-    texts = task.inputs(frame, d.text_column, source)
-    labels = _labels(frame, d.label_column, source)
-    if d.limit and d.limit < len(texts):
-        keep = stratified_subsample(labels, d.limit, d.split_seed)
-        texts, labels = [texts[i] for i in keep], [labels[i] for i in keep]
+    full = _split_of(frame, task, d, source)
     if d.validation:
         vframe, vsource = load_frame(d.validation, d.format, d.encoding)
-        return Split(texts, labels, source), Split(task.inputs(vframe, d.text_column, vsource),
-                                                   _labels(vframe, d.label_column, vsource), vsource)
-    train_idx, val_idx = stratified_split(labels, d.val_size, d.split_seed)
-    pick = lambda idx, xs: [xs[i] for i in idx]  # noqa: E731
-    return (Split(pick(train_idx, texts), pick(train_idx, labels), f"{source} (train split)"),
-            Split(pick(val_idx, texts), pick(val_idx, labels), f"{source} (validation split)"))
+        train, val = full, _split_of(vframe, task, d, vsource)
+    else:
+        if d.split == "grouped":
+            require_columns(frame, [d.group_column], source, hint="Set data.group_column, or use data.split: stratified.")
+            train_idx, val_idx = grouped_split(frame[d.group_column].astype(str).tolist(), d.val_size, d.split_seed)
+        else:
+            train_idx, val_idx = stratified_split(full.raw_labels, d.val_size, d.split_seed)
+        train = _subset(full, train_idx, f"{source} (train split)")
+        val = _subset(full, val_idx, f"{source} (validation split)")
+    if d.limit and d.limit < len(train.texts):
+        train = _subset(train, stratified_subsample(train.raw_labels, d.limit, d.split_seed), train.source)
+    return train, val
+
+
+def _subset(split: Split, idx, source: str) -> Split:
+    idx = list(idx)
+    return Split(split.frame.iloc[idx].reset_index(drop=True), [split.texts[i] for i in idx],
+                 [split.raw_labels[i] for i in idx], source)
 
 
 # ----------------------------------------------------------------------------- output folder
@@ -118,13 +139,16 @@ def _prepare_work_dir(output: Path, recipe_yaml: str, overwrite: bool, resume: b
 def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = False, resume: bool = True,
                       reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or NullReporter()
-    task = get_task(recipe.task)
+    task = task_for(recipe)
     output = Path(output)
     check_recipe_runnable(recipe)
     train, val = load_splits(recipe)
     labels = LabelMap.infer(train.raw_labels, task.default_label_names, recipe.labels)
     y_train = labels.encode(train.raw_labels, train.source)
-    y_val = labels.encode(val.raw_labels, val.source)
+    # a grouped split can put labels in validation that training never saw: they count as misses
+    y_val = labels.encode(val.raw_labels, val.source, allow_unknown=recipe.data.split == "grouped" and not recipe.data.validation)
+    structure = task.structure(train.frame, train.raw_labels, labels)
+    masks, notes = _validation_variants(task, val.frame, structure, labels)
 
     recipe_yaml = recipe_to_yaml(recipe)
     work = _prepare_work_dir(output, recipe_yaml, overwrite, resume)
@@ -137,9 +161,9 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         write_json(run_file, tracker.info)
         set_seed(recipe.train.seed)
         if recipe.trainer == "tfidf":
-            result = _train_tfidf(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter)
+            result = _train_tfidf(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks)
         else:
-            result = _train_finetune(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task)
+            result = _train_finetune(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks)
         metrics, history = result["metrics"], result["history"]
         for entry in history:
             tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, step=entry["epoch"])
@@ -166,10 +190,13 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             "peft": None if recipe.trainer == "tfidf" else recipe.model.peft,
             "primary_metric": task.primary_metric,
             "validation": {task.primary_metric: metrics[task.primary_metric], "n": len(y_val)},
+            "task_settings": task.settings_dict(),
+            "structure": structure,
         }
         write_json(work / MANIFEST, manifest)
-        write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history})
-        _write_reports(work, metrics, history, labels, task.primary_metric)
+        write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history,
+                                           "ablation": result.get("ablation", {}), "split": recipe.data.split})
+        _write_reports(work, metrics, history, labels, task)
         for name in ("confusion_matrix.png", "training_curve.png", "per_class.csv", "metrics.json", "recipe.yaml"):
             if (work / name).exists():
                 tracker.log_artifact(work / name, "reports")
@@ -183,8 +210,9 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         write_json(work / MANIFEST, manifest)
         tracker.end("FINISHED")
         replace_dir(work, output)
-        return TrainResult(output, {**metrics, **summary}, history, manifest["tracking"], result["train_seconds"],
-                           result.get("samples_per_second"), result.get("resumed_from_step", 0))
+        return TrainResult(output, {**metrics, **summary, "ablation": result.get("ablation", {})}, history,
+                           manifest["tracking"], result["train_seconds"], result.get("samples_per_second"),
+                           result.get("resumed_from_step", 0), notes)
     except MathtuneError:
         if tracker:
             tracker.end("FAILED")
@@ -197,63 +225,87 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         raise
 
 
-def _evaluate(y_true, top_idx, labels: LabelMap) -> dict:
-    return classification_metrics(y_true, top_idx[:, 0], labels.names)
+SWITCHES = ("restrict_to_question", "derive_correctness")
 
 
-def _train_tfidf(recipe, work, x_train, y_train, x_val, y_val, labels, reporter) -> dict:
+def _validation_variants(task, frame, structure, labels) -> tuple[dict, list[str]]:
+    """Candidate masks for the final validation: the recipe's setting ("final"), and for tasks with
+    switches every combination of them, so one training run also gives the switch ablation."""
+    final, notes = task.candidate_masks(frame, structure, labels)
+    variants = {"final": final}
+    if structure is not None:
+        for a in (False, True):
+            for b in (False, True):
+                mask, _ = task.candidate_masks(frame, structure, labels, {SWITCHES[0]: a, SWITCHES[1]: b})
+                variants[f"{SWITCHES[0]}={a},{SWITCHES[1]}={b}"] = mask
+    return variants, notes
+
+
+def _final_metrics(task, y_val, outputs: dict, labels) -> tuple[dict, dict]:
+    metrics = task.metrics(y_val, outputs["final"][0], labels)
+    ablation = {name: {k: v for k, v in task.metrics(y_val, top[0], labels).items() if isinstance(v, float)}
+                for name, top in outputs.items() if name != "final"}
+    return metrics, ablation
+
+
+def _train_tfidf(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task, masks) -> dict:
     import time
 
-    from .classical import class_probabilities, fit_tfidf, save
+    from ..models.saved import tfidf_topk_variants
+    from .classical import fit_tfidf, save
 
     reporter.start("fit TF-IDF + linear model", None)
     start = time.perf_counter()
-    pipeline = fit_tfidf(x_train, y_train, recipe.tfidf, recipe.train.seed)
+    model = fit_tfidf(x_train, y_train, recipe.tfidf, recipe.train.seed)
     seconds = time.perf_counter() - start
-    save(pipeline, work)
-    probs = class_probabilities(pipeline, x_val, len(labels))
-    metrics = _evaluate(y_val, np.argsort(-probs, axis=1)[:, :1], labels)
+    save(model, work)
+    outputs = tfidf_topk_variants(model, x_val, len(labels), task.top_k, masks)
+    metrics, ablation = _final_metrics(task, y_val, outputs, labels)
     history = [{"epoch": 1, "step": 1, **{k: v for k, v in metrics.items() if isinstance(v, float)}}]
-    return {"metrics": metrics, "history": history, "train_seconds": seconds,
+    return {"metrics": metrics, "history": history, "train_seconds": seconds, "ablation": ablation,
             "samples_per_second": len(x_train) / max(seconds, 1e-9)}
 
 
-def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task) -> dict:
+def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task, masks) -> dict:
+    import torch
+
     from ..models.hf import load_classifier, merge_for_saving
-    from .finetune import fit
+    from .finetune import fit, score_variants
 
     reporter.start(f"load {recipe.model.name}", None)
     loaded = load_classifier(recipe.model, len(labels), dict(enumerate(labels.names)))
     fitted = fit(
         loaded.model, loaded.tokenizer, x_train, y_train, x_val, y_val, recipe.train,
         max_length=recipe.model.max_length, num_labels=len(labels),
-        evaluate=lambda y, top: _evaluate(y, top, labels), primary_metric=task.primary_metric,
+        evaluate=lambda y, top: task.metrics(y, top, labels), primary_metric=task.primary_metric,
         checkpoint_dir=work / "checkpoints", top_k=task.top_k, reporter=reporter,
     )
     model = merge_for_saving(loaded.model)
     reporter.start("validate best epoch", len(x_val))
     val_ids = tokenize(loaded.tokenizer, x_val, recipe.model.max_length)
-    top_idx, _, _ = score(model, val_ids, loaded.tokenizer.pad_token_id, recipe.train.eval_batch_size,
-                          task.top_k, recipe.train.precision, reporter=reporter)
-    metrics = _evaluate(y_val, top_idx, labels)
+    outputs, _ = score_variants(model, val_ids, loaded.tokenizer.pad_token_id, recipe.train.eval_batch_size,
+                                task.top_k, recipe.train.precision, variants=masks, reporter=reporter)
+    metrics, ablation = _final_metrics(task, y_val, outputs, labels)
     reporter.start("save model", None)
     if sum(p.numel() for p in model.parameters()) > 100e6:
-        model = model.to("cpu").to(dtype=__import__("torch").bfloat16)  # large models: half the disk
+        model = model.to("cpu").to(dtype=torch.bfloat16)  # large models: half the disk
     model.save_pretrained(work / HF_SUBDIR, safe_serialization=True)
     loaded.tokenizer.save_pretrained(work / HF_SUBDIR)
     metrics["trainable_params"] = int(loaded.trainable_params)
     metrics["best_epoch"] = int(fitted.best_epoch)
-    return {"metrics": metrics, "history": fitted.history, "train_seconds": fitted.train_seconds,
+    return {"metrics": metrics, "history": fitted.history, "train_seconds": fitted.train_seconds, "ablation": ablation,
             "samples_per_second": round(fitted.samples_per_second, 3), "resumed_from_step": fitted.resumed_from_step}
 
 
-def _write_reports(work: Path, metrics: dict, history: list[dict], labels: LabelMap, primary: str) -> None:
-    confusion_matrix_png(metrics["confusion_matrix"], labels.names, work / "confusion_matrix.png",
+def _write_reports(work: Path, metrics: dict, history: list[dict], labels: LabelMap, task) -> None:
+    primary = task.primary_metric
+    matrix, names = task.confusion(metrics, labels)
+    confusion_matrix_png(matrix, names, work / "confusion_matrix.png",
                          title=f"Validation confusion matrix ({primary} {metrics[primary]:.4f})")
     if history:
         training_curve_png(history, work / "training_curve.png", primary)
-    per_class = pd.DataFrame(metrics["per_class"])
-    write_text(work / "per_class.csv", per_class.to_csv(index=False))
+    rows = metrics.get("per_class") or metrics.get("per_category") or []
+    write_text(work / "per_class.csv", pd.DataFrame(rows).to_csv(index=False))
 
 
 def check_recipe_runnable(recipe: Recipe) -> None:

@@ -1,0 +1,184 @@
+"""Misconception diagnosis (seed 001; Kaggle "MAP - Charting Student Math Misunderstandings").
+
+Input: the question, the student's multiple-choice answer and their explanation, through one prompt template.
+Target: the joint label ``Category:Misconception`` (e.g. ``False_Misconception:Incomplete``, ``True_Correct:NA``).
+Scored by MAP@3 over the three ranked labels.
+
+Two uses of the data's structure, each a switch measured in bench/misconception.py:
+- restrict_to_question: each question has only 6-11 of the 65 labels in training; rank only those.
+- derive_correctness: the True_/False_ half of Category says whether the chosen answer is right; the right
+  answer of each question is learnt from training rows (the answer most often labelled True_).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data.readers import check_nonempty, require_columns
+from ..errors import DataError
+from ..metrics.classification import classification_metrics
+from ..metrics.ranking import average_precision_at_k
+from .labels import LabelMap
+from .topic import TopicTask
+
+DEFAULT_PROMPT = """Analyze the student's reasoning for the following math problem.
+
+### Question:
+{QuestionText}
+
+### Student's Answer Choice:
+{MC_Answer}
+
+### Student's Explanation:
+{StudentExplanation}
+
+### Analysis:"""
+
+NO_MISCONCEPTION = "NA"
+
+
+def category_of(label: str) -> str:
+    return label.split(":", 1)[0]
+
+
+class MisconceptionTask(TopicTask):
+    name = "misconception"
+    primary_metric = "map@3"
+    default_label_names: tuple[str, ...] = ()
+    registered_name = "math-misconceptions"
+    top_k = 3
+    submission_columns = ("row_id", "Category:Misconception")
+
+    def __init__(self, settings=None) -> None:
+        from ..config import MisconceptionConfig
+
+        if isinstance(settings, dict):
+            settings = MisconceptionConfig.model_validate(settings)
+        self.settings = settings or MisconceptionConfig()
+
+    def settings_dict(self) -> dict:
+        return self.settings.model_dump()
+
+    @property
+    def template(self) -> str:
+        return self.settings.prompt_template or DEFAULT_PROMPT
+
+    def inputs(self, frame: pd.DataFrame, text_column: str, path: str | Path) -> list[str]:
+        s = self.settings
+        columns = [s.question_column, s.answer_column, s.explanation_column]
+        require_columns(frame, columns, path, hint="Set misconception.question_column / answer_column / explanation_column.")
+        for column in (s.question_column, s.answer_column):
+            check_nonempty(frame[column].astype(str).tolist(), column, path)
+        texts = []
+        for q, a, e in zip(*(frame[c].astype(str) for c in columns)):
+            texts.append(self.template.format(QuestionText=q.strip(), MC_Answer=a.strip(),
+                                              StudentExplanation=e.strip() or "(no explanation)"))
+        return texts
+
+    def raw_labels(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> list[str]:
+        s = self.settings
+        require_columns(frame, [s.category_column, s.misconception_column], path,
+                        hint="Training and evaluation need both label columns.")
+        categories = frame[s.category_column].astype(str).str.strip().tolist()
+        misconceptions = [m.strip() or NO_MISCONCEPTION for m in frame[s.misconception_column].astype(str)]
+        check_nonempty(categories, s.category_column, path)
+        bad = [i + 1 for i, (c, m) in enumerate(zip(categories, misconceptions))
+               if c.endswith("_Misconception") != (m != NO_MISCONCEPTION)]
+        if bad:
+            shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+            raise DataError(
+                f"{path}: {len(bad)} row(s) where {s.category_column} and {s.misconception_column} disagree "
+                f"(a *_Misconception category needs a misconception, any other category needs {NO_MISCONCEPTION}): "
+                f"data row {shown}. Fix those rows."
+            )
+        return [f"{c}:{m}" for c, m in zip(categories, misconceptions)]
+
+    def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap) -> dict:
+        y = np.asarray(y_true)
+        ap = average_precision_at_k(y, top_idx, 3)
+        known = y >= 0
+        categories = sorted({category_of(n) for n in labels.names})
+        cat_index = {c: i for i, c in enumerate(categories)}
+        true_cat = [cat_index[category_of(labels.names[i])] if i >= 0 else -1 for i in y]
+        pred_cat = [cat_index[category_of(labels.names[i])] for i in top_idx[:, 0]]
+        cat_metrics = classification_metrics([t for t, k in zip(true_cat, known) if k],
+                                              [p for p, k in zip(pred_cat, known) if k], categories)
+        per_category = []
+        for c, i in cat_index.items():
+            rows = np.array([t == i for t in true_cat])
+            if rows.any():
+                per_category.append({"category": c, "n": int(rows.sum()), "map@3": float(ap[rows].mean()),
+                                     "top1_accuracy": float((top_idx[rows, 0] == y[rows]).mean()),
+                                     "category_accuracy": float(np.mean([pred_cat[j] == i for j in np.where(rows)[0]]))})
+        return {
+            "map@3": float(ap.mean()) if len(ap) else 0.0,
+            "accuracy": float((top_idx[:, 0] == y).mean()) if len(y) else 0.0,
+            "top3_accuracy": float((top_idx[:, :3] == y[:, None]).any(axis=1).mean()) if len(y) else 0.0,
+            "category_accuracy": cat_metrics["accuracy"],
+            "f1_macro": classification_metrics(y[known], top_idx[known, 0], labels.names)["f1_macro"] if known.any() else 0.0,
+            "n": int(len(y)),
+            "n_unseen_labels": int((~known).sum()),
+            "per_category": per_category,
+            "category_confusion_matrix": cat_metrics["confusion_matrix"],
+            "categories": categories,
+        }
+
+    def structure(self, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict:
+        s = self.settings
+        qids = frame[s.question_id_column].astype(str).str.strip().tolist() if s.question_id_column in frame else []
+        if not qids:
+            return {"labels_by_question": {}, "correct_answer": {}}
+        answers = frame[s.answer_column].astype(str).str.strip().tolist()
+        by_question: dict[str, set[int]] = defaultdict(set)
+        true_votes: dict[str, Counter] = defaultdict(Counter)
+        for qid, answer, raw in zip(qids, answers, raw_labels):
+            by_question[qid].add(labels.encode([raw])[0])
+            if raw.startswith("True_"):
+                true_votes[qid][answer] += 1
+        return {
+            "labels_by_question": {q: sorted(v) for q, v in by_question.items()},
+            "correct_answer": {q: votes.most_common(1)[0][0] for q, votes in true_votes.items()},
+        }
+
+    def candidate_masks(self, frame: pd.DataFrame, structure: dict | None, labels: LabelMap,
+                        switches: dict | None = None) -> tuple[np.ndarray | None, list[str]]:
+        s = self.settings
+        switches = switches or {"restrict_to_question": s.restrict_to_question, "derive_correctness": s.derive_correctness}
+        if not structure or not any(switches.values()) or s.question_id_column not in frame:
+            return None, []
+        n, k = len(frame), len(labels)
+        mask = np.ones((n, k), dtype=bool)
+        is_true_label = np.array([name.startswith("True_") for name in labels.names])
+        qids = frame[s.question_id_column].astype(str).str.strip().tolist()
+        answers = frame[s.answer_column].astype(str).str.strip().tolist() if s.answer_column in frame else [""] * n
+        unseen = set()
+        for row, (qid, answer) in enumerate(zip(qids, answers)):
+            allowed = np.ones(k, dtype=bool)
+            if qid not in structure["labels_by_question"]:
+                unseen.add(qid)
+                continue
+            if switches.get("restrict_to_question"):
+                allowed[:] = False
+                allowed[structure["labels_by_question"][qid]] = True
+            correct = structure["correct_answer"].get(qid)
+            if switches.get("derive_correctness") and correct is not None:
+                narrowed = allowed & (is_true_label if answer == correct else ~is_true_label)
+                allowed = narrowed if narrowed.any() else allowed
+            mask[row] = allowed
+        notes = []
+        if unseen:
+            count = sum(q in unseen for q in qids)
+            notes.append(f"{count} row(s) have a {s.question_id_column} not seen in training "
+                         f"({', '.join(sorted(unseen)[:10])}); they were ranked over all labels")
+        return mask, notes
+
+    def submission(self, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame:
+        return pd.DataFrame({"row_id": ids, "Category:Misconception": [" ".join(v) for v in top_values]})
+
+    def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
+        return metrics["category_confusion_matrix"], metrics["categories"]

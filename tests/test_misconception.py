@@ -134,3 +134,12 @@ def test_cli_predict_writes_top3_submission(map_csv, workdir):
     assert all(len(v.split(" ")) == 3 for v in sub["Category:Misconception"])
     result = CliRunner().invoke(app, ["evaluate", "runs/mis", "--data", "map.csv", "--json", "m.json"])
     assert result.exit_code == 0 and "map@3" in result.output
+
+
+def test_cli_grouped_split(map_csv, workdir):
+    result = CliRunner().invoke(app, ["split", str(map_csv), "--group-column", "QuestionId", "--val-size", "0.34",
+                                      "--output-dir", "g"])
+    assert result.exit_code == 0, result.output
+    train = pd.read_csv(workdir / "g" / "map_train.csv", dtype=str)
+    val = pd.read_csv(workdir / "g" / "map_val.csv", dtype=str)
+    assert set(train["QuestionId"]).isdisjoint(val["QuestionId"]) and len(train) + len(val) == 120

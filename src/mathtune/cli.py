@@ -219,22 +219,29 @@ def split(
     val_size: Annotated[float, typer.Option(help="Share held out for validation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     label_column: Annotated[str, typer.Option(help="Column to stratify on.")] = "label",
+    group_column: Annotated[Optional[str], typer.Option(help="Hold out whole groups instead (e.g. QuestionId).")] = None,
     output_dir: Annotated[Path, typer.Option(help="Where to write <name>_train and <name>_val.")] = Path("."),
 ) -> None:
-    """Stratified train/validation split; classes with a single row stay in train.
+    """Stratified train/validation split; classes with a single row stay in train. With --group-column,
+    whole groups go to validation (how a model does on unseen questions).
 
     Example: mathtune split math-topics/train.csv --val-size 0.2 --seed 0 --output-dir splits
     """
     from .data.readers import read_table, require_columns, write_table
     from .data.split import stratified_split
     from .paths import resolve_data_path
+    from .train.run import grouped_split
 
     if not 0 < val_size < 1:
         raise MathtuneError(f"--val-size must be between 0 and 1, got {val_size}")
     path = resolve_data_path(file)
     frame = read_table(path)
-    require_columns(frame, [label_column], path, hint="Pass --label-column.")
-    train_idx, val_idx = stratified_split(frame[label_column].astype(str).tolist(), val_size, seed)
+    if group_column:
+        require_columns(frame, [group_column], path, hint="Pass --group-column.")
+        train_idx, val_idx = grouped_split(frame[group_column].astype(str).tolist(), val_size, seed)
+    else:
+        require_columns(frame, [label_column], path, hint="Pass --label-column.")
+        train_idx, val_idx = stratified_split(frame[label_column].astype(str).tolist(), val_size, seed)
     name = path.name.split(".")[0]
     suffix = "".join(path.suffixes)
     train_path, val_path = output_dir / f"{name}_train{suffix}", output_dir / f"{name}_val{suffix}"

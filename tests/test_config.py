@@ -13,7 +13,7 @@ RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 def test_recipes_exist():
     names = {p.stem for p in RECIPES}
     assert {"topic-tfidf", "topic-lora", "topic-llm-lora", "topic-qlora", "demo-topic", "misconception-tfidf",
-            "misconception-lora", "misconception-llm-lora", "misconception-qlora"} <= names
+            "misconception-lora", "misconception-llm-lora", "misconception-qlora", "products-rf", "products-linear"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

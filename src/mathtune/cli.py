@@ -92,7 +92,7 @@ def _metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("map@3", "f1_micro", "f1_macro", "f1_weighted", "accuracy", "top3_accuracy", "category_accuracy", "n"):
+    for key in ("map@3", "f1_micro", "f1_macro", "f1_weighted", "accuracy", "auc_ovr", "top3_accuracy", "category_accuracy", "n"):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
@@ -142,6 +142,8 @@ def train(
         result = train_from_recipe(parsed, output, overwrite=overwrite, resume=resume, reporter=reporter)
     out.print(_metrics_table(result.metrics, f"validation metrics ({parsed.task}, {parsed.trainer})"))
     out.print(_per_class_table(result.metrics))
+    if result.metrics.get("cross_validation"):
+        out.print(_metrics_table(result.metrics["cross_validation"], "cross-validated on the training split"))
     if result.metrics.get("ablation"):
         ablation = Table(title="candidate-label switches on validation (same model)")
         ablation.add_column("switches")
@@ -248,6 +250,61 @@ def split(
     write_table(frame.iloc[train_idx], train_path)
     write_table(frame.iloc[val_idx], val_path)
     out.print(f"train: {len(train_idx)} rows -> {train_path}\nvalidation: {len(val_idx)} rows -> {val_path}")
+
+
+@app.command()
+@handle_errors
+def augment(
+    file: Annotated[Path, typer.Argument(help="Labelled training file (augment the training split only).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write: the original rows plus new ones (column `augmented`).")],
+    method: Annotated[Optional[list[str]], typer.Option(help="numbers and/or back_translation (repeatable).")] = None,
+    target_count: Annotated[Optional[int], typer.Option(help="Bring every class below this many rows up to it.")] = None,
+    target_ratio: Annotated[float, typer.Option(help="Without --target-count: up to this share of the largest class.")] = 0.5,
+    max_per_example: Annotated[int, typer.Option(help="New rows per original and method, at most.")] = 3,
+    forward_model: Annotated[Optional[str], typer.Option(help="Translation model to the pivot language (back_translation).")] = None,
+    backward_model: Annotated[Optional[str], typer.Option(help="Translation model back (back_translation).")] = None,
+    text_column: Annotated[str, typer.Option(help="Text column.")] = "Question",
+    label_column: Annotated[str, typer.Option(help="Label column.")] = "label",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Add rows to rare classes: number substitution and back-translation, near duplicates removed.
+
+    Example: mathtune augment train_split.csv --output train_augmented.csv --target-count 400
+    """
+    import pandas as pd
+
+    from .config import AugmentConfig, BackTranslationConfig
+    from .data.augment import augment_rows
+    from .data.readers import read_table, require_columns, write_table
+    from .paths import resolve_data_path
+    from .tasks import TopicTask
+
+    from pydantic import ValidationError
+
+    try:
+        cfg = AugmentConfig(methods=method or ["numbers"], target_count=target_count, target_ratio=target_ratio,
+                            max_per_example=max_per_example, seed=seed,
+                            back_translation=BackTranslationConfig(forward_model=forward_model, backward_model=backward_model))
+    except ValidationError as exc:
+        raise MathtuneError(f"augment options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+    path = resolve_data_path(file)
+    frame = read_table(path)
+    task = TopicTask()
+    texts = task.inputs(frame, text_column, path)
+    labels = task.raw_labels(frame, label_column, path)
+    with RichReporter() as reporter:
+        reporter.start("augment", None)
+        new_texts, new_labels, report = augment_rows(texts, labels, cfg, progress=lambda n: reporter.advance(n))
+    extra = pd.DataFrame({text_column: new_texts, label_column: new_labels})
+    combined = pd.concat([frame.assign(augmented=False), extra.assign(augmented=True)], ignore_index=True)
+    write_table(combined, output)
+    table = Table(title=f"augmented {path.name} (target {report.target_count} rows per class)")
+    table.add_column("label")
+    table.add_column("new rows", justify="right")
+    for label, added in report.added_per_label.items():
+        table.add_row(label, str(added))
+    out.print(table)
+    out.print(f"dropped {report.dropped_duplicates} duplicate or near-duplicate candidates; wrote {len(combined)} rows to [bold]{output}[/]")
 
 
 @app.command()

@@ -89,6 +89,24 @@ class TrackingConfig(_Strict):
     log_model: bool = Field(True, description="Log the model as an MLflow model and register a version.")
 
 
+class BackTranslationConfig(_Strict):
+    forward_model: str | None = Field(None, description="Seq2seq model to the pivot language (folder or hub id, e.g. Helsinki-NLP/opus-mt-en-fr).")
+    backward_model: str | None = Field(None, description="Seq2seq model back to the source language (e.g. Helsinki-NLP/opus-mt-fr-en).")
+    forward_lang: str | None = Field(None, description="Target language token for multilingual models (NLLB: fra_Latn).")
+    backward_lang: str | None = Field(None, description="Target language token for the way back (NLLB: eng_Latn).")
+    batch_size: int = Field(16, gt=0)
+
+
+class AugmentConfig(_Strict):
+    methods: list[Literal["numbers", "back_translation"]] = Field(default_factory=lambda: ["numbers"])
+    target_count: int | None = Field(None, gt=0, description="Bring every class below this many rows up to it.")
+    target_ratio: float = Field(0.5, gt=0, le=1, description="Without target_count: up to this share of the largest class.")
+    max_per_example: int = Field(3, gt=0, description="At most this many new rows from one original per method.")
+    near_duplicate_threshold: float = Field(0.97, gt=0, le=1, description="Drop new rows whose char n-gram cosine to an existing row reaches this.")
+    seed: int = 0
+    back_translation: BackTranslationConfig = Field(default_factory=BackTranslationConfig)
+
+
 class MisconceptionConfig(_Strict):
     question_column: str = "QuestionText"
     answer_column: str = "MC_Answer"
@@ -101,9 +119,27 @@ class MisconceptionConfig(_Strict):
     derive_correctness: bool = Field(True, description="Keep only True_/False_ labels matching whether the chosen answer is the question's correct one (learnt from training data).")
 
 
+class ProductsConfig(_Strict):
+    text_fields: list[str] = Field(default_factory=lambda: ["title", "description"], description="Joined into one TF-IDF text.")
+    categorical_fields: list[str] = Field(default_factory=list, description="One-hot encoded (brand, category lists, ...).")
+    numeric_fields: list[str] = Field(default_factory=list, description="Parsed as numbers: '₹32,999' -> 32999; empty -> imputed median.")
+    list_count_fields: list[str] = Field(default_factory=list, description="Lists (JSON or comma-separated) turned into their length: also_buy, also_view, images.")
+    drop_duplicates_on: list[str] = Field(default_factory=list, description="Drop rows repeating these fields before the split (e.g. the product link).")
+    exclude_labels: list[str] = Field(default_factory=list, description="Drop rows with these labels.")
+    classifier: Literal["random_forest", "linear", "gradient_boosting"] = "random_forest"
+    n_estimators: int = Field(300, gt=0)
+    max_depth: int | None = None
+    min_samples_split: int = Field(2, ge=2)
+    C: float = Field(5.0, gt=0, description="Inverse regularization of the linear option.")
+    smote: bool = Field(True, description="SMOTE inside the pipeline: it only ever sees training folds.")
+    smote_k_neighbors: int = Field(5, gt=0)
+    max_text_features: int = Field(30000, gt=0)
+    cv_folds: int = Field(5, ge=2, description="Stratified folds for cross-validated metrics on the training split.")
+
+
 class Recipe(_Strict):
-    task: Literal["topic", "misconception"] = "topic"
-    trainer: Literal["tfidf", "finetune"] = "finetune"
+    task: Literal["topic", "misconception", "products"] = "topic"
+    trainer: Literal["tfidf", "finetune", "sklearn"] = "finetune"
     labels: list[str] | None = Field(None, description="Label names in id order; default: the task's names or the data's values.")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -111,6 +147,8 @@ class Recipe(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     misconception: MisconceptionConfig = Field(default_factory=MisconceptionConfig)
+    products: ProductsConfig = Field(default_factory=ProductsConfig)
+    augment: AugmentConfig | None = Field(None, description="Augment rare classes of the training split (never validation).")
 
     @field_validator("tracking", mode="before")
     @classmethod

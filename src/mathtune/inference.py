@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .data.readers import read_table, write_table
@@ -37,8 +38,12 @@ def evaluate_file(model_dir: str | Path, data: str | Path, text_column: str | No
     y_true = predictor.labels.encode(raw, path)
     if reporter:
         reporter.start("evaluate", len(texts))
-    top_idx, _ = predictor.topk(texts, k=task.top_k, reporter=reporter, allowed=allowed)
-    metrics = task.metrics(y_true, top_idx, predictor.labels)
+    if predictor.kind == "sklearn":
+        probs = predictor.probabilities(frame)
+        metrics = task.metrics(y_true, np.argsort(-probs, axis=1)[:, :1], predictor.labels, probs)
+    else:
+        top_idx, _ = predictor.topk(texts, k=task.top_k, reporter=reporter, allowed=allowed)
+        metrics = task.metrics(y_true, top_idx, predictor.labels)
     metrics.update({"model": str(model_dir), "data": str(path), "notes": notes})
     if json_out:
         write_json(json_out, metrics)
@@ -64,7 +69,7 @@ def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, te
         ids = [str(i) for i in range(len(frame))]
     if reporter:
         reporter.start("predict", len(texts))
-    top_idx, _ = predictor.topk(texts, k=task.top_k, reporter=reporter, allowed=allowed)
+    top_idx, _ = predictor.topk(texts, k=task.top_k, reporter=reporter, allowed=allowed, frame=frame)
     values = [[predictor.labels.values[i] for i in row] for row in top_idx]
     submission = task.submission(ids, values)
     write_table(submission, output)

@@ -61,3 +61,14 @@ def training_curve_png(history: list[dict], path: Path, metric: str) -> Path:
     ax1.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="center right", fontsize=8)
     ax1.set_title("Training curve")
     return _save(fig, path)
+
+
+def feature_importance_png(items: list[tuple[str, float]], path: Path, title: str = "Feature importance") -> Path:
+    names = [n for n, _ in items][::-1]
+    values = [v for _, v in items][::-1]
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(items) + 1)))
+    ax.barh(range(len(values)), values, color="tab:blue")
+    ax.set_yticks(range(len(names)), labels=[n[:60] for n in names], fontsize=8)
+    ax.set_xlabel("importance")
+    ax.set_title(title)
+    return _save(fig, path)

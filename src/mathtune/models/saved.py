@@ -47,14 +47,31 @@ class Predictor:
         return self.manifest["kind"]
 
     def topk(self, texts: Sequence[str], k: int = 1, batch_size: int = 64, reporter=None,
-             allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k label ids and probabilities per text, over the labels ``allowed`` for each row (default all)."""
-        return self.topk_variants(texts, k, {"only": allowed}, batch_size, reporter)["only"]
+             allowed: np.ndarray | None = None, frame=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k label ids and probabilities per text, over the labels ``allowed`` for each row (default all).
+        Tabular (products) models read their fields from ``frame``."""
+        return self.topk_variants(texts, k, {"only": allowed}, batch_size, reporter, frame)["only"]
+
+    def probabilities(self, frame) -> np.ndarray:
+        """Full class probabilities of a tabular (products) model."""
+        from ..tasks import get_task
+        from ..train.tabular import full_probabilities
+
+        task = get_task(self.task, self.manifest.get("task_settings") or None)
+        return full_probabilities(self._model, task.features(frame, "input"), len(self.labels))
 
     def topk_variants(self, texts: Sequence[str], k: int, variants: dict[str, np.ndarray | None],
-                      batch_size: int = 64, reporter=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                      batch_size: int = 64, reporter=None, frame=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Like topk, for several candidate masks at the cost of one pass of the model."""
         k = min(k, len(self.labels))
+        if self.kind == "sklearn":
+            if frame is None:
+                raise ModelError(f"{self.folder}: a products model needs the record fields, not only text")
+            probs = self.probabilities(frame)
+            idx = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+            if reporter:
+                reporter.advance(len(probs))
+            return {name: (idx, np.take_along_axis(probs, idx, axis=1)) for name in variants}
         if self.kind == "tfidf":
             return tfidf_topk_variants(self._model, texts, len(self.labels), k, variants, reporter)
         from ..train.finetune import score_variants, tokenize
@@ -93,6 +110,10 @@ def load_predictor(folder: str | Path) -> Predictor:
         from ..train.classical import load
 
         predictor._model = load(folder)
+    elif manifest["kind"] == "sklearn":
+        from ..train.tabular import load as load_pipeline
+
+        predictor._model = load_pipeline(folder)
     elif manifest["kind"] == "transformer":
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

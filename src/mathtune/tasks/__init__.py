@@ -2,9 +2,10 @@
 
 from .labels import LabelMap
 from .misconception import MisconceptionTask
+from .products import ProductsTask
 from .topic import TOPIC_NAMES, TopicTask
 
-TASKS = {"topic": TopicTask, "misconception": MisconceptionTask}
+TASKS = {"topic": TopicTask, "misconception": MisconceptionTask, "products": ProductsTask}
 
 
 def get_task(name: str, settings=None):
@@ -12,4 +13,4 @@ def get_task(name: str, settings=None):
     return TASKS[name](settings)
 
 
-__all__ = ["LabelMap", "TOPIC_NAMES", "TopicTask", "MisconceptionTask", "TASKS", "get_task"]
+__all__ = ["LabelMap", "TOPIC_NAMES", "TopicTask", "MisconceptionTask", "ProductsTask", "TASKS", "get_task"]

@@ -98,7 +98,7 @@ class MisconceptionTask(TopicTask):
             )
         return [f"{c}:{m}" for c, m in zip(categories, misconceptions)]
 
-    def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap) -> dict:
+    def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap, probs: np.ndarray | None = None) -> dict:
         y = np.asarray(y_true)
         ap = average_precision_at_k(y, top_idx, 3)
         known = y >= 0

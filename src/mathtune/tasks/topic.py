@@ -56,8 +56,12 @@ class TopicTask:
             raise DataError(f"{path}: column {label_column} is empty in data row(s) {', '.join(map(str, empty[:10]))}")
         return values
 
-    def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap) -> dict:
+    def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap, probs: np.ndarray | None = None) -> dict:
         return classification_metrics(y_true, top_idx[:, 0], labels.names)
+
+    def clean(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> pd.DataFrame:
+        """Rows to drop before any split (none, for topics)."""
+        return frame
 
     def structure(self, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict | None:
         """What the task learns from the training rows besides the model (nothing, for topics)."""

@@ -67,7 +67,8 @@ def load_frame(ref: str, fmt: str = "auto", encoding: str = "utf-8") -> tuple[pd
 
 
 def task_for(recipe: Recipe):
-    return get_task(recipe.task, recipe.misconception if recipe.task == "misconception" else None)
+    settings = {"misconception": recipe.misconception, "products": recipe.products}.get(recipe.task)
+    return get_task(recipe.task, settings)
 
 
 def _split_of(frame: pd.DataFrame, task, d, source: str) -> Split:
@@ -90,6 +91,7 @@ def load_splits(recipe: Recipe) -> tuple[Split, Split]:
     task = task_for(recipe)
     d = recipe.data
     frame, source = load_frame(d.train, d.format, d.encoding)
+    frame = task.clean(frame, d.label_column, source)
     full = _split_of(frame, task, d, source)
     if d.validation:
         vframe, vsource = load_frame(d.validation, d.format, d.encoding)
@@ -105,6 +107,20 @@ def load_splits(recipe: Recipe) -> tuple[Split, Split]:
     if d.limit and d.limit < len(train.texts):
         train = _subset(train, stratified_subsample(train.raw_labels, d.limit, d.split_seed), train.source)
     return train, val
+
+
+def _augment(recipe: Recipe, train: Split, reporter) -> tuple[Split, object]:
+    """Augment rare classes of the training split only: validation rows never see augmented copies."""
+    from ..data.augment import augment_rows
+
+    if recipe.task != "topic":
+        raise RecipeError(f"augment: available for the topic task, not {recipe.task} (its inputs are structured)")
+    reporter.start("augment rare classes", None)
+    texts, labels, report = augment_rows(train.texts, train.raw_labels, recipe.augment)
+    d = recipe.data
+    extra = pd.DataFrame({d.text_column: texts, d.label_column: labels})
+    frame = pd.concat([train.frame, extra], ignore_index=True)
+    return Split(frame, train.texts + texts, train.raw_labels + labels, train.source + " + augmented"), report
 
 
 def _subset(split: Split, idx, source: str) -> Split:
@@ -143,6 +159,9 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
     output = Path(output)
     check_recipe_runnable(recipe)
     train, val = load_splits(recipe)
+    augment_report = None
+    if recipe.augment:
+        train, augment_report = _augment(recipe, train, reporter)
     labels = LabelMap.infer(train.raw_labels, task.default_label_names, recipe.labels)
     y_train = labels.encode(train.raw_labels, train.source)
     # a grouped split can put labels in validation that training never saw: they count as misses
@@ -160,7 +179,9 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
                                  run_id=prior_run.get("run_id"))
         write_json(run_file, tracker.info)
         set_seed(recipe.train.seed)
-        if recipe.trainer == "tfidf":
+        if recipe.trainer == "sklearn":
+            result = _train_sklearn(recipe, work, train, val, y_train, y_val, labels, reporter, task)
+        elif recipe.trainer == "tfidf":
             result = _train_tfidf(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks)
         else:
             result = _train_finetune(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks)
@@ -174,6 +195,7 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "n_train": len(y_train),
             "n_validation": len(y_val),
+            "n_augmented": sum(augment_report.added_per_label.values()) if augment_report else 0,
         }
         tracker.log_metrics({k: v for k, v in summary.items() if v is not None and k != "n"})
         manifest = {
@@ -181,13 +203,13 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             "mathtune_version": mathtune.__version__,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "task": recipe.task,
-            "kind": "tfidf" if recipe.trainer == "tfidf" else "transformer",
+            "kind": {"tfidf": "tfidf", "sklearn": "sklearn"}.get(recipe.trainer, "transformer"),
             "labels": labels.to_dict(),
             "text_column": recipe.data.text_column,
             "id_column": recipe.data.id_column,
             "max_length": recipe.model.max_length,
-            "base_model": None if recipe.trainer == "tfidf" else recipe.model.name,
-            "peft": None if recipe.trainer == "tfidf" else recipe.model.peft,
+            "base_model": recipe.model.name if recipe.trainer == "finetune" else None,
+            "peft": recipe.model.peft if recipe.trainer == "finetune" else None,
             "primary_metric": task.primary_metric,
             "validation": {task.primary_metric: metrics[task.primary_metric], "n": len(y_val)},
             "task_settings": task.settings_dict(),
@@ -197,7 +219,8 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history,
                                            "ablation": result.get("ablation", {}), "split": recipe.data.split})
         _write_reports(work, metrics, history, labels, task)
-        for name in ("confusion_matrix.png", "training_curve.png", "per_class.csv", "metrics.json", "recipe.yaml"):
+        for name in ("confusion_matrix.png", "training_curve.png", "feature_importance.png", "cv_confusion_matrix.png",
+                     "per_class.csv", "metrics.json", "recipe.yaml"):
             if (work / name).exists():
                 tracker.log_artifact(work / name, "reports")
         shutil.rmtree(work / "checkpoints", ignore_errors=True)
@@ -266,6 +289,41 @@ def _train_tfidf(recipe, work, x_train, y_train, x_val, y_val, labels, reporter,
             "samples_per_second": len(x_train) / max(seconds, 1e-9)}
 
 
+def _train_sklearn(recipe, work, train, val, y_train, y_val, labels, reporter, task) -> dict:
+    import time
+
+    from ..metrics.plots import feature_importance_png
+    from .tabular import build_pipeline, cross_validated_probabilities, feature_importances, full_probabilities, save
+
+    cfg = recipe.products
+    x_train = task.features(train.frame, train.source)
+    x_val = task.features(val.frame, val.source)
+    y = np.asarray(y_train)
+    reporter.start(f"cross-validate ({cfg.cv_folds} folds)", cfg.cv_folds)
+    start = time.perf_counter()
+    oof = cross_validated_probabilities(cfg, x_train, y, len(labels), recipe.train.seed, progress=reporter.advance)
+    cv = task.metrics(y, np.argsort(-oof, axis=1)[:, :1], labels, oof)
+    confusion_matrix_png(cv["confusion_matrix"], labels.names, work / "cv_confusion_matrix.png",
+                         title=f"Cross-validated confusion matrix (F1-macro {cv['f1_macro']:.4f})")
+    reporter.start(f"fit {cfg.classifier} on the training split", None)
+    counts = np.bincount(y)
+    pipeline = build_pipeline(cfg, x_train, int(counts[counts > 0].min()), recipe.train.seed)
+    pipeline.fit(x_train, y)
+    seconds = time.perf_counter() - start
+    save(pipeline, work)
+    probs = full_probabilities(pipeline, x_val, len(labels))
+    metrics = task.metrics(y_val, np.argsort(-probs, axis=1)[:, :1], labels, probs)
+    metrics["cross_validation"] = {k: v for k, v in cv.items() if isinstance(v, float)}
+    importances = feature_importances(pipeline)
+    if importances:
+        feature_importance_png(importances, work / "feature_importance.png", f"Top features ({cfg.classifier})")
+        metrics["top_features"] = importances
+    history = [{"epoch": 1, "step": 1, **{k: v for k, v in metrics.items() if isinstance(v, float)},
+                **{f"cv_{k}": v for k, v in metrics["cross_validation"].items()}}]
+    return {"metrics": metrics, "history": history, "train_seconds": seconds,
+            "samples_per_second": len(y) * (cfg.cv_folds + 1) / max(seconds, 1e-9)}
+
+
 def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task, masks) -> dict:
     import torch
 
@@ -309,9 +367,9 @@ def _write_reports(work: Path, metrics: dict, history: list[dict], labels: Label
 
 
 def check_recipe_runnable(recipe: Recipe) -> None:
+    if (recipe.task == "products") != (recipe.trainer == "sklearn"):
+        raise RecipeError("trainer: the products task uses trainer: sklearn, and trainer sklearn is for the products task")
     if recipe.trainer == "finetune" and recipe.model.peft == "qlora":
         from ..models.hf import _quantization_config
 
         _quantization_config(recipe.model)
-    if recipe.trainer not in ("tfidf", "finetune"):
-        raise RecipeError(f"trainer {recipe.trainer!r} is not available for task {recipe.task}")

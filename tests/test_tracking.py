@@ -35,3 +35,16 @@ def test_tracking_uri_from_environment(topic_csv, workdir, monkeypatch):
                                "tracking": {"log_model": False}})
     result = train_from_recipe(recipe, "runs/env")
     assert (workdir / "other.db").is_file() and result.tracking["tracking_uri"].endswith("other.db")
+
+
+def test_serve_from_registry_uri(topic_csv, workdir):
+    from fastapi.testclient import TestClient
+
+    from mathtune.serve.app import create_app
+
+    recipe = recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv", "val_size": 0.25},
+                               "tracking": {"register_as": "served-topics"}})
+    train_from_recipe(recipe, "runs/reg")
+    client = TestClient(create_app(["models:/served-topics/1"]))
+    response = client.post("/v1/topics", json={"questions": ["Find the remainder when 9^4 is divided by 5."]})
+    assert response.status_code == 200 and response.json()["model"] == "models:/served-topics/1"

@@ -359,5 +359,32 @@ def data(
         out.print(labels)
 
 
+@app.command()
+@handle_errors
+def serve(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+) -> None:
+    """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/products, /invocations, /livez, /readyz, /metrics.
+    Limits and the API key come from MATHTUNE_* environment variables (MATHTUNE_API_KEY, MATHTUNE_MAX_BATCH, ...).
+
+    Example: mathtune serve --model runs/topic-lora --model runs/misconception-tfidf --port 8000
+    """
+    import uvicorn
+
+    from .serve.app import create_app
+
+    access = logging.getLogger("mathtune.access")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))  # one JSON object a line
+    access.handlers[:] = [handler]
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    application = create_app(list(model))
+    console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 if __name__ == "__main__":
     app()

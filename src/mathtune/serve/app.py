@@ -1,0 +1,63 @@
+"""The app: assembles settings, models, monitoring and routers. Run it with `mathtune serve`."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from fastapi import FastAPI, Response
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import mathtune
+
+from .guards import BodyLimitMiddleware, error_body, install_error_handlers, require_api_key
+from .models import ServedModel, load_models
+from .monitoring import Metrics, MonitoringMiddleware
+from .routes import build_router
+from .settings import ServeSettings
+
+
+def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None) -> FastAPI:
+    settings = settings or ServeSettings()
+    if isinstance(models, list):
+        models = load_models(models)
+    metrics = Metrics()
+    state = SimpleNamespace(settings=settings, models=models, metrics=metrics)
+    for name, model in models.items():
+        metrics.model_load.labels(model=name).set(model.load_seconds)
+        metrics.model_ready.labels(model=name).set(1 if model.ready else 0)
+
+    app = FastAPI(title="mathtune", version=mathtune.__version__,
+                  description="Topic classification, misconception diagnosis and product categories, with Prometheus metrics.")
+    app.state.mathtune = state
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(MonitoringMiddleware, metrics=metrics)
+    app.include_router(build_router(state, require_api_key(settings)))
+
+    @app.get("/livez", summary="Liveness: the process answers")
+    async def livez() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: every model is loaded and answered its warm-up request")
+    async def readyz():
+        ready = bool(models) and all(m.ready for m in models.values())
+        body = {"ready": ready, "models": {n: {"source": m.source, "ready": m.ready} for n, m in models.items()}}
+        if not ready:
+            return error_body(503, "not ready: no model loaded" if not models else "not ready: a model is still loading", body)
+        return body
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/models", summary="The served models and their validation metrics")
+    async def list_models() -> dict:
+        return {name: {"source": m.source, "task": m.name, "kind": m.predictor.kind,
+                       "labels": m.predictor.labels.names, "validation": m.predictor.manifest.get("validation"),
+                       "tracking": m.predictor.manifest.get("tracking", {})} for name, m in models.items()}
+
+    return app

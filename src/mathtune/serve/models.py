@@ -1,0 +1,85 @@
+"""Load the served models (folders or MLflow registry URIs), one per task, and warm each one up."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import ModelError
+from ..inference import task_of
+from ..models.saved import Predictor, load_predictor
+
+log = logging.getLogger(__name__)
+
+ROUTES = {"topic": "topics", "misconception": "misconceptions", "products": "products"}
+
+
+@dataclass
+class ServedModel:
+    source: str
+    predictor: Predictor
+    task: object
+    load_seconds: float
+    ready: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)  # torch models are not re-entrant
+
+    @property
+    def name(self) -> str:
+        return self.predictor.task
+
+    def predict_frame(self, frame: pd.DataFrame, k: int):
+        """Top-k ids and probabilities for the rows of ``frame`` (the task's input columns), and notes."""
+        texts = self.task.inputs(frame, self.predictor.manifest.get("text_column", "Question"), "request")
+        allowed, notes = self.task.candidate_masks(frame, self.predictor.manifest.get("structure"), self.predictor.labels)
+        with self.lock:
+            idx, prob = self.predictor.topk(texts, k=k, allowed=allowed, frame=frame)
+        return idx, prob, notes
+
+
+def resolve_source(source: str) -> Path:
+    if source.startswith("models:/") or source.startswith("runs:/"):
+        from ..tracking import load_registered
+
+        return load_registered(source)
+    path = Path(source)
+    if not path.is_dir():
+        raise ModelError(f"--model {source}: no such model folder or MLflow model URI")
+    return path
+
+
+def warm_up_frame(served: ServedModel) -> pd.DataFrame:
+    """One plausible input row for the model's task (built from its own settings)."""
+    manifest = served.predictor.manifest
+    if served.name == "misconception":
+        s = manifest.get("task_settings", {})
+        return pd.DataFrame([{s.get("question_column", "QuestionText"): "What is 1/2 + 1/4?",
+                              s.get("answer_column", "MC_Answer"): "3/4",
+                              s.get("explanation_column", "StudentExplanation"): "common denominator",
+                              s.get("question_id_column", "QuestionId"): "0"}])
+    if served.name == "products":
+        s = manifest.get("task_settings", {})
+        columns = [*s.get("text_fields", []), *s.get("categorical_fields", []), *s.get("numeric_fields", []),
+                   *s.get("list_count_fields", [])]
+        return pd.DataFrame([{c: "1" for c in columns}])
+    return pd.DataFrame([{manifest.get("text_column", "Question"): "Find the limit of (1+1/n)^n as n approaches infinity."}])
+
+
+def load_models(sources: list[str]) -> dict[str, ServedModel]:
+    served: dict[str, ServedModel] = {}
+    for source in sources:
+        start = time.perf_counter()
+        predictor = load_predictor(resolve_source(source))
+        if predictor.task in served:
+            raise ModelError(f"--model {source}: a {predictor.task} model is already served ({served[predictor.task].source}); "
+                             "serve one model per task")
+        model = ServedModel(source, predictor, task_of(predictor), time.perf_counter() - start)
+        model.predict_frame(warm_up_frame(model), k=1)
+        model.ready = True
+        served[predictor.task] = model
+        log.info("loaded %s (%s) in %.1f s", source, predictor.task, model.load_seconds)
+    return served

@@ -1,0 +1,68 @@
+"""Prometheus metrics and JSON access logs with a request id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
+
+access_log = logging.getLogger("mathtune.access")
+
+
+class Metrics:
+    """One registry per app, so several apps (tests) never clash."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("mathtune_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("mathtune_request_latency_seconds", "Request latency", ["route"], registry=self.registry,
+                                 buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.in_flight = Gauge("mathtune_requests_in_flight", "Requests being served", registry=self.registry)
+        self.model_load = Gauge("mathtune_model_load_seconds", "Model load time", ["model"], registry=self.registry)
+        self.model_ready = Gauge("mathtune_model_ready", "1 when the model answered its warm-up request", ["model"],
+                                 registry=self.registry)
+        self.predictions = Counter("mathtune_predictions_total", "Predicted classes (top-1)", ["model", "label"],
+                                   registry=self.registry)
+        self.confidence = Histogram("mathtune_prediction_confidence", "Top-1 probability", ["model"], registry=self.registry,
+                                    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+
+    def observe_predictions(self, model: str, labels: list[str], confidences: list[float]) -> None:
+        for label, confidence in zip(labels, confidences):
+            self.predictions.labels(model=model, label=label).inc()
+            self.confidence.labels(model=model).observe(float(confidence))
+
+
+class MonitoringMiddleware(BaseHTTPMiddleware):
+    def __init__(self, app, metrics: Metrics) -> None:
+        super().__init__(app)
+        self.metrics = metrics
+
+    async def dispatch(self, request: Request, call_next):
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request.state.request_id = request_id
+        route = request.url.path
+        start = time.perf_counter()
+        self.metrics.in_flight.inc()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            response.headers["x-request-id"] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - start
+            self.metrics.in_flight.dec()
+            route_label = route if route in _KNOWN_ROUTES else "other"
+            self.metrics.requests.labels(route=route_label, method=request.method, status=str(status)).inc()
+            self.metrics.latency.labels(route=route_label).observe(elapsed)
+            access_log.info(json.dumps({"request_id": request_id, "method": request.method, "path": route,
+                                        "status": status, "ms": round(1000 * elapsed, 2)}))
+
+
+_KNOWN_ROUTES = {"/v1/topics", "/v1/misconceptions", "/v1/products", "/invocations", "/score", "/livez", "/readyz",
+                 "/metrics", "/v1/models"}

@@ -1,0 +1,16 @@
+"""Server settings, from MATHTUNE_* environment variables (one pydantic-settings class)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MATHTUNE_", extra="ignore")
+
+    api_key: str | None = Field(None, description="When set, /v1/* and /invocations need 'Authorization: Bearer <key>'.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Larger request bodies get 413.")
+    max_batch: int = Field(64, gt=0, description="More items in one request get 413.")
+    max_text_chars: int = Field(20_000, gt=0, description="Longer texts get 422.")
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list in the env var).")

@@ -1,0 +1,137 @@
+"""The REST API: every route, the scoring bodies, probes, metrics, limits, auth and JSON errors."""
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from mathtune.config import recipe_from_dict
+from mathtune.serve.app import create_app
+from mathtune.serve.settings import ServeSettings
+from mathtune.train.run import train_from_recipe
+
+from conftest import _rows
+from test_misconception import make_rows
+from test_products import records
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    import os
+
+    folder = tmp_path_factory.mktemp("served")
+    old = os.getcwd()
+    os.chdir(folder)
+    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
+    try:
+        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
+        make_rows(40).to_csv("map.csv", index=False)
+        records({"shoes": 30, "kitchen": 30, "toys": 10}).to_csv("products.csv", index=False)
+        topic = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"}, "tracking": "none"}), "topic")
+        mis = train_from_recipe(recipe_from_dict({"task": "misconception", "trainer": "tfidf", "tracking": "none",
+                                                  "data": {"train": "map.csv", "id_column": "row_id"},
+                                                  "tfidf": {"classifier": "logreg", "min_df": 1}}), "mis")
+        prod = train_from_recipe(recipe_from_dict({"task": "products", "trainer": "sklearn", "tracking": "none",
+                                                   "data": {"train": "products.csv", "label_column": "main_cat"},
+                                                   "products": {"text_fields": ["title"], "numeric_fields": ["price"],
+                                                                "classifier": "linear", "cv_folds": 2}}), "prod")
+    finally:
+        os.chdir(old)
+        os.environ.pop("MATHTUNE_DATA_DIR", None)
+    return [str(folder / p.output) for p in (topic, mis, prod)]
+
+
+@pytest.fixture(scope="module")
+def client(model_dirs):
+    return TestClient(create_app(model_dirs, ServeSettings(max_batch=8, max_text_chars=500, max_body_bytes=20_000)))
+
+
+def test_probes_and_docs(client):
+    assert client.get("/livez").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert set(ready.json()["models"]) == {"topic", "misconception", "products"}
+    assert "/v1/topics" in client.get("/openapi.json").json()["paths"]
+
+
+def test_topics(client):
+    response = client.post("/v1/topics", json={"questions": ["Find the remainder when 7^5 is divided by 3.", "Solve for x: 2x + 1 = 9."]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert len(body["predictions"]) == 2 and "x-request-id" in response.headers
+    first = body["predictions"][0]
+    assert first["topic"] == "Number Theory" and first["label"] == "4" and len(first["probabilities"]) == 8
+    assert abs(sum(first["probabilities"].values()) - 1) < 1e-3
+
+
+def test_misconceptions(client):
+    item = {"question_text": "Which is bigger, 0.5 or 0.45?", "mc_answer": "0.45", "student_explanation": "the longer number is bigger",
+            "question_id": "202"}
+    body = client.post("/v1/misconceptions", json={"items": [item, {**item, "question_id": "999"}]}).json()
+    first = body["predictions"][0]
+    assert len(first["top3"]) == 3 and first["submission"].count(" ") == 2
+    assert first["top3"][0]["label"].startswith("False_")
+    assert body["notes"] and "999" in body["notes"][0]
+
+
+def test_products(client):
+    response = client.post("/v1/products", json={"records": [{"title": "lego puzzle doll", "price": "₹499"}]})
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"][0]["label"] == "toys"
+
+
+def test_scoring_protocols(client):
+    azure = client.post("/invocations", json={"input_data": ["Find the greatest common divisor of 12 and 18."]})
+    assert azure.status_code == 200 and azure.json()["predictions"][0]["topic"] == "Number Theory"
+    assert client.post("/score", json={"input_data": ["Solve for x: 3x = 9."]}).status_code == 200
+    split = client.post("/invocations", json={"dataframe_split": {"columns": ["Question"], "data": [["Solve 2x = 4."]]}})
+    assert split.status_code == 200
+    records_body = client.post("/invocations?model=misconception", json={"dataframe_records": [
+        {"QuestionText": "Simplify 6/8.", "MC_Answer": "6/4", "StudentExplanation": "only the bottom changes", "QuestionId": "303"}]})
+    assert records_body.status_code == 200 and len(records_body.json()["predictions"][0]["labels"]) == 3
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"questions": []}, 422, "questions"),
+    ({"questions": ["  "]}, 422, "empty"),
+    ({"questions": "not a list"}, 422, "questions"),
+    ({"question": ["typo in the key"]}, 422, "questions"),
+    ({"questions": ["x" * 600]}, 422, "limit"),
+    ({"questions": ["q"] * 9}, 413, "limit of 8"),
+])
+def test_bad_input_gets_json_4xx(client, body, status, needle):
+    response = client.post("/v1/topics", json=body)
+    assert response.status_code == status
+    assert needle in response.json()["error"]
+
+
+def test_malformed_json_oversized_body_and_unknown_route(client):
+    bad = client.post("/v1/topics", content=b"{not json", headers={"content-type": "application/json"})
+    assert bad.status_code == 422 and "error" in bad.json()
+    big = client.post("/v1/topics", content=b"x" * 30_000, headers={"content-type": "application/json"})
+    assert big.status_code == 413 and "limit" in big.json()["error"]
+    missing = client.post("/v1/tutor", json={})
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert client.get("/livez").status_code == 200  # still serving
+
+
+def test_unserved_task_is_404(model_dirs):
+    only_topics = TestClient(create_app(model_dirs[:1]))
+    response = only_topics.post("/v1/products", json={"records": [{"title": "x"}]})
+    assert response.status_code == 404 and "no products model" in response.json()["error"]
+
+
+def test_api_key(model_dirs):
+    secured = TestClient(create_app(model_dirs[:1], ServeSettings(api_key="s3cret")))
+    assert secured.post("/v1/topics", json={"questions": ["Solve 2x = 4."]}).status_code == 401
+    ok = secured.post("/v1/topics", json={"questions": ["Solve 2x = 4."]}, headers={"Authorization": "Bearer s3cret"})
+    assert ok.status_code == 200
+    assert secured.get("/livez").status_code == 200 and secured.get("/metrics").status_code == 200
+
+
+def test_prometheus_metrics(client):
+    client.post("/v1/topics", json={"questions": ["Solve for x: 2x + 1 = 9."]})
+    text = client.get("/metrics").text
+    for name in ("mathtune_requests_total", "mathtune_request_latency_seconds_bucket", "mathtune_requests_in_flight",
+                 "mathtune_model_load_seconds", "mathtune_predictions_total", "mathtune_prediction_confidence_bucket"):
+        assert name in text, name
+    assert 'route="/v1/topics"' in text and 'status="200"' in text

@@ -108,6 +108,15 @@ def pick_device(model) -> torch.device:
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process. VmHWM belongs to the address space, so it restarts at exec;
+    ru_maxrss survives execve and would report a parent's peak for a freshly started subprocess."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -123,3 +123,38 @@ def test_length_grouped_batches_reduce_padding():
 def test_balanced_class_weights():
     weights = class_weight_tensor([0, 0, 0, 1], 3)
     assert weights.tolist() == pytest.approx([4 / 6, 2.0, 1.0])
+
+
+def test_sigkill_then_same_command_resumes(topic_csv, tiny_bert, workdir):
+    """A real process killed with SIGKILL mid-training: the same command resumes from its last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import write_recipe
+
+    recipe = write_recipe(workdir, f"""# mathtune train recipe.yaml
+task: topic
+trainer: finetune
+data: {{train: topics.csv, val_size: 0.25}}
+model: {{name: "{tiny_bert}", peft: lora, max_length: 64}}
+train: {{epochs: 20, max_steps: 60, batch_size: 4, checkpoint_every_steps: 1, early_stopping_patience: null}}
+tracking: none
+""")
+    cmd = [sys.executable, "-m", "mathtune.cli", "train", str(recipe), "--output", "runs/killed"]
+    checkpoint = workdir / "runs" / "killed.partial" / "checkpoints" / "last.pt"
+    proc = subprocess.Popen(cmd, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not checkpoint.exists() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.exists() and not (workdir / "runs" / "killed").exists()
+    again = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resumed from optimizer step" in again.stdout
+    assert (workdir / "runs" / "killed" / "mathtune.json").is_file()
+    assert not (workdir / "runs" / "killed.partial").exists()

@@ -135,3 +135,26 @@ def test_prometheus_metrics(client):
                  "mathtune_model_load_seconds", "mathtune_predictions_total", "mathtune_prediction_confidence_bucket"):
         assert name in text, name
     assert 'route="/v1/topics"' in text and 'status="200"' in text
+
+
+def test_drift_report_and_gauges(model_dirs):
+    client = TestClient(create_app(model_dirs[:1]))
+    empty = client.get("/v1/drift").json()["topic"]
+    assert empty["available"] and empty["window_size"] == 0 and not empty["retrain_suggested"]
+    # inputs like the training data: no drift
+    same = [q["Question"] for q in _rows(12, seed=7)]
+    for start in range(0, len(same), 8):
+        client.post("/v1/topics", json={"questions": same[start:start + 8]})
+    calm = client.get("/v1/drift").json()["topic"]
+    assert calm["window_size"] == 36 and not calm["enough_data"] and not calm["drifted_signals"]
+    assert calm["signals"]["unknown_word_share"]["psi"] < 0.2  # same vocabulary as training
+    # a very different population: long texts of unseen words
+    odd = ["zqxv wvutsr plmk " * 40 + str(i) for i in range(120)]
+    for start in range(0, len(odd), 8):
+        client.post("/v1/topics", json={"questions": odd[start:start + 8]})
+    report = client.get("/v1/drift").json()["topic"]
+    assert report["signals"]["text_length"]["drift"] and report["signals"]["unknown_word_share"]["drift"]
+    assert report["retrain_suggested"] is True
+    text = client.get("/metrics").text
+    assert 'mathtune_drift{measure="psi",model="topic",signal="text_length"}' in text
+    assert 'mathtune_retrain_suggested{model="topic"} 1.0' in text

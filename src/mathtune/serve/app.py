@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from fastapi import FastAPI, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -50,9 +51,20 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
             return error_body(503, "not ready: no model loaded" if not models else "not ready: a model is still loading", body)
         return body
 
+    def drift_reports() -> dict:
+        reports = {name: m.drift.report() for name, m in models.items() if m.drift is not None}
+        for name, report in reports.items():
+            metrics.update_drift(name, report)
+        return reports
+
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
+        await run_in_threadpool(drift_reports)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/v1/drift", summary="Drift of recent inputs and predictions against the training reference (PSI, KS, JS)")
+    async def drift() -> dict:
+        return await run_in_threadpool(drift_reports)
 
     @app.get("/v1/models", summary="The served models and their validation metrics")
     async def list_models() -> dict:

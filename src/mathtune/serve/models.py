@@ -13,6 +13,7 @@ import pandas as pd
 from ..errors import ModelError
 from ..inference import task_of
 from ..models.saved import Predictor, load_predictor
+from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,17 @@ class ServedModel:
     def name(self) -> str:
         return self.predictor.task
 
-    def predict_frame(self, frame: pd.DataFrame, k: int):
-        """Top-k ids and probabilities for the rows of ``frame`` (the task's input columns), and notes."""
+    drift: object = None
+
+    def predict_frame(self, frame: pd.DataFrame, k: int, record: bool = True):
+        """Top-k ids and probabilities for the rows of ``frame`` (the task's input columns), and notes.
+        The inputs and predictions also go into the drift window."""
         texts = self.task.inputs(frame, self.predictor.manifest.get("text_column", "Question"), "request")
         allowed, notes = self.task.candidate_masks(frame, self.predictor.manifest.get("structure"), self.predictor.labels)
         with self.lock:
             idx, prob = self.predictor.topk(texts, k=k, allowed=allowed, frame=frame)
+        if record and self.drift is not None:
+            self.drift.record(texts, prob[:, 0], idx[:, 0])
         return idx, prob, notes
 
 
@@ -78,7 +84,8 @@ def load_models(sources: list[str]) -> dict[str, ServedModel]:
             raise ModelError(f"--model {source}: a {predictor.task} model is already served ({served[predictor.task].source}); "
                              "serve one model per task")
         model = ServedModel(source, predictor, task_of(predictor), time.perf_counter() - start)
-        model.predict_frame(warm_up_frame(model), k=1)
+        model.drift = DriftMonitor(predictor.folder, len(predictor.labels))
+        model.predict_frame(warm_up_frame(model), k=1, record=False)
         model.ready = True
         served[predictor.task] = model
         log.info("loaded %s (%s) in %.1f s", source, predictor.task, model.load_seconds)

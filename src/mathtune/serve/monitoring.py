@@ -31,6 +31,21 @@ class Metrics:
         self.confidence = Histogram("mathtune_prediction_confidence", "Top-1 probability", ["model"], registry=self.registry,
                                     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
 
+        self.drift = Gauge("mathtune_drift", "Drift of a served signal against the training reference",
+                           ["model", "signal", "measure"], registry=self.registry)
+        self.retrain = Gauge("mathtune_retrain_suggested", "1 when enough recent inputs drifted", ["model"], registry=self.registry)
+        self.drift_window = Gauge("mathtune_drift_window_size", "Inputs in the drift window", ["model"], registry=self.registry)
+
+    def update_drift(self, model: str, report: dict) -> None:
+        if not report.get("available"):
+            return
+        self.drift_window.labels(model=model).set(report["window_size"])
+        self.retrain.labels(model=model).set(1 if report["retrain_suggested"] else 0)
+        for signal, entry in report["signals"].items():
+            for measure in ("psi", "ks", "js"):
+                if measure in entry:
+                    self.drift.labels(model=model, signal=signal, measure=measure).set(entry[measure])
+
     def observe_predictions(self, model: str, labels: list[str], confidences: list[float]) -> None:
         for label, confidence in zip(labels, confidences):
             self.predictions.labels(model=model, label=label).inc()
@@ -65,4 +80,4 @@ class MonitoringMiddleware(BaseHTTPMiddleware):
 
 
 _KNOWN_ROUTES = {"/v1/topics", "/v1/misconceptions", "/v1/products", "/invocations", "/score", "/livez", "/readyz",
-                 "/metrics", "/v1/models"}
+                 "/metrics", "/v1/models", "/v1/drift"}

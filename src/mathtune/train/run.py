@@ -27,6 +27,7 @@ from ..data.split import stratified_split, stratified_subsample
 from ..errors import DataError, MathtuneError, RecipeError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.classification import headline
+from ..metrics.drift import build_reference
 from ..metrics.plots import confusion_matrix_png, training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
 from ..paths import is_demo, resolve_data_path
@@ -219,6 +220,9 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history,
                                            "ablation": result.get("ablation", {}), "split": recipe.data.split})
         _write_reports(work, metrics, history, labels, task)
+        top_idx, top_prob = result["val_top"]
+        write_json(work / "drift_reference.json",
+                   build_reference(train.texts, val.texts, top_prob[:, 0], top_idx[:, 0], len(labels), seed=recipe.train.seed))
         for name in ("confusion_matrix.png", "training_curve.png", "feature_importance.png", "cv_confusion_matrix.png",
                      "per_class.csv", "metrics.json", "recipe.yaml"):
             if (work / name).exists():
@@ -286,7 +290,7 @@ def _train_tfidf(recipe, work, x_train, y_train, x_val, y_val, labels, reporter,
     metrics, ablation = _final_metrics(task, y_val, outputs, labels)
     history = [{"epoch": 1, "step": 1, **{k: v for k, v in metrics.items() if isinstance(v, float)}}]
     return {"metrics": metrics, "history": history, "train_seconds": seconds, "ablation": ablation,
-            "samples_per_second": len(x_train) / max(seconds, 1e-9)}
+            "samples_per_second": len(x_train) / max(seconds, 1e-9), "val_top": outputs["final"]}
 
 
 def _train_sklearn(recipe, work, train, val, y_train, y_val, labels, reporter, task) -> dict:
@@ -320,8 +324,10 @@ def _train_sklearn(recipe, work, train, val, y_train, y_val, labels, reporter, t
         metrics["top_features"] = importances
     history = [{"epoch": 1, "step": 1, **{k: v for k, v in metrics.items() if isinstance(v, float)},
                 **{f"cv_{k}": v for k, v in metrics["cross_validation"].items()}}]
+    top = np.argsort(-probs, axis=1)[:, :1]
     return {"metrics": metrics, "history": history, "train_seconds": seconds,
-            "samples_per_second": len(y) * (cfg.cv_folds + 1) / max(seconds, 1e-9)}
+            "samples_per_second": len(y) * (cfg.cv_folds + 1) / max(seconds, 1e-9),
+            "val_top": (top, np.take_along_axis(probs, top, axis=1))}
 
 
 def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task, masks) -> dict:
@@ -352,7 +358,8 @@ def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, report
     metrics["trainable_params"] = int(loaded.trainable_params)
     metrics["best_epoch"] = int(fitted.best_epoch)
     return {"metrics": metrics, "history": fitted.history, "train_seconds": fitted.train_seconds, "ablation": ablation,
-            "samples_per_second": round(fitted.samples_per_second, 3), "resumed_from_step": fitted.resumed_from_step}
+            "samples_per_second": round(fitted.samples_per_second, 3), "resumed_from_step": fitted.resumed_from_step,
+            "val_top": outputs["final"]}
 
 
 def _write_reports(work: Path, metrics: dict, history: list[dict], labels: LabelMap, task) -> None:

@@ -18,10 +18,11 @@ def test_divergences():
 
 def test_same_population_does_not_drift_and_shift_does():
     rng = np.random.default_rng(0)
-    texts = [f"solve {rng.integers(1, 99)} x plus {rng.integers(1, 99)} equals {rng.integers(1, 99)}" for _ in range(600)]
+    texts = [f"solve {rng.integers(1, 99)} x plus {rng.integers(1, 99)} equals {rng.integers(1, 99)}" for _ in range(900)]
     conf = rng.uniform(0.5, 1, 600)
     pred = rng.integers(0, 3, 600)
-    reference = build_reference(texts[:300], texts[300:], conf[300:], pred[300:], 3)
+    # train texts fix the vocabulary and centroid; validation texts give the reference samples
+    reference = build_reference(texts[600:], texts[300:600], conf[300:], pred[300:], 3)
     from mathtune.metrics.drift import SignalExtractor
 
     extractor = SignalExtractor(set(reference["vocabulary"]), np.asarray(reference["centroid"]))

@@ -158,3 +158,28 @@ def test_drift_report_and_gauges(model_dirs):
     text = client.get("/metrics").text
     assert 'mathtune_drift{measure="psi",model="topic",signal="text_length"}' in text
     assert 'mathtune_retrain_suggested{model="topic"} 1.0' in text
+
+
+def test_concurrent_requests_share_batches(model_dirs):
+    """Concurrent single-question requests are answered correctly from shared micro-batches."""
+    import asyncio
+
+    import httpx
+
+    app = create_app(model_dirs[:1], ServeSettings(batch_wait_ms=20, batch_rows=16))
+    questions = [q["Question"] for q in _rows(6, seed=11)]
+
+    async def run():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            alone = [(await client.post("/v1/topics", json={"questions": [q]})).json() for q in questions[:3]]
+            together = await asyncio.gather(*(client.post("/v1/topics", json={"questions": [q]}) for q in questions))
+            return alone, [r.json() for r in together]
+
+    alone, together = asyncio.run(run())
+    assert all(len(r["predictions"]) == 1 for r in together)
+    for a, t in zip(alone, together[:3]):  # same answer alone or batched
+        assert a["predictions"][0]["label"] == t["predictions"][0]["label"]
+        assert abs(a["predictions"][0]["probability"] - t["predictions"][0]["probability"]) < 1e-5
+    batcher = app.state.mathtune.batchers["topic"]
+    assert batcher.rows == 3 + len(questions) and batcher.batches < 3 + len(questions)

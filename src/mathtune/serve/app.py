@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import mathtune
 
+from .batching import MicroBatcher
 from .guards import BodyLimitMiddleware, error_body, install_error_handlers, require_api_key
 from .models import ServedModel, load_models
 from .monitoring import Metrics, MonitoringMiddleware
@@ -23,7 +24,9 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     if isinstance(models, list):
         models = load_models(models)
     metrics = Metrics()
-    state = SimpleNamespace(settings=settings, models=models, metrics=metrics)
+    batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
+                for name, model in models.items()} if settings.batch_wait_ms > 0 else {}
+    state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers)
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)
         metrics.model_ready.labels(model=name).set(1 if model.ready else 0)

@@ -27,7 +27,11 @@ def build_router(app_state, auth) -> APIRouter:
         return model
 
     async def predict(model: ServedModel, frame: pd.DataFrame, k: int):
-        idx, prob, notes = await run_in_threadpool(model.predict_frame, frame, k)
+        batcher = app_state.batchers.get(model.name)
+        if batcher is not None:
+            idx, prob, notes = await batcher.predict(frame, k)
+        else:
+            idx, prob, notes = await run_in_threadpool(model.predict_frame, frame, k)
         labels = model.predictor.labels
         app_state.metrics.observe_predictions(model.name, [labels.values[i] for i in idx[:, 0]], prob[:, 0].tolist())
         return idx, prob, notes

@@ -14,3 +14,5 @@ class ServeSettings(BaseSettings):
     max_batch: int = Field(64, gt=0, description="More items in one request get 413.")
     max_text_chars: int = Field(20_000, gt=0, description="Longer texts get 422.")
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list in the env var).")
+    batch_wait_ms: float = Field(5.0, ge=0, description="Micro-batching: how long a request waits for others to share its batch (0: off).")
+    batch_rows: int = Field(32, gt=0, description="Micro-batching: most rows in one model call.")

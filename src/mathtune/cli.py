@@ -361,10 +361,33 @@ def data(
 
 @app.command()
 @handle_errors
+def export(
+    model_dir: Annotated[Path, typer.Argument(help="A fine-tuned encoder classifier folder.")],
+    onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX for the ONNX Runtime backend.")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="Also write a dynamically int8-quantized copy.")] = False,
+) -> None:
+    """Export a model for faster serving; checks top-1 parity with PyTorch on a fixed question set first.
+
+    Example: mathtune export runs/topic-lora --onnx --int8 && mathtune serve --model runs/topic-lora --backend onnx
+    """
+    if not onnx:
+        raise MathtuneError("choose a format: --onnx")
+    from .models.onnx import export_onnx
+
+    with console.status("exporting to ONNX and checking parity"):
+        info = export_onnx(model_dir, int8=int8)
+    for name, file in info["files"].items():
+        out.print(f"{name}: {model_dir / file} (top-1 parity with PyTorch: {info['parity_top1'][name]:.0%} "
+                  f"of {info['parity_set_size']} questions)")
+
+
+@app.command()
+@handle_errors
 def serve(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
 ) -> None:
     """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/products, /invocations, /livez, /readyz, /metrics.
     Limits and the API key come from MATHTUNE_* environment variables (MATHTUNE_API_KEY, MATHTUNE_MAX_BATCH, ...).
@@ -381,7 +404,9 @@ def serve(
     access.handlers[:] = [handler]
     access.setLevel(logging.INFO)
     access.propagate = False
-    application = create_app(list(model))
+    if backend not in ("torch", "onnx", "onnx-int8"):
+        raise MathtuneError(f"--backend {backend!r}: choose torch, onnx or onnx-int8")
+    application = create_app(list(model), backend=backend)
     console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

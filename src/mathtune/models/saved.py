@@ -37,6 +37,8 @@ class Predictor:
     labels: LabelMap
     _model: Any = None
     _tokenizer: Any = None
+    _onnx: Any = None
+    backend: str = "torch"
 
     @property
     def task(self) -> str:
@@ -77,6 +79,13 @@ class Predictor:
         from ..train.finetune import score_variants, tokenize
 
         ids = tokenize(self._tokenizer, texts, self.manifest.get("max_length", 256))
+        if self._onnx is not None:
+            from .onnx import onnx_topk
+
+            out = onnx_topk(self._onnx, ids, self._tokenizer.pad_token_id, batch_size, k, variants)
+            if reporter:
+                reporter.advance(len(ids))
+            return out
         out, _ = score_variants(self._model, ids, self._tokenizer.pad_token_id, batch_size, k,
                                 variants=variants, reporter=reporter)
         return out
@@ -101,7 +110,8 @@ def tfidf_topk_variants(model, texts: Sequence[str], num_labels: int, k: int, va
     return out
 
 
-def load_predictor(folder: str | Path) -> Predictor:
+def load_predictor(folder: str | Path, backend: str = "torch") -> Predictor:
+    """backend: torch; onnx or onnx-int8 (transformer models exported with `mathtune export --onnx`)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     labels = LabelMap.from_dict(manifest["labels"])
@@ -125,6 +135,16 @@ def load_predictor(folder: str | Path) -> Predictor:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{path}: cannot load the model ({exc})") from None
         predictor._model.eval()
+        if backend != "torch":
+            from .onnx import OnnxClassifier
+
+            files = manifest.get("onnx", {}).get("files", {})
+            key = "int8" if backend == "onnx-int8" else "fp32"
+            if key not in files:
+                raise ModelError(f"{folder}: no {backend} export; run `mathtune export {folder} --onnx"
+                                 f"{' --int8' if key == 'int8' else ''}` first")
+            predictor._onnx = OnnxClassifier(folder / files[key])
+            predictor.backend = backend
     else:
         raise ModelError(f"{folder}: unknown model kind {manifest['kind']!r}")
     return predictor

@@ -19,10 +19,11 @@ from .routes import build_router
 from .settings import ServeSettings
 
 
-def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None) -> FastAPI:
+def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None,
+               backend: str = "torch") -> FastAPI:
     settings = settings or ServeSettings()
     if isinstance(models, list):
-        models = load_models(models)
+        models = load_models(models, backend)
     metrics = Metrics()
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
                 for name, model in models.items()} if settings.batch_wait_ms > 0 else {}

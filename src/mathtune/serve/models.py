@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -75,11 +76,14 @@ def warm_up_frame(served: ServedModel) -> pd.DataFrame:
     return pd.DataFrame([{manifest.get("text_column", "Question"): "Find the limit of (1+1/n)^n as n approaches infinity."}])
 
 
-def load_models(sources: list[str]) -> dict[str, ServedModel]:
+def load_models(sources: list[str], backend: str = "torch") -> dict[str, ServedModel]:
+    """Load each model; with an ONNX backend, transformer models use their ONNX export (others stay as they are)."""
     served: dict[str, ServedModel] = {}
     for source in sources:
         start = time.perf_counter()
-        predictor = load_predictor(resolve_source(source))
+        folder = resolve_source(source)
+        kind = json.loads((folder / "mathtune.json").read_text()).get("kind") if (folder / "mathtune.json").is_file() else None
+        predictor = load_predictor(folder, backend if kind == "transformer" else "torch")
         if predictor.task in served:
             raise ModelError(f"--model {source}: a {predictor.task} model is already served ({served[predictor.task].source}); "
                              "serve one model per task")

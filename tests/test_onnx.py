@@ -1,0 +1,43 @@
+"""ONNX export of an encoder classifier: parity with PyTorch, int8 copy, and the ONNX serving backend."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mathtune.config import recipe_from_dict
+from mathtune.errors import ModelError
+from mathtune.models.onnx import PARITY_TEXTS, export_onnx
+from mathtune.models.saved import load_predictor
+from mathtune.serve.app import create_app
+from mathtune.train.run import train_from_recipe
+
+
+@pytest.fixture
+def bert_model(topic_csv, tiny_bert):
+    recipe = recipe_from_dict({"trainer": "finetune", "data": {"train": "topics.csv", "val_size": 0.25}, "tracking": "none",
+                               "model": {"name": str(tiny_bert), "peft": "lora", "max_length": 64},
+                               "train": {"epochs": 1, "batch_size": 8, "learning_rate": 5e-3}})
+    return train_from_recipe(recipe, "runs/bert").output
+
+
+def test_export_parity_and_backend(bert_model):
+    info = export_onnx(bert_model, int8=True)
+    assert info["parity_top1"]["fp32"] == 1.0 and 0 <= info["parity_top1"]["int8"] <= 1
+    assert (bert_model / "onnx" / "model.onnx").is_file() and (bert_model / "onnx" / "model.int8.onnx").is_file()
+    torch_pred = load_predictor(bert_model)
+    onnx_pred = load_predictor(bert_model, backend="onnx")
+    texts = PARITY_TEXTS + ["Solve for x: 3x + 1 = 7."]
+    t_idx, t_prob = torch_pred.topk(texts, k=3)
+    o_idx, o_prob = onnx_pred.topk(texts, k=3)
+    assert (t_idx[:, 0] == o_idx[:, 0]).all()
+    assert abs(t_prob - o_prob).max() < 1e-3
+    client = TestClient(create_app([str(bert_model)], backend="onnx"))
+    response = client.post("/v1/topics", json={"questions": ["Solve for x: 3x + 1 = 7."]})
+    assert response.status_code == 200
+
+
+def test_backend_needs_export(bert_model, topic_csv):
+    with pytest.raises(ModelError, match="mathtune export"):
+        load_predictor(bert_model, backend="onnx")
+    tfidf = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"}, "tracking": "none"}), "runs/t")
+    with pytest.raises(ModelError, match="transformer"):
+        export_onnx(tfidf.output)

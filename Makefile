@@ -6,7 +6,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.mathtune-installed
 OUT    ?= runs/demo-topic
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast bench clean all-training all-serving docker-build docker-build-cuda
 
 install: $(STAMP)
 
@@ -29,6 +29,21 @@ test-fast: install
 
 bench: install
 	$(PY) bench/topic.py
+
+# Seed 004's targets: train every task on the data directory, then serve them together.
+all-training: install
+	$(VENV)/bin/mathtune train recipes/topic-tfidf.yaml --output runs/topic --overwrite
+	$(VENV)/bin/mathtune train recipes/misconception-tfidf.yaml --output runs/misconception --overwrite
+	$(VENV)/bin/mathtune train recipes/products-rf.yaml --output runs/products --overwrite
+
+all-serving: install
+	$(VENV)/bin/mathtune serve --model runs/topic --model runs/misconception --model runs/products --host 0.0.0.0 --port 8000
+
+docker-build:
+	docker build -f deploy/Dockerfile -t mathtune:cpu .
+
+docker-build-cuda:
+	docker build -f deploy/Dockerfile --build-arg VARIANT=cuda -t mathtune:cuda .
 
 clean:
 	rm -rf runs mlflow.db mlruns mlartifacts .pytest_cache

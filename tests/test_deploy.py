@@ -1,0 +1,175 @@
+"""Deployment files, checked offline (no Docker engine here): Kubernetes schemas, the compose spec, the Grafana
+dashboard's queries against the metrics the server really exports, and the container's entrypoint command."""
+
+import json
+import re
+import shlex
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+DEPLOY = REPO / "deploy"
+K8S_VERSION = "1.30.0"
+
+
+def _documents(path: Path):
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+@pytest.mark.parametrize("path", sorted((DEPLOY / "k8s" / "base").glob("*.yaml")), ids=lambda p: p.name)
+def test_kubernetes_manifests_validate(path):
+    import kubernetes_validate
+
+    for doc in _documents(path):
+        if doc.get("kind") == "Kustomization":
+            for resource in doc["resources"]:
+                assert (path.parent / resource).is_file(), resource
+        elif doc["apiVersion"].startswith("monitoring.coreos.com"):  # a CRD: check the fields Prometheus Operator needs
+            assert doc["kind"] == "ServiceMonitor" and doc["spec"]["endpoints"][0]["path"] == "/metrics"
+        else:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_deployment_probes_and_resources():
+    deployment = _documents(DEPLOY / "k8s" / "base" / "deployment.yaml")[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert {"requests", "limits"} <= set(container["resources"])
+
+
+def _merge(base, patch):
+    """Strategic-merge enough for these patches: mappings merge, lists of named items merge by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = _merge(base[key], value) if key in base else value
+        return out
+    if isinstance(base, list) and isinstance(patch, list) and all(isinstance(i, dict) and "name" in i for i in base + patch):
+        named = {i["name"]: i for i in base}
+        for item in patch:
+            named[item["name"]] = _merge(named[item["name"]], item) if item["name"] in named else item
+        return list(named.values())
+    return patch
+
+
+@pytest.mark.parametrize("overlay", ["cpu", "gpu"])
+def test_kustomize_overlays_patch_real_resources(overlay):
+    import kubernetes_validate
+
+    folder = DEPLOY / "k8s" / "overlays" / overlay
+    kustomization = _documents(folder / "kustomization.yaml")[0]
+    assert kustomization["resources"] == ["../../base"]
+    base = {(d["kind"], d["metadata"]["name"]): d for p in (DEPLOY / "k8s" / "base").glob("*.yaml")
+            for d in _documents(p) if d.get("kind") != "Kustomization"}
+    for patch in kustomization.get("patches", []):
+        doc = _documents(folder / patch["path"])[0]
+        key = (doc["kind"], doc["metadata"]["name"])
+        assert key in base, f"{patch['path']} patches {key}, which the base does not have"
+        merged = _merge(base[key], doc)
+        kubernetes_validate.validate(merged, K8S_VERSION, strict=True)
+        if overlay == "gpu":
+            limits = merged["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+            assert limits["nvidia.com/gpu"] == "1"
+
+
+def test_compose_file_matches_the_compose_spec():
+    import importlib.resources
+
+    import jsonschema
+
+    schema = json.loads((importlib.resources.files("check_jsonschema") / "builtin_schemas" / "vendor" / "compose-spec.json").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    jsonschema.validate(compose, schema)
+    assert {"api", "mlflow", "postgres", "prometheus", "grafana"} <= set(compose["services"])
+    assert "postgresql://" in compose["services"]["mlflow"]["command"]
+
+
+def test_dockerfile_shape():
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.M)) >= 2  # multi-stage
+    assert re.search(r"^USER mathtune", text, re.M) and "ARG VARIANT=cpu" in text
+    assert re.search(r"^HEALTHCHECK .*\n?.*livez", text, re.M)
+
+
+def _exported_metric_names(tmp_path) -> set[str]:
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from mathtune.config import recipe_from_dict
+    from mathtune.serve.app import create_app
+    from mathtune.train.run import train_from_recipe
+
+    from conftest import _rows
+
+    pd.DataFrame(_rows(10, seed=1))[["Question", "label"]].to_csv(tmp_path / "t.csv", index=False)
+    model = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": str(tmp_path / "t.csv")},
+                                                "tracking": "none"}), tmp_path / "m")
+    client = TestClient(create_app([str(model.output)]))
+    client.post("/v1/topics", json={"questions": ["Solve 2x = 4."]})
+    client.post("/v1/topics", json={"questions": []})  # a 4xx too
+    text = client.get("/metrics").text
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_grafana_queries_use_exported_metrics(tmp_path):
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "mathtune.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"\bmathtune_[a-z_]+", expr)}
+    exported = _exported_metric_names(tmp_path)
+    missing = used - exported
+    assert not missing, f"dashboard queries metrics the server does not export: {missing}"
+    assert any("mathtune_drift" in e for e in exprs) and any("latency" in e for e in exprs)
+
+
+def test_makefile_targets():
+    text = (REPO / "Makefile").read_text()
+    for target in ("all-training", "all-serving", "clean", "test", "docker-build", "run"):
+        assert re.search(rf"^{target}:", text, re.M), target
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_container_entrypoint_command_serves(tmp_path, topic_csv):
+    """Run the image's ENTRYPOINT + CMD directly (no Docker engine here), with the model path and port swapped."""
+    from mathtune.config import recipe_from_dict
+    from mathtune.train.run import train_from_recipe
+
+    model = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"}, "tracking": "none"}), "runs/m")
+    text = (DEPLOY / "Dockerfile").read_text()
+    entry = json.loads(re.search(r"^ENTRYPOINT (\[.*\])", text, re.M).group(1))
+    cmd = json.loads(re.search(r"^CMD (\[.*\])", text, re.M).group(1))
+    port = _free_port()
+    args = [str(model.output.resolve()) if a == "/models/topic" else ("127.0.0.1" if a == "0.0.0.0" else str(port) if a == "8000" else a)
+            for a in cmd]
+    assert entry == ["mathtune"]
+    proc = subprocess.Popen([sys.executable, "-m", "mathtune.cli", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    assert json.loads(response.read())["ready"] is True
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the entrypoint command did not become ready: " + shlex.join(args))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2) as response:
+            assert response.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

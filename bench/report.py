@@ -28,8 +28,13 @@ def topic(data: dict) -> list[str]:
         if "error" in r:
             lines.append(f"| {r['recipe']} | error | | | | |")
             continue
-        lines.append(f"| {r['recipe']} | {r['f1_micro']:.4f} | {r['f1_macro']:.4f} | {r['epochs_run']} | "
-                     f"{r['train_seconds'] / 60:.1f} min | {r['peak_rss_mb'] / 1024:.1f} GiB |")
+        memory = "n/a *" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.1f} GiB"
+        timing = f"{r['train_seconds'] / 60:.1f} min" + (" *" if r.get("train_seconds_note") else "")
+        lines.append(f"| {r['recipe']} | {r['f1_micro']:.4f} | {r['f1_macro']:.4f} | {r['epochs_run']} | {timing} | {memory} |")
+    notes = [f"\\* {r['recipe']}: " + " ".join(filter(None, (r.get("train_seconds_note"), r.get("peak_rss_note"))))
+             for r in data.get("recipes", []) if r.get("train_seconds_note") or r.get("peak_rss_note")]
+    if notes:
+        lines += [""] + notes
     if data.get("throughput"):
         lines += ["", "Training throughput, one epoch over the same rows, same model, batch size, max length and LoRA settings:", "",
                   "| model | rows | mathtune | plain Trainer + peft | ratio | Trainer with bf16 + length grouping + dynamic padding | ratio |",

@@ -143,3 +143,13 @@ def test_cli_grouped_split(map_csv, workdir):
     train = pd.read_csv(workdir / "g" / "map_train.csv", dtype=str)
     val = pd.read_csv(workdir / "g" / "map_val.csv", dtype=str)
     assert set(train["QuestionId"]).isdisjoint(val["QuestionId"]) and len(train) + len(val) == 120
+
+
+def test_limit_can_drop_rare_labels_from_training(map_csv, workdir):
+    """data.limit may leave a rare label out of the training part: validation counts it as a miss, no error."""
+    frame = make_rows(40)
+    frame.loc[0, ["Category", "Misconception"]] = ["True_Misconception", "Rare_one"]
+    frame.loc[1, ["Category", "Misconception"]] = ["True_Misconception", "Rare_one"]
+    frame.to_csv(map_csv, index=False)
+    result = train_from_recipe(recipe(limit=20), "runs/limited")
+    assert 0 <= result.metrics["map@3"] <= 1 and result.metrics["n_unseen_labels"] >= 0

@@ -165,8 +165,11 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         train, augment_report = _augment(recipe, train, reporter)
     labels = LabelMap.infer(train.raw_labels, task.default_label_names, recipe.labels)
     y_train = labels.encode(train.raw_labels, train.source)
-    # a grouped split can put labels in validation that training never saw: they count as misses
-    y_val = labels.encode(val.raw_labels, val.source, allow_unknown=recipe.data.split == "grouped" and not recipe.data.validation)
+    # a split made here can put labels in validation that training never saw (a grouped split, or a training
+    # part cut down by data.limit): they count as misses and are reported; a validation file given by the user
+    # must only hold known labels
+    made_here = not recipe.data.validation and (recipe.data.split == "grouped" or recipe.data.limit is not None)
+    y_val = labels.encode(val.raw_labels, val.source, allow_unknown=made_here)
     structure = task.structure(train.frame, train.raw_labels, labels)
     masks, notes = _validation_variants(task, val.frame, structure, labels)
 

@@ -145,11 +145,21 @@ def test_cli_grouped_split(map_csv, workdir):
     assert set(train["QuestionId"]).isdisjoint(val["QuestionId"]) and len(train) + len(val) == 120
 
 
-def test_limit_can_drop_rare_labels_from_training(map_csv, workdir):
+def test_limit_can_drop_rare_labels_from_training(map_csv, workdir, monkeypatch):
     """data.limit may leave a rare label out of the training part: validation counts it as a miss, no error."""
+    import mathtune.train.run as run
+
     frame = make_rows(40)
-    frame.loc[0, ["Category", "Misconception"]] = ["True_Misconception", "Rare_one"]
-    frame.loc[1, ["Category", "Misconception"]] = ["True_Misconception", "Rare_one"]
+    frame.loc[:5, ["Category", "Misconception"]] = ["True_Misconception", "Rare_one"]
     frame.to_csv(map_csv, index=False)
-    result = train_from_recipe(recipe(limit=20), "runs/limited")
-    assert 0 <= result.metrics["map@3"] <= 1 and result.metrics["n_unseen_labels"] >= 0
+    real = run.stratified_subsample
+
+    def drop_rare(labels, n, seed):  # the subsample happens to miss the rare label entirely
+        keep = real(labels, n, seed)
+        return [i for i in keep if "Rare_one" not in labels[i]]
+
+    monkeypatch.setattr(run, "stratified_subsample", drop_rare)
+    train, val = load_splits(recipe(limit=60))
+    assert not any("Rare_one" in l for l in train.raw_labels) and any("Rare_one" in l for l in val.raw_labels)
+    result = train_from_recipe(recipe(limit=60), "runs/limited")
+    assert result.metrics["n_unseen_labels"] >= 1

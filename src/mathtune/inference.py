@@ -11,38 +11,26 @@ from .data.readers import read_table, write_table
 from .errors import DataError
 from .io import write_json
 from .metrics.plots import confusion_matrix_png
-from .models.saved import Predictor, load_predictor
+from .models.saved import load_predictor
 from .paths import resolve_data_path
-from .tasks import get_task
-
-
-def task_of(predictor: Predictor):
-    return get_task(predictor.task, predictor.manifest.get("task_settings") or None)
-
-
-def _prepare(predictor: Predictor, data, text_column: str | None):
-    path = resolve_data_path(data)
-    frame = read_table(path)
-    task = task_of(predictor)
-    texts = task.inputs(frame, text_column or predictor.manifest.get("text_column", "Question"), str(path))
-    allowed, notes = task.candidate_masks(frame, predictor.manifest.get("structure"), predictor.labels)
-    return path, frame, task, texts, allowed, notes
 
 
 def evaluate_file(model_dir: str | Path, data: str | Path, text_column: str | None = None,
                   label_column: str | None = None, json_out: str | Path | None = None,
                   plot_out: str | Path | None = None, reporter=None) -> dict:
     predictor = load_predictor(model_dir)
-    path, frame, task, texts, allowed, notes = _prepare(predictor, data, text_column)
-    raw = task.raw_labels(frame, label_column or "label", path)
-    y_true = predictor.labels.encode(raw, path)
+    task = predictor.task_object
+    path = resolve_data_path(data)
+    frame = read_table(path)
+    y_true = predictor.labels.encode(task.raw_labels(frame, label_column or "label", path), path)
     if reporter:
-        reporter.start("evaluate", len(texts))
-    if predictor.kind == "sklearn":
+        reporter.start("evaluate", len(frame))
+    if predictor.kind == "sklearn":  # full probabilities, for the one-vs-rest AUC
         probs = predictor.probabilities(frame)
+        notes: list[str] = []
         metrics = task.metrics(y_true, np.argsort(-probs, axis=1)[:, :1], predictor.labels, probs)
     else:
-        top_idx, _ = predictor.topk(texts, k=task.top_k, reporter=reporter, allowed=allowed)
+        top_idx, _, notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
         metrics = task.metrics(y_true, top_idx, predictor.labels)
     metrics.update({"model": str(model_dir), "data": str(path), "notes": notes})
     if json_out:
@@ -59,7 +47,9 @@ def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, te
     """Write predictions in the task's submission format (``id,label`` for topics,
     ``row_id,Category:Misconception`` with three space-separated labels for misconceptions)."""
     predictor = load_predictor(model_dir)
-    path, frame, task, texts, allowed, notes = _prepare(predictor, data, text_column)
+    task = predictor.task_object
+    path = resolve_data_path(data)
+    frame = read_table(path)
     id_column = id_column or predictor.manifest.get("id_column") or task.submission_columns[0]
     if id_column in frame.columns:
         ids = frame[id_column].astype(str).tolist()
@@ -68,8 +58,8 @@ def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, te
     else:
         ids = [str(i) for i in range(len(frame))]
     if reporter:
-        reporter.start("predict", len(texts))
-    top_idx, _ = predictor.topk(texts, k=task.top_k, reporter=reporter, allowed=allowed, frame=frame)
+        reporter.start("predict", len(frame))
+    top_idx, _, notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
     values = [[predictor.labels.values[i] for i in row] for row in top_idx]
     submission = task.submission(ids, values)
     write_table(submission, output)

@@ -114,9 +114,6 @@ def _make_pyfunc_class() -> type:
         def predict(self, context, model_input, params=None):
             import pandas as pd
 
-            from .inference import task_of
-
-            task = task_of(self.predictor)
             column = self.predictor.manifest.get("text_column", "Question")
             if isinstance(model_input, pd.DataFrame):
                 frame = model_input
@@ -124,16 +121,15 @@ def _make_pyfunc_class() -> type:
                 frame = pd.DataFrame({column: [str(t) for t in model_input]})
             if self.predictor.task == "topic" and column not in frame.columns:
                 frame = frame.rename(columns={frame.columns[0]: column})
-            texts = task.inputs(frame, column, "request")
-            allowed, _ = task.candidate_masks(frame, self.predictor.manifest.get("structure"), self.predictor.labels)
-            idx, prob = self.predictor.topk(texts, k=task.top_k, allowed=allowed)
+            top_k = self.predictor.task_object.top_k
+            idx, prob, _, _ = self.predictor.predict_frame(frame, top_k, source="request")
             labels = self.predictor.labels
             out = pd.DataFrame({
                 "label": [labels.values[i] for i in idx[:, 0]],
                 "name": [labels.names[i] for i in idx[:, 0]],
                 "probability": prob[:, 0],
             })
-            if task.top_k > 1:
+            if top_k > 1:
                 out["top_labels"] = [" ".join(labels.values[i] for i in row) for row in idx]
             return out
 

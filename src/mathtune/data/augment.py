@@ -153,7 +153,8 @@ class AugmentReport:
     target_count: int
 
 
-def class_targets(counts: Counter, cfg: AugmentConfig) -> dict:
+def class_targets(counts: Counter, cfg: AugmentConfig) -> tuple[dict, int]:
+    """How many rows each class lacks, and the target count."""
     largest = max(counts.values())
     target = cfg.target_count or math.ceil(cfg.target_ratio * largest)
     return {label: max(0, target - n) for label, n in counts.items()}, target

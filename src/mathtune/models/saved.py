@@ -38,6 +38,7 @@ class Predictor:
     _model: Any = None
     _tokenizer: Any = None
     _onnx: Any = None
+    _task: Any = None
     backend: str = "torch"
 
     @property
@@ -48,6 +49,24 @@ class Predictor:
     def kind(self) -> str:
         return self.manifest["kind"]
 
+    @property
+    def task_object(self):
+        """The task, with the settings the model was trained with."""
+        if self._task is None:
+            from ..tasks import get_task
+
+            self._task = get_task(self.task, self.manifest.get("task_settings") or None)
+        return self._task
+
+    def predict_frame(self, frame, k: int, text_column: str | None = None, source: str = "input", reporter=None):
+        """Rows of a table -> the task's inputs -> top-k under the task's candidate masks.
+        Returns ids, probabilities, notes for the user, and the model inputs (for drift monitoring)."""
+        task = self.task_object
+        texts = task.inputs(frame, text_column or self.manifest.get("text_column", "Question"), source)
+        allowed, notes = task.candidate_masks(frame, self.manifest.get("structure"), self.labels)
+        idx, prob = self.topk(texts, k=k, reporter=reporter, allowed=allowed, frame=frame)
+        return idx, prob, notes, texts
+
     def topk(self, texts: Sequence[str], k: int = 1, batch_size: int = 64, reporter=None,
              allowed: np.ndarray | None = None, frame=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k label ids and probabilities per text, over the labels ``allowed`` for each row (default all).
@@ -56,11 +75,9 @@ class Predictor:
 
     def probabilities(self, frame) -> np.ndarray:
         """Full class probabilities of a tabular (products) model."""
-        from ..tasks import get_task
         from ..train.tabular import full_probabilities
 
-        task = get_task(self.task, self.manifest.get("task_settings") or None)
-        return full_probabilities(self._model, task.features(frame, "input"), len(self.labels))
+        return full_probabilities(self._model, self.task_object.features(frame, "input"), len(self.labels))
 
     def topk_variants(self, texts: Sequence[str], k: int, variants: dict[str, np.ndarray | None],
                       batch_size: int = 64, reporter=None, frame=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:

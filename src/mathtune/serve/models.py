@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -12,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import ModelError
-from ..inference import task_of
-from ..models.saved import Predictor, load_predictor
+from ..models.saved import Predictor, load_predictor, read_manifest
 from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
@@ -25,7 +23,6 @@ ROUTES = {"topic": "topics", "misconception": "misconceptions", "products": "pro
 class ServedModel:
     source: str
     predictor: Predictor
-    task: object
     load_seconds: float
     ready: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # torch models are not re-entrant
@@ -34,15 +31,17 @@ class ServedModel:
     def name(self) -> str:
         return self.predictor.task
 
+    @property
+    def task(self):
+        return self.predictor.task_object
+
     drift: object = None
 
     def predict_frame(self, frame: pd.DataFrame, k: int, record: bool = True):
         """Top-k ids and probabilities for the rows of ``frame`` (the task's input columns), and notes.
         The inputs and predictions also go into the drift window."""
-        texts = self.task.inputs(frame, self.predictor.manifest.get("text_column", "Question"), "request")
-        allowed, notes = self.task.candidate_masks(frame, self.predictor.manifest.get("structure"), self.predictor.labels)
         with self.lock:
-            idx, prob = self.predictor.topk(texts, k=k, allowed=allowed, frame=frame)
+            idx, prob, notes, texts = self.predictor.predict_frame(frame, k, source="request")
         if record and self.drift is not None:
             self.drift.record(texts, prob[:, 0], idx[:, 0])
         return idx, prob, notes
@@ -82,12 +81,12 @@ def load_models(sources: list[str], backend: str = "torch") -> dict[str, ServedM
     for source in sources:
         start = time.perf_counter()
         folder = resolve_source(source)
-        kind = json.loads((folder / "mathtune.json").read_text()).get("kind") if (folder / "mathtune.json").is_file() else None
+        kind = read_manifest(folder)["kind"]
         predictor = load_predictor(folder, backend if kind == "transformer" else "torch")
         if predictor.task in served:
             raise ModelError(f"--model {source}: a {predictor.task} model is already served ({served[predictor.task].source}); "
                              "serve one model per task")
-        model = ServedModel(source, predictor, task_of(predictor), time.perf_counter() - start)
+        model = ServedModel(source, predictor, time.perf_counter() - start)
         model.drift = DriftMonitor(predictor.folder, len(predictor.labels))
         model.predict_frame(warm_up_frame(model), k=1, record=False)
         model.ready = True

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import MisconceptionConfig
 from ..data.readers import check_nonempty, require_columns
 from ..errors import DataError
 from ..metrics.classification import classification_metrics
@@ -54,15 +55,7 @@ class MisconceptionTask(TopicTask):
     top_k = 3
     submission_columns = ("row_id", "Category:Misconception")
 
-    def __init__(self, settings=None) -> None:
-        from ..config import MisconceptionConfig
-
-        if isinstance(settings, dict):
-            settings = MisconceptionConfig.model_validate(settings)
-        self.settings = settings or MisconceptionConfig()
-
-    def settings_dict(self) -> dict:
-        return self.settings.model_dump()
+    settings_model = MisconceptionConfig
 
     @property
     def template(self) -> str:

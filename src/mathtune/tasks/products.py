@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import ProductsConfig
 from ..data.readers import require_columns
 from ..errors import DataError
 from ..metrics.classification import classification_metrics
@@ -50,15 +51,7 @@ class ProductsTask(TopicTask):
     top_k = 1
     submission_columns = ("id", "label")
 
-    def __init__(self, settings=None) -> None:
-        from ..config import ProductsConfig
-
-        if isinstance(settings, dict):
-            settings = ProductsConfig.model_validate(settings)
-        self.settings = settings or ProductsConfig()
-
-    def settings_dict(self) -> dict:
-        return self.settings.model_dump()
+    settings_model = ProductsConfig
 
     def feature_columns(self) -> list[str]:
         s = self.settings

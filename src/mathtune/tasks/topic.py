@@ -34,12 +34,17 @@ class TopicTask:
     registered_name = "math-topics"
     top_k = 1
     submission_columns = ("id", "label")
+    settings_model = None  # the recipe section's pydantic model, for tasks that have settings
 
     def __init__(self, settings=None) -> None:
+        if self.settings_model is not None:
+            if isinstance(settings, dict):  # from a model manifest
+                settings = self.settings_model.model_validate(settings)
+            settings = settings or self.settings_model()
         self.settings = settings
 
     def settings_dict(self) -> dict:
-        return {}
+        return self.settings.model_dump() if self.settings is not None else {}
 
     def inputs(self, frame: pd.DataFrame, text_column: str, path: str | Path) -> list[str]:
         """Model inputs: the question text, with bytes-literal rows decoded."""

@@ -32,7 +32,8 @@ from ..metrics.plots import confusion_matrix_png, training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
 from ..paths import is_demo, resolve_data_path
 from ..tasks import LabelMap, get_task
-from .finetune import NullReporter, Reporter, peak_rss_mb, set_seed, tokenize
+from .finetune import tokenize
+from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
 
 log = logging.getLogger(__name__)
 

@@ -122,3 +122,46 @@ def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_llama(tmp_path_factory) -> Path:
+    """A 2-layer Llama causal LM whose tokenizer has a chat template (for the tutor)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-chat-llama")
+    tokenizer = _tiny_tokenizer(folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.eos_token = "[SEP]"
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.sep_token_id,
+                         tie_word_embeddings=False)
+    import torch
+
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def gsm8k_jsonl(workdir) -> Path:
+    """GSM8K-format problems: question, and an answer with calculator notes and '#### final'."""
+    import json
+
+    rng = random.Random(5)
+    lines = []
+    for _ in range(30):
+        a, b = rng.randint(2, 20), rng.randint(2, 20)
+        lines.append(json.dumps({"question": f"Tom has {a} apples and gets {b} more. How many apples?",
+                                 "answer": f"Tom has {a} + {b} = <<{a}+{b}={a + b}>>{a + b} apples.\n#### {a + b}"}))
+    path = workdir / "gsm.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path

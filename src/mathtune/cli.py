@@ -92,14 +92,18 @@ def _metrics_table(metrics: dict, title: str) -> Table:
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("map@3", "f1_micro", "f1_macro", "f1_weighted", "accuracy", "auc_ovr", "top3_accuracy", "category_accuracy", "n"):
+    for key in ("map@3", "f1_micro", "f1_macro", "f1_weighted", "accuracy", "auc_ovr", "top3_accuracy", "category_accuracy",
+                "answer_accuracy", "base_answer_accuracy", "rougeL", "base_rougeL", "bleu", "base_bleu", "perplexity",
+                "base_perplexity", "refusal_rate", "base_refusal_rate", "false_refusal_rate", "tokens_per_second", "n"):
         if key in metrics:
             value = metrics[key]
             table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
 
 
-def _per_class_table(metrics: dict) -> Table:
+def _per_class_table(metrics: dict) -> Table | str:
+    if not metrics.get("per_class") and not metrics.get("per_category"):
+        return ""
     if "per_category" in metrics:
         table = Table(title="per category (true Category)")
         for col in ("category", "n", "map@3", "top1_accuracy", "category_accuracy"):
@@ -158,7 +162,8 @@ def train(
         out.print(f"resumed from optimizer step {result.resumed_from_step}")
     out.print(f"training time {result.train_seconds:.1f} s"
               + (f", {result.samples_per_second:.1f} samples/s" if result.samples_per_second else ""))
-    out.print(f"model folder: [bold]{result.output}[/] (metrics.json, confusion_matrix.png, recipe.yaml)")
+    files = "report.md, metrics.json, training_curve.png" if parsed.task == "tutor" else "metrics.json, confusion_matrix.png"
+    out.print(f"model folder: [bold]{result.output}[/] ({files}, recipe.yaml)")
     info = result.tracking
     if info.get("run_id"):
         out.print(f"MLflow run: {info['run_id']} in experiment '{info['experiment']}' at {info['tracking_uri']}")
@@ -175,14 +180,32 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
-    label_column: Annotated[str, typer.Option(help="Label column (topics; misconceptions use Category and Misconception).")] = "label",
+    label_column: Annotated[str, typer.Option(help="Label column (topics; misconceptions use Category and Misconception; tutors: the solution column).")] = "label",
+    backend: Annotated[str, typer.Option(help="Tutors: transformers or llama.cpp (needs model.gguf).")] = "transformers",
+    samples: Annotated[Optional[int], typer.Option(help="Tutors: answer only the first N problems.")] = None,
+    compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
+    report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
 ) -> None:
-    """Score a model on a labelled file.
+    """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
+    (math-verify), ROUGE, BLEU, perplexity, refusal rates.
 
     Example: mathtune evaluate runs/topic-tfidf --data val.csv --json metrics.json
+    Example: mathtune evaluate runs/tutor-lora --data math-hendrycks/math500_test.jsonl --samples 50 --compare-base
     """
     from .inference import evaluate_file
+    from .models.saved import read_manifest
 
+    if read_manifest(model_dir)["task"] == "tutor":
+        from .tutor_eval import evaluate_tutor_file
+
+        with RichReporter() as reporter:
+            metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
+                                          None if label_column == "label" else label_column, json_out, report, reporter)
+        out.print(_metrics_table({**metrics, **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}},
+                                 f"{data} ({metrics['backend']})"))
+        if report:
+            out.print(f"report: [bold]{report}[/]")
+        return
     with RichReporter() as reporter:
         metrics = evaluate_file(model_dir, data, text_column, label_column, json_out, plot, reporter)
     out.print(_metrics_table(metrics, f"{data}"))
@@ -365,13 +388,22 @@ def export(
     model_dir: Annotated[Path, typer.Argument(help="A fine-tuned encoder classifier folder.")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX for the ONNX Runtime backend.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write a dynamically int8-quantized copy.")] = False,
+    gguf: Annotated[Optional[str], typer.Option("--gguf", help="Tutors: write model.gguf (f16 or q8_0) for the llama.cpp backend.")] = None,
 ) -> None:
     """Export a model for faster serving; checks top-1 parity with PyTorch on a fixed question set first.
 
     Example: mathtune export runs/topic-lora --onnx --int8 && mathtune serve --model runs/topic-lora --backend onnx
+    Example: mathtune export runs/tutor-lora --gguf q8_0 && mathtune ask runs/tutor-lora "What is 7*8?" --backend llama.cpp
     """
+    if gguf:
+        from .models.gguf_export import export_tutor_gguf
+
+        with console.status(f"writing {gguf} GGUF"):
+            path = export_tutor_gguf(model_dir, gguf)
+        out.print(f"wrote [bold]{path}[/] ({path.stat().st_size / 1e6:.0f} MB)")
+        return
     if not onnx:
-        raise MathtuneError("choose a format: --onnx")
+        raise MathtuneError("choose a format: --onnx (classifiers) or --gguf f16|q8_0 (tutors)")
     from .models.onnx import export_onnx
 
     with console.status("exporting to ONNX and checking parity"):
@@ -409,6 +441,74 @@ def serve(
     application = create_app(list(model), backend=backend)
     console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+@handle_errors
+def ask(
+    model_dir: Annotated[str, typer.Argument(help="A tutor folder, or a base model (bundled:smollm2, a folder, a hub id).")],
+    question: Annotated[str, typer.Argument(help="The problem to solve.")],
+    backend: Annotated[str, typer.Option(help="transformers or llama.cpp (GGUF).")] = "transformers",
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 256,
+    index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: put the top-k passages into the prompt.")] = None,
+    k: Annotated[int, typer.Option(help="Passages to retrieve.")] = 4,
+) -> None:
+    """Ask a tutor a question; the answer streams as it is generated.
+
+    Example: mathtune ask runs/tutor-lora "A pen costs $3. How much do 4 pens cost?" --backend llama.cpp
+    """
+    from .models.generate import load_tutor
+
+    generator = load_tutor(model_dir, backend)
+    context, sources = None, []
+    if index:
+        from .rag.retrieve import Retriever
+
+        hits = Retriever.open(index).search(question, k)
+        context, sources = Retriever.format_context(hits), hits
+    for piece in generator.stream(question, max_new_tokens, context):
+        out.print(piece, end="", highlight=False, soft_wrap=True)
+    out.print()
+    for hit in sources:
+        console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")
+
+
+@app.command()
+@handle_errors
+def sweep(
+    recipe: Annotated[Path, typer.Argument(help="Recipe YAML to vary.")],
+    grid: Annotated[list[str], typer.Option("--grid", help="key=v1,v2 (repeatable; every combination runs).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override applied to every run.")] = None,
+    output_dir: Annotated[Path, typer.Option(help="Folder for the runs' model folders and sweep.json.")] = Path("runs/sweep"),
+) -> None:
+    """Hyperparameter experiments: each combination of the grid is trained as its own MLflow run; prints the
+    comparison table (training time, peak memory, final train/validation loss, the task's metric).
+
+    Example: mathtune sweep recipes/tutor-lora.yaml --grid train.learning_rate=1e-4,2e-4 --grid model.lora.r=16,32
+    """
+    from .io import write_json
+    from .sweep import run_sweep, summary_rows
+
+    def started(i, n, name, overrides):
+        console.print(f"[bold]run {i + 1}/{n}[/] {name}: {' '.join(overrides)}")
+
+    def done(run):
+        status = "ok" if run.returncode == 0 else "[red]failed[/]"
+        console.print(f"  {status} in {run.seconds / 60:.1f} min")
+
+    runs = run_sweep(recipe, grid, output_dir, set_ or [], started, done)
+    rows = summary_rows(runs)
+    write_json(output_dir / "sweep.json", rows)
+    table = Table(title=f"sweep of {recipe.name}")
+    columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)]
+    for c in columns:
+        table.add_column(c, justify="left" if c in ("run", "status") else "right")
+    for r in rows:
+        table.add_row(*("–" if r.get(c) is None else f"{r[c]:.4f}" if isinstance(r[c], float) else str(r[c]) for c in columns))
+    out.print(table)
+    out.print(f"sweep.json: [bold]{output_dir / 'sweep.json'}[/]")
+    if any(r.returncode for r in runs):
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import RecipeError
 
@@ -44,7 +44,7 @@ class LoraConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    name: str = Field("bundled:minilm", description="`bundled:minilm`, `bundled:smollm2`, a local folder, or a Hugging Face model id.")
+    name: str | None = Field(None, description="`bundled:minilm`, `bundled:smollm2`, a local folder, or a Hugging Face model id; empty: the task's default (MiniLM for classifiers, SmolLM2 for the tutor).")
     gguf_file: str | None = Field(None, description="GGUF file inside `name` to load (dequantized) instead of safetensors.")
     peft: Literal["none", "lora", "qlora"] = Field("lora", description="none: full fine-tuning; lora; qlora: 4-bit NF4 base + LoRA (CUDA only).")
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -137,9 +137,35 @@ class ProductsConfig(_Strict):
     cv_folds: int = Field(5, ge=2, description="Stratified folds for cross-validated metrics on the training split.")
 
 
+class RetrievalConfig(_Strict):
+    index: str | None = Field(None, description="Index folder made by `mathtune index build`; empty: no retrieval.")
+    k: int = Field(4, gt=0, le=50, description="Retrieved chunks put into each prompt.")
+    hybrid: bool = Field(False, description="Mix BM25 keyword scores into the semantic scores.")
+    mmr: bool = Field(False, description="Re-rank with maximal marginal relevance (less repetition among the k).")
+
+
+class TutorConfig(_Strict):
+    question_column: str | None = Field(None, description="Column with the problem; empty: the first of question, problem, Question, instruction, prompt.")
+    response_column: str | None = Field(None, description="Column with the worked solution; empty: the first of solution, answer, response, output.")
+    answer_column: str | None = Field(None, description="Column with the final answer when the solution does not end with one (CHAMP: answer).")
+    system_prompt: str | None = Field(None, description="System message; empty: the step-by-step tutor prompt that declines non-math questions.")
+    refusal_examples: int = Field(0, ge=0, description="Mix this many built-in non-math prompts, answered with the refusal, into training.")
+    packing: bool = Field(False, description="Pack several short examples into one max_length sequence (fewer pad tokens).")
+    max_new_tokens: int = Field(256, gt=0, description="Generation budget in evaluation.")
+    eval_samples: int = Field(50, ge=0, description="Validation problems answered by generation (accuracy, ROUGE, BLEU); 0 skips generation.")
+    eval_batch_size: int = Field(16, gt=0, description="Problems generated together in evaluation (left padding).")
+    compare_base: bool = Field(True, description="Also evaluate the base model and write the base-versus-fine-tuned report.")
+    gguf_export: Literal["none", "f16", "q8_0"] = Field("none", description="Also write model.gguf for the llama.cpp backend (Llama-family bases loaded from GGUF).")
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+
+
+DEFAULT_MODELS = {"topic": "bundled:minilm", "misconception": "bundled:minilm", "tutor": "bundled:smollm2",
+                  "products": "bundled:minilm"}
+
+
 class Recipe(_Strict):
-    task: Literal["topic", "misconception", "products"] = "topic"
-    trainer: Literal["tfidf", "finetune", "sklearn"] = "finetune"
+    task: Literal["topic", "misconception", "products", "tutor"] = "topic"
+    trainer: Literal["tfidf", "finetune", "sklearn", "sft"] = "finetune"
     labels: list[str] | None = Field(None, description="Label names in id order; default: the task's names or the data's values.")
     data: DataConfig
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -148,7 +174,14 @@ class Recipe(_Strict):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     misconception: MisconceptionConfig = Field(default_factory=MisconceptionConfig)
     products: ProductsConfig = Field(default_factory=ProductsConfig)
+    tutor: TutorConfig = Field(default_factory=TutorConfig)
     augment: AugmentConfig | None = Field(None, description="Augment rare classes of the training split (never validation).")
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> "Recipe":
+        if self.model.name is None:
+            self.model.name = DEFAULT_MODELS[self.task]
+        return self
 
     @field_validator("tracking", mode="before")
     @classmethod

@@ -112,7 +112,7 @@ def forget_gguf_origin(model) -> None:
                     pass
 
 
-def _add_lora(model, cfg: ModelConfig, quantized: bool):
+def _add_lora(model, cfg: ModelConfig, quantized: bool, task_type: str = "SEQ_CLS"):
     from peft import LoraConfig, TaskType, get_peft_model
 
     if quantized:
@@ -120,7 +120,7 @@ def _add_lora(model, cfg: ModelConfig, quantized: bool):
 
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=cfg.gradient_checkpointing)
     lora = LoraConfig(
-        task_type=TaskType.SEQ_CLS,
+        task_type=getattr(TaskType, task_type),
         r=cfg.lora.r,
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,

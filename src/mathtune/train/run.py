@@ -157,9 +157,13 @@ def _prepare_work_dir(output: Path, recipe_yaml: str, overwrite: bool, resume: b
 def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = False, resume: bool = True,
                       reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or NullReporter()
+    check_recipe_runnable(recipe)
+    if recipe.task == "tutor":
+        from .tutor_run import train_tutor
+
+        return train_tutor(recipe, output, overwrite, resume, reporter)
     task = task_for(recipe)
     output = Path(output)
-    check_recipe_runnable(recipe)
     train, val = load_splits(recipe)
     augment_report = None
     if recipe.augment:
@@ -378,6 +382,8 @@ def _write_reports(work: Path, metrics: dict, history: list[dict], labels: Label
 
 
 def check_recipe_runnable(recipe: Recipe) -> None:
+    if (recipe.task == "tutor") != (recipe.trainer == "sft"):
+        raise RecipeError("trainer: the tutor task uses trainer: sft, and trainer sft is for the tutor task")
     if (recipe.task == "products") != (recipe.trainer == "sklearn"):
         raise RecipeError("trainer: the products task uses trainer: sklearn, and trainer sklearn is for the products task")
     if recipe.trainer == "finetune" and recipe.model.peft == "qlora":

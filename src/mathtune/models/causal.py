@@ -1,0 +1,124 @@
+"""Causal language models for the tutor: load (bundled GGUF, folder or hub id), add LoRA/QLoRA, merge for saving.
+
+Merging: the adapter is merged into a 16-bit (bf16) copy of the base, and the merged model must give the same
+greedy output as the unmerged one on fixed prompts before it is saved. Where bf16 rounding flips a near-tie,
+an fp32 merge is checked and saved instead; if that also differs, saving stops with an error.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import ModelConfig
+from ..errors import ModelError
+from .hf import LoadedModel, _add_lora, _quantization_config, forget_gguf_origin, load_tokenizer
+from .registry import resolve
+
+log = logging.getLogger(__name__)
+
+PARITY_PROMPTS = [
+    "What is 12 times 7?",
+    "Solve for x: 3x + 5 = 20.",
+    "A shop sells pencils at 3 for $1. How much do 12 pencils cost?",
+    "What is the derivative of x^3?",
+]
+
+
+def load_causal_lm(cfg: ModelConfig, dtype: torch.dtype | None = None) -> LoadedModel:
+    from transformers import AutoModelForCausalLM
+
+    source = resolve(cfg.name, cfg.gguf_file)
+    quant = _quantization_config(cfg)
+    tokenizer = load_tokenizer(source)
+    kwargs: dict = {}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {source.label}: cannot load it as a causal language model ({exc})") from None
+    if source.gguf_file:
+        forget_gguf_origin(model)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if cfg.peft in ("lora", "qlora"):
+        model = _add_lora(model, cfg, quantized=quant is not None, task_type="CAUSAL_LM")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    log.info("loaded %s: %.1fM parameters, %.2f%% trainable", source.label, total / 1e6, 100 * trainable / total)
+    return LoadedModel(model, tokenizer, source, trainable, total)
+
+
+@torch.no_grad()
+def greedy_tokens(model, tokenizer, prompts: list[str], max_new_tokens: int = 24) -> list[list[int]]:
+    from ..tasks.tutor import messages
+
+    device = next(model.parameters()).device
+    out = []
+    model.eval()
+    for prompt in prompts:
+        text = tokenizer.apply_chat_template(messages(prompt), add_generation_prompt=True, tokenize=False)
+        ids = tokenizer(text, return_tensors="pt", add_special_tokens=False, return_token_type_ids=False).to(device)
+        generated = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                   pad_token_id=tokenizer.pad_token_id)
+        out.append(generated[0, ids["input_ids"].shape[1]:].tolist())
+    return out
+
+
+@dataclass
+class MergeReport:
+    dtype: str
+    prompts: int
+    identical: int
+    checked_dtypes: list[str] = field(default_factory=list)
+
+
+def _merged_copy(model, dtype: torch.dtype, cfg: ModelConfig | None):
+    if getattr(model, "is_loaded_in_4bit", False) or _is_quantized_peft(model):
+        # QLoRA: the base is 4-bit; merge into a freshly loaded 16-bit base instead
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        if cfg is None:
+            raise ModelError("merging a QLoRA adapter needs the model config to reload the 16-bit base")
+        plain = cfg.model_copy(update={"peft": "lora"})
+        fresh = load_causal_lm(plain, dtype=dtype).model.to(next(model.parameters()).device)
+        set_peft_model_state_dict(fresh, get_peft_model_state_dict(model))
+        return fresh.merge_and_unload()
+    clone = copy.deepcopy(model).to(dtype)
+    return clone.merge_and_unload() if hasattr(clone, "merge_and_unload") else clone
+
+
+def _is_quantized_peft(model) -> bool:
+    base = getattr(model, "base_model", None)
+    inner = getattr(base, "model", None)
+    return bool(getattr(inner, "is_loaded_in_4bit", False))
+
+
+def merge_with_parity(model, tokenizer, cfg: ModelConfig | None = None, prompts: list[str] | None = None,
+                      max_new_tokens: int = 24):
+    """The merged model (a plain transformers model) and a report of the greedy-output check."""
+    if not hasattr(model, "merge_and_unload"):
+        return model, MergeReport("float32", 0, 0, [])
+    prompts = prompts or PARITY_PROMPTS
+    reference = greedy_tokens(model, tokenizer, prompts, max_new_tokens)
+    checked = []
+    for dtype in (torch.bfloat16, torch.float32):
+        merged = _merged_copy(model, dtype, cfg)
+        got = greedy_tokens(merged, tokenizer, prompts, max_new_tokens)
+        same = sum(a == b for a, b in zip(reference, got))
+        checked.append(f"{str(dtype).split('.')[-1]}: {same}/{len(prompts)}")
+        if same == len(prompts):
+            return merged, MergeReport(str(dtype).split(".")[-1], len(prompts), same, checked)
+        log.info("merge parity in %s: %d/%d prompts identical; trying a wider type", dtype, same, len(prompts))
+    raise ModelError(f"merged and unmerged models disagree on greedy output ({'; '.join(checked)}); "
+                     "the adapter was not merged correctly, so nothing was saved")

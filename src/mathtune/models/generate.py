@@ -1,0 +1,218 @@
+"""Generation behind one interface, two backends: transformers (any causal LM) and llama.cpp (GGUF, CPU).
+
+``generate(questions)`` answers a batch greedily; ``stream(question)`` yields text pieces as they are made.
+Both use the model's chat template, the tutor's system prompt, optional retrieved context, and stop sequences.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterator, Protocol, Sequence
+
+import torch
+
+from ..errors import ModelError
+from ..tasks.tutor import messages
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STOPS = ("<|im_end|>", "<|endoftext|>", "\nProblem:", "\nUser:")
+
+
+@dataclass
+class Generation:
+    text: str
+    new_tokens: int
+    seconds: float
+
+
+class Generator(Protocol):
+    backend: str
+
+    def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
+                 contexts: Sequence[str | None] | None = None) -> list[Generation]: ...
+
+    def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None) -> Iterator[str]: ...
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = len(text)
+    for stop in stops:
+        at = text.find(stop)
+        if at >= 0:
+            cut = min(cut, at)
+    return text[:cut].strip()
+
+
+class StopOnText:
+    """Stops a row once its generated text contains a stop sequence (decodes only the last few tokens; works
+    with any tokenizer, unlike transformers' stop_strings which needs a byte-level vocabulary)."""
+
+    def __init__(self, tokenizer, stops: Sequence[str], prompt_len: int, window: int = 16):
+        self.tokenizer, self.prompt_len, self.window = tokenizer, prompt_len, window
+        self.stops = [s for s in stops if s.strip()]
+
+    def __call__(self, input_ids, scores, **kwargs):
+        new = input_ids[:, self.prompt_len:][:, -self.window:]
+        tails = self.tokenizer.batch_decode(new, skip_special_tokens=False)
+        return torch.tensor([any(s in t for s in self.stops) for t in tails], device=input_ids.device)
+
+
+class TransformersGenerator:
+    backend = "transformers"
+
+    def __init__(self, model, tokenizer, system_prompt: str | None = None, stops: Sequence[str] = DEFAULT_STOPS,
+                 threads: int | None = None):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.system_prompt, self.stops = system_prompt, tuple(stops)
+        self.device = next(model.parameters()).device
+        if threads:
+            torch.set_num_threads(threads)
+        self._lock = threading.Lock()  # one generate at a time per model (torch threads are shared)
+
+    def prompt(self, question: str, context: str | None = None) -> str:
+        return self.tokenizer.apply_chat_template(messages(question, None, self.system_prompt, context),
+                                                  add_generation_prompt=True, tokenize=False)
+
+    def _stopping(self, prompt_len: int):
+        from transformers import StoppingCriteriaList
+
+        return StoppingCriteriaList([StopOnText(self.tokenizer, self.stops, prompt_len)])
+
+    @torch.no_grad()
+    def generate(self, questions, max_new_tokens=256, contexts=None) -> list[Generation]:
+        contexts = list(contexts) if contexts is not None else [None] * len(questions)
+        prompts = [self.prompt(q, c) for q, c in zip(questions, contexts)]
+        self.tokenizer.padding_side = "left"
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
+                               return_token_type_ids=False).to(self.device)
+        start = time.perf_counter()
+        with self._lock:
+            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                      pad_token_id=self.tokenizer.pad_token_id,
+                                      stopping_criteria=self._stopping(batch["input_ids"].shape[1]))
+        seconds = time.perf_counter() - start
+        new = out[:, batch["input_ids"].shape[1]:]
+        results = []
+        for row in new:
+            ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
+            text = self.tokenizer.decode(ids, skip_special_tokens=False)
+            results.append(Generation(cut_at_stop(text, self.stops), len(ids), seconds / len(prompts)))
+        return results
+
+    def stream(self, question, max_new_tokens=256, context=None) -> Iterator[str]:
+        from transformers import TextIteratorStreamer
+
+        ids = self.tokenizer(self.prompt(question, context), return_tensors="pt", add_special_tokens=False,
+                             return_token_type_ids=False).to(self.device)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
+        kwargs = dict(**ids, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
+                      pad_token_id=self.tokenizer.pad_token_id,
+                      stopping_criteria=self._stopping(ids["input_ids"].shape[1]))
+
+        def run():
+            with self._lock, torch.no_grad():
+                self.model.generate(**kwargs)
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        yield from _stop_filtered(streamer, self.stops)
+        worker.join()
+
+
+class LlamaCppGenerator:
+    """llama.cpp through llama-cpp-python: a GGUF file, CPU threads, the GGUF's own chat template."""
+
+    backend = "llama.cpp"
+
+    def __init__(self, gguf_path: str | os.PathLike, system_prompt: str | None = None,
+                 stops: Sequence[str] = DEFAULT_STOPS, threads: int | None = None, n_ctx: int = 2048):
+        try:
+            from llama_cpp import Llama
+        except ImportError:
+            raise ModelError("the llama.cpp backend needs llama-cpp-python: "
+                             "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install llama-cpp-python") from None
+        if not os.path.isfile(gguf_path):
+            raise ModelError(f"{gguf_path}: GGUF file not found (export one with `mathtune export MODEL --gguf`)")
+        self.llm = Llama(str(gguf_path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, verbose=False)
+        self.system_prompt, self.stops = system_prompt, list(stops)
+        self._lock = threading.Lock()
+
+    def _chat(self, question, context, max_new_tokens, stream):
+        return self.llm.create_chat_completion(messages(question, None, self.system_prompt, context),
+                                               max_tokens=max_new_tokens, temperature=0.0, top_k=1,
+                                               stop=self.stops, stream=stream)
+
+    def generate(self, questions, max_new_tokens=256, contexts=None) -> list[Generation]:
+        contexts = list(contexts) if contexts is not None else [None] * len(questions)
+        out = []
+        for question, context in zip(questions, contexts):
+            start = time.perf_counter()
+            with self._lock:
+                reply = self._chat(question, context, max_new_tokens, stream=False)
+            out.append(Generation(reply["choices"][0]["message"]["content"].strip(),
+                                  int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
+        return out
+
+    def stream(self, question, max_new_tokens=256, context=None) -> Iterator[str]:
+        with self._lock:
+            for chunk in self._chat(question, context, max_new_tokens, stream=True):
+                piece = chunk["choices"][0]["delta"].get("content")
+                if piece:
+                    yield piece
+
+
+def _stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
+    """Pass streamed text through until a stop sequence appears (held back while it could be one's start)."""
+    held = ""
+    longest = max((len(s) for s in stops), default=0)
+    for piece in pieces:
+        held += piece
+        hits = [held.find(s) for s in stops if s in held]
+        if hits:
+            if held[: min(hits)]:
+                yield held[: min(hits)]
+            return
+        safe = len(held) - (longest - 1)
+        if safe > 0:
+            yield held[:safe]
+            held = held[safe:]
+    if held:
+        yield held
+
+
+def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads: int | None = None) -> Generator:
+    """A generator for a tutor folder written by `mathtune train` (``model/`` weights, optional ``model.gguf``,
+    its system prompt), or for a base model name such as ``bundled:smollm2``."""
+    from pathlib import Path
+
+    from ..config import ModelConfig
+    from .causal import load_causal_lm
+    from .registry import resolve
+    from .saved import HF_SUBDIR, MANIFEST, read_manifest
+
+    if backend not in ("transformers", "llama.cpp"):
+        raise ModelError(f"backend {backend!r}: choose transformers or llama.cpp")
+    folder = Path(model)
+    if (folder / MANIFEST).is_file():
+        manifest = read_manifest(folder)
+        if manifest["task"] != "tutor":
+            raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
+        system = manifest.get("system_prompt")
+        if backend == "llama.cpp":
+            if not manifest.get("gguf"):
+                raise ModelError(f"{folder}: no GGUF file; run `mathtune export {folder} --gguf f16` first")
+            return LlamaCppGenerator(folder / manifest["gguf"], system, threads=threads)
+        loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
+        return TransformersGenerator(loaded.model, loaded.tokenizer, system, threads=threads)
+    source = resolve(str(model))
+    if backend == "llama.cpp":
+        if not source.gguf_file:
+            raise ModelError(f"{model}: the llama.cpp backend needs a GGUF model (bundled:smollm2 or a tutor folder)")
+        return LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads)
+    loaded = load_causal_lm(ModelConfig(name=str(model), peft="none"))
+    return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads)

@@ -1,0 +1,139 @@
+"""Task ``tutor``: problem -> step-by-step solution, as chat messages for a causal LM.
+
+Reads GSM8K (``question``/``answer`` with ``#### final``), MATH (``problem``/``solution`` with ``\\boxed{}``),
+the CHAMP demo (``Question``/``solution``/``answer``) and any table with configurable columns. GSM8K's calculator
+annotations (``<<48/2=24>>``) are removed and its ``#### 72`` becomes "The answer is 72." so every response ends
+the way the system prompt asks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from ..config import TutorConfig
+from ..errors import DataError
+from ..metrics.answers import extract_final_answer
+
+SYSTEM_PROMPT = (
+    "You are a patient math tutor. Solve the problem step by step, one short step per line, "
+    "and finish with 'The answer is <final answer>.' "
+    "If the message is not a mathematics question, do not answer it; reply only: "
+    "\"I can only help with math questions.\""
+)
+REFUSAL = "I can only help with math questions."
+
+QUESTION_COLUMNS = ("question", "problem", "Question", "instruction", "prompt")
+RESPONSE_COLUMNS = ("solution", "answer", "response", "output")
+ANSWER_COLUMNS = ("final_answer", "answer")
+
+# Prompts a math tutor should decline (seed 002's out-of-domain checks). The first half may be mixed into
+# training (tutor.refusal_examples); evaluation uses the second half, which training never sees.
+OFF_TOPIC = [
+    "Write a short poem about the ocean.", "What is the capital of Australia?", "Who won the 2018 football World Cup?",
+    "Give me a recipe for banana bread.", "How do I fix a flat bicycle tyre?", "Translate 'good morning' into Spanish.",
+    "What is the best way to learn to play the guitar?", "Summarize the plot of Romeo and Juliet.",
+    "Which programming language should I learn first?", "What causes the seasons on Earth?",
+    "Recommend a good science fiction novel.", "How do I write a cover letter for a job?",
+    "What is the meaning of the word 'ephemeral'?", "Tell me a joke about cats.", "How do vaccines work?",
+    "Who painted the Mona Lisa?", "What should I pack for a weekend camping trip?", "How can I sleep better at night?",
+    "Explain how a bill becomes a law.", "What are the rules of chess castling?",
+    "Write an email asking my landlord to fix the heating.", "What is the tallest mountain in Africa?",
+    "Describe the water cycle.", "Suggest a name for my new puppy.", "What language is spoken in Brazil?",
+    "How do I clean a cast iron pan?", "Who was the first person to walk on the Moon?",
+    "What are some tips for a job interview?", "Write a haiku about autumn leaves.", "Why is the sky blue?",
+    "What is the plot of the movie Inception?", "How do I grow tomatoes on a balcony?",
+    "Which planet is known as the Red Planet?", "Give me ideas for a birthday party.",
+    "What is photosynthesis?", "How do I change the language on my phone?", "Name three famous composers.",
+    "What is the difference between a virus and a bacterium?", "Plan a three-day trip to Rome.",
+    "What does a good morning routine look like?",
+]
+REFUSAL_TRAIN, REFUSAL_EVAL = OFF_TOPIC[: len(OFF_TOPIC) // 2], OFF_TOPIC[len(OFF_TOPIC) // 2:]
+
+_CALC = re.compile(r"<<[^<>]*>>")
+_GSM_FINAL = re.compile(r"\n?####\s*(.+?)\s*$", re.S)
+
+
+@dataclass
+class Pairs:
+    questions: list[str]
+    responses: list[str]
+    answers: list[str | None]   # reference final answers (None when a response has none)
+    source: str
+
+
+def _pick(frame: pd.DataFrame, configured: str | None, candidates: tuple[str, ...], role: str, source: str,
+          key: str) -> str:
+    if configured:
+        if configured not in frame.columns:
+            raise DataError(f"{source}: column {configured!r} ({role}) not found; columns are "
+                            f"{', '.join(map(str, frame.columns))}. Set tutor.{key}.")
+        return configured
+    for name in candidates:
+        if name in frame.columns:
+            return name
+    raise DataError(f"{source}: no {role} column (looked for {', '.join(candidates)}); columns are "
+                    f"{', '.join(map(str, frame.columns))}. Set tutor.{key} in the recipe.")
+
+
+def clean_response(text: str) -> str:
+    """GSM8K style -> plain steps ending with 'The answer is X.'; other styles are kept as they are."""
+    text = _CALC.sub("", str(text)).strip()
+    match = _GSM_FINAL.search(text)
+    if match:
+        final = match.group(1).strip().replace(",", "")
+        text = text[: match.start()].rstrip() + f"\nThe answer is {final}."
+    return text
+
+
+def pairs_from_frame(frame: pd.DataFrame, cfg: TutorConfig, source: str) -> Pairs:
+    qcol = _pick(frame, cfg.question_column, QUESTION_COLUMNS, "question", source, "question_column")
+    rcol = _pick(frame, cfg.response_column, tuple(c for c in RESPONSE_COLUMNS if c != qcol), "solution", source,
+                 "response_column")
+    acol = cfg.answer_column
+    if acol is None:
+        acol = next((c for c in ANSWER_COLUMNS if c in frame.columns and c not in (qcol, rcol)), None)
+    elif acol not in frame.columns:
+        raise DataError(f"{source}: column {acol!r} (tutor.answer_column) not found")
+    questions, responses, answers = [], [], []
+    empty = []
+    given_answers = frame[acol].tolist() if acol else [None] * len(frame)
+    for i, (q, r, given) in enumerate(zip(frame[qcol].tolist(), frame[rcol].tolist(), given_answers)):
+        q, r = str(q).strip(), clean_response(r)
+        if not q or not r or q == "nan" or r == "nan":
+            empty.append(i + 2)
+            continue
+        final = extract_final_answer(r)
+        given = str(given).strip() if given is not None else ""
+        if final is None and given and given != "nan":
+            final = given
+            r = f"{r}\nThe answer is {given}."
+        questions.append(q)
+        responses.append(r)
+        answers.append(final)
+    if empty:
+        shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        raise DataError(f"{source}: {len(empty)} rows have an empty {qcol!r} or {rcol!r} (data rows {shown}); "
+                        "remove them or fill them in")
+    return Pairs(questions, responses, answers, source)
+
+
+def messages(question: str, response: str | None = None, system_prompt: str | None = None,
+             context: str | None = None) -> list[dict]:
+    """Chat messages for one example; ``context`` (retrieved passages) goes before the question."""
+    user = question if not context else f"{context}\n\nProblem: {question}"
+    out = [{"role": "system", "content": system_prompt or SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    if response is not None:
+        out.append({"role": "assistant", "content": response})
+    return out
+
+
+def with_refusals(pairs: Pairs, n: int) -> Pairs:
+    """Append ``n`` off-topic prompts (cycling through the training half) answered with the refusal."""
+    if n <= 0:
+        return pairs
+    extra = [REFUSAL_TRAIN[i % len(REFUSAL_TRAIN)] for i in range(n)]
+    return Pairs(pairs.questions + extra, pairs.responses + [REFUSAL] * n, pairs.answers + [None] * n,
+                 pairs.source + f" + {n} refusals")

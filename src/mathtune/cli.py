@@ -511,5 +511,105 @@ def sweep(
         raise typer.Exit(1)
 
 
+index_app = typer.Typer(help="Build, extend, search and evaluate a retrieval index for the tutor.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+
+def _index_corpus(corpora: list[str], folder: Path, create: bool, chunk_size: int, chunk_overlap: int) -> None:
+    from .rag.corpus import read_corpus
+    from .rag.index import Embedder, Index, split_documents
+
+    index = Index.create(folder, chunk_size=chunk_size, chunk_overlap=chunk_overlap) if create else Index.open(folder)
+    docs = [d for ref in corpora for d in read_corpus(ref)]
+    chunks = split_documents(docs, index.settings["chunk_size"], index.settings["chunk_overlap"])
+    embedder = Embedder(index.settings["embedder"])
+    with RichReporter() as reporter:
+        reporter.start(f"embed {len(chunks)} chunks from {len(docs)} documents", len(chunks))
+        added, skipped = index.add(chunks, embedder, progress=reporter.advance)
+    index.save()
+    out.print(f"{folder}: {added} chunks added, {skipped} duplicates skipped, {len(index)} in all")
+
+
+@index_app.command("build")
+@handle_errors
+def index_build(
+    corpus: Annotated[list[str], typer.Argument(help="demo:champ, .jsonl (GSM8K, MATH, text/content rows), .txt, .md, or folders of them.")],
+    index: Annotated[Path, typer.Option("--index", help="Index folder to create.")],
+    chunk_size: Annotated[int, typer.Option(help="Characters per chunk (recursive splitter).")] = 500,
+    chunk_overlap: Annotated[int, typer.Option(help="Characters shared by neighbouring chunks.")] = 50,
+) -> None:
+    """Split, embed (bundled MiniLM) and index documents with FAISS.
+
+    Example: mathtune index build demo:champ gsm8k/train.jsonl --index runs/index
+    """
+    _index_corpus(corpus, index, True, chunk_size, chunk_overlap)
+
+
+@index_app.command("add")
+@handle_errors
+def index_add(
+    corpus: Annotated[list[str], typer.Argument(help="More documents (same formats as build).")],
+    index: Annotated[Path, typer.Option("--index", help="An existing index folder.")],
+) -> None:
+    """Append documents to an index without rebuilding it; chunks already indexed are skipped.
+
+    Example: mathtune index add notes/fractions.md --index runs/index
+    """
+    _index_corpus(corpus, index, False, 0, 0)
+
+
+@index_app.command("query")
+@handle_errors
+def index_query(
+    index: Annotated[Path, typer.Argument(help="Index folder.")],
+    question: Annotated[str, typer.Argument(help="What to search for.")],
+    k: Annotated[int, typer.Option("-k", help="Chunks to return.")] = 5,
+    hybrid: Annotated[bool, typer.Option("--hybrid", help="Mix in BM25 keyword scores.")] = False,
+    mmr: Annotated[bool, typer.Option("--mmr", help="Maximal-marginal-relevance re-ranking.")] = False,
+) -> None:
+    """Top-k chunks with scores and sources.
+
+    Example: mathtune index query runs/index "sum of an arithmetic sequence" -k 5 --hybrid
+    """
+    from .rag.retrieve import Retriever
+
+    hits = Retriever.open(index).search(question, k, hybrid=hybrid, mmr=mmr)
+    table = Table(title=f"top {k} for: {question}")
+    for col in ("#", "score", "source", "text"):
+        table.add_column(col, justify="right" if col in ("#", "score") else "left")
+    for n, hit in enumerate(hits, 1):
+        text = " ".join(hit.text.split())
+        table.add_row(str(n), f"{hit.score:.3f}", hit.source, text[:160] + ("…" if len(text) > 160 else ""))
+    out.print(table)
+
+
+@index_app.command("eval")
+@handle_errors
+def index_eval(
+    index: Annotated[Path, typer.Argument(help="Index folder built from demo:champ (concepts and hints).")],
+    k: Annotated[int, typer.Option("-k", help="Cut-off.")] = 5,
+    hybrid: Annotated[bool, typer.Option("--hybrid")] = False,
+    mmr: Annotated[bool, typer.Option("--mmr")] = False,
+) -> None:
+    """recall@k, hit@k and MRR of CHAMP problems against the concepts and hints each one needs.
+
+    Example: mathtune index build demo:champ --index runs/champ-index && mathtune index eval runs/champ-index
+    """
+    from .rag.evaluate import champ_queries, evaluate_queries
+    from .rag.retrieve import Retriever
+
+    metrics = evaluate_queries(Retriever.open(index), champ_queries(), k, hybrid=hybrid, mmr=mmr)
+    out.print(_metrics_table_any(metrics, f"CHAMP retrieval ({'hybrid' if hybrid else 'semantic'}{', mmr' if mmr else ''})"))
+
+
+def _metrics_table_any(metrics: dict, title: str) -> Table:
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    return table
+
+
 if __name__ == "__main__":
     app()

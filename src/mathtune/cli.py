@@ -420,8 +420,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
+    tutor_backend: Annotated[str, typer.Option(help="Tutor generation: auto, transformers or llama.cpp.")] = "auto",
+    index: Annotated[Optional[str], typer.Option(help="Retrieval index for the tutor (default: its recipe's).")] = None,
 ) -> None:
-    """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/products, /invocations, /livez, /readyz, /metrics.
+    """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/tutor, /v1/products, /invocations, /livez, /readyz, /metrics.
     Limits and the API key come from MATHTUNE_* environment variables (MATHTUNE_API_KEY, MATHTUNE_MAX_BATCH, ...).
 
     Example: mathtune serve --model runs/topic-lora --model runs/misconception-tfidf --port 8000
@@ -438,7 +440,12 @@ def serve(
     access.propagate = False
     if backend not in ("torch", "onnx", "onnx-int8"):
         raise MathtuneError(f"--backend {backend!r}: choose torch, onnx or onnx-int8")
-    application = create_app(list(model), backend=backend)
+    if tutor_backend not in ("auto", "transformers", "llama.cpp"):
+        raise MathtuneError(f"--tutor-backend {tutor_backend!r}: choose auto, transformers or llama.cpp")
+    from .serve.settings import ServeSettings
+
+    overrides = {"tutor_backend": tutor_backend, **({"tutor_index": index} if index else {})}
+    application = create_app(list(model), ServeSettings(**overrides), backend=backend)
     console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

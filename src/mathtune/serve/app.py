@@ -16,6 +16,7 @@ from .guards import BodyLimitMiddleware, error_body, install_error_handlers, req
 from .models import ServedModel, load_models
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
+from .tutor import build_tutor_router
 from .settings import ServeSettings
 
 
@@ -23,17 +24,18 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
                backend: str = "torch") -> FastAPI:
     settings = settings or ServeSettings()
     if isinstance(models, list):
-        models = load_models(models, backend)
+        models = load_models(models, backend, settings)
     metrics = Metrics()
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
-                for name, model in models.items()} if settings.batch_wait_ms > 0 else {}
+                for name, model in models.items() if name != "tutor"} if settings.batch_wait_ms > 0 else {}
     state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers)
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)
         metrics.model_ready.labels(model=name).set(1 if model.ready else 0)
 
     app = FastAPI(title="mathtune", version=mathtune.__version__,
-                  description="Topic classification, misconception diagnosis and product categories, with Prometheus metrics.")
+                  description="Topic classification, misconception diagnosis, a step-by-step math tutor and product categories, "
+                              "with Prometheus metrics and drift monitoring.")
     app.state.mathtune = state
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -42,6 +44,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(MonitoringMiddleware, metrics=metrics)
     app.include_router(build_router(state, require_api_key(settings)))
+    app.include_router(build_tutor_router(state, require_api_key(settings)))
 
     @app.get("/livez", summary="Liveness: the process answers")
     async def livez() -> dict:
@@ -72,8 +75,6 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
 
     @app.get("/v1/models", summary="The served models and their validation metrics")
     async def list_models() -> dict:
-        return {name: {"source": m.source, "task": m.name, "kind": m.predictor.kind,
-                       "labels": m.predictor.labels.names, "validation": m.predictor.manifest.get("validation"),
-                       "tracking": m.predictor.manifest.get("tracking", {})} for name, m in models.items()}
+        return {name: m.describe() for name, m in models.items()}
 
     return app

@@ -16,7 +16,7 @@ from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 
-ROUTES = {"topic": "topics", "misconception": "misconceptions", "products": "products"}
+ROUTES = {"topic": "topics", "misconception": "misconceptions", "products": "products", "tutor": "tutor"}
 
 
 @dataclass
@@ -47,6 +47,69 @@ class ServedModel:
         return idx, prob, notes
 
 
+    def describe(self) -> dict:
+        manifest = self.predictor.manifest
+        return {"source": self.source, "task": self.name, "kind": self.predictor.kind,
+                "labels": self.predictor.labels.names, "validation": manifest.get("validation"),
+                "tracking": manifest.get("tracking", {}), "folder": str(self.predictor.folder)}
+
+
+@dataclass
+class ServedTutor:
+    """A tutor folder behind one generator (transformers or llama.cpp) and, optionally, a retrieval index."""
+
+    source: str
+    folder: Path
+    manifest: dict
+    generator: object
+    load_seconds: float
+    retriever: object = None
+    k: int = 4
+    ready: bool = False
+    drift: object = None
+    name: str = "tutor"
+
+    def describe(self) -> dict:
+        return {"source": self.source, "task": "tutor", "kind": "generator", "backend": self.generator.backend,
+                "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
+                "retrieval": bool(self.retriever), "folder": str(self.folder)}
+
+    def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:
+        if self.retriever is None:
+            return None, []
+        hits = self.retriever.search(question, k or self.k)
+        return self.retriever.format_context(hits), hits
+
+
+def tutor_backend(folder: Path, manifest: dict, wanted: str) -> str:
+    if wanted != "auto":
+        return wanted
+    import importlib.util
+
+    has_gguf = bool(manifest.get("gguf")) and (folder / manifest["gguf"]).is_file()
+    return "llama.cpp" if has_gguf and importlib.util.find_spec("llama_cpp") else "transformers"
+
+
+def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
+    from ..models.generate import load_tutor
+
+    start = time.perf_counter()
+    manifest = read_manifest(folder)
+    backend = tutor_backend(folder, manifest, settings.tutor_backend if settings else "auto")
+    generator = load_tutor(folder, backend, threads=settings.threads if settings else None)
+    retrieval = manifest.get("retrieval") or {}
+    index = (settings.tutor_index if settings else None) or retrieval.get("index")
+    retriever = None
+    if index:
+        from ..rag.retrieve import Retriever
+
+        retriever = Retriever.open(index)
+    model = ServedTutor(source, folder, manifest, generator, time.perf_counter() - start, retriever, retrieval.get("k", 4))
+    generator.generate(["What is 1 + 1?"], 4)  # warm-up: /readyz turns true only after this answered
+    model.ready = True
+    return model
+
+
 def resolve_source(source: str) -> Path:
     if source.startswith("models:/") or source.startswith("runs:/"):
         from ..tracking import load_registered
@@ -75,13 +138,18 @@ def warm_up_frame(served: ServedModel) -> pd.DataFrame:
     return pd.DataFrame([{manifest.get("text_column", "Question"): "Find the limit of (1+1/n)^n as n approaches infinity."}])
 
 
-def load_models(sources: list[str], backend: str = "torch") -> dict[str, ServedModel]:
+def load_models(sources: list[str], backend: str = "torch", settings=None) -> dict[str, ServedModel]:
     """Load each model; with an ONNX backend, transformer models use their ONNX export (others stay as they are)."""
     served: dict[str, ServedModel] = {}
     for source in sources:
         start = time.perf_counter()
         folder = resolve_source(source)
         kind = read_manifest(folder)["kind"]
+        if kind == "generator":
+            if "tutor" in served:
+                raise ModelError(f"--model {source}: a tutor model is already served ({served['tutor'].source})")
+            served["tutor"] = load_tutor_model(source, folder, settings)
+            continue
         predictor = load_predictor(folder, backend if kind == "transformer" else "torch")
         if predictor.task in served:
             raise ModelError(f"--model {source}: a {predictor.task} model is already served ({served[predictor.task].source}); "

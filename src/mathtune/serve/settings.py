@@ -16,3 +16,7 @@ class ServeSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (JSON list in the env var).")
     batch_wait_ms: float = Field(5.0, ge=0, description="Micro-batching: how long a request waits for others to share its batch (0: off).")
     batch_rows: int = Field(32, gt=0, description="Micro-batching: most rows in one model call.")
+    tutor_backend: str = Field("auto", description="Tutor generation: auto (llama.cpp when the folder has model.gguf and llama-cpp-python is installed), transformers or llama.cpp.")
+    tutor_index: str | None = Field(None, description="Retrieval index for the tutor; default: the one in the tutor's recipe.")
+    tutor_max_new_tokens: int = Field(512, gt=0, description="Upper limit on max_new_tokens per tutor request.")
+    threads: int | None = Field(None, gt=0, description="CPU threads for the models (default: all cores).")

@@ -1,0 +1,107 @@
+"""POST /v1/tutor: a step-by-step answer with the retrieved sources; server-sent events when ``stream`` is true.
+
+Events of a stream: ``sources`` (the retrieved chunks, first), ``token`` (each piece of text as it is made),
+``done`` (the whole answer, its steps and final answer) or ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from fastapi import APIRouter, Depends, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import iterate_in_threadpool
+
+from ..metrics.answers import extract_final_answer, is_refusal
+
+
+class TutorRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+        "question": "A train travels 60 km in 45 minutes. What is its speed in km/h?", "stream": False}})
+    question: str = Field(..., description="The problem, in words or LaTeX.")
+    stream: bool = Field(False, description="Answer as server-sent events (sources, token..., done).")
+    max_new_tokens: int | None = Field(None, gt=0, description="Generation budget (the server caps it).")
+    retrieval: bool = Field(True, description="Put retrieved worked examples into the prompt, when the server has an index.")
+    k: int | None = Field(None, gt=0, le=20, description="How many chunks to retrieve (default: the recipe's).")
+
+
+class Source(BaseModel):
+    source: str
+    text: str
+    score: float
+
+
+class TutorResponse(BaseModel):
+    model: str
+    answer: str
+    steps: list[str]
+    final_answer: str | None
+    refused: bool = Field(description="The tutor declined: the question is not about mathematics.")
+    sources: list[Source]
+    new_tokens: int
+    seconds: float
+
+
+def split_steps(answer: str) -> list[str]:
+    return [line.strip() for line in answer.splitlines() if line.strip()]
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def build_tutor_router(app_state, auth) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(auth)])
+    settings = app_state.settings
+
+    def tutor_model():
+        model = app_state.models.get("tutor")
+        if model is None:
+            served = ", ".join(app_state.models) or "none"
+            raise HTTPException(status_code=404, detail=f"no tutor model is served here (served: {served}); start the "
+                                                        "server with --model pointing at a folder trained with a tutor recipe")
+        return model
+
+    @router.post("/v1/tutor", response_model=TutorResponse, summary="Solve a math problem step by step (SSE when stream=true)")
+    async def tutor(body: TutorRequest):
+        model = tutor_model()
+        question = body.question.strip()
+        if not question:
+            raise HTTPException(status_code=422, detail="question is empty; send the problem to solve")
+        if len(question) > settings.max_text_chars:
+            raise HTTPException(status_code=422, detail=f"question has {len(question)} characters, over the limit of {settings.max_text_chars}")
+        budget = min(body.max_new_tokens or model.manifest.get("max_new_tokens", 256), settings.tutor_max_new_tokens)
+        context, hits = (await run_in_threadpool(model.retrieve, question, body.k)) if body.retrieval else (None, [])
+        sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
+        if body.stream:
+            return StreamingResponse(_stream(model, question, budget, context, sources), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        start = time.perf_counter()
+        generation = (await run_in_threadpool(model.generator.generate, [question], budget, [context]))[0]
+        answer = generation.text
+        app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
+        return TutorResponse(model=model.source, answer=answer, steps=split_steps(answer),
+                             final_answer=extract_final_answer(answer), refused=is_refusal(answer), sources=sources,
+                             new_tokens=generation.new_tokens, seconds=round(time.perf_counter() - start, 3))
+
+    async def _stream(model, question, budget, context, sources):
+        yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
+        pieces = []
+        start = time.perf_counter()
+        try:
+            async for piece in iterate_in_threadpool(model.generator.stream(question, budget, context)):
+                pieces.append(piece)
+                yield _sse("token", {"text": piece})
+        except Exception as exc:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
+            yield _sse("error", {"error": f"generation failed: {exc}"})
+            return
+        answer = "".join(pieces).strip()
+        app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
+        yield _sse("done", {"model": model.source, "answer": answer, "steps": split_steps(answer),
+                            "final_answer": extract_final_answer(answer), "refused": is_refusal(answer),
+                            "seconds": round(time.perf_counter() - start, 3)})
+
+    return router

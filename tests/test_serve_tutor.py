@@ -1,0 +1,97 @@
+"""POST /v1/tutor: JSON answers with steps and sources, server-sent-event streaming, errors, readiness."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mathtune.config import recipe_from_dict
+from mathtune.serve.app import create_app
+from mathtune.serve.settings import ServeSettings
+from mathtune.train.run import train_from_recipe
+
+
+@pytest.fixture(scope="module")
+def tutor_dir(tmp_path_factory, tiny_chat_llama):
+    from mathtune.rag.corpus import Document
+    from mathtune.rag.index import Embedder, Index, split_documents
+
+    folder = tmp_path_factory.mktemp("tutor-served")
+    old = os.getcwd()
+    os.chdir(folder)
+    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
+    try:
+        (folder / "gsm.jsonl").write_text("".join(
+            json.dumps({"question": f"what is {a} plus {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"}) + "\n"
+            for a in range(2, 22)))
+        index = Index.create(folder / "idx")
+        index.add(split_documents([Document("to add two numbers, count on from the first.", "notes.md")]), Embedder())
+        index.save()
+        recipe = recipe_from_dict({
+            "task": "tutor", "trainer": "sft", "tracking": "none", "data": {"train": "gsm.jsonl"},
+            "model": {"name": str(tiny_chat_llama), "peft": "lora", "max_length": 300, "lora": {"r": 4, "alpha": 8}},
+            "train": {"epochs": 1, "batch_size": 4},
+            "tutor": {"eval_samples": 0, "compare_base": False, "system_prompt": "solve.", "max_new_tokens": 6,
+                      "retrieval": {"index": str(folder / "idx"), "k": 1}}})
+        result = train_from_recipe(recipe, "tutor")
+    finally:
+        os.chdir(old)
+        os.environ.pop("MATHTUNE_DATA_DIR", None)
+    return str(folder / result.output)
+
+
+@pytest.fixture(scope="module")
+def client(tutor_dir):
+    return TestClient(create_app([tutor_dir], ServeSettings(max_text_chars=200, tutor_max_new_tokens=8)))
+
+
+def test_ready_and_listed(client):
+    ready = client.get("/readyz").json()
+    assert ready["ready"] is True and ready["models"]["tutor"]["ready"] is True
+    models = client.get("/v1/models").json()
+    assert models["tutor"]["kind"] == "generator" and models["tutor"]["backend"] == "transformers"
+    assert models["tutor"]["retrieval"] is True
+
+
+def test_answer_with_steps_and_sources(client):
+    response = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "max_new_tokens": 500})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert isinstance(body["answer"], str) and body["steps"] == [s for s in body["answer"].splitlines() if s.strip()]
+    assert body["new_tokens"] <= 8  # the server's cap wins over the request
+    assert body["sources"][0]["source"] == "notes.md" and body["sources"][0]["score"] > 0
+    body = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False}).json()
+    assert body["sources"] == []
+
+
+def test_streaming_events(client):
+    with client.stream("POST", "/v1/tutor", json={"question": "what is 4 plus 4?", "stream": True}) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    events = [block.split("\n") for block in text.strip().split("\n\n")]
+    names = [e[0].removeprefix("event: ") for e in events]
+    assert names[0] == "sources" and names[-1] == "done"
+    done = json.loads(events[-1][1].removeprefix("data: "))
+    streamed = "".join(json.loads(e[1].removeprefix("data: "))["text"] for e in events if e[0] == "event: token")
+    assert done["answer"] == streamed.strip()
+
+
+@pytest.mark.parametrize("body,status,needle", [
+    ({"question": "   "}, 422, "question is empty"),
+    ({"question": "x" * 300}, 422, "over the limit"),
+    ({"question": "hi", "k": 0}, 422, "k"),
+    ({"questions": ["hi"]}, 422, "question"),
+])
+def test_bad_requests(client, body, status, needle):
+    response = client.post("/v1/tutor", json=body)
+    assert response.status_code == status and needle in response.json()["error"]
+
+
+def test_no_tutor_served_is_404(tmp_path):
+    app = create_app({}, ServeSettings())
+    response = TestClient(app).post("/v1/tutor", json={"question": "1+1?"})
+    assert response.status_code == 404 and "no tutor model" in response.json()["error"]

@@ -17,7 +17,21 @@ from .models import ServedModel, load_models
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
 from .tutor import build_tutor_router
+from .ui import mount_ui
 from .settings import ServeSettings
+
+
+def public_description(name: str, model, settings: ServeSettings) -> dict:
+    """What /v1/models shows: the model's description without server paths, and the plots it has."""
+    from pathlib import Path
+
+    from .ui import PLOTS
+
+    info = model.describe()
+    folder = Path(info.pop("folder"))
+    info["plots"] = [f"/v1/models/{name}/plots/{p}" for p in PLOTS if (folder / p).is_file()]
+    info["mlflow_ui_url"] = settings.mlflow_ui_url
+    return info
 
 
 def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None,
@@ -45,6 +59,8 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     app.add_middleware(MonitoringMiddleware, metrics=metrics)
     app.include_router(build_router(state, require_api_key(settings)))
     app.include_router(build_tutor_router(state, require_api_key(settings)))
+
+    mount_ui(app, state)
 
     @app.get("/livez", summary="Liveness: the process answers")
     async def livez() -> dict:
@@ -75,6 +91,6 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
 
     @app.get("/v1/models", summary="The served models and their validation metrics")
     async def list_models() -> dict:
-        return {name: m.describe() for name, m in models.items()}
+        return {name: public_description(name, m, settings) for name, m in models.items()}
 
     return app

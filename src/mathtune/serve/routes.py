@@ -8,6 +8,7 @@ import pandas as pd
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
+from ..tasks.misconception import describe_label
 from .guards import check_batch
 from .models import ServedModel
 from .schemas import (MisconceptionPrediction, MisconceptionsRequest, MisconceptionsResponse, ProductPrediction,
@@ -63,7 +64,8 @@ def build_router(app_state, auth) -> APIRouter:
                                s.get("question_id_column", "QuestionId"): i.question_id or ""} for i in body.items])
         labels = model.predictor.labels
         idx, prob, notes = await predict(model, frame, 3)
-        predictions = [MisconceptionPrediction(top3=[RankedLabel(label=labels.values[i], score=round(float(q), 6)) for i, q in zip(row, p)],
+        predictions = [MisconceptionPrediction(top3=[RankedLabel(label=labels.values[i], score=round(float(q), 6),
+                                                             description=describe_label(labels.values[i])) for i, q in zip(row, p)],
                                                submission=" ".join(labels.values[i] for i in row))
                        for row, p in zip(idx, prob)]
         return MisconceptionsResponse(model=model.source, predictions=predictions, notes=notes)

@@ -43,6 +43,7 @@ class MisconceptionsRequest(BaseModel):
 class RankedLabel(BaseModel):
     label: str
     score: float
+    description: str = Field("", description="One line on the category and the misconception.")
 
 
 class MisconceptionPrediction(BaseModel):

@@ -20,3 +20,4 @@ class ServeSettings(BaseSettings):
     tutor_index: str | None = Field(None, description="Retrieval index for the tutor; default: the one in the tutor's recipe.")
     tutor_max_new_tokens: int = Field(512, gt=0, description="Upper limit on max_new_tokens per tutor request.")
     threads: int | None = Field(None, gt=0, description="CPU threads for the models (default: all cores).")
+    mlflow_ui_url: str | None = Field(None, description="Base URL of an MLflow UI; the Models page links each run there.")

@@ -175,3 +175,61 @@ class MisconceptionTask(TopicTask):
 
     def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
         return metrics["category_confusion_matrix"], metrics["categories"]
+
+
+# One line per label, shown next to predictions (the API and the web UI). Category = answer correct? + reasoning.
+CATEGORY_DESCRIPTIONS = {
+    "True_Correct": "Right answer, sound explanation.",
+    "True_Neither": "Right answer; the explanation shows neither clear understanding nor a known misconception.",
+    "True_Misconception": "Right answer, but the explanation reveals a misconception.",
+    "False_Correct": "Wrong answer, but the reasoning described is essentially correct (a slip).",
+    "False_Neither": "Wrong answer without a recognisable misconception.",
+    "False_Misconception": "Wrong answer caused by a misconception.",
+}
+MISCONCEPTION_DESCRIPTIONS = {
+    "Incomplete": "Stops part-way: a correct first step but the reasoning or answer is left unfinished.",
+    "Additive": "Uses addition or subtraction where the relationship is multiplicative (e.g. proportion).",
+    "Duplication": "Doubles or repeats a quantity instead of applying the operation asked for.",
+    "Subtraction": "Subtracts where another operation is needed, or subtracts in the wrong order.",
+    "Positive": "Ignores signs: treats negative numbers or results as positive.",
+    "Wrong_term": "Picks the wrong term of a pattern or sequence (e.g. position confused with value).",
+    "Irrelevant": "Reasons with facts that do not bear on the question.",
+    "Wrong_fraction": "Names or builds the wrong fraction (wrong part or wrong whole).",
+    "Wrong_Fraction": "Names or builds the wrong fraction (wrong part or wrong whole).",
+    "Inversion": "Inverts a relationship: swaps numerator and denominator, or the direction of a ratio.",
+    "Mult": "Multiplies where another operation is needed.",
+    "Denominator-only_change": "Changes only the denominator when converting or simplifying a fraction.",
+    "Whole_numbers_larger": "Believes a number with more digits (or a larger whole part) is always larger.",
+    "Adding_across": "Adds numerators and denominators straight across when adding fractions.",
+    "WNB": "Whole-number bias: applies whole-number rules to fractions or decimals.",
+    "Tacking": "Tacks digits or terms on (e.g. appends a zero) instead of operating.",
+    "Unknowable": "Claims the answer cannot be determined from the information given.",
+    "SwapDividend": "Swaps the dividend and the divisor.",
+    "Scale": "Misreads or misapplies the scale of a diagram or axis.",
+    "Not_variable": "Treats a letter as a label or an object rather than a variable.",
+    "Firstterm": "Uses only the first term of an expression or sequence.",
+    "Adding_terms": "Adds terms that should be combined otherwise (e.g. unlike terms).",
+    "Multiplying_by_4": "Multiplies by 4 regardless of the shape or rule (e.g. perimeter of any shape).",
+    "FlipChange": "Flips the wrong fraction, or changes the operation incorrectly, when dividing fractions.",
+    "Division": "Divides where another operation is needed, or divides in the wrong order.",
+    "Definition": "Misremembers a definition (of a term, shape or property).",
+    "Interior": "Confuses interior and exterior angles.",
+    "Longer_is_bigger": "Believes a longer decimal is a larger number.",
+    "Shorter_is_bigger": "Believes a shorter decimal is a larger number.",
+    "Ignores_zeroes": "Ignores zeros that hold place value.",
+    "Base_rate": "Ignores the base rate or the whole when reasoning about proportion or probability.",
+    "Inverse_operation": "Uses the inverse operation (e.g. subtracts to undo a subtraction).",
+    "Certainty": "Confuses likely with certain in probability.",
+    "Incorrect_equivalent_fraction_addition": "Makes equivalent fractions by adding the same number to top and bottom.",
+    "Wrong_Operation": "Chooses the wrong operation for the situation.",
+    "NA": "No misconception.",
+}
+
+
+def describe_label(label: str) -> str:
+    """'False_Misconception:Additive' -> a one-line description of the category and the misconception."""
+    category, _, misconception = label.partition(":")
+    parts = [CATEGORY_DESCRIPTIONS.get(category, category)]
+    if misconception and misconception != "NA":
+        parts.append(MISCONCEPTION_DESCRIPTIONS.get(misconception, misconception.replace("_", " ")))
+    return " ".join(parts)

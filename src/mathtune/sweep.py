@@ -65,7 +65,7 @@ def run_sweep(recipe: Path, grid: list[str], output_dir: Path, extra: list[str] 
         if on_start:
             on_start(i, len(configs), name, overrides)
         command = [sys.executable, "-m", "mathtune.cli", "train", str(recipe), "--output", str(output), "--overwrite"]
-        for o in (extra or []) + overrides + [f"tracking.register_as=null"]:
+        for o in (extra or []) + overrides + ["tracking.register_as=null"]:
             command += ["--set", o]
         start = time.perf_counter()
         proc = subprocess.run(command, capture_output=True, text=True)

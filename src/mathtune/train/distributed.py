@@ -74,7 +74,8 @@ class Accelerated(Local):
     def __init__(self):
         from accelerate import Accelerator
 
-        self.accelerator = Accelerator()
+        # without CUDA, accelerate only forms a process group (gloo) when told to run on the CPU
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
         self.world = self.accelerator.num_processes
         self.rank = self.accelerator.process_index
         self.is_main = self.accelerator.is_main_process

@@ -137,7 +137,7 @@ def fit(
 
     reporter = reporter or NullReporter()
     dist = dist or current()
-    device = dist.device if not isinstance(dist, Local) else pick_device(model)
+    device = dist.device if dist.world > 1 else pick_device(model)
     if device.type == "cpu" or not getattr(model, "hf_device_map", None):
         model.to(device)
     autocast = autocast_context(cfg.precision, device)

@@ -2,7 +2,7 @@
 batches, gradient accumulation, bf16 autocast, atomic resumable checkpoints, validation each epoch, early
 stopping and the best epoch's weights restored.
 
-A trainer supplies two functions: ``batch_loss(rows) -> loss`` for a batch of training rows, and
+A trainer supplies two functions: ``batch_loss(model, rows) -> loss`` for a batch of training rows, and
 ``validate() -> metrics`` (which must include the primary metric). The same loop runs in one process or under
 ``accelerate launch`` (DDP, FSDP): see :mod:`mathtune.train.distributed`.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
-from .distributed import Local, current
+from .distributed import current
 
 log = logging.getLogger(__name__)
 
@@ -185,13 +185,13 @@ class Checkpointer:
     def __init__(self, directory: Path, dist, model, optimizer, scheduler):
         self.dir, self.dist = directory, dist
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.last = directory / (CHECKPOINT if isinstance(dist, Local) else STATE_DIR)
+        self.last = directory / (CHECKPOINT if dist.world == 1 else STATE_DIR)
 
     def exists(self) -> bool:
         return self.last.exists()
 
     def save(self, progress: dict) -> None:
-        if isinstance(self.dist, Local):
+        if self.dist.world == 1:
             save_checkpoint(self.last, self.model, self.optimizer, self.scheduler, progress)
             return
         tmp = self.dir / (STATE_DIR + ".tmp")
@@ -207,7 +207,7 @@ class Checkpointer:
         self.dist.barrier()
 
     def load(self) -> dict:
-        if isinstance(self.dist, Local):
+        if self.dist.world == 1:
             return load_checkpoint(self.last, self.model, self.optimizer, self.scheduler)
         self.dist.accelerator.load_state(str(self.last))
         return json.loads((self.last / "progress.json").read_text(encoding="utf-8"))
@@ -230,15 +230,14 @@ def train_loop(
 ) -> FitResult:
     """Train ``model`` on rows described by their token ``lengths``.
 
-    ``batch_loss(rows)`` runs the (wrapped) model on training rows and returns the mean loss; ``validate(model)``
+    ``batch_loss(model, rows)`` runs the (wrapped) model on training rows and returns the mean loss; ``validate(model)``
     returns the epoch's validation metrics. Resumes from the last checkpoint in ``checkpoint_dir`` when one exists.
     """
     from transformers import get_linear_schedule_with_warmup
 
     reporter = reporter or NullReporter()
     dist = dist or current()
-    if cfg.threads or dist.world == 1:
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
     set_seed(cfg.seed)
 
     batches_per_epoch = -(-len(lengths) // (cfg.batch_size * dist.world))

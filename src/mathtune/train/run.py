@@ -162,6 +162,9 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         from .tutor_run import train_tutor
 
         return train_tutor(recipe, output, overwrite, resume, reporter)
+    from .distributed import current
+
+    dist = current()
     task = task_for(recipe)
     output = Path(output)
     train, val = load_splits(recipe)
@@ -179,16 +182,27 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
     masks, notes = _validation_variants(task, val.frame, structure, labels)
 
     recipe_yaml = recipe_to_yaml(recipe)
-    work = _prepare_work_dir(output, recipe_yaml, overwrite, resume)
+    if dist.world > 1 and recipe.trainer != "finetune":
+        if not dist.is_main:  # classical trainers run in one process; the others have nothing to do
+            return TrainResult(output, {})
+    work = output.with_name(output.name + ".partial")
+    if dist.is_main:
+        work = _prepare_work_dir(output, recipe_yaml, overwrite, resume)
+    dist.barrier()
     run_file = work / "run.json"
     prior_run = json.loads(run_file.read_text()) if run_file.exists() else {}
     tracker = None
     try:
-        tracker = tracking.start(recipe, run_name=output.name, default_experiment=f"mathtune-{recipe.task}",
-                                 run_id=prior_run.get("run_id"))
-        write_json(run_file, tracker.info)
+        if dist.is_main:
+            tracker = tracking.start(recipe, run_name=output.name, default_experiment=f"mathtune-{recipe.task}",
+                                     run_id=prior_run.get("run_id"))
+            write_json(run_file, tracker.info)
         set_seed(recipe.train.seed)
-        if recipe.trainer == "sklearn":
+        if recipe.trainer == "finetune" and dist.world > 1:
+            result = _train_finetune(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks, dist)
+            if not dist.is_main:  # the main process evaluates, saves and logs
+                return TrainResult(output, {}, result["history"])
+        elif recipe.trainer == "sklearn":
             result = _train_sklearn(recipe, work, train, val, y_train, y_val, labels, reporter, task)
         elif recipe.trainer == "tfidf":
             result = _train_tfidf(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks)
@@ -205,6 +219,7 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             "n_train": len(y_train),
             "n_validation": len(y_val),
             "n_augmented": sum(augment_report.added_per_label.values()) if augment_report else 0,
+            "processes": dist.world,
         }
         tracker.log_metrics({k: v for k, v in summary.items() if v is not None and k != "n"})
         manifest = {
@@ -338,21 +353,25 @@ def _train_sklearn(recipe, work, train, val, y_train, y_val, labels, reporter, t
             "val_top": (top, np.take_along_axis(probs, top, axis=1))}
 
 
-def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task, masks) -> dict:
+def _train_finetune(recipe, work, x_train, y_train, x_val, y_val, labels, reporter, task, masks, dist=None) -> dict:
     import torch
 
     from ..models.hf import load_classifier, merge_for_saving
+    from .distributed import Local
     from .finetune import fit, score_variants
 
+    dist = dist or Local()
     reporter.start(f"load {recipe.model.name}", None)
     loaded = load_classifier(recipe.model, len(labels), dict(enumerate(labels.names)))
     fitted = fit(
         loaded.model, loaded.tokenizer, x_train, y_train, x_val, y_val, recipe.train,
         max_length=recipe.model.max_length, num_labels=len(labels),
         evaluate=lambda y, top: task.metrics(y, top, labels), primary_metric=task.primary_metric,
-        checkpoint_dir=work / "checkpoints", top_k=task.top_k, reporter=reporter,
+        checkpoint_dir=work / "checkpoints", top_k=task.top_k, reporter=reporter, dist=dist,
     )
-    model = merge_for_saving(loaded.model)
+    if not dist.is_main:
+        return {"history": fitted.history}
+    model = merge_for_saving(dist.unwrap(loaded.model))
     reporter.start("validate best epoch", len(x_val))
     val_ids = tokenize(loaded.tokenizer, x_val, recipe.model.max_length)
     outputs, _ = score_variants(model, val_ids, loaded.tokenizer.pad_token_id, recipe.train.eval_batch_size,

@@ -133,7 +133,7 @@ def fit_sft(model, tokenizer, train: Examples, val: Examples, recipe: Recipe, ch
     reporter = reporter or NullReporter()
     dist = dist or current()
     cfg = recipe.train
-    device = dist.device if not isinstance(dist, Local) else pick_device(model)
+    device = dist.device if dist.world > 1 else pick_device(model)
     if device.type == "cpu" or not getattr(model, "hf_device_map", None):
         model.to(device)
     autocast = autocast_context(cfg.precision, device)

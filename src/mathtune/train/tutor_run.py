@@ -69,7 +69,7 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
                 reporter: Reporter | None = None) -> TrainResult:
     from ..models.causal import load_causal_lm, merge_with_parity
     from .distributed import current
-    from .sft import build_examples, fit_sft, pack, response_nll
+    from .sft import build_examples, fit_sft, pack
 
     reporter = reporter or NullReporter()
     dist = current()

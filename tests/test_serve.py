@@ -109,7 +109,7 @@ def test_malformed_json_oversized_body_and_unknown_route(client):
     assert bad.status_code == 422 and "error" in bad.json()
     big = client.post("/v1/topics", content=b"x" * 30_000, headers={"content-type": "application/json"})
     assert big.status_code == 413 and "limit" in big.json()["error"]
-    missing = client.post("/v1/tutor", json={})
+    missing = client.post("/v1/nope", json={})
     assert missing.status_code == 404 and "error" in missing.json()
     assert client.get("/livez").status_code == 200  # still serving
 

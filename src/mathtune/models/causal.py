@@ -15,7 +15,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import ModelError
-from .hf import LoadedModel, _add_lora, _quantization_config, forget_gguf_origin, load_tokenizer
+from .hf import LoadedModel, _add_lora, _quantization_config, forget_gguf_origin, load_tokenizer, pretrained_kwargs
 from .registry import resolve
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,7 @@ def load_causal_lm(cfg: ModelConfig, dtype: torch.dtype | None = None) -> Loaded
     source = resolve(cfg.name, cfg.gguf_file)
     quant = _quantization_config(cfg)
     tokenizer = load_tokenizer(source)
-    kwargs: dict = {}
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    if quant is not None:
-        kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0}
+    kwargs = pretrained_kwargs(source, quant, **({"dtype": dtype} if dtype is not None else {}))
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError) as exc:

@@ -64,22 +64,25 @@ def load_tokenizer(source: ModelSource):
     return tokenizer
 
 
+def pretrained_kwargs(source: ModelSource, quant, **extra) -> dict[str, Any]:
+    """from_pretrained arguments: the GGUF file to dequantize, or the 4-bit config on the first GPU."""
+    kwargs: dict[str, Any] = dict(extra)
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": 0}
+    return kwargs
+
+
 def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str]) -> LoadedModel:
     from transformers import AutoModelForSequenceClassification
 
     source = resolve(cfg.name, cfg.gguf_file)
     quant = _quantization_config(cfg)
     tokenizer = load_tokenizer(source)
-    kwargs: dict[str, Any] = {
-        "num_labels": num_labels,
-        "id2label": id2label,
-        "label2id": {v: k for k, v in id2label.items()},
-    }
-    if source.gguf_file:
-        kwargs["gguf_file"] = source.gguf_file
-    if quant is not None:
-        kwargs["quantization_config"] = quant
-        kwargs["device_map"] = {"": 0}
+    kwargs = pretrained_kwargs(source, quant, num_labels=num_labels, id2label=id2label,
+                               label2id={v: k for k, v in id2label.items()})
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError) as exc:

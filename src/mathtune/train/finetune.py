@@ -20,7 +20,7 @@ from ..config import TrainConfig
 from .distributed import Local, split_rows
 from .loop import (  # noqa: F401  (re-exported: the classifier trainer's public names)
     FitResult, NullReporter, Reporter, autocast_context, batch_order, peak_rss_mb, pick_device, set_seed,
-    store_frozen_in_bf16, uses_bf16, train_loop,
+    prepare_model, store_frozen_in_bf16, uses_bf16, train_loop,
 )
 
 log = logging.getLogger(__name__)
@@ -137,13 +137,8 @@ def fit(
 
     reporter = reporter or NullReporter()
     dist = dist or current()
-    device = dist.device if dist.world > 1 else pick_device(model)
-    if device.type == "cpu" or not getattr(model, "hf_device_map", None):
-        model.to(device)
-    autocast = autocast_context(cfg.precision, device)
+    device, autocast, cast_back = prepare_model(model, cfg, dist)
     pad_id = tokenizer.pad_token_id
-    lora = any(p.requires_grad for p in model.parameters()) and any(not p.requires_grad for p in model.parameters())
-    cast_back = store_frozen_in_bf16(model) if lora and uses_bf16(cfg.precision, device) and device.type == "cpu" else []
 
     train_ids = tokenize(tokenizer, train_texts, max_length)
     val_ids = tokenize(tokenizer, val_texts, max_length)

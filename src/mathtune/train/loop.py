@@ -105,6 +105,18 @@ def store_frozen_in_bf16(model) -> list[torch.nn.Parameter]:
     return frozen
 
 
+def prepare_model(model, cfg: TrainConfig, dist) -> tuple[torch.device, Callable, list[torch.nn.Parameter]]:
+    """Move the model to its device; the autocast to train under; for LoRA on a bf16 CPU, the frozen base stored
+    in bf16 (returned, to cast back to fp32 after training so that adapters merge in full precision)."""
+    device = dist.device if dist.world > 1 else pick_device(model)
+    if device.type == "cpu" or not getattr(model, "hf_device_map", None):
+        model.to(device)
+    params = list(model.parameters())
+    lora = any(p.requires_grad for p in params) and any(not p.requires_grad for p in params)
+    cast_back = store_frozen_in_bf16(model) if lora and uses_bf16(cfg.precision, device) and device.type == "cpu" else []
+    return device, autocast_context(cfg.precision, device), cast_back
+
+
 def pick_device(model) -> torch.device:
     try:
         return next(model.parameters()).device if torch.cuda.is_available() else torch.device("cpu")

@@ -151,6 +151,26 @@ def _prepare_work_dir(output: Path, recipe_yaml: str, overwrite: bool, resume: b
     return work
 
 
+def prepare_work(recipe: Recipe, output: Path, overwrite: bool, resume: bool, dist) -> tuple[Path, str | None]:
+    """The partial folder (made by the main process; the others wait for it) and the MLflow run to continue."""
+    work = output.with_name(output.name + ".partial")
+    if dist.is_main:
+        work = _prepare_work_dir(output, recipe_to_yaml(recipe), overwrite, resume)
+    dist.barrier()
+    run_file = work / "run.json"
+    return work, (json.loads(run_file.read_text()).get("run_id") if run_file.exists() else None)
+
+
+def start_tracker(recipe: Recipe, output: Path, work: Path, prior_run_id: str | None, dist):
+    """The MLflow run (main process only), remembered in run.json so a resumed run continues it."""
+    if not dist.is_main:
+        return None
+    tracker = tracking.start(recipe, run_name=output.name, default_experiment=f"mathtune-{recipe.task}",
+                             run_id=prior_run_id)
+    write_json(work / "run.json", tracker.info)
+    return tracker
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -181,22 +201,14 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
     structure = task.structure(train.frame, train.raw_labels, labels)
     masks, notes = _validation_variants(task, val.frame, structure, labels)
 
-    recipe_yaml = recipe_to_yaml(recipe)
     if dist.world > 1 and recipe.trainer != "finetune":
         if not dist.is_main:  # classical trainers run in one process; the others have nothing to do
             return TrainResult(output, {})
-    work = output.with_name(output.name + ".partial")
-    if dist.is_main:
-        work = _prepare_work_dir(output, recipe_yaml, overwrite, resume)
-    dist.barrier()
+    work, prior_run_id = prepare_work(recipe, output, overwrite, resume, dist)
     run_file = work / "run.json"
-    prior_run = json.loads(run_file.read_text()) if run_file.exists() else {}
     tracker = None
     try:
-        if dist.is_main:
-            tracker = tracking.start(recipe, run_name=output.name, default_experiment=f"mathtune-{recipe.task}",
-                                     run_id=prior_run.get("run_id"))
-            write_json(run_file, tracker.info)
+        tracker = start_tracker(recipe, output, work, prior_run_id, dist)
         set_seed(recipe.train.seed)
         if recipe.trainer == "finetune" and dist.world > 1:
             result = _train_finetune(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks, dist)

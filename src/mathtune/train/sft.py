@@ -21,8 +21,8 @@ from ..config import Recipe
 from ..errors import DataError
 from ..tasks.tutor import Pairs, messages
 from .distributed import Local, split_rows
-from .loop import (FitResult, NullReporter, Reporter, autocast_context, pick_device, store_frozen_in_bf16,
-                   train_loop, uses_bf16)
+from .loop import (FitResult, NullReporter, Reporter, autocast_context, pick_device, prepare_model,
+                   train_loop)
 
 log = logging.getLogger(__name__)
 IGNORE = -100
@@ -133,13 +133,8 @@ def fit_sft(model, tokenizer, train: Examples, val: Examples, recipe: Recipe, ch
     reporter = reporter or NullReporter()
     dist = dist or current()
     cfg = recipe.train
-    device = dist.device if dist.world > 1 else pick_device(model)
-    if device.type == "cpu" or not getattr(model, "hf_device_map", None):
-        model.to(device)
-    autocast = autocast_context(cfg.precision, device)
+    device, autocast, cast_back = prepare_model(model, cfg, dist)
     pad_id = tokenizer.pad_token_id
-    lora = any(p.requires_grad for p in model.parameters()) and any(not p.requires_grad for p in model.parameters())
-    cast_back = store_frozen_in_bf16(model) if lora and uses_bf16(cfg.precision, device) and device.type == "cpu" else []
 
     def batch_loss(wrapped, rows):
         batch = collate_lm(train.ids, train.labels, rows, pad_id, device)

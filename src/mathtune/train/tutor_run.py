@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -15,15 +14,14 @@ import numpy as np
 
 import mathtune
 
-from .. import tracking
-from ..config import ModelConfig, Recipe, recipe_to_yaml
+from ..config import ModelConfig, Recipe
 from ..errors import DataError, MathtuneError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
 from ..tasks.tutor import Pairs, pairs_from_frame, with_refusals
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
-from .run import TrainResult, _prepare_work_dir, load_frame
+from .run import TrainResult, load_frame, prepare_work, start_tracker
 
 log = logging.getLogger(__name__)
 GGUF_FILE = "model.gguf"
@@ -77,19 +75,11 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
     cfg = recipe.tutor
     train, val = load_tutor_splits(recipe)
     train = with_refusals(train, cfg.refusal_examples)
-    recipe_yaml = recipe_to_yaml(recipe)
-    work = output.with_name(output.name + ".partial")
-    if dist.is_main:
-        work = _prepare_work_dir(output, recipe_yaml, overwrite, resume)
-    dist.barrier()
+    work, prior_run_id = prepare_work(recipe, output, overwrite, resume, dist)
     run_file = work / "run.json"
-    prior_run = json.loads(run_file.read_text()) if run_file.exists() else {}
     tracker = None
     try:
-        if dist.is_main:
-            tracker = tracking.start(recipe, run_name=output.name, default_experiment="mathtune-tutor",
-                                     run_id=prior_run.get("run_id"))
-            write_json(run_file, tracker.info)
+        tracker = start_tracker(recipe, output, work, prior_run_id, dist)
         set_seed(recipe.train.seed)
         reporter.start(f"load {recipe.model.name}", None)
         loaded = load_causal_lm(recipe.model)

@@ -87,9 +87,93 @@ def augment(data: dict) -> list[str]:
     return lines
 
 
+def _f(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def tutor(data: dict) -> list[str]:
+    s = data.get("summary", {})
+    lines = [f"### Tutor (`bench/tutor.py`; SmolLM2-135M + LoRA on {s.get('n_train', '?')} GSM8K training problems, one "
+             f"epoch, {s.get('train_seconds', 0) / 60:.1f} min; validation: fixed 3% of gsm8k/train.jsonl)", "",
+             "| data | model | answer accuracy | ROUGE-L | BLEU | perplexity | refusal rate (non-math) | false refusals (math) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for view in ("gsm8k", "math500"):
+        block = data.get(view)
+        if not block:
+            continue
+        for label, key in (("base", "base"), ("fine-tuned", "fine_tuned")):
+            m = block.get(key) or {}
+            lines.append(f"| {view} (n={m.get('n', '?')}) | {label} | {_f(m.get('answer_accuracy'))} | {_f(m.get('rougeL'))} | "
+                         f"{_f(m.get('bleu'), 2)} | {_f(m.get('perplexity'), 3)} | {_f(m.get('refusal_rate'))} | "
+                         f"{_f(m.get('false_refusal_rate'))} |")
+    speed = data.get("generation_speed")
+    if speed:
+        lines += ["", f"Generation, batch 1, greedy, up to {speed['max_new_tokens']} new tokens, {speed['prompts']} prompts x 2:", "",
+                  "| backend | tokens/s | vs transformers |", "|---|---|---|",
+                  f"| transformers (fine-tuned, fp32) | {speed['transformers_fp32']['tokens_per_second']:.1f} | 1.00x |",
+                  f"| llama.cpp (fine-tuned, f16 GGUF export) | {speed['llama_cpp_f16']['tokens_per_second']:.1f} | "
+                  f"{speed['ratio_llama_cpp_f16_vs_transformers']:.2f}x |",
+                  f"| llama.cpp (bundled base, Q4_1 GGUF) | {speed['llama_cpp_base_q4_1']['tokens_per_second']:.1f} | "
+                  f"{speed['ratio_llama_cpp_q4_vs_transformers']:.2f}x |"]
+    return lines
+
+
+def rag(data: dict) -> list[str]:
+    b, lat = data["build"], data.get("latency", {})
+    lines = [f"### Retrieval (`bench/rag.py`; index of the GSM8K training split: {b['chunks']} chunks)", "",
+             f"Build: {b['chunks_per_second']:.1f} chunks/s (split + MiniLM embedding + FAISS), {b['seconds']:.0f} s.", ""]
+    if lat:
+        lines += ["| vectors | FAISS p50 | FAISS p99 | NumPy brute force p50 | p99 | FAISS recall@5 vs brute force |",
+                  "|---|---|---|---|---|---|"]
+        for key in ("real", "100k"):
+            r = lat[key]
+            lines.append(f"| {r['vectors']} | {r['faiss']['p50_ms']:.2f} ms | {r['faiss']['p99_ms']:.2f} ms | "
+                         f"{r['numpy_bruteforce']['p50_ms']:.2f} ms | {r['numpy_bruteforce']['p99_ms']:.2f} ms | "
+                         f"{r['faiss_recall@5_vs_bruteforce']:.3f} |")
+        q = lat["query_embedding"]
+        lines += ["", f"Query embedding (MiniLM, one question): p50 {q['p50_ms']:.1f} ms, p99 {q['p99_ms']:.1f} ms; "
+                      f"end to end on the real index p99 {lat['end_to_end_real_index']['p99_ms']:.1f} ms; "
+                      f"estimated at 100k (embedding p99 + search p99) {lat['end_to_end_100k_estimate_p99_ms']:.1f} ms."]
+    if data.get("champ"):
+        lines += ["", "| CHAMP problems -> needed concepts/hints | recall@5 | hit@5 | MRR |", "|---|---|---|---|"]
+        for name, m in data["champ"].items():
+            lines.append(f"| {name} | {m['recall@5']:.4f} | {m['hit@5']:.4f} | {m['mrr']:.4f} |")
+    if data.get("math_subject"):
+        m = data["math_subject"]
+        lines += ["", f"MATH-500 problems against {m['index_documents']} MATH training solutions: same-subject "
+                      f"precision@5 {m['precision@5']:.4f}, MRR {m['mrr']:.4f} ({m['queries']} queries)."]
+    if data.get("tutor"):
+        t = data["tutor"]
+        lines += ["", f"| tutor ({t['model'].split('/')[-1]}, {t['n']} validation problems) | answer accuracy | ROUGE-L | BLEU |",
+                  "|---|---|---|---|"]
+        for name in ("without_retrieval", "with_retrieval"):
+            m = t[name]
+            lines.append(f"| {name.replace('_', ' ')} | {_f(m['answer_accuracy'])} | {_f(m['rougeL'])} | {_f(m['bleu'], 2)} |")
+    return lines
+
+
+def serve(data: dict) -> list[str]:
+    lines = [f"### Serving (`bench/serve.py`; /v1/topics, one question per request, {data['seconds_per_level']:.0f} s per level, loopback)", "",
+             "| server | concurrency | requests/s | p50 | p99 | errors | throughput vs naive |", "|---|---|---|---|---|---|---|"]
+    naive = {r["concurrency"]: r for r in data["servers"].get("naive", [])}
+    for name, runs in data["servers"].items():
+        for r in runs:
+            base = naive.get(r["concurrency"])
+            ratio = f"{r['throughput_rps'] / base['throughput_rps']:.2f}x" if base and base["throughput_rps"] else "–"
+            lines.append(f"| {name} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | "
+                         f"{r['errors']} | {ratio} |")
+    soak = data.get("soak")
+    if soak:
+        lines += ["", f"Soak, {soak['seconds']:.0f} s at concurrency {soak['concurrency']} ({soak['backend']}): {soak['requests']} requests, "
+                      f"{soak['errors']} errors; server memory {soak['rss_mb_start']:.0f} MB at the start, {soak['rss_mb_end']:.0f} MB at "
+                      f"the end (max {soak['rss_mb_max']:.0f} MB)."]
+    return lines
+
+
 def render() -> str:
     parts = []
-    for name, fn in (("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products)):
+    for name, fn in (("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
+                     ("tutor", tutor), ("rag", rag), ("serve", serve)):
         data = _load(name)
         if data:
             parts += fn(data) + [""]

@@ -110,6 +110,12 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     report = (folder / "report.md").read_text()
     assert "| perplexity |" in report and "**Base model**" in report and "**Fine-tuned**" in report
     assert manifest["tracking"]["registry_uri"].startswith("models:/math-tutor/")
+    import mlflow
+    import pandas as pd
+
+    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    answers = mlflow.pyfunc.load_model(manifest["tracking"]["registry_uri"]).predict(pd.DataFrame({"question": ["1+1?"]}))
+    assert list(answers.columns) == ["answer", "final_answer"] and len(answers) == 1
 
     result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--samples", "2", "--json", "e.json",
                                  "--report", "e.md", "--compare-base"])

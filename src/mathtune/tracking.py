@@ -107,12 +107,31 @@ def _make_pyfunc_class() -> type:
         """MLflow's view of a mathtune model folder: DataFrame of texts in, labels and probabilities out."""
 
         def load_context(self, context):
-            from .models.saved import load_predictor
+            from .models.saved import load_predictor, read_manifest
 
-            self.predictor = load_predictor(context.artifacts["model_dir"])
+            folder = context.artifacts["model_dir"]
+            self.generator = self.predictor = None
+            if read_manifest(folder)["task"] == "tutor":
+                from .models.generate import load_tutor
+
+                self.generator = load_tutor(folder)
+            else:
+                self.predictor = load_predictor(folder)
 
         def predict(self, context, model_input, params=None):
             import pandas as pd
+
+            if self.generator is not None:  # tutor: questions in, answers out
+                from .metrics.answers import extract_final_answer
+
+                if isinstance(model_input, pd.DataFrame):
+                    column = next((c for c in ("question", "problem", "Question") if c in model_input.columns),
+                                  model_input.columns[0])
+                    questions = model_input[column].astype(str).tolist()
+                else:
+                    questions = [str(q) for q in model_input]
+                answers = [g.text for g in self.generator.generate(questions)]
+                return pd.DataFrame({"answer": answers, "final_answer": [extract_final_answer(a) for a in answers]})
 
             column = self.predictor.manifest.get("text_column", "Question")
             if isinstance(model_input, pd.DataFrame):

@@ -108,11 +108,15 @@ def tutor(data: dict) -> list[str]:
                          f"{_f(m.get('false_refusal_rate'))} |")
     speed = data.get("generation_speed")
     if speed:
-        lines += ["", f"Generation, batch 1, greedy, up to {speed['max_new_tokens']} new tokens, {speed['prompts']} prompts x 2:", "",
+        length = "exactly" if speed.get("equal_length") else "up to"
+        lines += ["", f"Generation, batch 1, greedy, {length} {speed['max_new_tokens']} new tokens, {speed['prompts']} prompts x 2, "
+                      "prompt processing included:", "",
                   "| backend | tokens/s | vs transformers |", "|---|---|---|",
                   f"| transformers (fine-tuned, fp32) | {speed['transformers_fp32']['tokens_per_second']:.1f} | 1.00x |",
                   f"| llama.cpp (fine-tuned, f16 GGUF export) | {speed['llama_cpp_f16']['tokens_per_second']:.1f} | "
                   f"{speed['ratio_llama_cpp_f16_vs_transformers']:.2f}x |",
+                  *([f"| llama.cpp (fine-tuned, Q8_0 GGUF export) | {speed['llama_cpp_q8_0']['tokens_per_second']:.1f} | "
+                     f"{speed['ratio_llama_cpp_q8_vs_transformers']:.2f}x |"] if "llama_cpp_q8_0" in speed else []),
                   f"| llama.cpp (bundled base, Q4_1 GGUF) | {speed['llama_cpp_base_q4_1']['tokens_per_second']:.1f} | "
                   f"{speed['ratio_llama_cpp_q4_vs_transformers']:.2f}x |"]
     return lines

@@ -36,11 +36,13 @@ SPEED_PROMPTS = [
 
 
 def speed(generator, max_new_tokens: int, repeats: int = 2) -> dict:
+    """Tokens/s over the same prompts, each forced to exactly max_new_tokens (end-of-sequence ignored), so both
+    backends do the same work; the time includes prompt processing, as a user waits for it."""
     generator.generate(SPEED_PROMPTS[:1], 16)  # warm-up
     tokens, seconds = 0, 0.0
     for _ in range(repeats):
         for prompt in SPEED_PROMPTS:
-            g = generator.generate([prompt], max_new_tokens)[0]
+            g = generator.generate([prompt], max_new_tokens, ignore_eos=True)[0]
             tokens += g.new_tokens
             seconds += g.seconds
     return {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_second": round(tokens / seconds, 2)}
@@ -55,6 +57,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor.json")
     parser.add_argument("--workdir", type=Path, default=REPO / "runs" / "bench-tutor")
     parser.add_argument("--skip-train", action="store_true", help="reuse the model folder from an earlier run")
+    parser.add_argument("--only-speed", action="store_true", help="reuse the earlier results and only re-measure speed")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir = args.workdir / "tutor-lora"
@@ -71,6 +74,10 @@ def main() -> None:
             results["error"] = (proc.stderr or proc.stdout)[-3000:]
             write_json(args.out, results)
             sys.exit(1)
+    if args.only_speed:
+        results = json.loads(args.out.read_text())
+        measure_speed(model_dir, args, results)
+        return
     m = json.loads((model_dir / "metrics.json").read_text())
     results["gsm8k"] = {"base": m["validation"].get("base"), "fine_tuned": m["validation"]["fine_tuned"]}
     results["summary"] = m["summary"]
@@ -87,14 +94,30 @@ def main() -> None:
                           "fine_tuned": {k: v for k, v in math500.items() if k not in ("base", "model", "data")}}
     write_json(args.out, results)
 
+    measure_speed(model_dir, args, results)
+
+
+def measure_speed(model_dir: Path, args, results: dict) -> None:
+    from mathtune.models.gguf_export import export_tutor_gguf
     from mathtune.models.generate import load_tutor
 
     transformers_speed = speed(load_tutor(model_dir, "transformers"), args.speed_tokens)
     llama_speed = speed(load_tutor(model_dir, "llama.cpp"), args.speed_tokens)
     base_q4 = speed(load_tutor("bundled:smollm2", "llama.cpp"), args.speed_tokens)
+    q8_dir = args.workdir / "tutor-lora-q8"  # the same fine-tuned model, exported as Q8_0
+    if not (q8_dir / "model.gguf").exists():
+        import shutil
+
+        shutil.rmtree(q8_dir, ignore_errors=True)
+        shutil.copytree(model_dir, q8_dir, ignore=shutil.ignore_patterns("model.gguf"))
+        export_tutor_gguf(q8_dir, "q8_0")
+    llama_q8 = speed(load_tutor(q8_dir, "llama.cpp"), args.speed_tokens)
     results["generation_speed"] = {
         "max_new_tokens": args.speed_tokens, "prompts": len(SPEED_PROMPTS), "batch_size": 1,
-        "transformers_fp32": transformers_speed, "llama_cpp_f16": llama_speed, "llama_cpp_base_q4_1": base_q4,
+        "equal_length": True,
+        "transformers_fp32": transformers_speed, "llama_cpp_f16": llama_speed, "llama_cpp_q8_0": llama_q8,
+        "llama_cpp_base_q4_1": base_q4,
+        "ratio_llama_cpp_q8_vs_transformers": round(llama_q8["tokens_per_second"] / transformers_speed["tokens_per_second"], 2),
         "ratio_llama_cpp_f16_vs_transformers": round(llama_speed["tokens_per_second"] / transformers_speed["tokens_per_second"], 2),
         "ratio_llama_cpp_q4_vs_transformers": round(base_q4["tokens_per_second"] / transformers_speed["tokens_per_second"], 2),
     }

@@ -156,3 +156,18 @@ tracking: {log_model: false}
     assert all(r["status"] == "ok" and r["f1_micro"] is not None and r["peak_memory_gb"] > 0 for r in rows)
     result = runner.invoke(app, ["sweep", str(recipe), "--grid", "tfidf.nope=1"])
     assert result.exit_code == 2 and "tfidf.nope" in result.output
+
+
+def test_generation_backend_contract(tiny_chat_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from mathtune.models.generate import TransformersGenerator
+
+    tok = AutoTokenizer.from_pretrained(tiny_chat_llama)
+    generator = TransformersGenerator(AutoModelForCausalLM.from_pretrained(tiny_chat_llama), tok, "solve.")
+    exact = generator.generate(["what is 1 plus 1?", "what is 2 plus 5?"], 7, ignore_eos=True)
+    assert [g.new_tokens for g in exact] == [7, 7]  # equal-length runs for speed comparisons
+    free = generator.generate(["what is 1 plus 1?"], 7, contexts=["[1] (notes) count on."])[0]
+    assert free.new_tokens <= 7 and isinstance(free.text, str)
+    streamed = "".join(generator.stream("what is 1 plus 1?", 7)).strip()
+    assert streamed == generator.generate(["what is 1 plus 1?"], 7)[0].text.replace("[SEP]", "").strip()

@@ -34,7 +34,7 @@ class Generator(Protocol):
     backend: str
 
     def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
-                 contexts: Sequence[str | None] | None = None) -> list[Generation]: ...
+                 contexts: Sequence[str | None] | None = None, ignore_eos: bool = False) -> list[Generation]: ...
 
     def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None) -> Iterator[str]: ...
 
@@ -84,7 +84,8 @@ class TransformersGenerator:
         return StoppingCriteriaList([StopOnText(self.tokenizer, self.stops, prompt_len)])
 
     @torch.no_grad()
-    def generate(self, questions, max_new_tokens=256, contexts=None) -> list[Generation]:
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False) -> list[Generation]:
+        """Greedy answers; ``ignore_eos`` makes exactly max_new_tokens (for speed comparisons at equal length)."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         prompts = [self.prompt(q, c) for q, c in zip(questions, contexts)]
         self.tokenizer.padding_side = "left"
@@ -92,14 +93,15 @@ class TransformersGenerator:
                                return_token_type_ids=False).to(self.device)
         start = time.perf_counter()
         with self._lock:
+            limits = ({"min_new_tokens": max_new_tokens} if ignore_eos
+                      else {"stopping_criteria": self._stopping(batch["input_ids"].shape[1])})
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                      pad_token_id=self.tokenizer.pad_token_id,
-                                      stopping_criteria=self._stopping(batch["input_ids"].shape[1]))
+                                      pad_token_id=self.tokenizer.pad_token_id, **limits)
         seconds = time.perf_counter() - start
         new = out[:, batch["input_ids"].shape[1]:]
         results = []
         for row in new:
-            ids = [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
+            ids = row.tolist() if ignore_eos else [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
             results.append(Generation(cut_at_stop(text, self.stops), len(ids), seconds / len(prompts)))
         return results
@@ -142,18 +144,19 @@ class LlamaCppGenerator:
         self.system_prompt, self.stops = system_prompt, list(stops)
         self._lock = threading.Lock()
 
-    def _chat(self, question, context, max_new_tokens, stream):
+    def _chat(self, question, context, max_new_tokens, stream, ignore_eos=False):
+        extra = {"logit_bias": {self.llm.token_eos(): -1e9}, "stop": []} if ignore_eos else {"stop": self.stops}
         return self.llm.create_chat_completion(messages(question, None, self.system_prompt, context),
                                                max_tokens=max_new_tokens, temperature=0.0, top_k=1,
-                                               stop=self.stops, stream=stream)
+                                               stream=stream, **extra)
 
-    def generate(self, questions, max_new_tokens=256, contexts=None) -> list[Generation]:
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False) -> list[Generation]:
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         out = []
         for question, context in zip(questions, contexts):
             start = time.perf_counter()
             with self._lock:
-                reply = self._chat(question, context, max_new_tokens, stream=False)
+                reply = self._chat(question, context, max_new_tokens, stream=False, ignore_eos=ignore_eos)
             out.append(Generation(reply["choices"][0]["message"]["content"].strip(),
                                   int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
         return out

@@ -26,6 +26,7 @@ from .loop import (FitResult, NullReporter, Reporter, autocast_context, pick_dev
 
 log = logging.getLogger(__name__)
 IGNORE = -100
+LOGIT_BUDGET = 100_000_000  # floats of logits held at once when scoring
 
 
 @dataclass
@@ -112,6 +113,11 @@ def response_nll(model, examples: Examples, pad_id: int, batch_size: int, precis
     autocast = autocast_context(precision, device)
     mine = split_rows(len(examples.ids), dist)
     order = mine[np.argsort([-len(examples.ids[r]) for r in mine], kind="stable")]
+    # the logits of a batch are rows x tokens x vocabulary floats (2.4 GB for 32 x 384 x 49k): cap the batch so
+    # they stay near 400 MB; on a CPU the pass is compute-bound, so smaller batches cost little time
+    vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50_000)
+    longest = max((len(examples.ids[r]) for r in order), default=1)
+    batch_size = max(1, min(batch_size, LOGIT_BUDGET // (longest * vocab)))
     total, count = 0.0, 0
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]

@@ -67,6 +67,14 @@ def test_bad_input_is_named(corpus):
         read_corpus(str(corpus / "solutions.jsonl").replace(".jsonl", ".pdf"))
 
 
+def test_chunks_with_unusual_line_breaks_round_trip(workdir, embedder):
+    docs = [Document("form\x0cfeed and line\u2028separator, as in \x0crac{1}{2}", "odd.txt")]
+    index = Index.create(workdir / "odd")
+    index.add(split_documents(docs), embedder)
+    index.save()
+    assert Index.open(workdir / "odd").chunks[0].text == docs[0].text
+
+
 def test_hybrid_mmr_and_relevance_metrics(workdir, embedder):
     docs = [Document("Pythagoras: a^2 + b^2 = c^2 for a right triangle.", "c1", {"champ_id": "C_pyth"}),
             Document("In a right triangle the squares of the legs add up to the square of the hypotenuse.", "c2",

@@ -100,8 +100,10 @@ class Index:
         if not (folder / META_FILE).is_file():
             raise DataError(f"{folder}: not an index folder (no {META_FILE}); build one with `mathtune index build`")
         settings = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
-        chunks = [Chunk(**json.loads(line)) for line in (folder / CHUNKS_FILE).read_text(encoding="utf-8").splitlines()
-                  if line.strip()]
+        # one JSON object per "\n"-terminated line; str.splitlines would also split at characters such as
+        # \x0c or \u2028 that json.dumps(ensure_ascii=False) leaves inside strings (LaTeX "\f" typos, for one)
+        with (folder / CHUNKS_FILE).open(encoding="utf-8", newline="\n") as handle:
+            chunks = [Chunk(**json.loads(line)) for line in handle if line.strip()]
         index = faiss.read_index(str(folder / INDEX_FILE))
         if index.ntotal != len(chunks):
             raise DataError(f"{folder}: {index.ntotal} vectors but {len(chunks)} chunks; rebuild the index")

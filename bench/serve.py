@@ -9,7 +9,8 @@ from the math-topics validation questions, for ``--seconds`` at each concurrency
 
 - mathtune: `mathtune serve` with micro-batching, torch and onnx-int8 backends.
 - naive: the seed-style app: a transformers ``pipeline("text-classification")`` loaded at start-up and called
-  once per request in a plain FastAPI endpoint.
+  once per request in a plain FastAPI endpoint, calls serialized by a lock (the baseline of the ratios);
+  naive-unlocked: the same without the lock, as such apps are often written (the pipeline is not thread-safe).
 
 Then a soak of ``--soak-seconds`` (default 120) at concurrency 8 against mathtune (onnx-int8): errors, and the
 server's resident memory at the start and the end (and its peak).
@@ -36,12 +37,17 @@ sys.path.insert(0, str(REPO / "src"))
 from mathtune.io import write_json  # noqa: E402
 
 NAIVE_APP = textwrap.dedent("""
+    import contextlib
     import os
+    import threading
     from fastapi import FastAPI
     from pydantic import BaseModel
     from transformers import pipeline
 
     classifier = pipeline("text-classification", model=os.environ["NAIVE_MODEL"], device="cpu")
+    # FastAPI runs plain `def` endpoints in a thread pool; a transformers pipeline is not thread-safe, so the
+    # working version of the usual app serializes calls with a lock (NAIVE_LOCK=0 shows what happens without it)
+    lock = threading.Lock() if os.environ.get("NAIVE_LOCK", "1") == "1" else contextlib.nullcontext()
     app = FastAPI()
 
     class Body(BaseModel):
@@ -53,7 +59,8 @@ NAIVE_APP = textwrap.dedent("""
 
     @app.post("/v1/topics")
     def topics(body: Body):
-        return {"predictions": classifier(body.questions)}
+        with lock:
+            return {"predictions": classifier(body.questions)}
 """)
 
 
@@ -92,7 +99,7 @@ async def load(url: str, questions: list[str], concurrency: int, seconds: float)
             counter += 1
             t = time.perf_counter()
             try:
-                r = await client.post(url, json={"questions": [q]})
+                r = await client.post(url, json={"questions": [q]}, timeout=20)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
                 if r.status_code != 200:
                     errors += 1
@@ -114,7 +121,8 @@ async def load(url: str, questions: list[str], concurrency: int, seconds: float)
 
 def start_server(kind: str, model_dir: Path, port: int, backend: str = "torch") -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    if kind == "naive":
+    if kind.startswith("naive"):
+        env["NAIVE_LOCK"] = "0" if kind == "naive-unlocked" else "1"
         app_file = REPO / "runs" / "bench-serve" / "naive_app.py"
         app_file.write_text(NAIVE_APP)
         env["NAIVE_MODEL"] = str(model_dir / "model")
@@ -123,9 +131,11 @@ def start_server(kind: str, model_dir: Path, port: int, backend: str = "torch") 
     else:
         cmd = [sys.executable, "-m", "mathtune.cli", "serve", "--model", str(model_dir), "--port", str(port),
                "--backend", backend]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    # the server's logs go to a file: a pipe nobody reads fills up (64 KB of access logs) and blocks the server
+    log = open(REPO / "runs" / "bench-serve" / f"server-{port}.log", "w")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     wait_ready(f"http://127.0.0.1:{port}/livez")
-    if kind != "naive":
+    if not kind.startswith("naive"):
         wait_ready(f"http://127.0.0.1:{port}/readyz")
     return proc
 
@@ -162,9 +172,9 @@ def main() -> None:
     questions = read_table(resolve_data_path("math-topics/train.csv"))["Question"].astype(str).tolist()[:2000]
     results = {"benchmark": "serve", "cpus": os.cpu_count(), "model": "topic-lora (MiniLM + LoRA, merged)",
                "seconds_per_level": args.seconds, "servers": {}}
-    configs = [("naive", "torch"), ("mathtune", "torch"), ("mathtune", "onnx-int8")]
+    configs = [("naive", "torch"), ("naive-unlocked", "torch"), ("mathtune", "torch"), ("mathtune", "onnx-int8")]
     for i, (kind, backend) in enumerate(configs):
-        name = kind if kind == "naive" else f"mathtune-{backend}"
+        name = kind if kind.startswith("naive") else f"mathtune-{backend}"
         port = 8700 + i
         proc = start_server(kind, model_dir, port, backend)
         url = f"http://127.0.0.1:{port}/v1/topics"
@@ -176,7 +186,7 @@ def main() -> None:
         write_json(args.out, results)
     naive = {r["concurrency"]: r for r in results["servers"]["naive"]}
     results["ratios"] = {name: {f"throughput_x_naive_c{r['concurrency']}": round(r["throughput_rps"] / naive[r["concurrency"]]["throughput_rps"], 2)
-                                for r in runs} for name, runs in results["servers"].items() if name != "naive"}
+                                for r in runs} for name, runs in results["servers"].items() if name.startswith("mathtune")}
 
     proc = start_server("mathtune", model_dir, 8790, "onnx-int8")
     url = "http://127.0.0.1:8790/v1/topics"

@@ -73,6 +73,7 @@ class TransformersGenerator:
         if threads:
             torch.set_num_threads(threads)
         self._lock = threading.Lock()  # one generate at a time per model (torch threads are shared)
+        self.executor = None  # where stream() runs generation: a new thread, or a given executor (the server's)
 
     def prompt(self, question: str, context: str | None = None) -> str:
         return self.tokenizer.apply_chat_template(messages(question, None, self.system_prompt, context),
@@ -120,6 +121,11 @@ class TransformersGenerator:
             with self._lock, torch.no_grad():
                 self.model.generate(**kwargs)
 
+        if self.executor is not None:
+            done = self.executor.submit(run)
+            yield from _stop_filtered(streamer, self.stops)
+            done.result()
+            return
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
         yield from _stop_filtered(streamer, self.stops)

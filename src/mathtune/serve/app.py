@@ -41,7 +41,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
         models = load_models(models, backend, settings)
     metrics = Metrics()
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
-                for name, model in models.items() if name != "tutor"} if settings.batch_wait_ms > 0 else {}
+                for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}
     state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers)
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)

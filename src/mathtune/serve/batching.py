@@ -1,4 +1,5 @@
-"""Micro-batching: concurrent requests to one model are gathered for a few milliseconds and run as one batch.
+"""Micro-batching: concurrent requests to one model are run as one batch: the requests that queued while the
+previous batch ran (so an idle server answers at once), optionally plus those arriving within a short wait.
 
 One request at a time costs one forward pass each; under load, a batch of 32 single-question requests costs
 about one pass of 32 rows, which is what lets throughput grow with concurrency on a CPU.
@@ -11,7 +12,6 @@ import time
 from dataclasses import dataclass
 
 import pandas as pd
-from fastapi.concurrency import run_in_threadpool
 
 from .models import ServedModel
 
@@ -46,10 +46,16 @@ class MicroBatcher:
         return await future
 
     async def _collect(self) -> list[_Pending]:
+        """The next batch: everything queued while the model was busy (no added latency when idle), plus what
+        arrives within max_wait when that is set."""
         first = await self.queue.get()
         batch, rows = [first], len(first.frame)
+        while rows < self.max_batch and not self.queue.empty():
+            item = self.queue.get_nowait()
+            batch.append(item)
+            rows += len(item.frame)
         deadline = time.perf_counter() + self.max_wait
-        while rows < self.max_batch:
+        while rows < self.max_batch and self.max_wait > 0:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 break
@@ -67,7 +73,7 @@ class MicroBatcher:
             k = max(p.k for p in batch)
             frame = pd.concat([p.frame for p in batch], ignore_index=True)
             try:
-                idx, prob, _ = await run_in_threadpool(self.model.predict_frame, frame, k)
+                idx, prob, _ = await self.model.run(self.model.predict_frame, frame, k)
             except Exception as exc:  # each request gets the error, the worker keeps serving
                 for pending in batch:
                     if not pending.future.done():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,17 @@ log = logging.getLogger(__name__)
 ROUTES = {"topic": "topics", "misconception": "misconceptions", "products": "products", "tutor": "tutor"}
 
 
+# Every forward pass of the served models runs on this one thread. PyTorch's OpenMP pool belongs to the thread
+# that calls it: once a second thread has run torch code, two pools compete for the cores and every call gets
+# about 2x slower (a 1-question topic request: 11 ms on one thread, 22-25 ms once two threads had run it, or
+# from the server's general thread pool, or with OMP_WAIT_POLICY=PASSIVE). Warm-up runs here too.
+INFERENCE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mathtune-inference")
+
+
+def model_thread() -> ThreadPoolExecutor:
+    return INFERENCE
+
+
 @dataclass
 class ServedModel:
     source: str
@@ -26,6 +38,13 @@ class ServedModel:
     load_seconds: float
     ready: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)  # torch models are not re-entrant
+    executor: ThreadPoolExecutor = field(default_factory=model_thread)
+
+    async def run(self, fn, *args):
+        """Run ``fn(*args)`` on this model's own thread without blocking the event loop."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     @property
     def name(self) -> str:
@@ -68,6 +87,12 @@ class ServedTutor:
     ready: bool = False
     drift: object = None
     name: str = "tutor"
+    executor: ThreadPoolExecutor = field(default_factory=model_thread)
+
+    async def run(self, fn, *args):
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     def describe(self) -> dict:
         return {"source": self.source, "task": "tutor", "kind": "generator", "backend": self.generator.backend,
@@ -105,7 +130,9 @@ def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
 
         retriever = Retriever.open(index)
     model = ServedTutor(source, folder, manifest, generator, time.perf_counter() - start, retriever, retrieval.get("k", 4))
-    generator.generate(["What is 1 + 1?"], 4)  # warm-up: /readyz turns true only after this answered
+    if hasattr(generator, "executor"):
+        generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
+    INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()  # warm-up: /readyz waits for it
     model.ready = True
     return model
 
@@ -156,7 +183,7 @@ def load_models(sources: list[str], backend: str = "torch", settings=None) -> di
                              "serve one model per task")
         model = ServedModel(source, predictor, time.perf_counter() - start)
         model.drift = DriftMonitor(predictor.folder, len(predictor.labels))
-        model.predict_frame(warm_up_frame(model), k=1, record=False)
+        INFERENCE.submit(model.predict_frame, warm_up_frame(model), 1, False).result()
         model.ready = True
         served[predictor.task] = model
         log.info("loaded %s (%s) in %.1f s", source, predictor.task, model.load_seconds)

@@ -6,7 +6,6 @@ from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
 from ..tasks.misconception import describe_label
 from .guards import check_batch
@@ -32,7 +31,7 @@ def build_router(app_state, auth) -> APIRouter:
         if batcher is not None:
             idx, prob, notes = await batcher.predict(frame, k)
         else:
-            idx, prob, notes = await run_in_threadpool(model.predict_frame, frame, k)
+            idx, prob, notes = await model.run(model.predict_frame, frame, k)
         labels = model.predictor.labels
         app_state.metrics.observe_predictions(model.name, [labels.values[i] for i in idx[:, 0]], prob[:, 0].tolist())
         return idx, prob, notes

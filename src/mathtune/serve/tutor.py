@@ -10,7 +10,6 @@ import json
 import time
 
 from fastapi import APIRouter, Depends, HTTPException
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
@@ -74,13 +73,13 @@ def build_tutor_router(app_state, auth) -> APIRouter:
         if len(question) > settings.max_text_chars:
             raise HTTPException(status_code=422, detail=f"question has {len(question)} characters, over the limit of {settings.max_text_chars}")
         budget = min(body.max_new_tokens or model.manifest.get("max_new_tokens", 256), settings.tutor_max_new_tokens)
-        context, hits = (await run_in_threadpool(model.retrieve, question, body.k)) if body.retrieval else (None, [])
+        context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         if body.stream:
             return StreamingResponse(_stream(model, question, budget, context, sources), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         start = time.perf_counter()
-        generation = (await run_in_threadpool(model.generator.generate, [question], budget, [context]))[0]
+        generation = (await model.run(model.generator.generate, [question], budget, [context]))[0]
         answer = generation.text
         app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
         return TutorResponse(model=model.source, answer=answer, steps=split_steps(answer),

@@ -26,10 +26,15 @@ def test_export_parity_and_backend(bert_model):
     torch_pred = load_predictor(bert_model)
     onnx_pred = load_predictor(bert_model, backend="onnx")
     texts = PARITY_TEXTS + ["Solve for x: 3x + 1 = 7."]
+    onnx_pred.onnx_max_rows = len(texts)  # force the ONNX path for the whole set
     t_idx, t_prob = torch_pred.topk(texts, k=3)
     o_idx, o_prob = onnx_pred.topk(texts, k=3)
     assert (t_idx[:, 0] == o_idx[:, 0]).all()
     assert abs(t_prob - o_prob).max() < 1e-3
+    calls = []
+    onnx_pred._onnx.logits = lambda *a, **kw: calls.append(1) or (_ for _ in ()).throw(AssertionError("ONNX used"))
+    onnx_pred.onnx_max_rows = 2
+    assert onnx_pred.topk(texts, k=1)[0].shape == (len(texts), 1) and not calls  # a big batch goes to PyTorch
     client = TestClient(create_app([str(bert_model)], backend="onnx"))
     response = client.post("/v1/topics", json={"questions": ["Solve for x: 3x + 1 = 7."]})
     assert response.status_code == 200

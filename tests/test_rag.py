@@ -51,6 +51,16 @@ def test_build_query_add_and_duplicates(corpus):
     assert result.exit_code == 0 and "notes.md" in result.output
 
 
+def test_hnsw_index(corpus):
+    result = runner.invoke(app, ["index", "build", "solutions.jsonl", "--index", "hnsw", "--kind", "hnsw"])
+    assert result.exit_code == 0, result.output
+    index = Index.open(corpus / "hnsw")
+    assert index.settings["kind"] == "hnsw" and type(index.faiss).__name__ == "IndexHNSWFlat"
+    assert Retriever(index).search("probability of a six on a die", 1)[0].source == "solutions.jsonl:3"
+    result = runner.invoke(app, ["index", "build", "solutions.jsonl", "--index", "bad", "--kind", "ivf"])
+    assert result.exit_code == 2 and "flat" in result.output
+
+
 def test_bad_input_is_named(corpus):
     (corpus / "broken.jsonl").write_text('{"question": "a", "answer": "b"}\n{oops\n')
     result = runner.invoke(app, ["index", "build", "broken.jsonl", "--index", "idx2"])

@@ -522,11 +522,12 @@ index_app = typer.Typer(help="Build, extend, search and evaluate a retrieval ind
 app.add_typer(index_app, name="index")
 
 
-def _index_corpus(corpora: list[str], folder: Path, create: bool, chunk_size: int, chunk_overlap: int) -> None:
+def _index_corpus(corpora: list[str], folder: Path, create: bool, chunk_size: int, chunk_overlap: int,
+                  kind: str = "flat") -> None:
     from .rag.corpus import read_corpus
     from .rag.index import Embedder, Index, split_documents
 
-    index = Index.create(folder, chunk_size=chunk_size, chunk_overlap=chunk_overlap) if create else Index.open(folder)
+    index = Index.create(folder, chunk_size=chunk_size, chunk_overlap=chunk_overlap, kind=kind) if create else Index.open(folder)
     docs = [d for ref in corpora for d in read_corpus(ref)]
     chunks = split_documents(docs, index.settings["chunk_size"], index.settings["chunk_overlap"])
     embedder = Embedder(index.settings["embedder"])
@@ -544,12 +545,13 @@ def index_build(
     index: Annotated[Path, typer.Option("--index", help="Index folder to create.")],
     chunk_size: Annotated[int, typer.Option(help="Characters per chunk (recursive splitter).")] = 500,
     chunk_overlap: Annotated[int, typer.Option(help="Characters shared by neighbouring chunks.")] = 50,
+    kind: Annotated[str, typer.Option(help="flat (exact search) or hnsw (approximate; sub-millisecond at 100k chunks).")] = "flat",
 ) -> None:
     """Split, embed (bundled MiniLM) and index documents with FAISS.
 
     Example: mathtune index build demo:champ gsm8k/train.jsonl --index runs/index
     """
-    _index_corpus(corpus, index, True, chunk_size, chunk_overlap)
+    _index_corpus(corpus, index, True, chunk_size, chunk_overlap, kind)
 
 
 @index_app.command("add")

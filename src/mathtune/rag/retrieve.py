@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .index import Embedder, Index
+from .index import search as faiss_search
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 CONTEXT_HEADER = "Related worked examples and facts (use them if they help):"
@@ -60,7 +61,7 @@ class Retriever:
             return []
         vector = self.embedder.encode([query])
         pool = min(len(self.index), fetch or (k * 4 if (hybrid or mmr or exclude_text) else k))
-        scores, ids = self.index.faiss.search(vector, pool)
+        scores, ids = faiss_search(self.index.faiss, vector, pool)
         ids, scores = ids[0], scores[0].astype(np.float64)
         keep = ids >= 0
         ids, scores = ids[keep], scores[keep]
@@ -81,7 +82,7 @@ class Retriever:
                 for i, s in zip(ids[:k], scores[:k])]
 
     def _mmr(self, query: np.ndarray, ids: np.ndarray, scores: np.ndarray, k: int, lambda_mult: float) -> list[int]:
-        vectors = np.stack([self.index.faiss.reconstruct(int(i)) for i in ids])
+        vectors = np.stack([self.index.vector(i) for i in ids])
         relevance = vectors @ query
         chosen: list[int] = []
         while len(chosen) < k:

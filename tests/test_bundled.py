@@ -55,3 +55,6 @@ def test_smollm2_gguf_export_runs_in_llama_cpp_with_the_same_greedy_output(tmp_p
     assert got == expected
     assert "".join(LlamaCppGenerator(path, threads=2).stream(question, 24)).strip() == expected
     assert greedy_tokens(loaded.model, loaded.tokenizer, [question], 4)  # the parity helper runs on the real model
+    q8 = export_gguf(loaded.model, Path(source.path) / source.gguf_file, tmp_path / "model.q8.gguf", "q8_0")
+    assert q8.stat().st_size < 0.6 * path.stat().st_size
+    assert LlamaCppGenerator(q8, threads=2).generate([question], 8, ignore_eos=True)[0].new_tokens == 8

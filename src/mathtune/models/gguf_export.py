@@ -73,7 +73,7 @@ def export_gguf(model, base_gguf: str | os.PathLike, output: str | os.PathLike, 
             writer.add_tensor(tensor.name, data.astype(np.float16))
         else:
             quant = gguf.GGMLQuantizationType.Q8_0
-            writer.add_tensor(tensor.name, gguf.quants.quantize(data, quant), raw_shape=data.shape, raw_dtype=quant)
+            writer.add_tensor(tensor.name, gguf.quants.quantize(data, quant), raw_dtype=quant)
     if missing:
         tmp.unlink(missing_ok=True)
         raise ModelError(f"GGUF export: the fine-tuned model has no weights for {', '.join(missing[:5])}")

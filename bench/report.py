@@ -93,8 +93,10 @@ def _f(value, digits: int = 4) -> str:
 
 def tutor(data: dict) -> list[str]:
     s = data.get("summary", {})
-    lines = [f"### Tutor (`bench/tutor.py`; SmolLM2-135M + LoRA on {s.get('n_train', '?')} GSM8K training problems, one "
-             f"epoch, {s.get('train_seconds', 0) / 60:.1f} min; validation: fixed 3% of gsm8k/train.jsonl)", "",
+    limit = data.get("limit") or s.get("n_train", 0)
+    lines = [f"### Tutor (`bench/tutor.py`; SmolLM2-135M + LoRA on {limit} GSM8K training problems + "
+             f"{s.get('n_train', limit) - limit} refusal examples, one epoch, {s.get('train_seconds', 0) / 60:.1f} min; "
+             "validation: fixed 3% of gsm8k/train.jsonl; MATH-500: its first 40 problems)", "",
              "| data | model | answer accuracy | ROUGE-L | BLEU | perplexity | refusal rate (non-math) | false refusals (math) |",
              "|---|---|---|---|---|---|---|---|"]
     for view in ("gsm8k", "math500"):

@@ -143,7 +143,7 @@ async function diagnose() {
   list.replaceChildren(...data.predictions[0].top3.map((r) => el("li", {},
     el("strong", { text: r.label }), el("span", { text: `  ${(100 * r.score).toFixed(1)}%` }),
     el("div", { class: "desc", text: r.description || "" }))));
-  for (const note of data.notes || []) list.append(el("li", { class: "desc", text: note }));
+  $("#mis-notes").replaceChildren(...(data.notes || []).map((note) => el("p", { class: "desc", text: `Note: ${note}` })));
 }
 
 // Tutor -----------------------------------------------------------

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from mathtune.config import recipe_from_dict
 from mathtune.errors import DataError, MathtuneError, ModelError
@@ -158,3 +159,15 @@ tracking: none
     assert "resumed from optimizer step" in again.stdout
     assert (workdir / "runs" / "killed" / "mathtune.json").is_file()
     assert not (workdir / "runs" / "killed.partial").exists()
+
+
+def test_scoring_pads_to_shape_buckets_within_the_position_limit():
+    from mathtune.train.finetune import collate
+
+    ids = [[5] * 7, [5] * 40]
+    input_ids, mask = collate(ids, [0, 1], 0, torch.device("cpu"), multiple=32)
+    assert input_ids.shape == (2, 64) and int(mask.sum()) == 47
+    input_ids, _ = collate(ids, [0, 1], 0, torch.device("cpu"), multiple=32, limit=48)
+    assert input_ids.shape == (2, 48)
+    input_ids, _ = collate(ids, [0], 0, torch.device("cpu"))
+    assert input_ids.shape == (1, 7)

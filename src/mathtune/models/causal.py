@@ -15,7 +15,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import ModelError
-from .hf import LoadedModel, _add_lora, _quantization_config, forget_gguf_origin, load_tokenizer, pretrained_kwargs
+from .hf import LoadedModel, _quantization_config, load_tokenizer, prepare_loaded, pretrained_kwargs
 from .registry import resolve
 
 log = logging.getLogger(__name__)
@@ -39,17 +39,8 @@ def load_causal_lm(cfg: ModelConfig, dtype: torch.dtype | None = None) -> Loaded
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ModelError(f"model {source.label}: cannot load it as a causal language model ({exc})") from None
-    if source.gguf_file:
-        forget_gguf_origin(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    if cfg.peft in ("lora", "qlora"):
-        model = _add_lora(model, cfg, quantized=quant is not None, task_type="CAUSAL_LM")
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    log.info("loaded %s: %.1fM parameters, %.2f%% trainable", source.label, total / 1e6, 100 * trainable / total)
-    return LoadedModel(model, tokenizer, source, trainable, total)
+    return prepare_loaded(model, tokenizer, source, cfg, quant, "CAUSAL_LM")
 
 
 @torch.no_grad()

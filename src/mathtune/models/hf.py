@@ -88,10 +88,15 @@ def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str])
     except (OSError, ValueError) as exc:
         raise ModelError(f"model {source.label}: cannot load it as a sequence classifier ({exc})") from None
     model.config.pad_token_id = tokenizer.pad_token_id
+    return prepare_loaded(model, tokenizer, source, cfg, quant, "SEQ_CLS")
+
+
+def prepare_loaded(model, tokenizer, source: ModelSource, cfg: ModelConfig, quant, task_type: str) -> LoadedModel:
+    """After from_pretrained: drop the GGUF marker, add LoRA, gradient checkpointing, count parameters."""
     if source.gguf_file:
         forget_gguf_origin(model)
     if cfg.peft in ("lora", "qlora"):
-        model = _add_lora(model, cfg, quantized=quant is not None)
+        model = _add_lora(model, cfg, quantized=quant is not None, task_type=task_type)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

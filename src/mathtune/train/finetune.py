@@ -18,10 +18,8 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig
 from .distributed import Local, split_rows
-from .loop import (  # noqa: F401  (re-exported: the classifier trainer's public names)
-    FitResult, NullReporter, Reporter, autocast_context, batch_order, peak_rss_mb, pick_device, set_seed,
-    prepare_model, store_frozen_in_bf16, uses_bf16, train_loop,
-)
+from .loop import FitResult, NullReporter, Reporter, autocast_context, pick_device, prepare_model, train_loop
+from .loop import batch_order, set_seed  # noqa: F401  (re-exported: bench/topic.py and tests import them from here)
 
 log = logging.getLogger(__name__)
 

@@ -7,6 +7,7 @@ a killed run leaves it, and the same command resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -171,6 +172,27 @@ def start_tracker(recipe: Recipe, output: Path, work: Path, prior_run_id: str | 
     return tracker
 
 
+@contextlib.contextmanager
+def tracked_run(recipe: Recipe, output: Path, work: Path, prior_run_id: str | None, dist):
+    """The MLflow run around a training pipeline: a bad input ends it FAILED and removes the partial folder
+    (unless it holds checkpoints to resume from); anything else (a kill, a crash) ends it KILLED and keeps the
+    folder, so the same command resumes."""
+    tracker = None
+    try:
+        tracker = start_tracker(recipe, output, work, prior_run_id, dist)
+        yield tracker
+    except MathtuneError:
+        if tracker:
+            tracker.end("FAILED")
+        if dist.is_main and not (work / "checkpoints").exists():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    except BaseException:
+        if tracker:
+            tracker.end("KILLED")
+        raise
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -206,9 +228,7 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             return TrainResult(output, {})
     work, prior_run_id = prepare_work(recipe, output, overwrite, resume, dist)
     run_file = work / "run.json"
-    tracker = None
-    try:
-        tracker = start_tracker(recipe, output, work, prior_run_id, dist)
+    with tracked_run(recipe, output, work, prior_run_id, dist) as tracker:
         set_seed(recipe.train.seed)
         if recipe.trainer == "finetune" and dist.world > 1:
             result = _train_finetune(recipe, work, train.texts, y_train, val.texts, y_val, labels, reporter, task, masks, dist)
@@ -275,16 +295,6 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
         return TrainResult(output, {**metrics, **summary, "ablation": result.get("ablation", {})}, history,
                            manifest["tracking"], result["train_seconds"], result.get("samples_per_second"),
                            result.get("resumed_from_step", 0), notes)
-    except MathtuneError:
-        if tracker:
-            tracker.end("FAILED")
-        if not (work / "checkpoints").exists():
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    except BaseException:
-        if tracker:
-            tracker.end("KILLED")
-        raise
 
 
 SWITCHES = ("restrict_to_question", "derive_correctness")

@@ -15,13 +15,13 @@ import numpy as np
 import mathtune
 
 from ..config import ModelConfig, Recipe
-from ..errors import DataError, MathtuneError
+from ..errors import DataError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
 from ..tasks.tutor import Pairs, pairs_from_frame, with_refusals
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
-from .run import TrainResult, load_frame, prepare_work, start_tracker
+from .run import TrainResult, load_frame, prepare_work, tracked_run
 
 log = logging.getLogger(__name__)
 GGUF_FILE = "model.gguf"
@@ -77,9 +77,7 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
     train = with_refusals(train, cfg.refusal_examples)
     work, prior_run_id = prepare_work(recipe, output, overwrite, resume, dist)
     run_file = work / "run.json"
-    tracker = None
-    try:
-        tracker = start_tracker(recipe, output, work, prior_run_id, dist)
+    with tracked_run(recipe, output, work, prior_run_id, dist) as tracker:
         set_seed(recipe.train.seed)
         reporter.start(f"load {recipe.model.name}", None)
         loaded = load_causal_lm(recipe.model)
@@ -154,16 +152,6 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
         flat = {**metrics["fine_tuned"], **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}, **summary}
         return TrainResult(output, flat, fitted.history, manifest["tracking"], fitted.train_seconds,
                            fitted.samples_per_second, fitted.resumed_from_step, [])
-    except MathtuneError:
-        if tracker:
-            tracker.end("FAILED")
-        if dist.is_main and not (work / "checkpoints").exists():
-            shutil.rmtree(work, ignore_errors=True)
-        raise
-    except BaseException:
-        if tracker:
-            tracker.end("KILLED")
-        raise
 
 
 def _export_gguf(recipe: Recipe, model, work: Path) -> str:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig
+from ..errors import ModelError
 from .distributed import current
 
 log = logging.getLogger(__name__)
@@ -170,24 +171,58 @@ def atomic_save(obj, path: Path) -> None:
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, progress: dict) -> None:
+    """Plain data only (tensors, dicts, lists, numbers, strings), so loading needs no unpickling of objects:
+    ``load_checkpoint`` reads it with ``weights_only=True``. Progress is a JSON string."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
     atomic_save({
+        "format": 2,
         "model": trainable_state(model),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "progress": progress,
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+        "scheduler": _plain(scheduler.state_dict()),
+        "progress": json.dumps(progress),
+        "rng": {"torch": torch.get_rng_state(),
+                "numpy": [str(np_state[0]), torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+                "python": json.dumps([py_state[0], list(py_state[1]), py_state[2]])},
     }, path)
 
 
+def _plain(value):
+    """A scheduler's state dict without the odd non-plain value (callables are not restorable anyway)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return value
+    return None
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint's data, read with ``weights_only=True``: a file that asks to build any object (a crafted
+    pickle, or a checkpoint from an older mathtune) is refused with a message, and nothing in it runs."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for objects; RuntimeError/EOFError/zip errors for damaged files
+        raise ModelError(f"{path}: refused to resume from this checkpoint ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); it is damaged, from an older "
+                         f"mathtune, or not ours. Delete {path.parent} to start the training over") from None
+    if not isinstance(state, dict) or state.get("format") != 2:
+        raise ModelError(f"{path}: not a mathtune checkpoint (format 2); delete {path.parent} to start the training over")
+    return state
+
+
 def load_checkpoint(path: Path, model, optimizer, scheduler) -> dict:
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path)
     model.load_state_dict(state["model"], strict=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["rng"]["torch"])
-    np.random.set_state(state["rng"]["numpy"])
-    random.setstate(state["rng"]["python"])
-    return state["progress"]
+    kind, keys, *rest = state["rng"]["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(rest[0]), int(rest[1]), float(rest[2])))
+    version, internal, gauss = json.loads(state["rng"]["python"])
+    random.setstate((version, tuple(internal), gauss))
+    return json.loads(state["progress"])
 
 
 class Checkpointer:
@@ -336,7 +371,7 @@ def train_loop(
 
     dist.barrier()
     if best_path.exists():
-        dist.load_trainable(wrapped, torch.load(best_path, map_location="cpu"))
+        dist.load_trainable(wrapped, torch.load(best_path, map_location="cpu", weights_only=True))
     result.history = progress["history"]
     result.best_epoch = progress["best_epoch"]
     result.best_metric = progress["best_metric"]

@@ -125,7 +125,9 @@ def test_api_key(model_dirs):
     assert secured.post("/v1/topics", json={"questions": ["Solve 2x = 4."]}).status_code == 401
     ok = secured.post("/v1/topics", json={"questions": ["Solve 2x = 4."]}, headers={"Authorization": "Bearer s3cret"})
     assert ok.status_code == 200
-    assert secured.get("/livez").status_code == 200 and secured.get("/metrics").status_code == 200
+    assert secured.get("/livez").status_code == 200 and secured.get("/readyz").status_code == 200
+    assert secured.get("/metrics").status_code == 401  # one rule: everything but the probes needs the key
+    assert secured.get("/metrics", headers={"Authorization": "Bearer s3cret"}).status_code == 200
 
 
 def test_prometheus_metrics(client):

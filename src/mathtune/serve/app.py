@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import mathtune
 
 from .batching import MicroBatcher
-from .guards import BodyLimitMiddleware, error_body, install_error_handlers, require_api_key
+from .guards import ApiKeyMiddleware, RequestGuard, error_body, install_error_handlers
 from .models import ServedModel, load_models
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
@@ -52,13 +52,15 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
                               "with Prometheus metrics and drift monitoring.")
     app.state.mathtune = state
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    # outermost last: monitoring -> CORS (preflights carry no key) -> API key -> body guard -> routes
+    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(ApiKeyMiddleware, settings=settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(MonitoringMiddleware, metrics=metrics)
-    app.include_router(build_router(state, require_api_key(settings)))
-    app.include_router(build_tutor_router(state, require_api_key(settings)))
+    app.include_router(build_router(state))
+    app.include_router(build_tutor_router(state))
 
     mount_ui(app, state)
 

@@ -70,24 +70,26 @@ class MicroBatcher:
     async def _run(self) -> None:
         while True:
             batch = await self._collect()
-            k = max(p.k for p in batch)
-            frame = pd.concat([p.frame for p in batch], ignore_index=True)
             try:
+                k = max(p.k for p in batch)
+                frame = pd.concat([p.frame for p in batch], ignore_index=True)
                 idx, prob, _ = await self.model.run(self.model.predict_frame, frame, k)
-            except Exception as exc:  # each request gets the error, the worker keeps serving
+                results, start = [], 0
+                for pending in batch:
+                    n = len(pending.frame)
+                    results.append((idx[start:start + n, : pending.k], prob[start:start + n, : pending.k],
+                                    self._notes(pending.frame)))
+                    start += n
+            except Exception as exc:  # noqa: BLE001 - each request gets the error, the worker keeps serving
                 for pending in batch:
                     if not pending.future.done():
                         pending.future.set_exception(exc)
                 continue
             self.batches += 1
             self.rows += len(frame)
-            start = 0
-            for pending in batch:
-                n = len(pending.frame)
-                notes = self._notes(pending.frame)
+            for pending, result in zip(batch, results):
                 if not pending.future.done():
-                    pending.future.set_result((idx[start:start + n, : pending.k], prob[start:start + n, : pending.k], notes))
-                start += n
+                    pending.future.set_result(result)
 
     def _notes(self, frame: pd.DataFrame) -> list[str]:
         # notes are about this request's rows only (a batch mixes several clients)

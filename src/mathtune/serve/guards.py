@@ -1,50 +1,156 @@
-"""Limits and access: API key, body size, batch size, text length; every error is JSON."""
+"""Limits and access: API key, body size and deadline, batch size, text length; every error is JSON."""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
+import logging
+from urllib.parse import unquote
+
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.base import BaseHTTPMiddleware
 
 from ..errors import MathtuneError
 from .settings import ServeSettings
 
+log = logging.getLogger(__name__)
 
-def error_body(status: int, message: str, details=None) -> JSONResponse:
+
+def error_body(status: int, message: str, details=None, headers: dict | None = None) -> JSONResponse:
     body = {"error": message}
     if details is not None:
         body["details"] = details
-    return JSONResponse(status_code=status, content=body)
+    return JSONResponse(status_code=status, content=body, headers=headers)
 
 
-class BodyLimitMiddleware(BaseHTTPMiddleware):
-    """413 for bodies over the limit, by Content-Length or by what actually arrives."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        super().__init__(app)
-        self.max_bytes = max_bytes
-
-    async def dispatch(self, request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_bytes:
-            return error_body(413, f"request body of {length} bytes is over the limit of {self.max_bytes}; send fewer items per request")
-        if request.method in ("POST", "PUT") and not length:
-            body = await request.body()
-            if len(body) > self.max_bytes:
-                return error_body(413, f"request body is over the limit of {self.max_bytes} bytes")
-        return await call_next(request)
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/ui/login"})  # the probes, and the page that asks for the key
+KEY_COOKIE = "mathtune_api_key"
 
 
-def require_api_key(settings: ServeSettings):
-    def check(request: Request) -> None:
-        if not settings.api_key:
-            return
-        header = request.headers.get("authorization", "")
-        if header != f"Bearer {settings.api_key}":
-            raise HTTPException(status_code=401, detail="missing or wrong API key: send 'Authorization: Bearer <key>'")
-    return check
+def key_matches(given: str | None, expected: str | None) -> bool:
+    """Constant-time comparison (hmac.compare_digest), so response times do not reveal the key."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+def bearer_token(headers: Headers) -> str | None:
+    value = headers.get("authorization", "")
+    return value[7:].strip() if value[:7].lower() == "bearer " else None
+
+
+def _cookie(headers: Headers, name: str) -> str | None:
+    for part in headers.get("cookie", "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return unquote(value)
+    return None
+
+
+class ApiKeyMiddleware:
+    """One auth rule for the whole app: with a key set, every route but the probes and the UI's key page needs it,
+    as 'Authorization: Bearer <key>' or the UI's cookie (HttpOnly, SameSite=Strict). /metrics also takes the
+    scraper's own MATHTUNE_METRICS_KEY when that is set."""
+
+    def __init__(self, app, settings: ServeSettings) -> None:
+        self.app, self.settings = app, settings
+
+    def allowed(self, path: str, headers: Headers) -> bool:
+        key = self.settings.api_key
+        if not key or path in PUBLIC_PATHS:
+            return True
+        token = bearer_token(headers)
+        if key_matches(token, key) or key_matches(_cookie(headers, KEY_COOKIE), key):
+            return True
+        return path == "/metrics" and key_matches(token, self.settings.metrics_key)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or self.allowed(scope["path"], Headers(scope=scope)):
+            return await self.app(scope, receive, send)
+        if scope["path"] in ("/", "/ui", "/ui/"):
+            response = RedirectResponse("/ui/login", status_code=303)
+        else:
+            response = error_body(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                                  headers={"WWW-Authenticate": "Bearer"})
+        await response(scope, receive, send)
+
+
+def lone_surrogate_path(value, path: str = "body") -> str | None:
+    """Where a decoded JSON value holds a lone surrogate (valid JSON, not valid Unicode), or None."""
+    stack = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(node, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in node.items())
+            stack.extend((k, f"{where} (a key)") for k in node if isinstance(k, str))
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(node))
+    return None
+
+
+class RequestGuard:
+    """Bodies under control before any route sees them: the size limit counted as the body streams in (chunked
+    bodies too), a deadline for the whole body (a client sending a byte every few seconds gets 408 and is dropped),
+    and JSON text that is not valid Unicode (lone surrogates) answered with 422. The body is then replayed."""
+
+    def __init__(self, app, settings: ServeSettings) -> None:
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = Headers(scope=scope)
+        limit = self.settings.max_body_bytes
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > limit:
+            return await error_body(413, f"request body of {length} bytes is over the limit of {limit}; send fewer "
+                                         f"items per request")(scope, receive, send)
+        chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.settings.body_timeout_s
+        while True:
+            remaining = deadline - asyncio.get_running_loop().time()
+            try:
+                message = await asyncio.wait_for(receive(), timeout=max(remaining, 0.001))
+            except asyncio.TimeoutError:
+                return await error_body(408, f"the request body did not arrive within {self.settings.body_timeout_s:g} s; "
+                                             f"send it at once", headers={"Connection": "close"})(scope, receive, send)
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                return await error_body(413, f"request body is over the limit of {limit} bytes",
+                                        headers={"Connection": "close"})(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        if "json" in headers.get("content-type", "") and body:
+            try:
+                where = lone_surrogate_path(json.loads(body))
+            except (ValueError, RecursionError):
+                where = None  # malformed JSON: the route's own validation answers 422
+            if where:
+                return await error_body(422, f"{where} is not valid Unicode (a lone surrogate such as \\ud800); "
+                                             f"send UTF-8 text")(scope, receive, send)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: disconnect notices (streamed answers stop on them)
+
+        await self.app(scope, replay, send)
 
 
 def check_batch(texts: list[str], settings: ServeSettings, field: str) -> None:
@@ -74,3 +180,10 @@ def install_error_handlers(app) -> None:
     @app.exception_handler(MathtuneError)
     async def user_error(request: Request, exc: MathtuneError):
         return error_body(422, str(exc))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        # a bug, not bad input: logged with its traceback, answered as JSON without paths or internals
+        request_id = getattr(request.state, "request_id", None)
+        log.error("internal error on %s %s (request %s)", request.method, request.url.path, request_id, exc_info=exc)
+        return error_body(500, f"internal error (request id {request_id}); the server log has the details")

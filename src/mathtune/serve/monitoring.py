@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import logging
 import time
 import uuid
@@ -58,7 +59,9 @@ class MonitoringMiddleware(BaseHTTPMiddleware):
         self.metrics = metrics
 
     async def dispatch(self, request: Request, call_next):
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id", "")
+        if not _REQUEST_ID.fullmatch(request_id):  # a client's id is echoed and logged: only short, plain ones
+            request_id = uuid.uuid4().hex
         request.state.request_id = request_id
         route = request.url.path
         start = time.perf_counter()
@@ -72,12 +75,21 @@ class MonitoringMiddleware(BaseHTTPMiddleware):
         finally:
             elapsed = time.perf_counter() - start
             self.metrics.in_flight.dec()
-            route_label = route if route in _KNOWN_ROUTES else "other"
-            self.metrics.requests.labels(route=route_label, method=request.method, status=str(status)).inc()
+            route_label = route_template(request.scope)
+            method = request.method if request.method in _METHODS else "other"
+            self.metrics.requests.labels(route=route_label, method=method, status=str(status)).inc()
             self.metrics.latency.labels(route=route_label).observe(elapsed)
             access_log.info(json.dumps({"request_id": request_id, "method": request.method, "path": route,
                                         "status": status, "ms": round(1000 * elapsed, 2)}))
 
 
-_KNOWN_ROUTES = {"/v1/topics", "/v1/misconceptions", "/v1/products", "/invocations", "/score", "/livez", "/readyz",
-                 "/metrics", "/v1/models", "/v1/drift"}
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"})
+
+
+def route_template(scope) -> str:
+    """The matched route's template (``/v1/models/{name}/plots/{file}``), never the raw path, so label values come
+    from the app's route table only; requests that matched no route count as "other"."""
+    route = scope.get("route")
+    path = getattr(route, "path", None) or getattr(route, "path_format", None)
+    return path if isinstance(path, str) else "other"

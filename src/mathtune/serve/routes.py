@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Body, HTTPException, Query, Request
 
 from ..tasks.misconception import describe_label
 from .guards import check_batch
@@ -14,8 +14,8 @@ from .schemas import (MisconceptionPrediction, MisconceptionsRequest, Misconcept
                       ProductsRequest, ProductsResponse, RankedLabel, TopicPrediction, TopicsRequest, TopicsResponse)
 
 
-def build_router(app_state, auth) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(auth)])
+def build_router(app_state) -> APIRouter:
+    router = APIRouter()
     settings = app_state.settings
 
     def model_for(task: str) -> ServedModel:
@@ -27,6 +27,9 @@ def build_router(app_state, auth) -> APIRouter:
         return model
 
     async def predict(model: ServedModel, frame: pd.DataFrame, k: int):
+        # each request is checked on its own before it may share a batch: a record missing a field gets its
+        # own 422 instead of blank fields inside someone else's batch
+        model.task.inputs(frame, model.predictor.manifest.get("text_column", "Question"), "request")
         batcher = app_state.batchers.get(model.name)
         if batcher is not None:
             idx, prob, notes = await batcher.predict(frame, k)
@@ -74,6 +77,9 @@ def build_router(app_state, auth) -> APIRouter:
         model = model_for("products")
         if len(body.records) > settings.max_batch:
             raise HTTPException(status_code=413, detail=f"records: {len(body.records)} items is over the limit of {settings.max_batch}")
+        for i, record in enumerate(body.records):
+            if not all(isinstance(v, (str, int, float, bool, type(None))) for v in record.values()):
+                raise HTTPException(status_code=422, detail=f"records[{i}]: field values must be texts or numbers")
         frame = pd.DataFrame([{k: "" if v is None else str(v) for k, v in r.items()} for r in body.records])
         labels = model.predictor.labels
         idx, prob, _ = await predict(model, frame, len(labels))
@@ -89,6 +95,9 @@ def build_router(app_state, auth) -> APIRouter:
         frame = scoring_frame(body, served)
         if model == "topic":
             column = served.predictor.manifest.get("text_column", "Question")
+            if column not in frame.columns:
+                raise HTTPException(status_code=422, detail=f"the rows need a {column!r} column with the question text "
+                                                            f"(got: {', '.join(map(str, frame.columns))[:200]})")
             response = await topics(frame[column].astype(str).tolist())
             return {"predictions": [p.model_dump() for p in response.predictions]}
         check_batch(["x"] * len(frame), settings, "rows")
@@ -101,34 +110,57 @@ def build_router(app_state, auth) -> APIRouter:
 
 
 def scoring_frame(body: Any, served: ServedModel) -> pd.DataFrame:
-    """Rows from the bodies MLflow's scoring server and Azure ML accept."""
+    """Rows from the bodies MLflow's scoring server and Azure ML accept; any other shape is a 422 that says what
+    to send."""
     column = served.predictor.manifest.get("text_column", "Question")
     if not isinstance(body, dict):
         raise HTTPException(status_code=422, detail="the body must be a JSON object such as {\"input_data\": [\"question\"]} "
                                                     "or {\"dataframe_records\": [...]}")
     if "input_data" in body:
         data = body["input_data"]
-        if isinstance(data, dict) and "columns" in data:
-            return pd.DataFrame(data.get("data", []), columns=data["columns"])
-        return _rows(data, column)
+        if isinstance(data, dict):
+            return _split_frame(data, "input_data")
+        return _rows(data, column, "input_data")
     if "dataframe_split" in body:
-        split = body["dataframe_split"]
-        return pd.DataFrame(split.get("data", []), columns=split.get("columns"))
+        return _split_frame(body["dataframe_split"], "dataframe_split")
     if "dataframe_records" in body:
-        return pd.DataFrame(body["dataframe_records"])
+        return _rows(body["dataframe_records"], column, "dataframe_records", texts=False)
     for key in ("inputs", "instances"):
         if key in body:
-            return _rows(body[key], column)
+            return _rows(body[key], column, key)
     raise HTTPException(status_code=422, detail="unknown body: send input_data, dataframe_split, dataframe_records, inputs or instances")
 
 
-def _rows(data: Any, column: str) -> pd.DataFrame:
-    if isinstance(data, str):
+_SCALAR = (str, int, float, bool, type(None))
+
+
+def _split_frame(split: Any, key: str) -> pd.DataFrame:
+    """``{"columns": [...], "data": [[...], ...]}``."""
+    if not isinstance(split, dict):
+        raise HTTPException(status_code=422, detail=f"{key} must be an object {{\"columns\": [names], \"data\": [[values], ...]}}")
+    columns, data = split.get("columns"), split.get("data")
+    if not isinstance(columns, list) or not columns or not all(isinstance(c, str) for c in columns):
+        raise HTTPException(status_code=422, detail=f"{key}.columns must be a non-empty list of column names")
+    if not isinstance(data, list) or not data:
+        raise HTTPException(status_code=422, detail=f"{key}.data must be a non-empty list of rows")
+    for i, row in enumerate(data):
+        if not isinstance(row, list) or len(row) != len(columns):
+            raise HTTPException(status_code=422, detail=f"{key}.data[{i}] must be a list of {len(columns)} values, one per column")
+        if not all(isinstance(v, _SCALAR) for v in row):
+            raise HTTPException(status_code=422, detail=f"{key}.data[{i}]: values must be texts or numbers")
+    return pd.DataFrame(data, columns=columns)
+
+
+def _rows(data: Any, column: str, key: str, texts: bool = True) -> pd.DataFrame:
+    if isinstance(data, str) and texts:
         data = [data]
     if not isinstance(data, list) or not data:
-        raise HTTPException(status_code=422, detail="input_data must be a non-empty list of texts or records")
-    if all(isinstance(x, str) for x in data):
+        raise HTTPException(status_code=422, detail=f"{key} must be a non-empty list of {'texts or ' if texts else ''}records")
+    if texts and all(isinstance(x, str) for x in data):
         return pd.DataFrame({column: data})
     if all(isinstance(x, dict) for x in data):
+        for i, record in enumerate(data):
+            if not record or not all(isinstance(v, _SCALAR) for v in record.values()):
+                raise HTTPException(status_code=422, detail=f"{key}[{i}] must be a non-empty record of texts or numbers")
         return pd.DataFrame(data)
-    raise HTTPException(status_code=422, detail="input_data items must all be texts or all be records")
+    raise HTTPException(status_code=422, detail=f"{key} items must all be {'texts or all be ' if texts else ''}records")

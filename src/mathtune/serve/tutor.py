@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
@@ -52,8 +52,8 @@ def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def build_tutor_router(app_state, auth) -> APIRouter:
-    router = APIRouter(dependencies=[Depends(auth)])
+def build_tutor_router(app_state) -> APIRouter:
+    router = APIRouter()
     settings = app_state.settings
 
     def tutor_model():

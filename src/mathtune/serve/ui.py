@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse, RedirectResponse
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+from .guards import KEY_COOKIE, key_matches
 from fastapi.staticfiles import StaticFiles
 
 STATIC = Path(__file__).parent / "ui" / "static"
@@ -30,6 +34,24 @@ def mount_ui(app, app_state) -> None:
     async def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @router.get("/ui/login")
+    async def login_page():
+        return HTMLResponse(_LOGIN.format(message=""), headers={"Cache-Control": "no-store"})
+
+    @router.post("/ui/login")
+    async def login(request: Request):
+        """The web UI's key: checked, then kept in an HttpOnly, SameSite=Strict cookie for this server only."""
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        key = (form.get("key") or [""])[0]
+        settings = app_state.settings
+        if settings.api_key and not key_matches(key, settings.api_key):
+            return HTMLResponse(_LOGIN.format(message='<p role="alert" class="error">That key is not right; ask the '
+                                                      'person who runs this server for it.</p>'), status_code=401)
+        response = RedirectResponse("/ui/", status_code=303)
+        if settings.api_key:
+            response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict", path="/")
+        return response
+
     @router.get("/v1/models/{name}/plots/{file}")
     async def plot(name: str, file: str):
         model = app_state.models.get(name)
@@ -41,3 +63,17 @@ def mount_ui(app, app_state) -> None:
         return FileResponse(path, media_type="image/png")
 
     app.include_router(router)
+
+
+_LOGIN = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>mathtune: sign in</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem;color:#1a1a1a}}
+input{{width:100%;padding:.5rem;border:1px solid #595959;border-radius:4px;font-size:1rem;box-sizing:border-box}}
+button{{margin-top:1rem;padding:.5rem 1rem;font-size:1rem;background:#1a56b0;color:#fff;border:0;border-radius:4px}}
+.error{{color:#a40000}}</style></head>
+<body><main><h1>mathtune</h1><p>This server needs its API key.</p>{message}
+<form method="post" action="/ui/login"><label for="key">API key</label>
+<input id="key" name="key" type="password" autocomplete="current-password" required autofocus>
+<button type="submit">Sign in</button></form></main></body></html>
+"""

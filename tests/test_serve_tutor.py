@@ -95,3 +95,57 @@ def test_no_tutor_served_is_404(tmp_path):
     app = create_app({}, ServeSettings())
     response = TestClient(app).post("/v1/tutor", json={"question": "1+1?"})
     assert response.status_code == 404 and "no tutor model" in response.json()["error"]
+
+
+def test_disconnected_stream_stops_generating(tutor_dir):
+    """A streaming client that goes away frees the inference thread within a second."""
+    import asyncio
+    import time
+
+    from mathtune.serve.models import INFERENCE
+
+    app = create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4000))
+    generator = app.state.mathtune.models["tutor"].generator
+    model = generator.model
+    steps = {"n": 0}
+    original = model.forward
+
+    def counting(*args, **kwargs):
+        steps["n"] += 1
+        time.sleep(0.01)  # a slow model: 4000 tokens would take over 40 s
+        return original(*args, **kwargs)
+
+    model.forward = counting
+    body = json.dumps({"question": "what is 5 plus 5?", "stream": True, "max_new_tokens": 4000,
+                       "retrieval": False}).encode()
+    tokens = asyncio.Event()
+
+    async def scenario():
+        sent_body = False
+
+        async def receive():
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await tokens.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            if message["type"] == "http.response.body" and b"event: token" in message.get("body", b""):
+                tokens.set()
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/tutor", "raw_path": b"/v1/tutor", "query_string": b"",
+                 "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http",
+                 "server": ("t", 80), "client": ("c", 1), "root_path": "", "app": app}
+        await asyncio.wait_for(app(scope, receive, send), timeout=30)
+
+    try:
+        asyncio.run(scenario())
+        start = time.perf_counter()
+        INFERENCE.submit(lambda: None).result(timeout=10)
+        freed = time.perf_counter() - start
+    finally:
+        model.forward = original
+    assert freed < 1.0, freed
+    assert steps["n"] < 500, steps["n"]

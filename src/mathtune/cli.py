@@ -447,7 +447,11 @@ def serve(
     overrides = {"tutor_backend": tutor_backend, **({"tutor_index": index} if index else {})}
     application = create_app(list(model), ServeSettings(**overrides), backend=backend)
     console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    settings = application.state.mathtune.settings
+    # bounded resources: idle keep-alive connections close, and past limit_concurrency new work gets 503
+    # (slow request bodies are cut by the app's own deadline, MATHTUNE_BODY_TIMEOUT_S)
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_keep_alive=settings.timeout_keep_alive,
+                limit_concurrency=settings.limit_concurrency, timeout_graceful_shutdown=30)
 
 
 @app.command()

@@ -36,7 +36,9 @@ class Generator(Protocol):
     def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
                  contexts: Sequence[str | None] | None = None, ignore_eos: bool = False) -> list[Generation]: ...
 
-    def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None) -> Iterator[str]: ...
+    def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None,
+               cancel: threading.Event | None = None) -> Iterator[str]:
+        """Pieces of the answer as they are made; setting ``cancel`` stops generation at the next token."""
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> str:
@@ -46,6 +48,16 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> str:
         if at >= 0:
             cut = min(cut, at)
     return text[:cut].strip()
+
+
+class StopOnEvent:
+    """Stops generation once the event is set (a streaming client went away)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids, scores, **kwargs):
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 class StopOnText:
@@ -107,7 +119,7 @@ class TransformersGenerator:
             results.append(Generation(cut_at_stop(text, self.stops), len(ids), seconds / len(prompts)))
         return results
 
-    def stream(self, question, max_new_tokens=256, context=None) -> Iterator[str]:
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
         ids = self.tokenizer(self.prompt(question, context), return_tensors="pt", add_special_tokens=False,
@@ -116,6 +128,8 @@ class TransformersGenerator:
         kwargs = dict(**ids, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
                       pad_token_id=self.tokenizer.pad_token_id,
                       stopping_criteria=self._stopping(ids["input_ids"].shape[1]))
+        if cancel is not None:
+            kwargs["stopping_criteria"].append(StopOnEvent(cancel))
 
         def run():
             with self._lock, torch.no_grad():
@@ -167,9 +181,11 @@ class LlamaCppGenerator:
                                   int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
         return out
 
-    def stream(self, question, max_new_tokens=256, context=None) -> Iterator[str]:
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None) -> Iterator[str]:
         with self._lock:
             for chunk in self._chat(question, context, max_new_tokens, stream=True):
+                if cancel is not None and cancel.is_set():
+                    return
                 piece = chunk["choices"][0]["delta"].get("content")
                 if piece:
                     yield piece

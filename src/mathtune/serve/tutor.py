@@ -7,6 +7,8 @@ Events of a stream: ``sources`` (the retrieved chunks, first), ``token`` (each p
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 
 from fastapi import APIRouter, HTTPException
@@ -15,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from ..metrics.answers import extract_final_answer, is_refusal
+
+log = logging.getLogger(__name__)
 
 
 class TutorRequest(BaseModel):
@@ -90,13 +94,17 @@ def build_tutor_router(app_state) -> APIRouter:
         yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
         pieces = []
         start = time.perf_counter()
+        cancel = threading.Event()  # set when the client goes away: generation stops at the next token
         try:
-            async for piece in iterate_in_threadpool(model.generator.stream(question, budget, context)):
+            async for piece in iterate_in_threadpool(model.generator.stream(question, budget, context, cancel)):
                 pieces.append(piece)
                 yield _sse("token", {"text": piece})
-        except Exception as exc:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
-            yield _sse("error", {"error": f"generation failed: {exc}"})
+        except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
+            log.exception("tutor generation failed")
+            yield _sse("error", {"error": "generation failed; the server log has the details"})
             return
+        finally:
+            cancel.set()
         answer = "".join(pieces).strip()
         app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
         yield _sse("done", {"model": model.source, "answer": answer, "steps": split_steps(answer),

@@ -62,3 +62,28 @@ def test_tracking_shorthand():
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(RecipeError, match="not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("key", ["data.split_seed", "train.lr", "model"])
+def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path, key):
+    """A 700-byte recipe whose aliases would expand to 10^9 values: refused before anything expands them."""
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 10):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
+    section, _, leaf = key.rpartition(".")
+    body = f"{section}:\n  {leaf}: *a9\n" if section else f"{leaf}: *a9\n"
+    path = tmp_path / "bomb.yaml"
+    path.write_text("task: topic\ntrainer: tfidf\nx-anchors:\n" + "\n".join("  " + l for l in lines) + "\n" + body)
+    assert path.stat().st_size < 1500
+    with pytest.raises(RecipeError, match="aliases") as err:
+        load_recipe(path)
+    assert len(str(err.value)) < 500
+
+
+def test_long_bad_values_are_cut_in_messages(tmp_path):
+    path = tmp_path / "long.yaml"
+    path.write_text("trainer: tfidf\ndata:\n  split_seed: [" + ", ".join(["'" + "x" * 50 + "'"] * 500) + "]\n")
+    with pytest.raises(RecipeError, match="split_seed") as err:
+        load_recipe(path)
+    assert len(str(err.value)) < 600

@@ -7,6 +7,7 @@ An unknown key is an error that names it (and suggests the closest known key);
 from __future__ import annotations
 
 import difflib
+import reprlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -211,13 +212,15 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     for item in err.errors():
         key = ".".join(str(p) for p in item["loc"])
         if item["type"] == "extra_forbidden":
-            guess = difflib.get_close_matches(key, known, n=1)
+            guess = difflib.get_close_matches(key, known, n=1) if len(key) < 200 else []
             hint = f" (did you mean '{guess[0]}'?)" if guess else ""
-            lines.append(f"unknown key '{key}'{hint}")
+            lines.append(f"unknown key '{key[:80]}'{hint}")
         elif item["type"] == "missing":
             lines.append(f"missing key '{key}'")
         else:
-            lines.append(f"key '{key}': {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"key '{key[:80]}': {item['msg']} (got {_short(item.get('input'))})")
+    if len(lines) > 10:
+        lines = lines[:10] + [f"and {len(lines) - 10} more"]
     return f"recipe {source}: " + "; ".join(lines)
 
 
@@ -239,23 +242,62 @@ def set_key(raw: dict, assignment: str) -> None:
     node[parts[-1]] = yaml.safe_load(value) if value != "" else None
 
 
+MAX_RECIPE_NODES = 20_000  # a real recipe has under 200 values; aliases must not expand past this
+MAX_RECIPE_BYTES = 1_000_000
+
+
+def check_size(raw: Any, source: str, limit: int = MAX_RECIPE_NODES) -> None:
+    """Refuse a YAML alias bomb: count values as they would be expanded (shared aliases counted every time they
+    are used) and stop at ``limit``, so a 700-byte file cannot turn into gigabytes of messages or parameters."""
+    count, stack = 0, [raw]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            raise RecipeError(f"recipe {source}: more than {limit} values once YAML aliases are expanded; "
+                              f"write the recipe out without anchors and aliases (&name / *name)")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """repr() of a value for a message, built piece by piece and cut at ``limit`` characters."""
+    short = reprlib.Repr()
+    short.maxstring, short.maxother, short.maxlist, short.maxdict, short.maxlevel = limit, limit, 6, 6, 3
+    text = short.repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"recipe {path}: file not found")
     try:
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"recipe {path}: {size} bytes; a recipe is a short YAML file (under {MAX_RECIPE_BYTES} bytes)")
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise RecipeError(f"recipe {path}: not valid YAML: {exc}") from None
+        raise RecipeError(f"recipe {path}: not valid YAML: {_short(str(exc), 400)}") from None
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"recipe {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except RecursionError:
+        raise RecipeError(f"recipe {path}: nested too deeply to be a recipe") from None
+    check_size(raw, str(path))
     if not isinstance(raw, dict):
         raise RecipeError(f"recipe {path}: the top level must be a mapping of keys")
     return recipe_from_dict(raw, overrides, source=str(path))
 
 
 def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "<dict>") -> Recipe:
+    check_size(raw, source)
     raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy, plain types
     for assignment in overrides or []:
         set_key(raw, assignment)
+    check_size(raw, source)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:

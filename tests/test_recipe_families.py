@@ -22,6 +22,13 @@ from test_products import records
 runner = CliRunner()
 
 
+@pytest.fixture(autouse=True)
+def own_store(workdir, monkeypatch):
+    """An absolute store per test: MLflow caches stores by URI, so a relative sqlite:///mlflow.db would keep
+    writing to the first test's folder."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{workdir}/mlflow.db")
+
+
 def _registered_loads(info: dict, rows: pd.DataFrame | None = None):
     """The registered version loads through its models:/ URI (the serving path) and predicts."""
     from mathtune.tracking import load_registered

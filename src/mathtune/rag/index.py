@@ -42,7 +42,7 @@ def split_documents(docs: Sequence[Document], chunk_size: int = 500, chunk_overl
         for piece in splitter.split_text(doc.text):
             piece = piece.strip()
             if piece:
-                chunks.append(Chunk(piece, doc.source, doc.meta, hashlib.sha1(piece.encode("utf-8")).hexdigest()))
+                chunks.append(Chunk(piece, doc.source, doc.meta, hashlib.sha1(piece.encode("utf-8"), usedforsecurity=False).hexdigest()))
     return chunks
 
 

@@ -11,8 +11,8 @@ class ServeSettings(BaseSettings):
 
     api_key: str | None = Field(None, description="When set, every route but /livez and /readyz needs 'Authorization: Bearer <key>' (the web UI asks for it once and keeps it in an HttpOnly cookie).")
     metrics_key: str | None = Field(None, description="A separate token a Prometheus scraper may send for /metrics only (the API key works there too).")
-    body_timeout_s: float = Field(15.0, gt=0, description="The whole request body must arrive within this time, or 408 and the connection is closed.")
-    limit_concurrency: int = Field(256, gt=0, description="Open connections and tasks before the server answers 503 (uvicorn limit_concurrency).")
+    body_timeout_s: float = Field(10.0, gt=0, description="The whole request body must arrive within this time, or 408 and the connection is closed.")
+    limit_concurrency: int = Field(1024, gt=0, description="Open connections and tasks before the server answers 503 (uvicorn limit_concurrency).")
     timeout_keep_alive: int = Field(5, gt=0, description="Seconds an idle keep-alive connection stays open.")
     max_body_bytes: int = Field(1_000_000, gt=0, description="Larger request bodies get 413.")
     max_batch: int = Field(64, gt=0, description="More items in one request get 413.")

@@ -178,7 +178,7 @@ def main() -> None:
     # 4. tutor with and without retrieval
     from mathtune.models.generate import load_tutor
     from mathtune.tasks.tutor import Pairs
-    from mathtune.tutor_eval import evaluate_generator
+    from mathtune.train.tutor_eval import evaluate_generator
 
     tutor_dir = REPO / "runs" / "bench-tutor" / "tutor-lora"
     model = str(tutor_dir) if (tutor_dir / "mathtune.json").exists() else "bundled:smollm2"

@@ -84,7 +84,7 @@ def main() -> None:
     results["merge_parity"] = m.get("merge_parity")
     write_json(args.out, results)
 
-    from mathtune.tutor_eval import evaluate_tutor_file
+    from mathtune.train.tutor_eval import evaluate_tutor_file
 
     data_dir = Path(os.environ.get("MATHTUNE_DATA_DIR", REPO.parent / "shared" / "data"))
     math500 = evaluate_tutor_file(model_dir, data_dir / "math-hendrycks" / "math500_test.jsonl",

@@ -338,7 +338,7 @@ def evaluate(
     from .models.saved import read_manifest
 
     if read_manifest(model_dir)["task"] == "tutor":
-        from .tutor_eval import evaluate_tutor_file
+        from .train.tutor_eval import evaluate_tutor_file
 
         with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,

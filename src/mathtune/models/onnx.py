@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..io import write_json
+from .folder import HF_SUBDIR, MANIFEST, load_classifier_files, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ def _export(model, sample, path: Path) -> None:
 def export_onnx(folder: str | Path, int8: bool = False, texts: Sequence[str] = PARITY_TEXTS) -> dict:
     """Export, check top-1 parity against PyTorch on ``texts``, and record the result in the manifest."""
     import torch
-    from .saved import HF_SUBDIR, MANIFEST, load_classifier_files, read_manifest
 
     folder = Path(folder)
     manifest = read_manifest(folder)

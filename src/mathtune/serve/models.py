@@ -17,7 +17,6 @@ from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
 
-ROUTES = {"topic": "topics", "misconception": "misconceptions", "products": "products", "tutor": "tutor"}
 
 
 # Every forward pass of the served models runs on this one thread. PyTorch's OpenMP pool belongs to the thread
@@ -149,20 +148,8 @@ def resolve_source(source: str) -> Path:
 
 
 def warm_up_frame(served: ServedModel) -> pd.DataFrame:
-    """One plausible input row for the model's task (built from its own settings)."""
-    manifest = served.predictor.manifest
-    if served.name == "misconception":
-        s = manifest.get("task_settings", {})
-        return pd.DataFrame([{s.get("question_column", "QuestionText"): "What is 1/2 + 1/4?",
-                              s.get("answer_column", "MC_Answer"): "3/4",
-                              s.get("explanation_column", "StudentExplanation"): "common denominator",
-                              s.get("question_id_column", "QuestionId"): "0"}])
-    if served.name == "products":
-        s = manifest.get("task_settings", {})
-        columns = [*s.get("text_fields", []), *s.get("categorical_fields", []), *s.get("numeric_fields", []),
-                   *s.get("list_count_fields", [])]
-        return pd.DataFrame([{c: "1" for c in columns}])
-    return pd.DataFrame([{manifest.get("text_column", "Question"): "Find the limit of (1+1/n)^n as n approaches infinity."}])
+    """One plausible input row for the model's task (the task's own example, built from its settings)."""
+    return served.task.example_frame(served.predictor.manifest)
 
 
 def load_models(sources: list[str], backend: str = "torch", settings=None) -> dict[str, ServedModel]:

@@ -25,7 +25,7 @@ from ..errors import DataError
 from ..metrics.classification import classification_metrics
 from ..metrics.ranking import average_precision_at_k
 from .labels import LabelMap
-from .topic import TopicTask
+from .base import parse_settings, register_task, settings_as_dict
 
 DEFAULT_PROMPT = """Analyze the student's reasoning for the following math problem.
 
@@ -47,15 +47,33 @@ def category_of(label: str) -> str:
     return label.split(":", 1)[0]
 
 
-class MisconceptionTask(TopicTask):
+@register_task
+class MisconceptionTask:
     name = "misconception"
+    settings_key = "misconception"
+    settings_model = MisconceptionConfig
     primary_metric = "map@3"
-    default_label_names: tuple[str, ...] = ()
+    metric_order = ("map@3", "accuracy", "top3_accuracy", "category_accuracy", "f1_macro")
+    trainers = ("tfidf", "finetune")
     registered_name = "math-misconceptions"
+    route = "misconceptions"
+    default_label_names: tuple[str, ...] = ()
     top_k = 3
     submission_columns = ("row_id", "Category:Misconception")
 
-    settings_model = MisconceptionConfig
+    def __init__(self, settings=None) -> None:
+        self.settings = parse_settings(self.settings_model, settings)
+
+    def settings_dict(self) -> dict:
+        return settings_as_dict(self.settings)
+
+    def clean(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> pd.DataFrame:
+        return frame
+
+    def example_frame(self, manifest: dict) -> pd.DataFrame:
+        s = self.settings
+        return pd.DataFrame([{s.question_column: "What is 1/2 + 1/4?", s.answer_column: "3/4",
+                              s.explanation_column: "common denominator", s.question_id_column: "0"}])
 
     @property
     def template(self) -> str:

@@ -19,7 +19,8 @@ from ..data.readers import require_columns
 from ..errors import DataError
 from ..metrics.classification import classification_metrics
 from .labels import LabelMap
-from .topic import TopicTask
+from .base import (column_labels, id_label_submission, label_confusion, parse_settings, register_task,
+                   settings_as_dict)
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
@@ -43,15 +44,44 @@ def count_items(value: str) -> int:
     return len([p for p in re.split(r"[,|]", text.strip("[]")) if p.strip()])
 
 
-class ProductsTask(TopicTask):
+@register_task
+class ProductsTask:
     name = "products"
+    settings_key = "products"
+    settings_model = ProductsConfig
     primary_metric = "f1_macro"
-    default_label_names: tuple[str, ...] = ()
+    metric_order = ("f1_macro", "accuracy", "auc_ovr", "f1_micro", "f1_weighted")
+    trainers = ("sklearn",)
     registered_name = "product-categories"
+    route = "products"
+    default_label_names: tuple[str, ...] = ()
     top_k = 1
     submission_columns = ("id", "label")
 
-    settings_model = ProductsConfig
+    def __init__(self, settings=None) -> None:
+        self.settings = parse_settings(self.settings_model, settings)
+
+    def settings_dict(self) -> dict:
+        return settings_as_dict(self.settings)
+
+    def raw_labels(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> list[str]:
+        return column_labels(frame, label_column, path)
+
+    def structure(self, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict | None:
+        return None
+
+    def candidate_masks(self, frame: pd.DataFrame, structure: dict | None, labels: LabelMap,
+                        switches: dict | None = None) -> tuple[np.ndarray | None, list[str]]:
+        return None, []
+
+    def submission(self, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame:
+        return id_label_submission(ids, top_values, self.submission_columns)
+
+    def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
+        return label_confusion(metrics, labels)
+
+    def example_frame(self, manifest: dict) -> pd.DataFrame:
+        return pd.DataFrame([{c: "1" for c in self.feature_columns()}])
 
     def feature_columns(self) -> list[str]:
         s = self.settings

@@ -8,9 +8,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..data.readers import check_nonempty, clean_texts, require_columns
-from ..errors import DataError
 from ..metrics.classification import classification_metrics
+from .base import (column_labels, id_label_submission, label_confusion, parse_settings, register_task,
+                   settings_as_dict, text_column_inputs)
 from .labels import LabelMap
 
 TOPIC_NAMES = [
@@ -25,41 +25,34 @@ TOPIC_NAMES = [
 ]
 
 
+@register_task
 class TopicTask:
-    """One label per question; scored by F1-micro. Also the base for other single-text classification tasks."""
+    """One label per question; scored by F1-micro."""
 
     name = "topic"
+    settings_key = None
+    settings_model = None
     primary_metric = "f1_micro"
-    default_label_names: tuple[str, ...] = tuple(TOPIC_NAMES)
+    metric_order = ("f1_micro", "f1_macro", "f1_weighted", "accuracy")
+    trainers = ("tfidf", "finetune")
     registered_name = "math-topics"
+    route = "topics"
+    default_label_names: tuple[str, ...] = tuple(TOPIC_NAMES)
     top_k = 1
     submission_columns = ("id", "label")
-    settings_model = None  # the recipe section's pydantic model, for tasks that have settings
 
     def __init__(self, settings=None) -> None:
-        if self.settings_model is not None:
-            if isinstance(settings, dict):  # from a model manifest
-                settings = self.settings_model.model_validate(settings)
-            settings = settings or self.settings_model()
-        self.settings = settings
+        self.settings = parse_settings(self.settings_model, settings)
 
     def settings_dict(self) -> dict:
-        return self.settings.model_dump() if self.settings is not None else {}
+        return settings_as_dict(self.settings)
 
     def inputs(self, frame: pd.DataFrame, text_column: str, path: str | Path) -> list[str]:
         """Model inputs: the question text, with bytes-literal rows decoded."""
-        require_columns(frame, [text_column], path, hint="Set data.text_column (or --text-column) to the question column.")
-        texts = clean_texts(frame[text_column].astype(str).tolist())
-        check_nonempty(texts, text_column, path)
-        return texts
+        return text_column_inputs(frame, text_column, path)
 
     def raw_labels(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> list[str]:
-        require_columns(frame, [label_column], path, hint="Set data.label_column (or --label-column) to the label column.")
-        values = frame[label_column].astype(str).str.strip().tolist()
-        empty = [i + 1 for i, v in enumerate(values) if not v]
-        if empty:
-            raise DataError(f"{path}: column {label_column} is empty in data row(s) {', '.join(map(str, empty[:10]))}")
-        return values
+        return column_labels(frame, label_column, path)
 
     def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap, probs: np.ndarray | None = None) -> dict:
         return classification_metrics(y_true, top_idx[:, 0], labels.names)
@@ -79,7 +72,11 @@ class TopicTask:
 
     def submission(self, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame:
         """The competition's format: ``id,label``."""
-        return pd.DataFrame({"id": ids, "label": [v[0] for v in top_values]})
+        return id_label_submission(ids, top_values, self.submission_columns)
 
     def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
-        return metrics["confusion_matrix"], labels.names
+        return label_confusion(metrics, labels)
+
+    def example_frame(self, manifest: dict) -> pd.DataFrame:
+        """One plausible input row (the server's warm-up request)."""
+        return pd.DataFrame([{manifest.get("text_column", "Question"): "Find the limit of (1+1/n)^n as n approaches infinity."}])

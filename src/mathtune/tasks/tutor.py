@@ -16,6 +16,7 @@ import pandas as pd
 from ..config import TutorConfig
 from ..errors import DataError
 from ..metrics.answers import extract_final_answer
+from .base import parse_settings, register_task, settings_as_dict
 
 SYSTEM_PROMPT = (
     "You are a patient math tutor. Solve the problem step by step, one short step per line, "
@@ -118,6 +119,28 @@ def pairs_from_frame(frame: pd.DataFrame, cfg: TutorConfig, source: str) -> Pair
         raise DataError(f"{source}: {len(empty)} rows have an empty {qcol!r} or {rcol!r} (data rows {shown}); "
                         "remove them or fill them in")
     return Pairs(questions, responses, answers, source)
+
+
+@register_task
+class TutorTask:
+    """Problem -> step-by-step solution (a generative task: no labels, no top-k)."""
+
+    name = "tutor"
+    settings_key = "tutor"
+    settings_model = TutorConfig
+    primary_metric = "perplexity"  # picks the best epoch on validation; answer accuracy is reported beside it
+    metric_order = ("answer_accuracy", "base_answer_accuracy", "rougeL", "base_rougeL", "bleu", "base_bleu",
+                    "perplexity", "base_perplexity", "refusal_rate", "base_refusal_rate", "false_refusal_rate",
+                    "tokens_per_second")
+    trainers = ("sft",)
+    registered_name = "math-tutor"
+    route = "tutor"
+
+    def __init__(self, settings=None) -> None:
+        self.settings = parse_settings(self.settings_model, settings)
+
+    def settings_dict(self) -> dict:
+        return settings_as_dict(self.settings)
 
 
 def messages(question: str, response: str | None = None, system_prompt: str | None = None,

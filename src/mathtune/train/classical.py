@@ -1,14 +1,7 @@
-"""Classical baseline: word + character TF-IDF with a linear model.
-
-Saved as data, not code: vocabularies and settings in JSON, idf vectors and the linear weights as
-``.npy`` arrays read with ``allow_pickle=False``. Loading a model file therefore cannot run code,
-and it is fast (skops took minutes on a 500k-term vocabulary; this takes about a second).
-"""
+"""Classical baseline: word + character TF-IDF with a linear model (fitting; the saved form is models/tfidf.py)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,34 +11,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from ..config import TfidfConfig
-from ..errors import ModelError
-from ..io import atomic_path, write_json
+from ..models.tfidf import MODEL_FILE, TfidfLinearModel, class_probabilities, load, save  # noqa: F401 (re-exported)
 
-MODEL_FILE = "tfidf.json"
 # LaTeX commands (\frac, \int), words, and the operator characters that tell topics apart.
 TOKEN_PATTERN = r"(?u)\\[A-Za-z]+|\b\w+\b|[\\^=+\-*/()<>|!]"
-_VECTORIZER_KEYS = ("analyzer", "ngram_range", "lowercase", "sublinear_tf", "token_pattern", "norm", "use_idf", "smooth_idf")
-
-
-class TfidfLinearModel:
-    """Word and char TF-IDF features -> linear scores -> softmax probabilities."""
-
-    def __init__(self, vectorizers: list[TfidfVectorizer], coef: np.ndarray, intercept: np.ndarray,
-                 classes: np.ndarray, kind: str) -> None:
-        self.vectorizers = vectorizers
-        self.coef = coef
-        self.intercept = intercept
-        self.classes = classes
-        self.kind = kind
-
-    def features(self, texts: Sequence[str]):
-        return hstack([v.transform(list(texts)) for v in self.vectorizers]).tocsr()
-
-    def decision(self, texts: Sequence[str]) -> np.ndarray:
-        scores = self.features(texts) @ self.coef.T + self.intercept
-        if scores.shape[1] == 1:  # binary models store one row of weights
-            scores = np.hstack([-scores, scores])
-        return np.asarray(scores)
 
 
 def _vectorizers(cfg: TfidfConfig) -> list[TfidfVectorizer]:
@@ -68,51 +37,3 @@ def fit_tfidf(texts: Sequence[str], labels: Sequence[int], cfg: TfidfConfig, see
                             np.asarray(clf.classes_), cfg.classifier)
 
 
-def class_probabilities(model: TfidfLinearModel, texts: Sequence[str], num_labels: int) -> np.ndarray:
-    """Probabilities over all label ids (softmax of the linear scores; classes absent from training get 0).
-    For logistic regression this equals scikit-learn's multinomial predict_proba."""
-    scores = model.decision(texts)
-    scores = scores - scores.max(axis=1, keepdims=True)
-    probs = np.exp(scores)
-    probs /= probs.sum(axis=1, keepdims=True)
-    full = np.zeros((len(texts), num_labels), dtype=np.float32)
-    full[:, model.classes.astype(int)] = probs
-    return full
-
-
-def save(model: TfidfLinearModel, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    spec = {"format": "mathtune-tfidf-linear/1", "classifier": model.kind, "vectorizers": []}
-    for i, vec in enumerate(model.vectorizers):
-        params = {k: vec.get_params()[k] for k in _VECTORIZER_KEYS}
-        vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
-        spec["vectorizers"].append({"params": params, "vocabulary": vocab})
-        _save_npy(folder / f"idf_{i}.npy", vec.idf_.astype(np.float32))
-    _save_npy(folder / "coef.npy", model.coef)
-    _save_npy(folder / "intercept.npy", model.intercept)
-    _save_npy(folder / "classes.npy", model.classes.astype(np.int64))
-    write_json(folder / MODEL_FILE, spec)
-    return folder / MODEL_FILE
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-
-
-def load(folder: Path) -> TfidfLinearModel:
-    path = folder / MODEL_FILE
-    if not path.is_file():
-        raise ModelError(f"{folder}: no {MODEL_FILE}; is this a TF-IDF model folder?")
-    spec = json.loads(path.read_text(encoding="utf-8"))
-    vectorizers = []
-    for i, entry in enumerate(spec["vectorizers"]):
-        params = dict(entry["params"])
-        params["ngram_range"] = tuple(params["ngram_range"])
-        vec = TfidfVectorizer(dtype=np.float32, **params)
-        vec.vocabulary_ = {term: j for j, term in enumerate(entry["vocabulary"])}
-        vec.idf_ = np.load(folder / f"idf_{i}.npy", allow_pickle=False)
-        vectorizers.append(vec)
-    arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in ("coef", "intercept", "classes")}
-    return TfidfLinearModel(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], spec["classifier"])

@@ -57,8 +57,6 @@ class Local:
         pass
 
     def trainable_state(self, model) -> dict:
-        from .loop import trainable_state
-
         return trainable_state(model)
 
     def load_trainable(self, model, state: dict) -> None:
@@ -142,6 +140,11 @@ class Accelerated(Local):
 
     def full_state(self, model) -> dict:
         return self.accelerator.get_state_dict(model)
+
+
+def trainable_state(model) -> dict[str, torch.Tensor]:
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
 
 
 def split_rows(n: int, dist) -> np.ndarray:

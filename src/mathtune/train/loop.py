@@ -26,7 +26,8 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ModelError
-from .distributed import current
+from ..models.device import autocast_context, bf16_supported, pick_device, uses_bf16  # noqa: F401 (re-exported)
+from .distributed import current, trainable_state  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -76,25 +77,6 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def bf16_supported(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def uses_bf16(precision: str, device: torch.device) -> bool:
-    return precision == "bf16" or (precision == "auto" and bf16_supported(device))
-
-
-def autocast_context(precision: str, device: torch.device):
-    if uses_bf16(precision, device):
-        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 def store_frozen_in_bf16(model) -> list[torch.nn.Parameter]:
     """LoRA trains a small set of fp32 parameters on top of a frozen base. With bf16 autocast the base's matmuls
     run in bf16 anyway; storing the frozen base in bf16 (the usual "bf16 base + fp32 adapters" setup) also
@@ -116,13 +98,6 @@ def prepare_model(model, cfg: TrainConfig, dist) -> tuple[torch.device, Callable
     lora = any(p.requires_grad for p in params) and any(not p.requires_grad for p in params)
     cast_back = store_frozen_in_bf16(model) if lora and uses_bf16(cfg.precision, device) and device.type == "cpu" else []
     return device, autocast_context(cfg.precision, device), cast_back
-
-
-def pick_device(model) -> torch.device:
-    try:
-        return next(model.parameters()).device if torch.cuda.is_available() else torch.device("cpu")
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def peak_rss_mb() -> float:
@@ -157,11 +132,6 @@ def batch_order(lengths: Sequence[int], batch_size: int, seed: int, group_by_len
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def trainable_state(model) -> dict[str, torch.Tensor]:
-    names = {n for n, p in model.named_parameters() if p.requires_grad}
-    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items() if k in names}
 
 
 def atomic_save(obj, path: Path) -> None:

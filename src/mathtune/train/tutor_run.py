@@ -21,7 +21,7 @@ from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
 from ..tasks.tutor import Pairs, pairs_from_frame, with_refusals
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
-from .run import TrainResult, load_frame, prepare_work, tracked_run
+from .common import TrainResult, load_frame, prepare_work, tracked_run
 
 log = logging.getLogger(__name__)
 GGUF_FILE = "model.gguf"
@@ -172,7 +172,7 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
     the same for the base model when tutor.compare_base is set."""
     from ..models.causal import load_causal_lm
     from ..models.generate import TransformersGenerator
-    from ..tutor_eval import comparison_markdown, evaluate_generator
+    from .tutor_eval import comparison_markdown, evaluate_generator
     from .sft import response_nll
 
     cfg = recipe.tutor

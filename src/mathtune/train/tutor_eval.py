@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .metrics.answers import answers_match, extract_final_answer, is_refusal
-from .metrics.generation import bleu, rouge
-from .tasks.tutor import REFUSAL_EVAL, Pairs
+from ..metrics.answers import answers_match, extract_final_answer, is_refusal
+from ..metrics.generation import bleu, rouge
+from ..tasks.tutor import REFUSAL_EVAL, Pairs
 
 HEADLINE = ("answer_accuracy", "rougeL", "rouge1", "rouge2", "bleu", "perplexity", "refusal_rate",
             "false_refusal_rate", "tokens_per_second")
@@ -114,20 +114,20 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     empty) with either backend, perplexity with transformers, and optionally the base model side by side."""
     from pathlib import Path
 
-    from .config import ModelConfig, TutorConfig
-    from .data.readers import read_table
-    from .io import write_json, write_text
-    from .models.causal import load_causal_lm
-    from .models.generate import TransformersGenerator, load_tutor
-    from .models.saved import HF_SUBDIR, read_manifest
-    from .paths import resolve_data_path
-    from .tasks.tutor import pairs_from_frame
-    from .train.sft import build_examples, response_nll
+    from ..config import ModelConfig, TutorConfig
+    from ..data.readers import read_table
+    from ..io import write_json, write_text
+    from ..models.causal import load_causal_lm
+    from ..models.generate import TransformersGenerator, load_tutor
+    from ..models.saved import HF_SUBDIR, read_manifest
+    from ..paths import resolve_data_path
+    from ..tasks.tutor import pairs_from_frame
+    from .sft import build_examples, response_nll
 
     folder = Path(model_dir)
     manifest = read_manifest(folder)
     if manifest["task"] != "tutor":
-        from .errors import ModelError
+        from ..errors import ModelError
 
         raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
     path = resolve_data_path(data)

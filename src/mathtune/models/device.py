@@ -1,0 +1,33 @@
+"""Where a model runs and in which precision: shared by training (train/) and scoring (models/, serve/)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def uses_bf16(precision: str, device: torch.device) -> bool:
+    return precision == "bf16" or (precision == "auto" and bf16_supported(device))
+
+
+def autocast_context(precision: str, device: torch.device):
+    if uses_bf16(precision, device):
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def pick_device(model) -> torch.device:
+    try:
+        return next(model.parameters()).device if torch.cuda.is_available() else torch.device("cpu")
+    except StopIteration:
+        return torch.device("cpu")

@@ -87,3 +87,26 @@ def test_long_bad_values_are_cut_in_messages(tmp_path):
     with pytest.raises(RecipeError, match="split_seed") as err:
         load_recipe(path)
     assert len(str(err.value)) < 600
+
+
+@pytest.mark.parametrize("raw,needle", [
+    ({"task": "topic", "trainer": "tfidf", "tutor": {"max_new_tokens": 5}}, "section 'tutor' is for the tutor task"),
+    ({"task": "topic", "trainer": "finetune", "tfidf": {"min_df": 2}}, "section 'tfidf' is read by trainer tfidf"),
+    ({"task": "misconception", "trainer": "tfidf", "products": {"classifier": "linear"}}, "section 'products'"),
+    ({"task": "topic", "trainer": "tfidf", "model": {"name": "x"}}, "section 'model' is read by trainer finetune or sft"),
+    ({"task": "products", "trainer": "sklearn", "augment": {"target_count": 5}}, "section 'augment'"),
+])
+def test_misplaced_sections_are_errors(raw, needle):
+    with pytest.raises(RecipeError, match=needle):
+        recipe_from_dict({"data": {"train": "x.csv"}, **raw}, source="r.yaml")
+
+
+def test_only_used_sections_are_filled_and_saved():
+    from mathtune.config import recipe_to_yaml
+
+    recipe = recipe_from_dict({"task": "misconception", "trainer": "tfidf", "data": {"train": "x.csv"}})
+    assert recipe.misconception is not None and recipe.tfidf is not None
+    assert recipe.tutor is None and recipe.products is None and recipe.model is None
+    text = recipe_to_yaml(recipe)
+    assert "tutor" not in text and "tfidf:" in text
+    assert recipe_from_dict(__import__("yaml").safe_load(text)) == recipe

@@ -149,3 +149,24 @@ def test_disconnected_stream_stops_generating(tutor_dir):
         model.forward = original
     assert freed < 1.0, freed
     assert steps["n"] < 500, steps["n"]
+
+
+def test_the_whole_prompt_is_saved_and_read_back(tutor_dir, tmp_path):
+    """System prompt, layout, retrieval header, stops, answer pattern and refusal travel with the model."""
+    import shutil
+    from pathlib import Path
+
+    from mathtune.models.generate import load_tutor
+
+    manifest = json.loads((Path(tutor_dir) / "mathtune.json").read_text())
+    prompt = manifest["prompt"]
+    assert set(prompt) == {"system", "layout", "retrieval_header", "stops", "answer_pattern", "refusal"}
+    assert prompt["system"] == "solve."
+    copy = tmp_path / "tutor-copy"
+    shutil.copytree(tutor_dir, copy)
+    edited = {**prompt, "stops": ["ZZZ"], "layout": "Q: {question}\nNotes: {context}", "answer_pattern": r"Result: (\d+)"}
+    (copy / "mathtune.json").write_text(json.dumps({**manifest, "prompt": edited}))
+    generator = load_tutor(copy)
+    assert generator.stops == ("ZZZ",) and generator.system_prompt == "solve."
+    assert generator.tutor_prompt.user_message("q?", "ctx") == "Q: q?\nNotes: ctx"
+    assert generator.tutor_prompt.final_answer("so... Result: 42") == "42"

@@ -202,16 +202,18 @@ class RichReporter:
         self.progress.console.print(f"  epoch {epoch}: {shown}")
 
 
-def _metrics_table(metrics: dict, title: str) -> Table:
+def _metrics_table(metrics: dict, title: str, task: str | None = None) -> Table:
+    """Every scalar metric, the task's own order first (its primary metric on top), then the rest by name."""
+    from .tasks import TASKS
+
+    order = list(getattr(TASKS.get(task), "metric_order", ()))
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key in ("map@3", "f1_micro", "f1_macro", "f1_weighted", "accuracy", "auc_ovr", "top3_accuracy", "category_accuracy",
-                "answer_accuracy", "base_answer_accuracy", "rougeL", "base_rougeL", "bleu", "base_bleu", "perplexity",
-                "base_perplexity", "refusal_rate", "base_refusal_rate", "false_refusal_rate", "tokens_per_second", "n"):
-        if key in metrics:
-            value = metrics[key]
-            table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
+    for key in [k for k in order if k in scalars] + sorted(k for k in scalars if k not in order):
+        value = scalars[key]
+        table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
     return table
 
 
@@ -258,10 +260,10 @@ def train(
     output = output or Path("runs") / recipe.stem
     with progress_reporter() as reporter:
         result = train_from_recipe(parsed, output, overwrite=overwrite, resume=resume, reporter=reporter)
-    out.print(_metrics_table(result.metrics, f"validation metrics ({parsed.task}, {parsed.trainer})"))
+    out.print(_metrics_table(result.metrics, f"validation metrics ({parsed.task}, {parsed.trainer})", parsed.task))
     out.print(_per_class_table(result.metrics))
     if result.metrics.get("cross_validation"):
-        out.print(_metrics_table(result.metrics["cross_validation"], "cross-validated on the training split"))
+        out.print(_metrics_table(result.metrics["cross_validation"], "cross-validated on the training split", parsed.task))
     if result.metrics.get("ablation"):
         ablation = Table(title="candidate-label switches on validation (same model)")
         ablation.add_column("switches")
@@ -276,7 +278,10 @@ def train(
         out.print(f"resumed from optimizer step {result.resumed_from_step}")
     out.print(f"training time {result.train_seconds:.1f} s"
               + (f", {result.samples_per_second:.1f} samples/s" if result.samples_per_second else ""))
-    files = "report.md, metrics.json, training_curve.png" if parsed.task == "tutor" else "metrics.json, confusion_matrix.png"
+    from .tasks import is_generative, task_class
+
+    files = "report.md, metrics.json, training_curve.png" if is_generative(task_class(parsed.task)) \
+        else "metrics.json, confusion_matrix.png"
     out.print(f"model folder: [bold]{result.output}[/] ({files}, recipe.yaml)")
     _print_tracking(result.tracking, result.output)
 
@@ -337,20 +342,23 @@ def evaluate(
     from .inference import evaluate_file
     from .models.saved import read_manifest
 
-    if read_manifest(model_dir)["task"] == "tutor":
+    from .tasks import is_generative, task_class
+
+    task = read_manifest(model_dir)["task"]
+    if is_generative(task_class(task)):
         from .train.tutor_eval import evaluate_tutor_file
 
         with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
                                           None if label_column == "label" else label_column, json_out, report, reporter)
         out.print(_metrics_table({**metrics, **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}},
-                                 f"{data} ({metrics['backend']})"))
+                                 f"{data} ({metrics['backend']})", task))
         if report:
             out.print(f"report: [bold]{report}[/]")
         return
     with progress_reporter() as reporter:
         metrics = evaluate_file(model_dir, data, text_column, label_column, json_out, plot, reporter)
-    out.print(_metrics_table(metrics, f"{data}"))
+    out.print(_metrics_table(metrics, f"{data}", task))
     out.print(_per_class_table(metrics))
     for note in metrics.get("notes", []):
         console.print(f"[yellow]note:[/] {note}")

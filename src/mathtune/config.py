@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import reprlib
+import typing
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -164,24 +165,41 @@ DEFAULT_MODELS = {"topic": "bundled:minilm", "misconception": "bundled:minilm", 
                   "products": "bundled:minilm"}
 
 
+# Sections that belong to one task or to some trainers; a recipe that carries one that is not its own is an error
+# (it would be silently ignored otherwise). Tasks registered outside this package keep their settings under
+# `settings:` (tasks/base.py).
+TASK_SECTIONS = {"misconception": "misconception", "products": "products", "tutor": "tutor"}
+TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft"), "augment": ("tfidf", "finetune")}
+
+
 class Recipe(_Strict):
-    task: Literal["topic", "misconception", "products", "tutor"] = "topic"
-    trainer: Literal["tfidf", "finetune", "sklearn", "sft"] = "finetune"
+    task: str = Field("topic", description="A registered task: topic, misconception, products, tutor, or your own.")
+    trainer: str = Field("finetune", description="A registered trainer: tfidf, finetune, sklearn, sft, or your own.")
     labels: list[str] | None = Field(None, description="Label names in id order; default: the task's names or the data's values.")
     data: DataConfig
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    tfidf: TfidfConfig = Field(default_factory=TfidfConfig)
+    model: ModelConfig | None = Field(None, description="The pretrained model (trainers finetune and sft).")
+    tfidf: TfidfConfig | None = Field(None, description="TF-IDF settings (trainer tfidf).")
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
-    misconception: MisconceptionConfig = Field(default_factory=MisconceptionConfig)
-    products: ProductsConfig = Field(default_factory=ProductsConfig)
-    tutor: TutorConfig = Field(default_factory=TutorConfig)
+    misconception: MisconceptionConfig | None = Field(None, description="Settings of the misconception task.")
+    products: ProductsConfig | None = Field(None, description="Settings of the products task.")
+    tutor: TutorConfig | None = Field(None, description="Settings of the tutor task.")
+    settings: dict[str, Any] | None = Field(None, description="Settings of a task registered outside mathtune.")
     augment: AugmentConfig | None = Field(None, description="Augment rare classes of the training split (never validation).")
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "Recipe":
-        if self.model.name is None:
-            self.model.name = DEFAULT_MODELS[self.task]
+        """Fill the sections this recipe's task and trainer read (and only those) with their defaults."""
+        defaults = {"misconception": MisconceptionConfig, "products": ProductsConfig, "tutor": TutorConfig}
+        own = TASK_SECTIONS.get(self.task)
+        if own and getattr(self, own) is None:
+            setattr(self, own, defaults[own]())
+        if self.trainer == "tfidf" and self.tfidf is None:
+            self.tfidf = TfidfConfig()
+        if self.trainer in TRAINER_SECTIONS["model"] and self.model is None:
+            self.model = ModelConfig()
+        if self.model is not None and self.model.name is None:
+            self.model.name = DEFAULT_MODELS.get(self.task, "bundled:minilm")
         return self
 
     @field_validator("tracking", mode="before")
@@ -200,9 +218,9 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            keys.extend(_known_keys(annotation, prefix + name + "."))
+        for annotation in (field.annotation, *typing.get_args(field.annotation)):  # X and X | None
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                keys.extend(_known_keys(annotation, prefix + name + "."))
     return keys
 
 
@@ -292,12 +310,31 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] | None = None) -> 
     return recipe_from_dict(raw, overrides, source=str(path))
 
 
+def check_sections(raw: dict, source: str) -> None:
+    """A section that belongs to another task or trainer is an error that names it (never silently ignored)."""
+    task, trainer = raw.get("task", "topic"), raw.get("trainer", "finetune")
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if key in TASK_SECTIONS and TASK_SECTIONS[key] != task:
+            raise RecipeError(f"recipe {source}: section '{key}' is for the {key} task, and this recipe's task is "
+                              f"{task}; remove the section (or set task: {key})")
+        if key in TRAINER_SECTIONS and trainer not in TRAINER_SECTIONS[key]:
+            users = " or ".join(TRAINER_SECTIONS[key])
+            raise RecipeError(f"recipe {source}: section '{key}' is read by trainer {users}, and this recipe's trainer "
+                              f"is {trainer}; remove the section (or change the trainer)")
+        if key == "settings" and task in TASK_SECTIONS:
+            raise RecipeError(f"recipe {source}: section 'settings' is for tasks registered outside mathtune; the "
+                              f"{task} task reads section '{TASK_SECTIONS[task]}'")
+
+
 def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "<dict>") -> Recipe:
     check_size(raw, source)
     raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy, plain types
     for assignment in overrides or []:
         set_key(raw, assignment)
     check_size(raw, source)
+    check_sections(raw, source)
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
@@ -305,7 +342,9 @@ def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str 
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    """The resolved recipe, without the sections it does not use."""
+    dumped = {k: v for k, v in recipe.model_dump(mode="json").items() if v is not None or k in ("labels",)}
+    return yaml.safe_dump(dumped, sort_keys=False)
 
 
 def flatten(recipe: Recipe) -> dict[str, Any]:

@@ -10,7 +10,8 @@ import re
 import threading
 
 _HASHES = re.compile(r"####\s*([^\n]+)")
-_THE_ANSWER = re.compile(r"[Tt]he (?:final )?answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s*)?$", re.M)
+THE_ANSWER_PATTERN = r"[Tt]he (?:final )?answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s*)?$"
+_THE_ANSWER = re.compile(THE_ANSWER_PATTERN, re.M)
 _REFUSALS = re.compile(
     r"(only help with math|only (?:answer|help with) (?:math|mathematics)|not (?:a )?(?:math|mathematics)(?:ematical)? "
     r"question|can(?:'|no)t help with that|unable to help with that|outside (?:of )?(?:my|the) (?:scope|domain))",
@@ -37,7 +38,9 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-def extract_final_answer(text: str) -> str | None:
+def extract_final_answer(text: str, pattern: str | None = None) -> str | None:
+    """The final answer of a solution; ``pattern`` (a saved tutor prompt's answer pattern) replaces the default
+    "The answer is X." rule."""
     if not text:
         return None
     match = _HASHES.search(text)
@@ -46,7 +49,7 @@ def extract_final_answer(text: str) -> str | None:
     boxed = last_boxed(text)
     if boxed:
         return boxed
-    found = _THE_ANSWER.findall(text)
+    found = (re.compile(pattern, re.M) if pattern else _THE_ANSWER).findall(text)
     if found:
         answer = found[-1].strip().rstrip(".")
         inner = last_boxed(answer)

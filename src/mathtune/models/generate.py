@@ -16,11 +16,10 @@ from typing import Iterator, Protocol, Sequence
 import torch
 
 from ..errors import ModelError
-from ..tasks.tutor import messages
+from ..tasks.tutor import DEFAULT_PROMPT, DEFAULT_STOPS, TutorPrompt, messages  # noqa: F401 (DEFAULT_STOPS re-exported)
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STOPS = ("<|im_end|>", "<|endoftext|>", "\nProblem:", "\nUser:")
 
 
 @dataclass
@@ -77,10 +76,11 @@ class StopOnText:
 class TransformersGenerator:
     backend = "transformers"
 
-    def __init__(self, model, tokenizer, system_prompt: str | None = None, stops: Sequence[str] = DEFAULT_STOPS,
-                 threads: int | None = None):
+    def __init__(self, model, tokenizer, system_prompt: str | None = None, stops: Sequence[str] | None = None,
+                 threads: int | None = None, tutor_prompt: TutorPrompt = DEFAULT_PROMPT):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.system_prompt, self.stops = system_prompt, tuple(stops)
+        self.tutor_prompt = tutor_prompt
+        self.system_prompt, self.stops = system_prompt or tutor_prompt.system, tuple(stops or tutor_prompt.stops)
         self.device = next(model.parameters()).device
         if threads:
             torch.set_num_threads(threads)
@@ -88,7 +88,7 @@ class TransformersGenerator:
         self.executor = None  # where stream() runs generation: a new thread, or a given executor (the server's)
 
     def prompt(self, question: str, context: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(messages(question, None, self.system_prompt, context),
+        return self.tokenizer.apply_chat_template(messages(question, None, self.system_prompt, context, self.tutor_prompt),
                                                   add_generation_prompt=True, tokenize=False)
 
     def _stopping(self, prompt_len: int):
@@ -152,7 +152,8 @@ class LlamaCppGenerator:
     backend = "llama.cpp"
 
     def __init__(self, gguf_path: str | os.PathLike, system_prompt: str | None = None,
-                 stops: Sequence[str] = DEFAULT_STOPS, threads: int | None = None, n_ctx: int = 2048):
+                 stops: Sequence[str] | None = None, threads: int | None = None, n_ctx: int = 2048,
+                 tutor_prompt: TutorPrompt = DEFAULT_PROMPT):
         try:
             from llama_cpp import Llama
         except ImportError:
@@ -161,12 +162,13 @@ class LlamaCppGenerator:
         if not os.path.isfile(gguf_path):
             raise ModelError(f"{gguf_path}: GGUF file not found (export one with `mathtune export MODEL --gguf`)")
         self.llm = Llama(str(gguf_path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, verbose=False)
-        self.system_prompt, self.stops = system_prompt, list(stops)
+        self.tutor_prompt = tutor_prompt
+        self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
         self._lock = threading.Lock()
 
     def _chat(self, question, context, max_new_tokens, stream, ignore_eos=False):
         extra = {"logit_bias": {self.llm.token_eos(): -1e9}, "stop": []} if ignore_eos else {"stop": self.stops}
-        return self.llm.create_chat_completion(messages(question, None, self.system_prompt, context),
+        return self.llm.create_chat_completion(messages(question, None, self.system_prompt, context, self.tutor_prompt),
                                                max_tokens=max_new_tokens, temperature=0.0, top_k=1,
                                                stream=stream, **extra)
 
@@ -227,13 +229,13 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         manifest = read_manifest(folder)
         if manifest["task"] != "tutor":
             raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
-        system = manifest.get("system_prompt")
+        saved = TutorPrompt.from_dict(manifest.get("prompt"), system=manifest.get("system_prompt"))
         if backend == "llama.cpp":
             if not manifest.get("gguf"):
                 raise ModelError(f"{folder}: no GGUF file; run `mathtune export {folder} --gguf f16` first")
-            return LlamaCppGenerator(folder / manifest["gguf"], system, threads=threads)
+            return LlamaCppGenerator(folder / manifest["gguf"], threads=threads, tutor_prompt=saved)
         loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
-        return TransformersGenerator(loaded.model, loaded.tokenizer, system, threads=threads)
+        return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
     source = resolve(str(model))
     if backend == "llama.cpp":
         if not source.gguf_file:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..tasks.tutor import CONTEXT_HEADER  # noqa: F401 (the tutor prompt owns it; re-exported)
 from .index import Embedder, Index
 from .index import search as faiss_search
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-CONTEXT_HEADER = "Related worked examples and facts (use them if they help):"
 
 
 @dataclass
@@ -96,10 +96,10 @@ class Retriever:
         return chosen
 
     @staticmethod
-    def format_context(hits: list[Hit]) -> str | None:
+    def format_context(hits: list[Hit], header: str = CONTEXT_HEADER) -> str | None:
         if not hits:
             return None
-        lines = [CONTEXT_HEADER]
+        lines = [header]
         lines += [f"[{n}] ({h.source}) {h.text}" for n, h in enumerate(hits, 1)]
         return "\n".join(lines)
 

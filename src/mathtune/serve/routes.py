@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import pandas as pd
 from fastapi import APIRouter, Body, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..tasks.misconception import describe_label
 from .guards import check_batch
@@ -14,30 +15,55 @@ from .schemas import (MisconceptionPrediction, MisconceptionsRequest, Misconcept
                       ProductsRequest, ProductsResponse, RankedLabel, TopicPrediction, TopicsRequest, TopicsResponse)
 
 
-def build_router(app_state) -> APIRouter:
-    router = APIRouter()
-    settings = app_state.settings
+class Predictions:
+    """The served models behind the routes: find the one for a task, predict through its micro-batcher."""
 
-    def model_for(task: str) -> ServedModel:
-        model = app_state.models.get(task)
+    def __init__(self, app_state) -> None:
+        self.state = app_state
+
+    def model_for(self, task: str) -> ServedModel:
+        model = self.state.models.get(task)
         if model is None:
-            served = ", ".join(app_state.models) or "none"
+            served = ", ".join(self.state.models) or "none"
             raise HTTPException(status_code=404, detail=f"no {task} model is served here (served: {served}); start the "
                                                         f"server with --model pointing at one")
         return model
 
-    async def predict(model: ServedModel, frame: pd.DataFrame, k: int):
+    async def predict(self, model: ServedModel, frame: pd.DataFrame, k: int):
         # each request is checked on its own before it may share a batch: a record missing a field gets its
         # own 422 instead of blank fields inside someone else's batch
         model.task.inputs(frame, model.predictor.manifest.get("text_column", "Question"), "request")
-        batcher = app_state.batchers.get(model.name)
+        batcher = self.state.batchers.get(model.name)
         if batcher is not None:
             idx, prob, notes = await batcher.predict(frame, k)
         else:
             idx, prob, notes = await model.run(model.predict_frame, frame, k)
         labels = model.predictor.labels
-        app_state.metrics.observe_predictions(model.name, [labels.values[i] for i in idx[:, 0]], prob[:, 0].tolist())
+        self.state.metrics.observe_predictions(model.name, [labels.values[i] for i in idx[:, 0]], prob[:, 0].tolist())
         return idx, prob, notes
+
+
+def _misconception_frame(model: ServedModel, items) -> pd.DataFrame:
+    s = model.task.settings
+    return pd.DataFrame([{s.question_column: i.question_text, s.answer_column: i.mc_answer,
+                          s.explanation_column: i.student_explanation, s.question_id_column: i.question_id or ""}
+                         for i in items])
+
+
+def _records_frame(records: list[dict], settings) -> pd.DataFrame:
+    if len(records) > settings.max_batch:
+        raise HTTPException(status_code=413, detail=f"records: {len(records)} items is over the limit of {settings.max_batch}")
+    for i, record in enumerate(records):
+        if not all(isinstance(v, (str, int, float, bool, type(None))) for v in record.values()):
+            raise HTTPException(status_code=422, detail=f"records[{i}]: field values must be texts or numbers")
+    return pd.DataFrame([{k: "" if v is None else str(v) for k, v in r.items()} for r in records])
+
+
+def build_router(app_state) -> APIRouter:
+    router = APIRouter()
+    settings = app_state.settings
+    served_models = Predictions(app_state)
+    model_for, predict = served_models.model_for, served_models.predict
 
     async def topics(questions: list[str]) -> TopicsResponse:
         model = model_for("topic")
@@ -60,10 +86,7 @@ def build_router(app_state) -> APIRouter:
     async def misconceptions(body: MisconceptionsRequest) -> MisconceptionsResponse:
         model = model_for("misconception")
         check_batch([i.student_explanation or "-" for i in body.items], settings, "items")
-        s = model.predictor.manifest.get("task_settings", {})
-        frame = pd.DataFrame([{s.get("question_column", "QuestionText"): i.question_text, s.get("answer_column", "MC_Answer"): i.mc_answer,
-                               s.get("explanation_column", "StudentExplanation"): i.student_explanation,
-                               s.get("question_id_column", "QuestionId"): i.question_id or ""} for i in body.items])
+        frame = _misconception_frame(model, body.items)
         labels = model.predictor.labels
         idx, prob, notes = await predict(model, frame, 3)
         predictions = [MisconceptionPrediction(top3=[RankedLabel(label=labels.values[i], score=round(float(q), 6),
@@ -75,12 +98,7 @@ def build_router(app_state) -> APIRouter:
     @router.post("/v1/products", response_model=ProductsResponse, summary="Classify product records into categories")
     async def products(body: ProductsRequest) -> ProductsResponse:
         model = model_for("products")
-        if len(body.records) > settings.max_batch:
-            raise HTTPException(status_code=413, detail=f"records: {len(body.records)} items is over the limit of {settings.max_batch}")
-        for i, record in enumerate(body.records):
-            if not all(isinstance(v, (str, int, float, bool, type(None))) for v in record.values()):
-                raise HTTPException(status_code=422, detail=f"records[{i}]: field values must be texts or numbers")
-        frame = pd.DataFrame([{k: "" if v is None else str(v) for k, v in r.items()} for r in body.records])
+        frame = _records_frame(body.records, settings)
         labels = model.predictor.labels
         idx, prob, _ = await predict(model, frame, len(labels))
         predictions = [ProductPrediction(label=labels.values[row[0]], probability=float(p[0]),
@@ -106,7 +124,47 @@ def build_router(app_state) -> APIRouter:
         return {"predictions": [{"labels": [labels.values[i] for i in row], "scores": [float(q) for q in p]}
                                 for row, p in zip(idx, prob)], "notes": notes}
 
+    for name, served in app_state.models.items():
+        if name not in DEDICATED and hasattr(served, "predictor"):
+            add_generic_route(router, served, predict, settings)
     return router
+
+
+# Tasks with routes of their own above (and the tutor, in serve/tutor.py); any other registered task a served
+# model has gets the generic route: POST /v1/<task.route> with {"rows": [{column: value}, ...]}.
+DEDICATED = frozenset({"topic", "misconception", "products", "tutor"})
+
+
+class GenericRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"rows": [{"Question": "Solve 2x = 4."}]}})
+    rows: list[dict[str, str | int | float | bool | None]] = Field(..., min_length=1,
+                                                                  description="Input rows with the task's columns.")
+
+
+class GenericPrediction(BaseModel):
+    labels: list[str] = Field(description="The top labels, best first.")
+    scores: list[float]
+
+
+class GenericResponse(BaseModel):
+    model: str
+    predictions: list[GenericPrediction]
+    notes: list[str] = []
+
+
+def add_generic_route(router: APIRouter, served: ServedModel, predict, settings) -> None:
+    task = served.task
+
+    async def generic(body: GenericRequest) -> GenericResponse:
+        frame = _records_frame(body.rows, settings)
+        labels = served.predictor.labels
+        idx, prob, notes = await predict(served, frame, task.top_k)
+        return GenericResponse(model=served.source, notes=notes, predictions=[
+            GenericPrediction(labels=[labels.values[i] for i in row], scores=[round(float(q), 6) for q in p])
+            for row, p in zip(idx, prob)])
+
+    router.add_api_route(f"/v1/{task.route}", generic, methods=["POST"], response_model=GenericResponse,
+                         summary=f"Top {task.top_k} labels of the {task.name} task")
 
 
 def scoring_frame(body: Any, served: ServedModel) -> pd.DataFrame:

@@ -9,13 +9,13 @@ the way the system prompt asks.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
 from ..config import TutorConfig
 from ..errors import DataError
-from ..metrics.answers import extract_final_answer
+from ..metrics.answers import THE_ANSWER_PATTERN, extract_final_answer
 from .base import parse_settings, register_task, settings_as_dict
 
 SYSTEM_PROMPT = (
@@ -25,6 +25,11 @@ SYSTEM_PROMPT = (
     "\"I can only help with math questions.\""
 )
 REFUSAL = "I can only help with math questions."
+# Retrieved passages go before the problem, under this header, in this layout.
+CONTEXT_HEADER = "Related worked examples and facts (use them if they help):"
+LAYOUT = "{context}\n\nProblem: {question}"
+# Generation stops at the end of the assistant's turn, or where a model starts writing the next problem or turn.
+DEFAULT_STOPS = ("<|im_end|>", "<|endoftext|>", "\nProblem:", "\nUser:")
 
 QUESTION_COLUMNS = ("question", "problem", "Question", "instruction", "prompt")
 RESPONSE_COLUMNS = ("solution", "answer", "response", "output")
@@ -143,11 +148,48 @@ class TutorTask:
         return settings_as_dict(self.settings)
 
 
+@dataclass(frozen=True)
+class TutorPrompt:
+    """Everything that shapes how a tutor is asked and how its answer is read, as one object. It is saved with a
+    trained model (``prompt`` in mathtune.json) and read back when the model is loaded, so changing these
+    defaults later never changes how an older model is prompted."""
+
+    system: str = SYSTEM_PROMPT
+    layout: str = LAYOUT  # the user turn when retrieved passages come with the problem
+    retrieval_header: str = CONTEXT_HEADER
+    stops: tuple[str, ...] = DEFAULT_STOPS
+    answer_pattern: str = THE_ANSWER_PATTERN  # "The answer is X." (with #### and \\boxed{} as fallbacks)
+    refusal: str = REFUSAL
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "stops": list(self.stops)}
+
+    @classmethod
+    def from_dict(cls, saved: dict | None, system: str | None = None) -> "TutorPrompt":
+        """A saved prompt; a model saved before prompts were kept gets today's defaults with its system prompt."""
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in (saved or {}).items() if k in known}
+        if "stops" in values:
+            values["stops"] = tuple(values["stops"])
+        if system and "system" not in values:
+            values["system"] = system
+        return cls(**values)
+
+    def user_message(self, question: str, context: str | None = None) -> str:
+        return question if not context else self.layout.format(context=context, question=question)
+
+    def final_answer(self, text: str) -> str | None:
+        return extract_final_answer(text, self.answer_pattern)
+
+
+DEFAULT_PROMPT = TutorPrompt()
+
+
 def messages(question: str, response: str | None = None, system_prompt: str | None = None,
-             context: str | None = None) -> list[dict]:
+             context: str | None = None, prompt: TutorPrompt = DEFAULT_PROMPT) -> list[dict]:
     """Chat messages for one example; ``context`` (retrieved passages) goes before the question."""
-    user = question if not context else f"{context}\n\nProblem: {question}"
-    out = [{"role": "system", "content": system_prompt or SYSTEM_PROMPT}, {"role": "user", "content": user}]
+    user = prompt.user_message(question, context)
+    out = [{"role": "system", "content": system_prompt or prompt.system}, {"role": "user", "content": user}]
     if response is not None:
         out.append({"role": "assistant", "content": response})
     return out

@@ -250,103 +250,121 @@ def train_loop(
     ``batch_loss(model, rows)`` runs the (wrapped) model on training rows and returns the mean loss; ``validate(model)``
     returns the epoch's validation metrics. Resumes from the last checkpoint in ``checkpoint_dir`` when one exists.
     """
-    from transformers import get_linear_schedule_with_warmup
-
-    reporter = reporter or NullReporter()
-    dist = dist or current()
-    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
-    set_seed(cfg.seed)
-
-    batches_per_epoch = -(-len(lengths) // (cfg.batch_size * dist.world))
-    steps_per_epoch = -(-batches_per_epoch // cfg.grad_accum_steps)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-    wrapped, optimizer = dist.prepare(model, optimizer)
-    params = [p for p in wrapped.parameters() if p.requires_grad]
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
-    dist.register(scheduler)
-
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    best_path = checkpoint_dir / BEST
-    checkpointer = Checkpointer(checkpoint_dir, dist, wrapped, optimizer, scheduler)
-    progress = {"epoch": 0, "batches_done": 0, "global_step": 0, "history": [], "best_metric": None,
-                "best_epoch": 0, "bad_epochs": 0, "loss_sum": 0.0, "loss_count": 0, "samples": 0, "seconds": 0.0}
-    result = FitResult()
-    if checkpointer.exists():
-        progress = checkpointer.load()
-        result.resumed_from_step = progress["global_step"]
-        log.info("resumed from %s at step %d", checkpointer.last, progress["global_step"])
-
-    def better(value: float, best: float | None) -> bool:
-        return best is None or (value > best if greater_is_better else value < best)
-
+    run = _Run(model, lengths, cfg, checkpoint_dir, reporter or NullReporter(), dist or current())
     stop = False
-    while progress["epoch"] < cfg.epochs and not stop:
+    while run.progress["epoch"] < cfg.epochs and not stop:
+        stop = run.train_epoch(batch_loss)
+        stop = run.end_epoch(validate(run.wrapped), primary_metric, greater_is_better) or stop
+    return run.finish()
+
+
+class _Run:
+    """The state of one training run: optimizer, schedule, checkpoints and progress (what a checkpoint saves)."""
+
+    def __init__(self, model, lengths: Sequence[int], cfg: TrainConfig, checkpoint_dir: Path, reporter, dist) -> None:
+        from transformers import get_linear_schedule_with_warmup
+
+        self.lengths, self.cfg, self.reporter, self.dist = lengths, cfg, reporter, dist
+        torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // dist.world))
+        set_seed(cfg.seed)
+        batches_per_epoch = -(-len(lengths) // (cfg.batch_size * dist.world))
+        total_steps = -(-batches_per_epoch // cfg.grad_accum_steps) * cfg.epochs
+        if cfg.max_steps:
+            total_steps = min(total_steps, cfg.max_steps)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        self.wrapped, self.optimizer = dist.prepare(model, optimizer)
+        self.params = [p for p in self.wrapped.parameters() if p.requires_grad]
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(cfg.warmup_ratio * total_steps), total_steps)
+        dist.register(self.scheduler)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        self.best_path = checkpoint_dir / BEST
+        self.checkpointer = Checkpointer(checkpoint_dir, dist, self.wrapped, self.optimizer, self.scheduler)
+        self.progress = {"epoch": 0, "batches_done": 0, "global_step": 0, "history": [], "best_metric": None,
+                         "best_epoch": 0, "bad_epochs": 0, "loss_sum": 0.0, "loss_count": 0, "samples": 0, "seconds": 0.0}
+        self.result = FitResult()
+        if self.checkpointer.exists():
+            self.progress = self.checkpointer.load()
+            self.result.resumed_from_step = self.progress["global_step"]
+            log.info("resumed from %s at step %d", self.checkpointer.last, self.progress["global_step"])
+
+    def train_epoch(self, batch_loss) -> bool:
+        """The rest of the current epoch's batches; True when max_steps was reached."""
+        cfg, dist, progress, reporter = self.cfg, self.dist, self.progress, self.reporter
         epoch = progress["epoch"]
-        batches = dist.shard(batch_order(lengths, cfg.batch_size, cfg.seed + epoch, cfg.group_by_length))
+        batches = dist.shard(batch_order(self.lengths, cfg.batch_size, cfg.seed + epoch, cfg.group_by_length))
         reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", len(batches))
         if progress["batches_done"]:
             reporter.advance(progress["batches_done"])
-        wrapped.train()
-        tick = time.perf_counter()
+        self.wrapped.train()
+        tick, stop = time.perf_counter(), False
         for b in range(progress["batches_done"], len(batches)):
             rows = batches[b]
             boundary = (b + 1) % cfg.grad_accum_steps == 0 or b + 1 == len(batches)
-            with contextlib.nullcontext() if boundary else dist.no_sync(wrapped):
-                loss = batch_loss(wrapped, rows)
+            with contextlib.nullcontext() if boundary else dist.no_sync(self.wrapped):
+                loss = batch_loss(self.wrapped, rows)
                 dist.backward(loss / cfg.grad_accum_steps)
             progress["loss_sum"] += loss.item() * len(rows)
             progress["loss_count"] += len(rows)
             progress["samples"] += len(rows) * dist.world
             progress["batches_done"] = b + 1
             if boundary:
-                dist.clip(wrapped, params, cfg.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                progress["global_step"] += 1
-                if progress["global_step"] % cfg.checkpoint_every_steps == 0:
-                    progress["seconds"] += time.perf_counter() - tick
-                    tick = time.perf_counter()
-                    checkpointer.save(progress)
-                if cfg.max_steps and progress["global_step"] >= cfg.max_steps:
-                    stop = True
+                tick, stop = self._step(tick)
             reporter.advance(1, loss=loss.item())
             if stop:
                 break
         progress["seconds"] += time.perf_counter() - tick
+        return stop
 
-        metrics = validate(wrapped)
-        train_loss = dist.mean(progress["loss_sum"], progress["loss_count"])
-        entry = {"epoch": epoch + 1, "step": progress["global_step"], "train_loss": train_loss,
+    def _step(self, tick: float) -> tuple[float, bool]:
+        """One optimizer step; a checkpoint every checkpoint_every_steps."""
+        cfg, progress = self.cfg, self.progress
+        self.dist.clip(self.wrapped, self.params, cfg.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        progress["global_step"] += 1
+        if progress["global_step"] % cfg.checkpoint_every_steps == 0:
+            progress["seconds"] += time.perf_counter() - tick
+            tick = time.perf_counter()
+            self.checkpointer.save(progress)
+        return tick, bool(cfg.max_steps and progress["global_step"] >= cfg.max_steps)
+
+    def end_epoch(self, metrics: dict, primary_metric: str, greater_is_better: bool) -> bool:
+        """Record the validation, keep the best epoch's weights; True when early stopping ends the run."""
+        cfg, dist, progress = self.cfg, self.dist, self.progress
+        epoch, stop = progress["epoch"], False
+        entry = {"epoch": epoch + 1, "step": progress["global_step"],
+                 "train_loss": dist.mean(progress["loss_sum"], progress["loss_count"]),
                  **{k: v for k, v in metrics.items() if isinstance(v, float)}}
         progress["history"].append(entry)
         progress["loss_sum"], progress["loss_count"] = 0.0, 0
-        value = metrics[primary_metric]
-        if better(value, progress["best_metric"]):
+        value, best = metrics[primary_metric], progress["best_metric"]
+        if best is None or (value > best if greater_is_better else value < best):
             progress["best_metric"], progress["best_epoch"], progress["bad_epochs"] = value, epoch + 1, 0
-            state = dist.trainable_state(wrapped)
+            state = dist.trainable_state(self.wrapped)
             if dist.is_main:
-                atomic_save(state, best_path)
+                atomic_save(state, self.best_path)
         else:
             progress["bad_epochs"] += 1
             if cfg.early_stopping_patience and progress["bad_epochs"] >= cfg.early_stopping_patience:
-                result.stopped_early = stop = True
+                self.result.stopped_early = stop = True
         progress["epoch"], progress["batches_done"] = epoch + 1, 0
-        checkpointer.save(progress)
-        reporter.epoch_end(epoch + 1, entry)
+        self.checkpointer.save(progress)
+        self.reporter.epoch_end(epoch + 1, entry)
+        return stop
 
-    dist.barrier()
-    if best_path.exists():
-        dist.load_trainable(wrapped, torch.load(best_path, map_location="cpu", weights_only=True))
-    result.history = progress["history"]
-    result.best_epoch = progress["best_epoch"]
-    result.best_metric = progress["best_metric"]
-    result.train_seconds = progress["seconds"]
-    result.samples_trained = progress["samples"]
-    result.samples_per_second = progress["samples"] / max(progress["seconds"], 1e-9)
-    result.final_loss = result.history[-1]["train_loss"] if result.history else None
-    return result
+    def finish(self) -> FitResult:
+        """The best epoch's weights back in the model, and the run's figures."""
+        self.dist.barrier()
+        if self.best_path.exists():
+            self.dist.load_trainable(self.wrapped, torch.load(self.best_path, map_location="cpu", weights_only=True))
+        result, progress = self.result, self.progress
+        result.history = progress["history"]
+        result.best_epoch = progress["best_epoch"]
+        result.best_metric = progress["best_metric"]
+        result.train_seconds = progress["seconds"]
+        result.samples_trained = progress["samples"]
+        result.samples_per_second = progress["samples"] / max(progress["seconds"], 1e-9)
+        result.final_loss = result.history[-1]["train_loss"] if result.history else None
+        return result

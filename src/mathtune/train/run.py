@@ -162,7 +162,7 @@ def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, str
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "task": recipe.task, "kind": trainer.kind, "trainer": trainer.name, "labels": labels.to_dict(),
         "text_column": recipe.data.text_column, "id_column": recipe.data.id_column,
-        "max_length": recipe.model.max_length,
+        "max_length": recipe.model.max_length if recipe.model else None,
         "base_model": recipe.model.name if uses_model else None, "peft": recipe.model.peft if uses_model else None,
         "primary_metric": task.primary_metric,
         "validation": {task.primary_metric: metrics[task.primary_metric], "n": len(ctx.y_val)},
@@ -208,7 +208,7 @@ def check_recipe_runnable(recipe: Recipe):
     trainer = get_trainer(recipe.trainer)
     allowed = task_class(recipe.task).trainers
     if recipe.trainer not in allowed:
-        raise RecipeError(f"trainer: the {recipe.task} task trains with {' or '.join(allowed)}, not {recipe.trainer}")
+        raise RecipeError(f"trainer: the {recipe.task} task trains with trainer {' or '.join(allowed)}, not {recipe.trainer}")
     if trainer.section == "model" and recipe.model.peft == "qlora":
         from ..models.hf import _quantization_config
 

@@ -121,7 +121,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     from ..models.generate import TransformersGenerator, load_tutor
     from ..models.saved import HF_SUBDIR, read_manifest
     from ..paths import resolve_data_path
-    from ..tasks.tutor import pairs_from_frame
+    from ..tasks.tutor import TutorPrompt, pairs_from_frame
     from .sft import build_examples, response_nll
 
     folder = Path(model_dir)
@@ -135,11 +135,12 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
                                                             response_column=response_column), str(path))
     if samples:
         pairs = Pairs(pairs.questions[:samples], pairs.responses[:samples], pairs.answers[:samples], pairs.source)
-    system = manifest.get("system_prompt")
+    saved = TutorPrompt.from_dict(manifest.get("prompt"), system=manifest.get("system_prompt"))
+    system = saved.system
     max_new = manifest.get("max_new_tokens", 256)
     loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
     generator = load_tutor(folder, backend) if backend != "transformers" else \
-        TransformersGenerator(loaded.model, loaded.tokenizer, system)
+        TransformersGenerator(loaded.model, loaded.tokenizer, tutor_prompt=saved)
     tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter)
     examples = build_examples(loaded.tokenizer, pairs, manifest.get("max_length", 512), system)
     tuned.metrics.update(response_nll(loaded.model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
@@ -147,7 +148,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     if compare_base:
         base_cfg = ModelConfig(name=manifest["base_model"], gguf_file=manifest.get("base_gguf_file"), peft="none")
         base_model = load_causal_lm(base_cfg).model
-        base = evaluate_generator(TransformersGenerator(base_model, loaded.tokenizer, system), pairs, max_new,
+        base = evaluate_generator(TransformersGenerator(base_model, loaded.tokenizer, tutor_prompt=saved), pairs, max_new,
                                   reporter=reporter)
         base.metrics.update(response_nll(base_model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
     result = {"model": str(folder), "data": str(path), "backend": generator.backend, **tuned.metrics}

@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
-from ..tasks.tutor import Pairs, pairs_from_frame, with_refusals
+from ..tasks.tutor import SYSTEM_PROMPT, Pairs, TutorPrompt, pairs_from_frame, with_refusals
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
 from .common import TrainResult, load_frame, prepare_work, tracked_run
 
@@ -76,7 +76,6 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
     train, val = load_tutor_splits(recipe)
     train = with_refusals(train, cfg.refusal_examples)
     work, prior_run_id = prepare_work(recipe, output, overwrite, resume, dist)
-    run_file = work / "run.json"
     with tracked_run(recipe, output, work, prior_run_id, dist) as tracker:
         set_seed(recipe.train.seed)
         reporter.start(f"load {recipe.model.name}", None)
@@ -112,46 +111,58 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
                    "n_train": len(train.questions), "n_validation": len(val.questions),
                    "n_truncated": train_ex.truncated, "n_dropped_too_long": train_ex.dropped,
                    "trainable_params": int(loaded.trainable_params), "best_epoch": fitted.best_epoch}
-        for entry in fitted.history:
-            tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, step=entry["epoch"])
-        tracker.log_metrics({**{k: v for k, v in metrics["fine_tuned"].items() if isinstance(v, (int, float))},
-                             **{f"base_{k}": v for k, v in metrics.get("base", {}).items() if isinstance(v, (int, float))},
-                             **{k: v for k, v in summary.items() if isinstance(v, (int, float))}})
-        manifest = {
-            "format_version": 1, "mathtune_version": mathtune.__version__,
-            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "task": "tutor", "kind": "generator", "labels": None,
-            "base_model": recipe.model.name, "base_gguf_file": loaded.source.gguf_file, "peft": recipe.model.peft,
-            "max_length": recipe.model.max_length, "system_prompt": cfg.system_prompt,
-            "max_new_tokens": cfg.max_new_tokens, "gguf": gguf_name,
-            "retrieval": recipe.tutor.retrieval.model_dump() if recipe.tutor.retrieval.index else None,
-            "primary_metric": "perplexity",
-            "validation": {"perplexity": metrics["fine_tuned"]["perplexity"],
-                           "answer_accuracy": metrics["fine_tuned"].get("answer_accuracy"), "n": len(val.questions)},
-            "merge_parity": parity.__dict__,
-        }
-        write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": fitted.history,
-                                           "merge_parity": parity.__dict__})
-        write_text(work / "report.md", report)
-        if fitted.history:
-            training_curve_png(fitted.history, work / "training_curve.png", "perplexity")
-        for name in ("training_curve.png", "report.md", "metrics.json", "recipe.yaml"):
-            if (work / name).exists():
-                tracker.log_artifact(work / name, "reports")
-        shutil.rmtree(work / "checkpoints", ignore_errors=True)
-        run_file.unlink(missing_ok=True)
-        write_json(work / MANIFEST, manifest)
-        if recipe.tracking.log_model:
-            manifest["tracking"] = {**tracker.info, **tracker.log_model(work, recipe.tracking.register_as or "math-tutor")}
-        else:
-            manifest["tracking"] = tracker.info
-        write_json(work / MANIFEST, manifest)
-        tracker.end("FINISHED")
+        manifest = _tutor_manifest(recipe, loaded, metrics, gguf_name, parity, len(val.questions))
+        tracking_info = _finish_tutor(recipe, work, tracker, fitted, metrics, summary, report, manifest, parity)
         replace_dir(work, output)
         dist.barrier()
         flat = {**metrics["fine_tuned"], **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}, **summary}
-        return TrainResult(output, flat, fitted.history, manifest["tracking"], fitted.train_seconds,
+        return TrainResult(output, flat, fitted.history, tracking_info, fitted.train_seconds,
                            fitted.samples_per_second, fitted.resumed_from_step, [])
+
+
+def _tutor_manifest(recipe: Recipe, loaded, metrics: dict, gguf_name: str | None, parity, n_val: int) -> dict:
+    cfg = recipe.tutor
+    return {
+        "format_version": 1, "mathtune_version": mathtune.__version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "task": "tutor", "kind": "generator", "trainer": "sft", "labels": None,
+        "base_model": recipe.model.name, "base_gguf_file": loaded.source.gguf_file, "peft": recipe.model.peft,
+        "max_length": recipe.model.max_length, "system_prompt": cfg.system_prompt,
+        # the whole prompt (system, layout, retrieval header, stops, answer pattern, refusal), read back on load
+        "prompt": TutorPrompt(system=cfg.system_prompt or SYSTEM_PROMPT).to_dict(),
+        "max_new_tokens": cfg.max_new_tokens, "gguf": gguf_name,
+        "retrieval": cfg.retrieval.model_dump() if cfg.retrieval.index else None,
+        "primary_metric": "perplexity",
+        "validation": {"perplexity": metrics["fine_tuned"]["perplexity"],
+                       "answer_accuracy": metrics["fine_tuned"].get("answer_accuracy"), "n": n_val},
+        "merge_parity": parity.__dict__,
+    }
+
+
+def _finish_tutor(recipe: Recipe, work: Path, tracker, fitted, metrics: dict, summary: dict, report: str,
+                  manifest: dict, parity) -> dict:
+    """Metrics, report and curve to the folder and MLflow; the model logged and registered."""
+    for entry in fitted.history:
+        tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, step=entry["epoch"])
+    tracker.log_metrics({**{k: v for k, v in metrics["fine_tuned"].items() if isinstance(v, (int, float))},
+                         **{f"base_{k}": v for k, v in metrics.get("base", {}).items() if isinstance(v, (int, float))},
+                         **{k: v for k, v in summary.items() if isinstance(v, (int, float))}})
+    write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": fitted.history,
+                                       "merge_parity": parity.__dict__})
+    write_text(work / "report.md", report)
+    if fitted.history:
+        training_curve_png(fitted.history, work / "training_curve.png", "perplexity")
+    for name in ("training_curve.png", "report.md", "metrics.json", "recipe.yaml"):
+        if (work / name).exists():
+            tracker.log_artifact(work / name, "reports")
+    shutil.rmtree(work / "checkpoints", ignore_errors=True)
+    (work / "run.json").unlink(missing_ok=True)
+    write_json(work / MANIFEST, manifest)
+    registered = tracker.log_model(work, recipe.tracking.register_as or "math-tutor") if recipe.tracking.log_model else {}
+    manifest["tracking"] = {**tracker.info, **registered}
+    write_json(work / MANIFEST, manifest)
+    tracker.end("FINISHED")
+    return manifest["tracking"]
 
 
 def _export_gguf(recipe: Recipe, model, work: Path) -> str:

@@ -12,6 +12,7 @@ from .errors import DataError
 from .io import write_json
 from .metrics.plots import confusion_matrix_png
 from .models.saved import load_predictor
+from .tasks.base import confusion_of, submission_of
 from .paths import resolve_data_path
 
 
@@ -36,7 +37,7 @@ def evaluate_file(model_dir: str | Path, data: str | Path, text_column: str | No
     if json_out:
         write_json(json_out, metrics)
     if plot_out:
-        matrix, names = task.confusion(metrics, predictor.labels)
+        matrix, names = confusion_of(task, metrics, predictor.labels)
         primary = task.primary_metric
         confusion_matrix_png(matrix, names, Path(plot_out), title=f"{Path(path).name}: {primary} {metrics[primary]:.4f}")
     return metrics
@@ -61,6 +62,6 @@ def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, te
         reporter.start("predict", len(frame))
     top_idx, _, notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
     values = [[predictor.labels.values[i] for i in row] for row in top_idx]
-    submission = task.submission(ids, values)
+    submission = submission_of(task, ids, values)
     write_table(submission, output)
     return submission, notes

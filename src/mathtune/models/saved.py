@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from ..tasks.base import candidates_of
 from ..tasks.labels import LabelMap
 
 from .folder import HF_SUBDIR, MANIFEST, load_classifier_files, read_manifest  # noqa: F401 (re-exported)
@@ -58,7 +59,7 @@ class Predictor:
         Returns ids, probabilities, notes for the user, and the model inputs (for drift monitoring)."""
         task = self.task_object
         texts = task.inputs(frame, text_column or self.manifest.get("text_column", "Question"), source)
-        allowed, notes = task.candidate_masks(frame, self.manifest.get("structure"), self.labels)
+        allowed, notes = candidates_of(task, frame, self.manifest.get("structure"), self.labels)
         idx, prob = self.topk(texts, k=k, reporter=reporter, allowed=allowed, frame=frame)
         return idx, prob, notes, texts
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..tasks.base import candidates_of
 from .models import ServedModel
 
 
@@ -94,6 +95,6 @@ class MicroBatcher:
     def _notes(self, frame: pd.DataFrame) -> list[str]:
         # notes are about this request's rows only (a batch mixes several clients)
         manifest = self.model.predictor.manifest
-        _, notes = self.model.task.candidate_masks(frame, manifest.get("structure"), self.model.predictor.labels)
+        _, notes = candidates_of(self.model.task, frame, manifest.get("structure"), self.model.predictor.labels)
         return notes
 

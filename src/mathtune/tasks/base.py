@@ -56,14 +56,17 @@ class ClassificationTask(Task, Protocol):
     def inputs(self, frame: pd.DataFrame, text_column: str, path: str | Path) -> list[str]: ...
     def raw_labels(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> list[str]: ...
     def clean(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> pd.DataFrame: ...
-    def structure(self, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict | None: ...
-    def candidate_masks(self, frame: pd.DataFrame, structure: dict | None, labels: LabelMap,
-                        switches: dict | None = None) -> tuple[np.ndarray | None, list[str]]: ...
     def metrics(self, y_true: Sequence[int], top_idx: np.ndarray, labels: LabelMap,
                 probs: np.ndarray | None = None) -> dict: ...
-    def submission(self, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame: ...
-    def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]: ...
     def example_frame(self, manifest: dict) -> pd.DataFrame: ...
+
+    # Optional (the functions below supply the default when a task does not define them):
+    #   structure(frame, raw_labels, labels) -> dict | None: what the task learns from training rows besides
+    #       the model (default: nothing);
+    #   candidate_masks(frame, structure, labels, switches=None) -> (mask | None, notes): which labels each row
+    #       may get (default: all);
+    #   submission(ids, top_values) -> DataFrame: the competition's file (default: `submission_columns`, top-1);
+    #   confusion(metrics, labels) -> (matrix, names): what the confusion plot shows (default: all labels).
 
 
 TASKS: dict[str, type] = {}
@@ -136,3 +139,26 @@ def id_label_submission(ids: list[str], top_values: list[list[str]], columns=("i
 
 def label_confusion(metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
     return metrics["confusion_matrix"], labels.names
+
+
+def structure_of(task, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict | None:
+    method = getattr(task, "structure", None)
+    return method(frame, raw_labels, labels) if method else None
+
+
+def candidates_of(task, frame: pd.DataFrame, structure: dict | None, labels: LabelMap,
+                  switches: dict | None = None) -> tuple[np.ndarray | None, list[str]]:
+    method = getattr(task, "candidate_masks", None)
+    if method is None:
+        return None, []
+    return method(frame, structure, labels, switches) if switches is not None else method(frame, structure, labels)
+
+
+def submission_of(task, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame:
+    method = getattr(task, "submission", None)
+    return method(ids, top_values) if method else id_label_submission(ids, top_values, task.submission_columns)
+
+
+def confusion_of(task, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
+    method = getattr(task, "confusion", None)
+    return method(metrics, labels) if method else label_confusion(metrics, labels)

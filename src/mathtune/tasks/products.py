@@ -67,18 +67,9 @@ class ProductsTask:
     def raw_labels(self, frame: pd.DataFrame, label_column: str, path: str | Path) -> list[str]:
         return column_labels(frame, label_column, path)
 
-    def structure(self, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict | None:
-        return None
 
-    def candidate_masks(self, frame: pd.DataFrame, structure: dict | None, labels: LabelMap,
-                        switches: dict | None = None) -> tuple[np.ndarray | None, list[str]]:
-        return None, []
 
-    def submission(self, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame:
-        return id_label_submission(ids, top_values, self.submission_columns)
 
-    def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
-        return label_confusion(metrics, labels)
 
     def example_frame(self, manifest: dict) -> pd.DataFrame:
         return pd.DataFrame([{c: "1" for c in self.feature_columns()}])

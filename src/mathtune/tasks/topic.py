@@ -61,21 +61,9 @@ class TopicTask:
         """Rows to drop before any split (none, for topics)."""
         return frame
 
-    def structure(self, frame: pd.DataFrame, raw_labels: list[str], labels: LabelMap) -> dict | None:
-        """What the task learns from the training rows besides the model (nothing, for topics)."""
-        return None
 
-    def candidate_masks(self, frame: pd.DataFrame, structure: dict | None, labels: LabelMap,
-                        switches: dict | None = None) -> tuple[np.ndarray | None, list[str]]:
-        """Which labels each row may get (None: all), and notes for the user."""
-        return None, []
 
-    def submission(self, ids: list[str], top_values: list[list[str]]) -> pd.DataFrame:
-        """The competition's format: ``id,label``."""
-        return id_label_submission(ids, top_values, self.submission_columns)
 
-    def confusion(self, metrics: dict, labels: LabelMap) -> tuple[list, list[str]]:
-        return label_confusion(metrics, labels)
 
     def example_frame(self, manifest: dict) -> pd.DataFrame:
         """One plausible input row (the server's warm-up request)."""

@@ -27,6 +27,7 @@ from ..metrics.drift import build_reference
 from ..metrics.plots import confusion_matrix_png, training_curve_png
 from ..models.saved import MANIFEST
 from ..tasks import LabelMap, get_task, task_class
+from ..tasks.base import confusion_of, structure_of
 from .common import Split, TrainResult, load_frame, prepare_work, tracked_run  # noqa: F401 (re-exported)
 from .trainers import FitContext, Fitted, get_trainer, validation_variants
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
@@ -127,7 +128,7 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
     # must only hold known labels
     made_here = not recipe.data.validation and (recipe.data.split == "grouped" or recipe.data.limit is not None)
     y_val = labels.encode(val.raw_labels, val.source, allow_unknown=made_here)
-    structure = task.structure(train.frame, train.raw_labels, labels)
+    structure = structure_of(task, train.frame, train.raw_labels, labels)
     masks, notes = validation_variants(task, val.frame, structure, labels)
     distributed = getattr(trainer, "distributed", trainer.name == "finetune")
     if dist.world > 1 and not distributed and not dist.is_main:
@@ -194,7 +195,7 @@ def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, str
 
 def _write_reports(work: Path, metrics: dict, history: list[dict], labels: LabelMap, task) -> None:
     primary = task.primary_metric
-    matrix, names = task.confusion(metrics, labels)
+    matrix, names = confusion_of(task, metrics, labels)
     confusion_matrix_png(matrix, names, work / "confusion_matrix.png",
                          title=f"Validation confusion matrix ({primary} {metrics[primary]:.4f})")
     if history:

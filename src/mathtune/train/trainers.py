@@ -22,6 +22,7 @@ from ..errors import RecipeError
 from ..metrics.plots import confusion_matrix_png
 from ..models.folder import HF_SUBDIR
 from ..tasks import LabelMap
+from ..tasks.base import candidates_of
 from .common import Split
 
 SWITCHES = ("restrict_to_question", "derive_correctness")
@@ -80,12 +81,12 @@ def get_trainer(name: str) -> Trainer:
 def validation_variants(task, frame, structure, labels) -> tuple[dict, list[str]]:
     """Candidate masks for the final validation: the recipe's setting ("final"), and for tasks with
     switches every combination of them, so one training run also gives the switch ablation."""
-    final, notes = task.candidate_masks(frame, structure, labels)
+    final, notes = candidates_of(task, frame, structure, labels)
     variants = {"final": final}
     if structure is not None:
         for a in (False, True):
             for b in (False, True):
-                mask, _ = task.candidate_masks(frame, structure, labels, {SWITCHES[0]: a, SWITCHES[1]: b})
+                mask, _ = candidates_of(task, frame, structure, labels, {SWITCHES[0]: a, SWITCHES[1]: b})
                 variants[f"{SWITCHES[0]}={a},{SWITCHES[1]}={b}"] = mask
     return variants, notes
 

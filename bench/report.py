@@ -181,10 +181,39 @@ def serve(data: dict) -> list[str]:
     return lines
 
 
+def hostile(data: dict) -> list[str]:
+    lines = ["### Hostile and careless clients (`bench/hostile.py`; topic-tfidf served, load generator on the same 2 cores)", "",
+             "| load | concurrency | valid requests/s | p50 | p99 | 5xx | errors on valid requests |", "|---|---|---|---|---|---|---|"]
+    for r in data.get("levels", []):
+        lines.append(f"| valid only, {r['seconds']:.0f} s | {r['concurrency']} | {r['valid_rps']:.1f} | {r['p50_ms']:.1f} ms | "
+                     f"{r['p99_ms']:.1f} ms | {r['server_errors']} | {r['valid_errors']} |")
+    soak = data.get("mixed_soak")
+    if soak:
+        lines.append(f"| {soak['invalid_share']:.0%} invalid, {soak['seconds']:.0f} s soak | {soak['concurrency']} | "
+                     f"{soak['valid_rps']:.1f} | {soak['p50_ms']:.1f} ms | {soak['p99_ms']:.1f} ms | {soak['server_errors']} | "
+                     f"{soak['valid_errors']} |")
+        lines += ["", f"Soak: {soak['invalid_4xx']} of {soak['invalid']} invalid requests answered with a JSON 4xx; server memory "
+                      f"{soak['rss_mb_start']:.0f} MB at the start, {soak['rss_mb_end']:.0f} MB at the end."]
+    slow, quiet = data.get("slow_connections"), data.get("livez_quiet")
+    if slow and quiet:
+        lines += ["", f"{slow['connections']} slow connections (headers, then a body byte every 5 s; body deadline "
+                      f"{data['settings']['body_timeout_s']} s): {slow['answered_408']} answered 408 and "
+                      f"{slow['closed_by_server']} closed by the server within {slow['watch_seconds']} s. /livez: quiet p99 "
+                      f"{quiet['p99_ms']:.1f} ms; while they were open p50 {slow['livez_while_open']['p50_ms']:.1f} ms, p99 "
+                      f"{slow['livez_while_open']['p99_ms']:.0f} ms ({slow['livez_while_open']['failures']} failures); after the "
+                      f"deadline p99 {slow['livez_after_deadline']['p99_ms']:.1f} ms."]
+    term = data.get("sigterm")
+    if term:
+        lines += ["", f"SIGTERM under load: the server exited {term['seconds_to_exit']:.2f} s after the signal; "
+                      f"{term['in_flight_completed']} of {term['in_flight_completed'] + term['in_flight_failed']} in-flight "
+                      f"requests completed."]
+    return lines
+
+
 def render() -> str:
     parts = []
     for name, fn in (("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
-                     ("tutor", tutor), ("rag", rag), ("serve", serve)):
+                     ("tutor", tutor), ("rag", rag), ("serve", serve), ("hostile", hostile)):
         data = _load(name)
         if data:
             parts += fn(data) + [""]

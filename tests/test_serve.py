@@ -185,3 +185,17 @@ def test_concurrent_requests_share_batches(model_dirs):
         assert abs(a["predictions"][0]["probability"] - t["predictions"][0]["probability"]) < 1e-5
     batcher = app.state.mathtune.batchers["topic"]
     assert batcher.rows == 3 + len(questions) and batcher.batches < 3 + len(questions)
+
+
+def test_openapi_example_bodies_are_accepted_by_the_shipped_recipes_fields():
+    """The documented /v1/products example carries every field the shipped products recipes read."""
+    from mathtune.config import load_recipe
+    from mathtune.serve.schemas import ProductsRequest
+
+    from conftest import REPO
+
+    example = ProductsRequest.model_config["json_schema_extra"]["example"]["records"][0]
+    for name in ("products-rf", "products-linear"):
+        products = load_recipe(REPO / "recipes" / f"{name}.yaml").products
+        needed = {*products.text_fields, *products.categorical_fields, *products.numeric_fields, *products.list_count_fields}
+        assert needed <= set(example), (name, needed - set(example))

@@ -58,8 +58,10 @@ class MisconceptionsResponse(BaseModel):
 
 
 class ProductsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"records": [{"name": "Bosch 6.5 Kg Washing Machine",
-                                                                                          "actual_price": "₹26,190"}]}})
+    # every field of the shipped recipes (products-rf / products-linear): a record missing one is a 422
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {"records": [{
+        "name": "Bosch 6.5 Kg Fully Automatic Front Loading Washing Machine", "ratings": "4.3", "no_of_ratings": "1,024",
+        "discount_price": "₹26,190", "actual_price": "₹34,990"}]}})
     records: list[dict[str, Any]] = Field(..., min_length=1, description="Product records with the fields the model was trained on.")
 
 

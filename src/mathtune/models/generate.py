@@ -87,8 +87,8 @@ class TransformersGenerator:
         self._lock = threading.Lock()  # one generate at a time per model (torch threads are shared)
         self.executor = None  # where stream() runs generation: a new thread, or a given executor (the server's)
 
-    def prompt(self, question: str, context: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(messages(question, None, self.system_prompt, context, self.tutor_prompt),
+    def prompt(self, question: str, context: str | None = None, system: str | None = None) -> str:
+        return self.tokenizer.apply_chat_template(messages(question, None, system or self.system_prompt, context, self.tutor_prompt),
                                                   add_generation_prompt=True, tokenize=False)
 
     def _stopping(self, prompt_len: int):
@@ -97,10 +97,15 @@ class TransformersGenerator:
         return StoppingCriteriaList([StopOnText(self.tokenizer, self.stops, prompt_len)])
 
     @torch.no_grad()
-    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False) -> list[Generation]:
-        """Greedy answers; ``ignore_eos`` makes exactly max_new_tokens (for speed comparisons at equal length)."""
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
+                 temperature: float = 0.0, seed: int | None = None) -> list[Generation]:
+        """Greedy answers (or sampled at ``temperature`` > 0, seeded); ``system`` replaces the system prompt;
+        ``ignore_eos`` makes exactly max_new_tokens (for speed comparisons at equal length)."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
-        prompts = [self.prompt(q, c) for q, c in zip(questions, contexts)]
+        prompts = [self.prompt(q, c, system) for q, c in zip(questions, contexts)]
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
+        if temperature > 0 and seed is not None:
+            torch.manual_seed(seed)
         self.tokenizer.padding_side = "left"
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False,
                                return_token_type_ids=False).to(self.device)
@@ -108,7 +113,7 @@ class TransformersGenerator:
         with self._lock:
             limits = ({"min_new_tokens": max_new_tokens} if ignore_eos
                       else {"stopping_criteria": self._stopping(batch["input_ids"].shape[1])})
-            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+            out = self.model.generate(**batch, max_new_tokens=max_new_tokens, **sampling,
                                       pad_token_id=self.tokenizer.pad_token_id, **limits)
         seconds = time.perf_counter() - start
         new = out[:, batch["input_ids"].shape[1]:]
@@ -166,19 +171,24 @@ class LlamaCppGenerator:
         self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
         self._lock = threading.Lock()
 
-    def _chat(self, question, context, max_new_tokens, stream, ignore_eos=False):
+    def _chat(self, question, context, max_new_tokens, stream, ignore_eos=False, system=None, temperature=0.0,
+              seed=None):
         extra = {"logit_bias": {self.llm.token_eos(): -1e9}, "stop": []} if ignore_eos else {"stop": self.stops}
-        return self.llm.create_chat_completion(messages(question, None, self.system_prompt, context, self.tutor_prompt),
-                                               max_tokens=max_new_tokens, temperature=0.0, top_k=1,
-                                               stream=stream, **extra)
+        sampling = {"temperature": temperature, "top_p": 0.95, "seed": seed if seed is not None else -1} \
+            if temperature > 0 else {"temperature": 0.0, "top_k": 1}
+        return self.llm.create_chat_completion(
+            messages(question, None, system or self.system_prompt, context, self.tutor_prompt),
+            max_tokens=max_new_tokens, stream=stream, **sampling, **extra)
 
-    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False) -> list[Generation]:
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
+                 temperature: float = 0.0, seed: int | None = None) -> list[Generation]:
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         out = []
-        for question, context in zip(questions, contexts):
+        for i, (question, context) in enumerate(zip(questions, contexts)):
             start = time.perf_counter()
             with self._lock:
-                reply = self._chat(question, context, max_new_tokens, stream=False, ignore_eos=ignore_eos)
+                reply = self._chat(question, context, max_new_tokens, stream=False, ignore_eos=ignore_eos,
+                                   system=system, temperature=temperature, seed=None if seed is None else seed + i)
             out.append(Generation(reply["choices"][0]["message"]["content"].strip(),
                                   int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
         return out
@@ -212,9 +222,17 @@ def _stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]
         yield held
 
 
+def llama_cpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
 def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads: int | None = None) -> Generator:
     """A generator for a tutor folder written by `mathtune train` (``model/`` weights, optional ``model.gguf``,
-    its system prompt), or for a base model name such as ``bundled:smollm2``."""
+    its saved prompt), or for a pretrained model used as it is: a bundled name (``bundled:qwen2.5-coder-1.5b``),
+    a GGUF file, a local folder or a Hugging Face id. ``backend``: transformers, llama.cpp, or auto (llama.cpp
+    when there is a GGUF file and llama-cpp-python is installed)."""
     from pathlib import Path
 
     from ..config import ModelConfig
@@ -222,14 +240,16 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
     from .registry import resolve
     from .saved import HF_SUBDIR, MANIFEST, read_manifest
 
-    if backend not in ("transformers", "llama.cpp"):
-        raise ModelError(f"backend {backend!r}: choose transformers or llama.cpp")
+    if backend not in ("transformers", "llama.cpp", "auto"):
+        raise ModelError(f"backend {backend!r}: choose transformers, llama.cpp or auto")
     folder = Path(model)
     if (folder / MANIFEST).is_file():
         manifest = read_manifest(folder)
         if manifest["task"] != "tutor":
             raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
         saved = TutorPrompt.from_dict(manifest.get("prompt"), system=manifest.get("system_prompt"))
+        if backend == "auto":
+            backend = "llama.cpp" if manifest.get("gguf") and llama_cpp_available() else "transformers"
         if backend == "llama.cpp":
             if not manifest.get("gguf"):
                 raise ModelError(f"{folder}: no GGUF file; run `mathtune export {folder} --gguf f16` first")
@@ -237,9 +257,12 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
         return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
     source = resolve(str(model))
+    if backend == "auto":
+        backend = "llama.cpp" if source.gguf_file and llama_cpp_available() else "transformers"
     if backend == "llama.cpp":
         if not source.gguf_file:
-            raise ModelError(f"{model}: the llama.cpp backend needs a GGUF model (bundled:smollm2 or a tutor folder)")
+            raise ModelError(f"{model}: the llama.cpp backend needs a GGUF model (a bundled model, a .gguf file or a "
+                             f"tutor folder with model.gguf)")
         return LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads)
-    loaded = load_causal_lm(ModelConfig(name=str(model), peft="none"))
+    loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
     return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads)

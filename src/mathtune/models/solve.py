@@ -1,0 +1,145 @@
+"""Solving modes for the tutor, over any generator (transformers or llama.cpp):
+
+- ``cot``: step-by-step reasoning ending in "The answer is X." (the tutor's own prompt);
+- ``program``: the model explains its approach in a sentence or two and writes a short Python program that
+  prints the answer; the program runs in the sandbox (mathtune/sandbox.py) and its printed result is the answer;
+- ``vote``: k samples of a base mode at temperature > 0, the final answer chosen by majority over
+  math-verify-equivalent answers, with the agreement rate as a confidence.
+
+Every solution says how its final answer was obtained (``method``), and for programs whether the program ran.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+from ..metrics.answers import answers_match, is_refusal
+from ..sandbox import run_program
+
+MODES = ("cot", "program", "vote")
+PROGRAM_SYSTEM = (
+    "You are a careful math tutor who solves problems with Python. First explain the approach in one or two "
+    "short sentences. Then write one short Python program in a ```python code block that computes the answer "
+    "and prints only the final answer (a number or an expression, no units or words). Use only the math, "
+    "fractions and sympy modules. If the message is not a mathematics question, do not write a program; reply "
+    "only: \"I can only help with math questions.\""
+)
+_CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
+
+
+@dataclass
+class Solution:
+    answer: str                      # the text shown to the user
+    final_answer: str | None
+    method: str                      # cot, program, or vote(<base>)
+    refused: bool = False
+    program: str | None = None
+    program_output: str | None = None
+    program_ok: bool | None = None
+    program_error: str | None = None
+    confidence: float | None = None  # vote: the share of samples that agree with the chosen answer
+    samples: int = 1
+    new_tokens: int = 0
+    seconds: float = 0.0
+    votes: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> list[str]:
+        return [line.strip() for line in self.answer.splitlines() if line.strip()]
+
+
+def extract_program(text: str) -> str | None:
+    blocks = _CODE.findall(text)
+    if blocks:
+        return blocks[-1].strip()
+    start = text.find("```")
+    return text[start + 3:].removeprefix("python").strip() if start >= 0 else None  # an unclosed block at the limit
+
+
+_OUTPUT_BLOCK = re.compile(r"```output\s*\n.*?```", re.S)
+
+
+def _program_answer(output: str) -> str | None:
+    """The last printed line; 72.0 reads as 72."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    if not lines:
+        return None
+    try:
+        value = float(lines[-1])
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else lines[-1]
+    except ValueError:
+        return lines[-1]
+
+
+def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seconds: float) -> Solution:
+    """Read one generation as a solution of ``mode`` (runs the program for ``program``)."""
+    refused = is_refusal(text)
+    if mode != "program" or refused:
+        return Solution(text, None if refused else tutor_prompt.final_answer(text), "cot" if mode != "program" else mode,
+                        refused, new_tokens=new_tokens, seconds=seconds)
+    program = extract_program(text)
+    if not program:
+        return Solution(text, tutor_prompt.final_answer(text), "program", False, None, None, False,
+                        "the model wrote no program", new_tokens=new_tokens, seconds=seconds)
+    result = run_program(program)
+    explanation = _OUTPUT_BLOCK.sub("", _CODE.sub("", text)).strip()  # never show an output the model made up
+    final = _program_answer(result.output) if result.ok else None
+    shown = "\n".join(part for part in (explanation, f"```python\n{program}\n```",
+                                        f"Output: {result.output.strip()}" if result.ok else
+                                        f"The program failed: {result.error}",
+                                        f"The answer is {final}." if final else "") if part)
+    return Solution(shown, final, "program", False, program, result.output, result.ok, result.error,
+                    new_tokens=new_tokens, seconds=seconds + result.seconds)
+
+
+def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
+          k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0) -> list[Solution]:
+    """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote)."""
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "vote":
+        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed)
+                for q, c in zip(questions, contexts or [None] * len(questions))]
+    start = time.perf_counter()
+    generations = generator.generate(questions, max_new_tokens, contexts,
+                                     system=PROGRAM_SYSTEM if mode == "program" else None)
+    per = (time.perf_counter() - start) / max(len(questions), 1)
+    return [solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, per) for g in generations]
+
+
+def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
+         temperature: float, seed: int) -> Solution:
+    """k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement."""
+    if base not in ("cot", "program"):
+        raise ValueError(f"vote over {base!r}: choose cot or program")
+    start = time.perf_counter()
+    samples = []
+    for i in range(k):
+        g = generator.generate([question], max_new_tokens, [context], system=PROGRAM_SYSTEM if base == "program" else None,
+                               temperature=temperature, seed=seed + i)[0]
+        samples.append(solution_from_text(g.text, base, generator.tutor_prompt, g.new_tokens, 0.0))
+    groups: list[list[Solution]] = []
+    for sample in samples:
+        if sample.final_answer is None:
+            continue
+        for group in groups:
+            if answers_match(sample.final_answer, group[0].final_answer):
+                group.append(sample)
+                break
+        else:
+            groups.append([sample])
+    seconds = time.perf_counter() - start
+    tokens = sum(s.new_tokens for s in samples)
+    if not groups:
+        first = samples[0]
+        first.method, first.samples, first.confidence, first.new_tokens, first.seconds = \
+            f"vote({base})", k, 0.0, tokens, seconds
+        return first
+    best = max(groups, key=len)
+    chosen = best[0]
+    chosen.method, chosen.samples, chosen.confidence = f"vote({base})", k, len(best) / k
+    chosen.votes = {group[0].final_answer: len(group) for group in groups}
+    chosen.new_tokens, chosen.seconds = tokens, seconds
+    return chosen

@@ -1,0 +1,99 @@
+"""Solving modes and the program sandbox: programs that loop, allocate, import os, open files, reach for
+sockets or print megabytes are stopped and reported; cot / program / vote over a scripted generator."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mathtune.models.solve import PROGRAM_SYSTEM, extract_program, solve
+from mathtune.sandbox import check_program, run_program
+from mathtune.tasks.tutor import DEFAULT_PROMPT
+
+
+def test_a_clean_program_runs_with_fractions_and_sympy():
+    result = run_program("from fractions import Fraction\nimport sympy as sp\nx = sp.symbols('x')\n"
+                         "print(Fraction(1, 3) + Fraction(1, 6), sp.solve(x**2 - 4, x))")
+    assert result.ok and result.output.strip() == "1/2 [-2, 2]", result
+
+
+@pytest.mark.parametrize("code,needle", [
+    ("import os\nos.system('touch {m}')", "import of 'os' is not allowed"),
+    ("import subprocess\nsubprocess.run(['touch', '{m}'])", "import of 'subprocess'"),
+    ("open('{m}', 'w').write('x')", "'open' is not allowed"),
+    ("print(().__class__.__bases__[0].__subclasses__())", "is not allowed in a program"),
+    ("__import__('os').system('touch {m}')", "'__import__' is not allowed"),
+    ("eval(\"1+1\")", "'eval' is not allowed"),
+    ("import statistics\nstatistics.sys.modules['os'].system('touch {m}')", "blocked by the sandbox: os.system"),
+    ("import statistics\nstatistics.sys.modules['builtins'].open('{m}', 'w')", "blocked by the sandbox: writing files"),
+    ("import statistics\nstatistics.sys.modules['os'].remove('{m}')", "blocked by the sandbox: os.remove"),
+    ("while True:\n    pass", "CPU time limit"),
+    ("a = []\nwhile True:\n    a.append('x' * 10**7)", "MemoryError"),
+    ("while True:\n    print('x' * 1000)", "printed more than"),
+    ("def f(:\n", "syntax error"),
+])
+def test_hostile_programs_are_stopped_and_reported(tmp_path, code, needle):
+    marker = tmp_path / "ran"
+    result = run_program(code.format(m=marker), cpu_seconds=2, wall_seconds=15)
+    assert not result.ok and needle in (result.error or ""), result
+    assert not marker.exists()
+
+
+def test_static_check_names_the_line():
+    assert check_program("x = 1\nimport socket\n") == ("line 2: import of 'socket' is not allowed; the program may use "
+                                                       "only cmath, collections, decimal, fractions, functools, itertools, "
+                                                       "math, numbers, operator, re, statistics, string, sympy")
+
+
+class Scripted:
+    """A generator that answers from a script: one reply per call, in order."""
+
+    backend = "scripted"
+    tutor_prompt = DEFAULT_PROMPT
+
+    def __init__(self, replies):
+        self.replies, self.calls = list(replies), []
+
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
+                 temperature=0.0, seed=None):
+        from mathtune.models.generate import Generation
+
+        self.calls.append({"system": system, "temperature": temperature, "seed": seed})
+        return [Generation(self.replies.pop(0), 10, 0.01) for _ in questions]
+
+
+def test_cot_reads_the_final_answer():
+    [s] = solve(Scripted(["48 / 2 = 24\n48 + 24 = 72\nThe answer is 72."]), ["q"], "cot")
+    assert s.final_answer == "72" and s.method == "cot" and s.program is None and s.steps[-1] == "The answer is 72."
+
+
+def test_program_mode_runs_the_program_and_shows_it():
+    reply = "Add April and May.\n```python\nprint(48 + 48 // 2)\n```\n```output\n99\n```"
+    generator = Scripted([reply])
+    [s] = solve(generator, ["q"], "program")
+    assert generator.calls[0]["system"] == PROGRAM_SYSTEM
+    assert s.final_answer == "72" and s.program_ok and s.program == "print(48 + 48 // 2)"
+    assert "Output: 72" in s.answer and "99" not in s.answer  # a made-up output block is never shown
+
+
+def test_program_mode_reports_a_failed_program():
+    [s] = solve(Scripted(["```python\nimport os\nprint(os.getcwd())\n```"]), ["q"], "program")
+    assert s.program_ok is False and s.final_answer is None and "not allowed" in s.program_error
+    assert "The program failed" in s.answer
+
+
+def test_vote_takes_the_majority_of_equivalent_answers():
+    replies = ["The answer is 0.5.", "The answer is 1/2.", "The answer is 3.", "The answer is \\frac{1}{2}.",
+               "no idea"]
+    generator = Scripted(replies)
+    [s] = solve(generator, ["q"], "vote", k=5, temperature=0.8, seed=7)
+    assert s.method == "vote(cot)" and s.samples == 5 and s.confidence == pytest.approx(3 / 5)
+    assert s.final_answer in ("0.5", "1/2", "\\frac{1}{2}") and sum(s.votes.values()) == 4
+    assert [c["seed"] for c in generator.calls] == [7, 8, 9, 10, 11] and all(c["temperature"] == 0.8 for c in generator.calls)
+
+
+def test_extract_program_takes_the_last_python_block_or_an_unclosed_one():
+    assert extract_program("a\n```python\nprint(1)\n```\nb\n```python\nprint(2)\n```") == "print(2)"
+    assert extract_program("cut at the limit\n```python\nprint(3)") == "print(3)"
+    assert extract_program("no code here") is None

@@ -170,3 +170,27 @@ def test_the_whole_prompt_is_saved_and_read_back(tutor_dir, tmp_path):
     assert generator.stops == ("ZZZ",) and generator.system_prompt == "solve."
     assert generator.tutor_prompt.user_message("q?", "ctx") == "Q: q?\nNotes: ctx"
     assert generator.tutor_prompt.final_answer("so... Result: 42") == "42"
+
+
+def test_modes_over_the_api(client):
+    program = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "program", "retrieval": False})
+    assert program.status_code == 200, program.text
+    body = program.json()
+    assert body["method"] == "program" and body["program_ok"] in (False, None) or body["program"]
+    vote = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "vote", "samples": 3,
+                                          "retrieval": False}).json()
+    assert vote["method"] == "vote(cot)" and vote["confidence"] is None or 0 <= vote["confidence"] <= 1
+    bad = client.post("/v1/tutor", json={"question": "x", "mode": "guess"})
+    assert bad.status_code == 422 and "mode" in bad.json()["error"]
+    with client.stream("POST", "/v1/tutor", json={"question": "what is 1 plus 1?", "stream": True, "mode": "vote",
+                                                  "samples": 2}) as response:
+        text = "".join(response.iter_text())
+    assert "event: done" in text and '"method": "vote(cot)"' in text
+
+
+def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_llama):
+    client = TestClient(create_app([], ServeSettings(tutor=str(tiny_chat_llama), tutor_max_new_tokens=4)))
+    assert client.get("/readyz").json()["models"]["tutor"]["ready"] is True
+    answer = client.post("/v1/tutor", json={"question": "what is 2 plus 2?"})
+    assert answer.status_code == 200 and answer.json()["method"] == "cot"
+    assert client.get("/v1/models").json()["tutor"]["plots"] == []

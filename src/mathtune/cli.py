@@ -322,7 +322,7 @@ def log_cmd(
 @app.command()
 @handle_errors
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`.")],
+    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`; for a tutor also a pretrained model (bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled CSV/JSONL/Parquet file.")],
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
@@ -332,6 +332,8 @@ def evaluate(
     samples: Annotated[Optional[int], typer.Option(help="Tutors: answer only the first N problems.")] = None,
     compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
+    mode: Annotated[str, typer.Option(help="Tutors: cot, program or vote.")] = "cot",
+    votes: Annotated[int, typer.Option(help="Tutors, --mode vote: samples per problem.")] = 5,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -344,13 +346,25 @@ def evaluate(
 
     from .tasks import is_generative, task_class
 
+    _check_mode(mode)
+    if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
+                                                              or str(model_dir).endswith(".gguf")):
+        from .train.tutor_eval import evaluate_pretrained
+
+        with progress_reporter() as reporter:
+            metrics = evaluate_pretrained(str(model_dir), data, "auto" if backend == "transformers" else backend,
+                                          samples, mode, votes, 512, text_column,
+                                          None if label_column == "label" else label_column, json_out, reporter)
+        out.print(_metrics_table(metrics, f"{data} ({metrics['backend']}, {mode})", "tutor"))
+        return
     task = read_manifest(model_dir)["task"]
     if is_generative(task_class(task)):
         from .train.tutor_eval import evaluate_tutor_file
 
         with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
-                                          None if label_column == "label" else label_column, json_out, report, reporter)
+                                          None if label_column == "label" else label_column, json_out, report, reporter,
+                                          mode, votes)
         out.print(_metrics_table({**metrics, **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}},
                                  f"{data} ({metrics['backend']})", task))
         if report:
@@ -566,7 +580,8 @@ def export(
 @app.command()
 @handle_errors
 def serve(
-    model: Annotated[list[str], typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")],
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")] = None,
+    tutor: Annotated[Optional[str], typer.Option(help="A pretrained model to serve as the tutor without training: bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id.")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
@@ -594,8 +609,11 @@ def serve(
         raise MathtuneError(f"--tutor-backend {tutor_backend!r}: choose auto, transformers or llama.cpp")
     from .serve.settings import ServeSettings
 
-    overrides = {"tutor_backend": tutor_backend, **({"tutor_index": index} if index else {})}
-    application = create_app(list(model), ServeSettings(**overrides), backend=backend)
+    if not model and not tutor:
+        raise MathtuneError("nothing to serve: give --model (a model folder or MLflow URI) and/or --tutor")
+    overrides = {"tutor_backend": tutor_backend, **({"tutor_index": index} if index else {}),
+                 **({"tutor": tutor} if tutor else {})}
+    application = create_app(list(model or []), ServeSettings(**overrides), backend=backend)
     console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
     settings = application.state.mathtune.settings
     # bounded resources: idle keep-alive connections close, and past limit_concurrency new work gets 503
@@ -607,19 +625,23 @@ def serve(
 @app.command()
 @handle_errors
 def ask(
-    model_dir: Annotated[str, typer.Argument(help="A tutor folder, or a base model (bundled:smollm2, a folder, a hub id).")],
+    model_dir: Annotated[str, typer.Argument(help="A tutor folder, or a pretrained model: bundled:qwen2.5-coder-1.5b, bundled:smollm2, a .gguf file, a folder, a hub id.")],
     question: Annotated[str, typer.Argument(help="The problem to solve.")],
-    backend: Annotated[str, typer.Option(help="transformers or llama.cpp (GGUF).")] = "transformers",
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 256,
+    backend: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers or llama.cpp.")] = "auto",
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 384,
     index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: put the top-k passages into the prompt.")] = None,
     k: Annotated[int, typer.Option(help="Passages to retrieve.")] = 4,
+    mode: Annotated[str, typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote.")] = "cot",
+    votes: Annotated[int, typer.Option(help="--mode vote: samples to vote over.")] = 5,
 ) -> None:
-    """Ask a tutor a question; the answer streams as it is generated.
+    """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
+    final answer and how it was obtained.
 
-    Example: mathtune ask runs/tutor-lora "A pen costs $3. How much do 4 pens cost?" --backend llama.cpp
+    Example: mathtune ask bundled:qwen2.5-coder-1.5b "A pen costs $3. How much do 4 pens cost?" --mode program
     """
     from .models.generate import load_tutor
 
+    _check_mode(mode)
     generator = load_tutor(model_dir, backend)
     context, sources = None, []
     if index:
@@ -627,11 +649,28 @@ def ask(
 
         hits = Retriever.open(index).search(question, k)
         context, sources = Retriever.format_context(hits), hits
-    for piece in generator.stream(question, max_new_tokens, context):
-        out.print(piece, end="", highlight=False, soft_wrap=True)
-    out.print()
+    if mode == "cot":
+        for piece in generator.stream(question, max_new_tokens, context):
+            out.print(piece, end="", highlight=False, soft_wrap=True)
+        out.print()
+    else:
+        from .models.solve import solve
+
+        with console.status(f"solving ({mode})"):
+            [solution] = solve(generator, [question], mode, [context], max_new_tokens, k=votes)
+        out.print(solution.answer, highlight=False, soft_wrap=True)
+        how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
+            + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "")
+        out.print(f"[bold]final answer:[/] {solution.final_answer or '(none)'} ({how})")
     for hit in sources:
         console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")
+
+
+def _check_mode(mode: str) -> None:
+    from .models.solve import MODES
+
+    if mode not in MODES:
+        raise MathtuneError(f"--mode {mode!r}: choose {', '.join(MODES)}")
 
 
 @app.command()

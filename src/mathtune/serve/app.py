@@ -13,7 +13,8 @@ import mathtune
 
 from .batching import MicroBatcher
 from .guards import ApiKeyMiddleware, RequestGuard, error_body, install_error_handlers
-from .models import ServedModel, load_models
+from ..errors import ModelError
+from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
 from .tutor import build_tutor_router
@@ -28,8 +29,8 @@ def public_description(name: str, model, settings: ServeSettings) -> dict:
     from .ui import PLOTS
 
     info = model.describe()
-    folder = Path(info.pop("folder"))
-    info["plots"] = [f"/v1/models/{name}/plots/{p}" for p in PLOTS if (folder / p).is_file()]
+    folder = info.pop("folder")
+    info["plots"] = [f"/v1/models/{name}/plots/{p}" for p in PLOTS if folder and (Path(folder) / p).is_file()]
     info["mlflow_ui_url"] = settings.mlflow_ui_url
     return info
 
@@ -39,6 +40,10 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     settings = settings or ServeSettings()
     if isinstance(models, list):
         models = load_models(models, backend, settings)
+    if settings.tutor:
+        if "tutor" in models:
+            raise ModelError(f"--tutor {settings.tutor}: a tutor model is already served ({models['tutor'].source})")
+        models["tutor"] = load_pretrained_tutor(settings.tutor, settings)
     metrics = Metrics()
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
                 for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}

@@ -96,7 +96,7 @@ class ServedTutor:
     def describe(self) -> dict:
         return {"source": self.source, "task": "tutor", "kind": "generator", "backend": self.generator.backend,
                 "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
-                "retrieval": bool(self.retriever), "folder": str(self.folder)}
+                "retrieval": bool(self.retriever), "folder": str(self.folder) if self.folder else ""}
 
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:
         if self.retriever is None:
@@ -132,6 +132,31 @@ def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
     if hasattr(generator, "executor"):
         generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
     INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()  # warm-up: /readyz waits for it
+    model.ready = True
+    return model
+
+
+def load_pretrained_tutor(source: str, settings) -> ServedTutor:
+    """A pretrained model served as the tutor without training (bundled:qwen2.5-coder-1.5b, a .gguf file, a hub
+    id), or a trained tutor folder."""
+    from ..models.generate import load_tutor
+
+    path = Path(source)
+    if (path / "mathtune.json").is_file():
+        return load_tutor_model(source, path, settings)
+    start = time.perf_counter()
+    generator = load_tutor(source, settings.tutor_backend if settings else "auto",
+                           threads=settings.threads if settings else None)
+    retriever = None
+    if settings and settings.tutor_index:
+        from ..rag.retrieve import Retriever
+
+        retriever = Retriever.open(settings.tutor_index)
+    manifest = {"task": "tutor", "kind": "generator", "base_model": source, "max_new_tokens": 384}
+    model = ServedTutor(source, None, manifest, generator, time.perf_counter() - start, retriever)
+    if hasattr(generator, "executor"):
+        generator.executor = INFERENCE
+    INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()
     model.ready = True
     return model
 

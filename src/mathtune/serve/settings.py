@@ -22,6 +22,7 @@ class ServeSettings(BaseSettings):
     micro_batching: bool = Field(True, description="Run concurrent requests to one model as one batch.")
     batch_rows: int = Field(32, gt=0, description="Micro-batching: most rows in one model call.")
     tutor_backend: str = Field("auto", description="Tutor generation: auto (llama.cpp when the folder has model.gguf and llama-cpp-python is installed), transformers or llama.cpp.")
+    tutor: str | None = Field(None, description="Serve this pretrained model as the tutor, without training: bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id (or a tutor folder).")
     tutor_index: str | None = Field(None, description="Retrieval index for the tutor; default: the one in the tutor's recipe.")
     tutor_max_new_tokens: int = Field(512, gt=0, description="Upper limit on max_new_tokens per tutor request.")
     threads: int | None = Field(None, gt=0, description="CPU threads for the models (default: all cores).")

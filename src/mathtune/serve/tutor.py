@@ -10,13 +10,16 @@ import json
 import logging
 import threading
 import time
+from typing import Literal
 
 from fastapi import APIRouter, HTTPException
+
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
-from ..metrics.answers import extract_final_answer, is_refusal
+from ..metrics.answers import is_refusal
+from ..models.solve import solve
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ class TutorRequest(BaseModel):
     max_new_tokens: int | None = Field(None, gt=0, description="Generation budget (the server caps it).")
     retrieval: bool = Field(True, description="Put retrieved worked examples into the prompt, when the server has an index.")
     k: int | None = Field(None, gt=0, le=20, description="How many chunks to retrieve (default: the recipe's).")
+    mode: Literal["cot", "program", "vote"] = Field("cot", description="cot: steps; program: a Python program run in a "
+                                                    "sandbox; vote: the majority answer of several samples.")
+    samples: int = Field(5, ge=2, le=9, description="mode vote: how many samples vote.")
 
 
 class Source(BaseModel):
@@ -46,6 +52,11 @@ class TutorResponse(BaseModel):
     sources: list[Source]
     new_tokens: int
     seconds: float
+    method: str = Field("cot", description="How the final answer was obtained: cot, program, or vote(cot|program).")
+    program: str | None = Field(None, description="mode program: the program that was run.")
+    program_output: str | None = None
+    program_ok: bool | None = Field(None, description="mode program: whether the program ran cleanly.")
+    confidence: float | None = Field(None, description="mode vote: the share of samples that agree with the answer.")
 
 
 def split_steps(answer: str) -> list[str]:
@@ -79,16 +90,34 @@ def build_tutor_router(app_state) -> APIRouter:
         budget = min(body.max_new_tokens or model.manifest.get("max_new_tokens", 256), settings.tutor_max_new_tokens)
         context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
-        if body.stream:
-            return StreamingResponse(_stream(model, question, budget, context, sources), media_type="text/event-stream",
+        if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
+            events = _stream(model, question, budget, context, sources) if body.mode == "cot" else \
+                _stream_solution(model, question, budget, context, sources, body)
+            return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         start = time.perf_counter()
-        generation = (await model.run(model.generator.generate, [question], budget, [context]))[0]
-        answer = generation.text
-        app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
-        return TutorResponse(model=model.source, answer=answer, steps=split_steps(answer),
-                             final_answer=extract_final_answer(answer), refused=is_refusal(answer), sources=sources,
-                             new_tokens=generation.new_tokens, seconds=round(time.perf_counter() - start, 3))
+        solution = (await model.run(solve, model.generator, [question], body.mode, [context], budget, body.samples))[0]
+        app_state.metrics.predictions.labels(model="tutor", label="refused" if solution.refused else "answered").inc()
+        return TutorResponse(model=model.source, answer=solution.answer, steps=solution.steps,
+                             final_answer=solution.final_answer, refused=solution.refused, sources=sources,
+                             new_tokens=solution.new_tokens, seconds=round(time.perf_counter() - start, 3),
+                             method=solution.method, program=solution.program, program_output=solution.program_output,
+                             program_ok=solution.program_ok, confidence=solution.confidence)
+
+    async def _stream_solution(model, question, budget, context, sources, body):
+        yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
+        start = time.perf_counter()
+        try:
+            solution = (await model.run(solve, model.generator, [question], body.mode, [context], budget, body.samples))[0]
+        except Exception:  # noqa: BLE001
+            log.exception("tutor solving failed")
+            yield _sse("error", {"error": "solving failed; the server log has the details"})
+            return
+        yield _sse("done", {"model": model.source, "answer": solution.answer, "steps": solution.steps,
+                            "final_answer": solution.final_answer, "refused": solution.refused,
+                            "method": solution.method, "program": solution.program, "program_ok": solution.program_ok,
+                            "program_output": solution.program_output, "confidence": solution.confidence,
+                            "seconds": round(time.perf_counter() - start, 3)})
 
     async def _stream(model, question, budget, context, sources):
         yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
@@ -107,8 +136,8 @@ def build_tutor_router(app_state) -> APIRouter:
             cancel.set()
         answer = "".join(pieces).strip()
         app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
-        yield _sse("done", {"model": model.source, "answer": answer, "steps": split_steps(answer),
-                            "final_answer": extract_final_answer(answer), "refused": is_refusal(answer),
+        yield _sse("done", {"model": model.source, "answer": answer, "steps": split_steps(answer), "method": "cot",
+                            "final_answer": model.generator.tutor_prompt.final_answer(answer), "refused": is_refusal(answer),
                             "seconds": round(time.perf_counter() - start, 3)})
 
     return router

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from ..metrics.answers import answers_match, extract_final_answer, is_refusal
+from ..metrics.answers import answers_match, is_refusal
 from ..metrics.generation import bleu, rouge
 from ..tasks.tutor import REFUSAL_EVAL, Pairs
 
@@ -30,28 +30,33 @@ def _batches(items: Sequence, size: int):
 
 def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch_size: int = 16,
                        contexts: Sequence[str | None] | None = None, off_topic: Sequence[str] = REFUSAL_EVAL,
-                       reporter=None) -> TutorEval:
-    """Generate answers for every pair (and each off-topic prompt) and score them."""
+                       reporter=None, mode: str = "cot", samples: int = 5) -> TutorEval:
+    """Answer every pair (and each off-topic prompt) in ``mode`` (cot, program or vote over ``samples``) and
+    score the answers."""
+    from ..models.solve import solve
+
     questions = pairs.questions
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if reporter:
-        reporter.start(f"generate ({generator.backend})", len(questions) + len(off_topic))
-    outputs, tokens, seconds = [], 0, 0.0
-    for start, chunk in _batches(questions, batch_size):
-        for g in generator.generate(chunk, max_new_tokens, contexts[start:start + len(chunk)]):
-            outputs.append(g.text)
-            tokens += g.new_tokens
-            seconds += g.seconds
+        reporter.start(f"generate ({generator.backend}, {mode})", len(questions) + len(off_topic))
+    solutions = []
+    for start, chunk in _batches(questions, batch_size if mode == "cot" else 1):
+        solutions += solve(generator, chunk, mode, contexts[start:start + len(chunk)], max_new_tokens, k=samples)
         if reporter:
             reporter.advance(len(chunk))
     refusals = []
-    for _, chunk in _batches(list(off_topic), batch_size):
-        refusals.extend(g.text for g in generator.generate(chunk, 48))
+    for _, chunk in _batches(list(off_topic), batch_size if mode == "cot" else 1):
+        refusals += [s.answer for s in solve(generator, chunk, "cot" if mode == "vote" else mode, None, 48 if mode == "cot" else 160)]
         if reporter:
             reporter.advance(len(chunk))
-    scored = [(extract_final_answer(o), a) for o, a in zip(outputs, pairs.answers) if a is not None]
+    outputs = [s.answer for s in solutions]
+    scored = [(s.final_answer, a) for s, a in zip(solutions, pairs.answers) if a is not None]
     correct = sum(answers_match(p, a) for p, a in scored)
+    tokens, seconds = sum(s.new_tokens for s in solutions), sum(s.seconds for s in solutions)
+    programs = [s.program_ok for s in solutions if s.program_ok is not None]
+    confidences = [s.confidence for s in solutions if s.confidence is not None]
     metrics = {
+        "mode": mode,
         "n": len(questions),
         "n_with_answer": len(scored),
         "answer_accuracy": correct / len(scored) if scored else None,
@@ -59,9 +64,12 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
         **rouge(outputs, pairs.responses),
         "bleu": bleu(outputs, pairs.responses),
         "refusal_rate": sum(map(is_refusal, refusals)) / len(refusals) if refusals else None,
-        "false_refusal_rate": sum(map(is_refusal, outputs)) / len(outputs) if outputs else None,
+        "false_refusal_rate": sum(s.refused or is_refusal(s.answer) for s in solutions) / len(solutions) if solutions else None,
         "mean_new_tokens": tokens / max(len(outputs), 1),
         "tokens_per_second": tokens / seconds if seconds else None,
+        "seconds_per_problem": seconds / len(solutions) if solutions else None,
+        "program_ran_rate": sum(programs) / len(programs) if programs else None,
+        "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
     }
     return TutorEval(metrics, outputs, refusals)
 
@@ -107,21 +115,51 @@ def _cell(text: str) -> str:
     return (text[:120] + "…" if len(text) > 120 else text).replace("|", "\\|")
 
 
+def _read_pairs(data, samples: int | None, question_column: str | None, response_column: str | None) -> tuple[Pairs, str]:
+    from ..config import TutorConfig
+    from ..data.readers import read_table
+    from ..paths import resolve_data_path
+    from ..tasks.tutor import pairs_from_frame
+
+    path = resolve_data_path(data)
+    pairs = pairs_from_frame(read_table(path), TutorConfig(question_column=question_column,
+                                                            response_column=response_column), str(path))
+    if samples:
+        pairs = Pairs(pairs.questions[:samples], pairs.responses[:samples], pairs.answers[:samples], pairs.source)
+    return pairs, str(path)
+
+
+def evaluate_pretrained(model: str, data, backend: str = "auto", samples: int | None = None, mode: str = "cot",
+                        k: int = 5, max_new_tokens: int = 512, question_column: str | None = None,
+                        response_column: str | None = None, json_out=None, reporter=None) -> dict:
+    """`mathtune evaluate` on a pretrained model used as a tutor without training (a bundled name, a GGUF file, a
+    hub id): answer accuracy, ROUGE, BLEU, refusal rates and speed in ``mode``."""
+    from ..io import write_json
+    from ..models.generate import load_tutor
+
+    pairs, path = _read_pairs(data, samples, question_column, response_column)
+    generator = load_tutor(model, backend)
+    evaluated = evaluate_generator(generator, pairs, max_new_tokens, reporter=reporter, mode=mode, samples=k)
+    result = {"model": str(model), "data": path, "backend": generator.backend, **evaluated.metrics}
+    if json_out:
+        write_json(json_out, result)
+    return result
+
+
 def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples: int | None = None,
                         compare_base: bool = False, question_column: str | None = None,
-                        response_column: str | None = None, json_out=None, report_out=None, reporter=None) -> dict:
+                        response_column: str | None = None, json_out=None, report_out=None, reporter=None,
+                        mode: str = "cot", k: int = 5) -> dict:
     """`mathtune evaluate` on a tutor folder: generation metrics on ``samples`` problems of ``data`` (all when
     empty) with either backend, perplexity with transformers, and optionally the base model side by side."""
     from pathlib import Path
 
-    from ..config import ModelConfig, TutorConfig
-    from ..data.readers import read_table
+    from ..config import ModelConfig
     from ..io import write_json, write_text
     from ..models.causal import load_causal_lm
     from ..models.generate import TransformersGenerator, load_tutor
     from ..models.saved import HF_SUBDIR, read_manifest
-    from ..paths import resolve_data_path
-    from ..tasks.tutor import TutorPrompt, pairs_from_frame
+    from ..tasks.tutor import TutorPrompt
     from .sft import build_examples, response_nll
 
     folder = Path(model_dir)
@@ -130,18 +168,14 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
         from ..errors import ModelError
 
         raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
-    path = resolve_data_path(data)
-    pairs = pairs_from_frame(read_table(path), TutorConfig(question_column=question_column,
-                                                            response_column=response_column), str(path))
-    if samples:
-        pairs = Pairs(pairs.questions[:samples], pairs.responses[:samples], pairs.answers[:samples], pairs.source)
+    pairs, path = _read_pairs(data, samples, question_column, response_column)
     saved = TutorPrompt.from_dict(manifest.get("prompt"), system=manifest.get("system_prompt"))
     system = saved.system
     max_new = manifest.get("max_new_tokens", 256)
     loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
     generator = load_tutor(folder, backend) if backend != "transformers" else \
         TransformersGenerator(loaded.model, loaded.tokenizer, tutor_prompt=saved)
-    tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter)
+    tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter, mode=mode, samples=k)
     examples = build_examples(loaded.tokenizer, pairs, manifest.get("max_length", 512), system)
     tuned.metrics.update(response_nll(loaded.model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
     base = None
@@ -149,7 +183,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
         base_cfg = ModelConfig(name=manifest["base_model"], gguf_file=manifest.get("base_gguf_file"), peft="none")
         base_model = load_causal_lm(base_cfg).model
         base = evaluate_generator(TransformersGenerator(base_model, loaded.tokenizer, tutor_prompt=saved), pairs, max_new,
-                                  reporter=reporter)
+                                  reporter=reporter, mode=mode, samples=k)
         base.metrics.update(response_nll(base_model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
     result = {"model": str(folder), "data": str(path), "backend": generator.backend, **tuned.metrics}
     if base:

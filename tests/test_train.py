@@ -1,8 +1,10 @@
 """End-to-end training on tiny models built in the test: outputs, resume, atomic model folders."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -171,3 +173,26 @@ def test_scoring_pads_to_shape_buckets_within_the_position_limit():
     assert input_ids.shape == (2, 48)
     input_ids, _ = collate(ids, [0], 0, torch.device("cpu"))
     assert input_ids.shape == (1, 7)
+
+
+def test_linear_svc_probabilities_are_calibrated_by_a_temperature(topic_csv, labelled_eval_csv):
+    """The SVM's margins are not probabilities: a temperature fitted on out-of-fold margins makes the softmax
+    honest (lower log-loss on held-out rows) without changing which label ranks first."""
+    from mathtune.config import TfidfConfig
+    from mathtune.models.tfidf import class_probabilities, load, save
+    from mathtune.train.classical import fit_tfidf
+
+    train = pd.read_csv(topic_csv, dtype=str)
+    held = pd.read_csv(labelled_eval_csv, dtype=str)
+    y = train["label"].astype(int).to_numpy()
+    y_held = held["label"].astype(int).to_numpy()
+    raw = fit_tfidf(train["Question"].tolist(), y, TfidfConfig(calibrate=False))
+    calibrated = fit_tfidf(train["Question"].tolist(), y, TfidfConfig(calibrate=True))
+    assert raw.temperature == 1.0 and calibrated.temperature != 1.0
+    p_raw = class_probabilities(raw, held["Question"].tolist(), 5)
+    p_cal = class_probabilities(calibrated, held["Question"].tolist(), 5)
+    assert (p_raw.argmax(1) == p_cal.argmax(1)).all()
+    nll = lambda p: -np.log(np.maximum(p[np.arange(len(y_held)), y_held], 1e-12)).mean()  # noqa: E731
+    assert nll(p_cal) < nll(p_raw)
+    save(calibrated, Path("saved-tfidf"))
+    assert load(Path("saved-tfidf")).temperature == pytest.approx(calibrated.temperature)

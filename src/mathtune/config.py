@@ -62,6 +62,9 @@ class TfidfConfig(_Strict):
     classifier: Literal["logreg", "linear_svc"] = "linear_svc"
     C: float = Field(1.0, gt=0, description="Inverse regularization strength of the linear model.")
     class_weight: Literal["balanced"] | None = None
+    calibrate: bool = Field(True, description="linear_svc: fit a temperature on cross-validated margins so that their "
+                                              "softmax is a calibrated probability (one scalar, saved; ranks unchanged).")
+    calibration_folds: int = Field(3, ge=2, le=10)
 
 
 class TrainConfig(_Strict):

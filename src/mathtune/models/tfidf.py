@@ -24,12 +24,13 @@ class TfidfLinearModel:
     """Word and char TF-IDF features -> linear scores -> softmax probabilities."""
 
     def __init__(self, vectorizers: list[TfidfVectorizer], coef: np.ndarray, intercept: np.ndarray,
-                 classes: np.ndarray, kind: str) -> None:
+                 classes: np.ndarray, kind: str, temperature: float = 1.0) -> None:
         self.vectorizers = vectorizers
         self.coef = coef
         self.intercept = intercept
         self.classes = classes
         self.kind = kind
+        self.temperature = temperature  # scores are divided by it before the softmax (calibration)
 
     def features(self, texts: Sequence[str]):
         return hstack([v.transform(list(texts)) for v in self.vectorizers]).tocsr()
@@ -44,7 +45,7 @@ class TfidfLinearModel:
 def class_probabilities(model: TfidfLinearModel, texts: Sequence[str], num_labels: int) -> np.ndarray:
     """Probabilities over all label ids (softmax of the linear scores; classes absent from training get 0).
     For logistic regression this equals scikit-learn's multinomial predict_proba."""
-    scores = model.decision(texts)
+    scores = model.decision(texts) / getattr(model, "temperature", 1.0)
     scores = scores - scores.max(axis=1, keepdims=True)
     probs = np.exp(scores)
     probs /= probs.sum(axis=1, keepdims=True)
@@ -55,7 +56,8 @@ def class_probabilities(model: TfidfLinearModel, texts: Sequence[str], num_label
 
 def save(model: TfidfLinearModel, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    spec = {"format": "mathtune-tfidf-linear/1", "classifier": model.kind, "vectorizers": []}
+    spec = {"format": "mathtune-tfidf-linear/1", "classifier": model.kind, "temperature": float(model.temperature),
+            "vectorizers": []}
     for i, vec in enumerate(model.vectorizers):
         params = {k: vec.get_params()[k] for k in _VECTORIZER_KEYS}
         vocab = sorted(vec.vocabulary_, key=vec.vocabulary_.get)
@@ -88,7 +90,8 @@ def load(folder: Path) -> TfidfLinearModel:
         vec.idf_ = np.load(folder / f"idf_{i}.npy", allow_pickle=False)
         vectorizers.append(vec)
     arrays = {name: np.load(folder / f"{name}.npy", allow_pickle=False) for name in ("coef", "intercept", "classes")}
-    return TfidfLinearModel(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], spec["classifier"])
+    return TfidfLinearModel(vectorizers, arrays["coef"], arrays["intercept"], arrays["classes"], spec["classifier"],
+                            float(spec.get("temperature", 1.0)))
 
 
 def tfidf_topk_variants(model, texts: Sequence[str], num_labels: int, k: int, variants: dict,
@@ -107,3 +110,18 @@ def tfidf_topk_variants(model, texts: Sequence[str], num_labels: int, k: int, va
         if reporter:
             reporter.advance(len(probs))
     return out
+
+
+def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature T that minimises the negative log-likelihood of softmax(scores / T) (temperature scaling,
+    Guo et al. 2017): one scalar, so the ranking of labels never changes, only how sure the probabilities are."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        z = scores / np.exp(log_t)
+        z = z - z.max(axis=1, keepdims=True)
+        log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+    best = minimize_scalar(nll, bounds=(-6.0, 4.0), method="bounded")
+    return float(np.exp(best.x))

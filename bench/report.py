@@ -210,10 +210,23 @@ def hostile(data: dict) -> list[str]:
     return lines
 
 
+def tutor_modes(data: dict) -> list[str]:
+    lines = ["### Tutor without training: solving modes (`bench/tutor_modes.py`; llama.cpp, 2 threads)", "",
+             "| model | mode | data | n | answer accuracy | s / problem | tokens/s | program ran | vote agreement | "
+             "refusal (non-math) | false refusals |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in data.get("runs", []):
+        lines.append(f"| {r['model']} | {r['mode']} | {r['data']} | {r['n']} | {_f(r.get('answer_accuracy'))} | "
+                     f"{_f(r.get('seconds_per_problem'), 1)} | {_f(r.get('tokens_per_second'), 1)} | "
+                     f"{_f(r.get('program_ran_rate'))} | {_f(r.get('mean_confidence'))} | {_f(r.get('refusal_rate'))} | "
+                     f"{_f(r.get('false_refusal_rate'))} |")
+    return lines
+
+
 def render() -> str:
     parts = []
     for name, fn in (("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
-                     ("tutor", tutor), ("rag", rag), ("serve", serve), ("hostile", hostile)):
+                     ("tutor", tutor), ("tutor_modes", tutor_modes), ("tutor_modes_smollm2", tutor_modes), ("rag", rag),
+                     ("serve", serve), ("hostile", hostile)):
         data = _load(name)
         if data:
             parts += fn(data) + [""]

@@ -194,3 +194,27 @@ def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_ll
     answer = client.post("/v1/tutor", json={"question": "what is 2 plus 2?"})
     assert answer.status_code == 200 and answer.json()["method"] == "cot"
     assert client.get("/v1/models").json()["tutor"]["plots"] == []
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("layout", "{question.__class__.__init__.__globals__}", "only {context} and {question}"),
+    ("layout", "{question} {context[0]}", "only {context} and {question}"),
+    ("answer_pattern", "(unclosed", "not a regular expression"),
+    ("answer_pattern", "a" * 400, "over 300 characters"),
+    ("stops", 7, "not text"),
+])
+def test_a_crafted_saved_prompt_is_refused(tutor_dir, tmp_path, field, value, needle):
+    """The prompt in mathtune.json is data: no format-string lookups, no oversized or broken patterns."""
+    import shutil
+    from pathlib import Path
+
+    from mathtune.errors import ModelError
+    from mathtune.models.generate import load_tutor
+
+    copy = tmp_path / "tutor-copy"
+    shutil.copytree(tutor_dir, copy)
+    manifest = json.loads((Path(tutor_dir) / "mathtune.json").read_text())
+    manifest["prompt"][field] = value
+    (copy / "mathtune.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=needle.replace("{", r"\{").replace("}", r"\}")):
+        load_tutor(copy)

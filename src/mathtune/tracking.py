@@ -280,12 +280,9 @@ def log_folder(folder: str | Path, register_as: str | None = None, experiment: s
     for path in sorted(folder.iterdir()):
         if path.suffix in (".png", ".csv", ".md") or path.name in ("metrics.json", "recipe.yaml"):
             tracker.log_artifact(path, "reports")
-    if manifest["task"] == "tutor":
-        default_name = "math-tutor"
-    else:
-        from .tasks import get_task
+    from .tasks import task_class
 
-        default_name = get_task(manifest["task"]).registered_name
+    default_name = task_class(manifest["task"]).registered_name
     registered = tracker.log_model(folder, register_as or recipe.tracking.register_as or default_name)
     tracker.end("FINISHED")
     manifest["tracking"] = {**tracker.info, **registered}

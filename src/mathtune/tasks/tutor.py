@@ -9,12 +9,13 @@ the way the system prompt asks.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 
 from ..config import TutorConfig
-from ..errors import DataError
+from ..errors import DataError, ModelError
 from ..metrics.answers import THE_ANSWER_PATTERN, extract_final_answer
 from .base import parse_settings, register_task, settings_as_dict
 
@@ -170,10 +171,32 @@ class TutorPrompt:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (saved or {}).items() if k in known}
         if "stops" in values:
-            values["stops"] = tuple(values["stops"])
+            values["stops"] = tuple(values["stops"]) if isinstance(values["stops"], list) else values["stops"]
         if system and "system" not in values:
             values["system"] = system
-        return cls(**values)
+        prompt = cls(**values)
+        prompt.check()
+        return prompt
+
+    def check(self) -> None:
+        """A saved prompt is data from a model folder: plain text, a layout with only {context} and {question}
+        (no attribute or index lookups), and a short answer pattern that compiles."""
+        texts = (self.system, self.layout, self.retrieval_header, self.answer_pattern, self.refusal)
+        if not all(isinstance(t, str) for t in texts) or not isinstance(self.stops, tuple) \
+                or not all(isinstance(t, str) for t in self.stops):
+            raise ModelError("the model's saved prompt (mathtune.json: prompt) has values that are not text")
+        try:
+            names = [name for _, name, spec, conv in string.Formatter().parse(self.layout) if name is not None]
+        except ValueError as exc:
+            raise ModelError(f"the model's saved prompt layout is not a valid template ({exc})") from None
+        if sorted(set(names)) != ["context", "question"]:
+            raise ModelError(f"the model's saved prompt layout may use only {{context}} and {{question}}, not {names}")
+        if len(self.answer_pattern) > 300:
+            raise ModelError("the model's saved answer pattern is over 300 characters")
+        try:
+            re.compile(self.answer_pattern)
+        except re.error as exc:
+            raise ModelError(f"the model's saved answer pattern is not a regular expression ({exc})") from None
 
     def user_message(self, question: str, context: str | None = None) -> str:
         return question if not context else self.layout.format(context=context, question=question)

@@ -19,7 +19,7 @@ from ..errors import DataError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
-from ..tasks.tutor import SYSTEM_PROMPT, Pairs, TutorPrompt, pairs_from_frame, with_refusals
+from ..tasks.tutor import SYSTEM_PROMPT, Pairs, TutorPrompt, TutorTask, pairs_from_frame, with_refusals
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
 from .common import TrainResult, load_frame, prepare_work, tracked_run
 
@@ -158,7 +158,7 @@ def _finish_tutor(recipe: Recipe, work: Path, tracker, fitted, metrics: dict, su
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
     (work / "run.json").unlink(missing_ok=True)
     write_json(work / MANIFEST, manifest)
-    registered = tracker.log_model(work, recipe.tracking.register_as or "math-tutor") if recipe.tracking.log_model else {}
+    registered = tracker.log_model(work, recipe.tracking.register_as or TutorTask.registered_name) if recipe.tracking.log_model else {}
     manifest["tracking"] = {**tracker.info, **registered}
     write_json(work / MANIFEST, manifest)
     tracker.end("FINISHED")

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import re
 from urllib.parse import unquote
 
 from fastapi import HTTPException, Request
@@ -27,6 +28,7 @@ def error_body(status: int, message: str, details=None, headers: dict | None = N
     return JSONResponse(status_code=status, content=body, headers=headers)
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/ui/login"})  # the probes, and the page that asks for the key
 KEY_COOKIE = "mathtune_api_key"
 
@@ -133,7 +135,8 @@ class RequestGuard:
             if not message.get("more_body"):
                 break
         body = b"".join(chunks)
-        if "json" in headers.get("content-type", "") and body:
+        # only bodies that contain an escaped surrogate (\ud800-\udfff) are decoded here; the route parses the rest
+        if "json" in headers.get("content-type", "") and _SURROGATE_ESCAPE.search(body):
             try:
                 where = lone_surrogate_path(json.loads(body))
             except (ValueError, RecursionError):

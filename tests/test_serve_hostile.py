@@ -43,7 +43,7 @@ def _walk(routes):
 def test_every_route_but_the_probes_needs_the_key(model_dirs):  # noqa: F811
     app = create_app(model_dirs[:1], ServeSettings(api_key=KEY))
     client = TestClient(app, raise_server_exceptions=False, follow_redirects=False)
-    public = {"/livez", "/readyz", "/ui/login"}
+    public = {"/livez", "/readyz", "/ui/login", "/favicon.ico"}
     walked = 0
     for route in _walk(app.routes):
         path = route.path.replace("{name}", "topic").replace("{file}", "confusion_matrix.png").replace("/ui/static", "/ui/static/app.js")
@@ -54,7 +54,7 @@ def test_every_route_but_the_probes_needs_the_key(model_dirs):  # noqa: F811
             walked += 1
             if path in public:
                 # the key page may say the key is wrong, but it is never the API's 401
-                assert not response.headers["content-type"].startswith("application/json") or \
+                assert not response.headers.get("content-type", "").startswith("application/json") or \
                     response.status_code != 401, (method, path)
                 continue
             if path in ("/", "/ui", "/ui/"):  # a browser is sent to the key page
@@ -63,6 +63,12 @@ def test_every_route_but_the_probes_needs_the_key(model_dirs):  # noqa: F811
             assert response.status_code == 401, (method, path, response.status_code)
             assert "API key" in response.json()["error"]
     assert walked >= 12
+    # the Gradio app mounted at /ui: its config, API, queue and upload routes need the key too
+    for method, path in (("GET", "/ui/config"), ("GET", "/ui/gradio_api/info"), ("POST", "/ui/gradio_api/queue/join"),
+                         ("POST", "/ui/gradio_api/upload"), ("GET", "/ui/gradio_api/queue/data")):
+        response = client.request(method, path, json={})
+        assert response.status_code == 401, (method, path, response.status_code)
+    assert client.get("/ui/config", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
     wrong = client.get("/v1/models", headers={"Authorization": "Bearer s3cret-kez"})
     assert wrong.status_code == 401
     assert client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200

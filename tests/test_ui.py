@@ -1,7 +1,10 @@
-"""The web UI in a real browser: Debian's chromium driven by playwright, against the app on loopback.
+"""The Gradio web UI in a real browser: Debian's chromium driven by playwright, against the app on loopback, at
+desktop (1280x800) and phone (390x844) widths.
 
-Each page loads, a submission shows its result, the tutor's retry/undo/clear work, an API error appears as a
-message, and a screenshot of every page is saved under test-artifacts/ui/ (or $MATHTUNE_ARTIFACTS).
+Every tab: its flow end to end, no horizontal overflow, a title that names the task, an axe-core scan with no
+serious or critical violation, and no request that leaves the machine (all non-local requests are blocked and
+recorded). Errors show beside their input, the input is kept and the old result cleared. Screenshots of every tab
+go to test-artifacts/ui/ (or $MATHTUNE_ARTIFACTS).
 """
 
 from __future__ import annotations
@@ -24,6 +27,10 @@ from test_serve_tutor import tutor_dir  # noqa: F401
 CHROMIUM = os.environ.get("MATHTUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (apt-get install chromium)")
 ARTIFACTS = Path(os.environ.get("MATHTUNE_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "ui"
+SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
+TABS = ("Topics", "Misconceptions", "Tutor", "Products", "Models")
+# axe rules that fail inside Gradio's own markup and that its Python API cannot change, with the upstream issue
+GRADIO_AXE_EXCEPTIONS: dict[str, str] = {}
 
 
 def _free_port() -> int:
@@ -36,10 +43,10 @@ def _free_port() -> int:
 def server(model_dirs, tutor_dir):  # noqa: F811
     import uvicorn
 
-    app = create_app(model_dirs + [tutor_dir], ServeSettings(max_text_chars=300, tutor_max_new_tokens=6))
+    app = create_app(model_dirs + [tutor_dir], ServeSettings(max_text_chars=300, tutor_max_new_tokens=6,
+                                                             drift_min_requests=5))
     port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -59,91 +66,207 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(accept_downloads=True, viewport={"width": 1100, "height": 900})
+def _open(browser, server, size: str):
+    width, height = SIZES[size]
+    context = browser.new_context(accept_downloads=True, viewport={"width": width, "height": height})
+    outside: list[str] = []
+
+    def block(route):  # offline: anything not on this machine is refused, and noted
+        outside.append(route.request.url)
+        route.abort()
+
+    context.route(lambda url: not url.startswith(("http://127.0.0.1", "data:", "blob:")), block)
     page = context.new_page()
-    errors = []
+    errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    page.goto(f"{server}/ui/")
+    page.wait_for_selector("#tabs")
+    return context, page, outside, errors
+
+
+@pytest.fixture(params=list(SIZES))
+def ui(request, browser, server):
+    context, page, outside, errors = _open(browser, server, request.param)
+    page.size = request.param
     yield page
     context.close()
-    assert not errors, errors  # no JavaScript errors, no asset that failed to load (nothing from a CDN)
+    assert not errors, errors  # no JavaScript errors
+    assert not outside, f"requests that left the machine: {outside}"
+
+
+def open_tab(page, name: str) -> None:
+    tab = page.get_by_role("tab", name=name)
+    if tab.count() and tab.is_visible():
+        tab.click()
+    else:  # on a phone Gradio folds the last tabs into a "More tabs" menu
+        page.get_by_label("More tabs").click()
+        page.locator(".overflow-dropdown button", has_text=name).click()
+    page.wait_for_timeout(300)
+
+
+def box(elem_id: str) -> str:
+    """The text field of a Gradio Textbox (a textarea or an input)."""
+    return f"#{elem_id} textarea, #{elem_id} input"
 
 
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}-{page.size}.png"), full_page=True)
 
 
-def test_topics_page_classifies_and_downloads(server, page):
-    page.goto(f"{server}/ui/#topics")
-    page.fill("#topics-input", "Find the remainder when 7^5 is divided by 3.\nSolve for x: 2x + 1 = 9.")
-    page.click("#topics-submit")
-    page.wait_for_selector("#topics-table tbody tr:nth-child(2)")
-    assert page.locator("#topics-table tbody tr").count() == 2
-    assert page.locator(".bar").first.get_attribute("style").startswith("width:")
-    with page.expect_download() as info:
-        page.click("#topics-download")
+def no_overflow(page) -> None:
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), \
+        f"horizontal scrolling at {page.viewport_size['width']} px"
+
+
+def test_every_tab_fits_is_titled_and_passes_axe(ui):
+    from axe_playwright_python.sync_playwright import Axe
+
+    axe = Axe()
+    for name in TABS:
+        open_tab(ui, name)
+        assert ui.title().startswith(f"{name} · mathtune")
+        no_overflow(ui)
+        results = axe.run(ui)
+        serious = [v for v in results.response["violations"] if v["impact"] in ("serious", "critical")
+                   and v["id"] not in GRADIO_AXE_EXCEPTIONS]
+        assert not serious, [(v["id"], v["help"], [n["target"] for n in v["nodes"][:3]]) for v in serious]
+        shot(ui, name.lower())
+
+
+def test_topics_one_question_every_class_and_download(ui):
+    ui.fill(box("topics-input"), "Find the remainder when 7^5 is divided by 3.\nSolve for x: 2x + 1 = 9.")
+    ui.click("#topics-submit")
+    ui.wait_for_selector("#topics-table", state="visible")
+    label_text = ui.inner_text("#topics-label")
+    assert label_text.count("%") >= 3  # every topic with its probability, not only the top one
+    ui.wait_for_function("document.querySelector('#topics-table').innerText.includes('2x + 1 = 9')")
+    assert "7^5" in ui.inner_text("#topics-table")
+    with ui.expect_download() as info:
+        ui.click("#topics-download")
     text = Path(info.value.path()).read_text()
-    assert text.startswith("question,label,topic,probability") and "7^5" in text
-    shot(page, "topics")
+    assert text.startswith("question,topic,probability") and "7^5" in text
+    no_overflow(ui)
 
 
-def test_topics_csv_upload_and_api_error(server, page, tmp_path):
+def test_topics_csv_and_an_error_beside_the_input(ui, tmp_path):
     csv = tmp_path / "q.csv"
     csv.write_text('id,Question\n1,"Factor x^2 + 5x + 6, please."\n2,How many divisors does 36 have?\n')
-    page.goto(f"{server}/ui/#topics")
-    page.set_input_files("#topics-file", str(csv))
-    page.click("#topics-submit")
-    page.wait_for_selector("#topics-table tbody tr:nth-child(2)")
-    assert "Factor x^2 + 5x + 6, please." in page.inner_text("#topics-table")
-    page.set_input_files("#topics-file", [])
-    page.fill("#topics-input", "x" * 400)  # over the server's 300-character limit
-    page.click("#topics-submit")
-    page.wait_for_selector("#error:not([hidden])")
-    message = page.inner_text("#error")
-    assert "The server said (422)" in message and "over the limit of 300" in message and "Traceback" not in message
-    shot(page, "topics-error")
+    ui.set_input_files("#topics-file input[type=file]", str(csv))
+    ui.wait_for_timeout(500)
+    ui.click("#topics-submit")
+    ui.wait_for_function("document.querySelector('#topics-table')?.innerText.includes('How many divisors')")
+    ui.click("#topics-file button[aria-label='Clear']")
+    long = "x" * 400  # over the server's 300-character limit
+    ui.fill(box("topics-input"), long)
+    ui.click("#topics-submit")
+    ui.wait_for_selector("#topics-error .error-box")
+    message = ui.inner_text("#topics-error")
+    assert "Line 1 has 400 characters; the limit is 300" in message and "Traceback" not in message
+    assert ui.input_value(box("topics-input")) == long  # the input is kept
+    assert not ui.is_visible("#topics-table")  # the old result is gone
+    error_box = ui.locator("#topics-error").bounding_box()
+    button = ui.locator("#topics-submit").bounding_box()
+    assert abs(error_box["y"] - (button["y"] + button["height"])) < 80  # right under the button, not a far banner
+    shot(ui, "topics-error")
 
 
-def test_misconceptions_page(server, page):
-    page.goto(f"{server}/ui/#misconceptions")
-    page.click("#mis-submit")
-    page.wait_for_selector("#mis-results li")
-    items = page.locator("#mis-results li strong")
-    assert items.count() == 3 and ":" in items.first.inner_text()
-    assert page.locator("#mis-results .desc").first.inner_text().strip()
-    shot(page, "misconceptions")
+def test_misconceptions_free_text_verdict_first(ui):
+    open_tab(ui, "Misconceptions")
+    ui.fill(box("mis-question"), "What is 1/2 + 1/4?")
+    ui.fill(box("mis-answer"), "2/6")
+    ui.fill(box("mis-explanation"), "I added the tops and added the bottoms.")
+    ui.click("#mis-submit")
+    ui.wait_for_selector("#mis-result li")
+    text = ui.inner_text("#mis-result")
+    assert text.startswith("The explanation")  # the verdict first
+    verdict = "correct" if "is correct" in text else "misconception" if "misconception" in text else "neither"
+    for line in ui.locator("#mis-result li").all_inner_texts():  # every label listed agrees with the verdict
+        assert ("Correct" in line.split(":")[0]) == (verdict == "correct"), (verdict, line)
+    ui.fill(box("mis-explanation"), "")
+    ui.click("#mis-submit")
+    ui.wait_for_selector("#mis-error .error-box")
+    assert "explanation" in ui.inner_text("#mis-error") and ui.inner_text("#mis-result").strip() == ""
+    shot(ui, "misconceptions-result")
 
 
-def test_tutor_chat_retry_undo_clear(server, page):
-    page.goto(f"{server}/ui/#tutor")
-    assert page.locator("#tutor-examples button").count() >= 3
-    page.click("#tutor-examples button >> nth=0")
-    page.click("#tutor-send")
-    page.wait_for_selector(".msg.assistant ol.steps, .msg.assistant .answer:not(:text('…'))")
-    page.wait_for_function("document.querySelector('#tutor-send').disabled === false")
-    assert page.locator(".msg.user").count() == 1
-    page.click("#tutor-retry")
-    page.wait_for_function("document.querySelector('#tutor-send').disabled === false")
-    assert page.locator(".msg.user").count() == 1 and page.locator(".msg.assistant").count() == 1
-    page.fill("#tutor-input", "what is 2 plus 2?")
-    page.press("#tutor-input", "Enter")
-    page.wait_for_function("document.querySelectorAll('.msg.user').length === 2 && !document.querySelector('#tutor-send').disabled")
-    assert page.locator(".sources").count() >= 1  # the retrieved sources under each answer
-    shot(page, "tutor")
-    page.click("#tutor-undo")
-    assert page.locator(".msg.user").count() == 1
-    page.click("#tutor-clear")
-    assert page.locator(".msg").count() == 0
+def test_products_form_and_probabilities(ui):
+    open_tab(ui, "Products")
+    ui.fill(box("product-title"), "Running shoes for men, breathable mesh")
+    ui.fill(box("product-price"), "1299")
+    ui.click("#products-submit")
+    ui.wait_for_function("document.querySelector('#products-label')?.innerText.includes('%')")
+    ui.wait_for_selector("#products-download", state="visible")
+    no_overflow(ui)
 
 
-def test_models_page_metrics_plots_and_drift(server, page):
-    page.goto(f"{server}/ui/#models")
-    page.wait_for_selector(".card.model[data-model='topic'] img")
-    assert page.locator(".card.model").count() == 4
-    page.wait_for_selector(".card.drift[data-model='topic'] svg")
-    img_ok = page.evaluate("Array.from(document.querySelectorAll('.card.model img')).every(i => i.complete && i.naturalWidth > 0)")
-    assert img_ok
-    shot(page, "models")
+def chat_rows(page) -> int:
+    return page.locator("#tutor-chat .message-row").count()
+
+
+def wait_idle(page) -> None:
+    page.wait_for_timeout(300)  # Gradio shows a status tracker on the outputs while an event runs
+    page.wait_for_function("!document.querySelector('#tab-tutor [data-testid=status-tracker]:not(.hide)')", timeout=60000)
+    page.wait_for_timeout(400)
+
+
+def test_tutor_money_math_refusal_and_chat_controls(ui):
+    open_tab(ui, "Tutor")
+    assert "Answering:" in ui.inner_text("#tutor-model")
+    ui.fill(box("tutor-input"), "A pen costs $2 and a book costs $5. What is $x^2$ when the total is paid?")
+    ui.click("#tutor-send")
+    ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length >= 2")
+    wait_idle(ui)
+    user = ui.locator("#tutor-chat .message-row.user-row").first
+    assert "costs $2 and a book costs $5" in user.inner_text()  # money stays money
+    assert user.locator(".katex").count() == 1  # and $x^2$ is math
+    assert "cut at the length limit" in ui.inner_text("#tutor-chat")  # 6 tokens: the answer says it was cut
+    assert ui.is_visible("#tutor-continue")
+    ui.click("#tutor-continue")
+    wait_idle(ui)
+    ui.fill(box("tutor-input"), "Write a poem about autumn.")
+    ui.press(box("tutor-input"), "Enter")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('I can only help with math')")
+    assert chat_rows(ui) == 4
+    ui.click("#tutor-undo")
+    ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length === 2")
+    ui.reload()  # the conversation is kept in the browser
+    ui.wait_for_selector("#tabs")
+    open_tab(ui, "Tutor")
+    ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length === 2")
+    ui.click("#tutor-retry")
+    wait_idle(ui)
+    assert chat_rows(ui) == 2
+    ui.click("#tutor-clear")
+    ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length === 0")
+    ui.click("#tutor-restore")  # clearing can be undone
+    ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length === 2")
+    no_overflow(ui)
+    shot(ui, "tutor-chat")
+
+
+def test_tutor_examples_send_and_errors_keep_the_question(ui):
+    open_tab(ui, "Tutor")
+    ui.locator("#tutor-examples button").first.click()
+    ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length >= 2")
+    wait_idle(ui)
+    ui.fill(box("tutor-input"), "y" * 400)
+    ui.click("#tutor-send")
+    ui.wait_for_selector("#tutor-error .error-box")
+    assert "limit is 300" in ui.inner_text("#tutor-error")
+    assert ui.input_value(box("tutor-input")) == "y" * 400
+
+
+def test_models_tab_for_a_teacher_with_drift(ui, server):
+    import httpx
+
+    for i in range(6):  # past the drift minimum (5 here): the window is judged and plotted
+        httpx.post(f"{server}/v1/topics", json={"questions": [f"What is {i} + {i}?"]}, timeout=30)
+    open_tab(ui, "Models")
+    text = ui.inner_text("#tab-models")
+    assert "Trained on:" in text and "Score on held-out questions:" in text
+    ui.wait_for_selector("#drift-topic p")
+    assert "requests" in ui.inner_text("#drift-topic")
+    ui.wait_for_selector("#drift-plot-topic img, #drift-plot-topic svg, #drift-plot-topic canvas")
+    assert not ui.is_visible("text=Model description (/v1/models)")  # engineer details are folded away
+    shot(ui, "models-drift")

@@ -36,8 +36,11 @@ class Generator(Protocol):
                  contexts: Sequence[str | None] | None = None, ignore_eos: bool = False) -> list[Generation]: ...
 
     def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None,
-               cancel: threading.Event | None = None) -> Iterator[str]:
-        """Pieces of the answer as they are made; setting ``cancel`` stops generation at the next token."""
+               cancel: threading.Event | None = None, temperature: float = 0.0, seed: int | None = None,
+               info: dict | None = None) -> Iterator[str]:
+        """Pieces of the answer as they are made; setting ``cancel`` stops generation at the next token.
+        ``temperature`` > 0 samples (seeded); ``info`` receives ``new_tokens`` and ``truncated`` (the answer
+        reached max_new_tokens) once the stream ends."""
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> str:
@@ -124,21 +127,28 @@ class TransformersGenerator:
             results.append(Generation(cut_at_stop(text, self.stops), len(ids), seconds / len(prompts)))
         return results
 
-    def stream(self, question, max_new_tokens=256, context=None, cancel=None) -> Iterator[str]:
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
+               info=None) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
         ids = self.tokenizer(self.prompt(question, context), return_tensors="pt", add_special_tokens=False,
                              return_token_type_ids=False).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
-        kwargs = dict(**ids, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                      pad_token_id=self.tokenizer.pad_token_id,
-                      stopping_criteria=self._stopping(ids["input_ids"].shape[1]))
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
+        prompt_len = ids["input_ids"].shape[1]
+        kwargs = dict(**ids, max_new_tokens=max_new_tokens, **sampling, streamer=streamer,
+                      pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=self._stopping(prompt_len))
         if cancel is not None:
             kwargs["stopping_criteria"].append(StopOnEvent(cancel))
 
         def run():
             with self._lock, torch.no_grad():
-                self.model.generate(**kwargs)
+                if temperature > 0 and seed is not None:
+                    torch.manual_seed(seed)
+                out = self.model.generate(**kwargs)
+            if info is not None:
+                new = out.shape[1] - prompt_len
+                info.update(new_tokens=int(new), truncated=bool(new >= max_new_tokens))
 
         if self.executor is not None:
             done = self.executor.submit(run)
@@ -193,14 +203,20 @@ class LlamaCppGenerator:
                                   int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
         return out
 
-    def stream(self, question, max_new_tokens=256, context=None, cancel=None) -> Iterator[str]:
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
+               info=None) -> Iterator[str]:
+        pieces = 0
         with self._lock:
-            for chunk in self._chat(question, context, max_new_tokens, stream=True):
+            for chunk in self._chat(question, context, max_new_tokens, stream=True, temperature=temperature, seed=seed):
                 if cancel is not None and cancel.is_set():
                     return
-                piece = chunk["choices"][0]["delta"].get("content")
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content")
                 if piece:
+                    pieces += 1
                     yield piece
+                if info is not None and choice.get("finish_reason"):
+                    info.update(new_tokens=pieces, truncated=choice["finish_reason"] == "length")
 
 
 def _stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:

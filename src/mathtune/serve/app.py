@@ -18,21 +18,9 @@ from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
 from .tutor import build_tutor_router
+from .describe import public_description
 from .ui import mount_ui
 from .settings import ServeSettings
-
-
-def public_description(name: str, model, settings: ServeSettings) -> dict:
-    """What /v1/models shows: the model's description without server paths, and the plots it has."""
-    from pathlib import Path
-
-    from .ui import PLOTS
-
-    info = model.describe()
-    folder = info.pop("folder")
-    info["plots"] = [f"/v1/models/{name}/plots/{p}" for p in PLOTS if folder and (Path(folder) / p).is_file()]
-    info["mlflow_ui_url"] = settings.mlflow_ui_url
-    return info
 
 
 def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None,

@@ -52,3 +52,22 @@ class DriftMonitor:
         return {"available": True, "window_size": n, "min_samples": self.min_samples, "enough_data": enough,
                 "thresholds": THRESHOLDS, "signals": signals, "drifted_signals": drifted,
                 "retrain_suggested": enough and bool(drifted)}
+
+    def histograms(self) -> dict[str, tuple[list[float], list[float]]]:
+        """Per signal, the training reference's proportions and the recent window's over the same bins."""
+        from ..metrics.drift import proportions
+
+        if self.reference is None:
+            return {}
+        with self.lock:
+            window = {name: np.array(values) for name, values in self.window.items()}
+        out = {}
+        for name in CONTINUOUS:
+            ref = self.reference["signals"][name]
+            current = window[name]
+            out[name] = (list(ref["proportions"]), proportions(current, ref["edges"]).tolist() if len(current) else [])
+        expected = self.reference["signals"]["predicted_class"]["proportions"]
+        predicted = window["predicted_class"].astype(int)
+        actual = (np.bincount(predicted, minlength=self.num_labels) / len(predicted)).tolist() if len(predicted) else []
+        out["predicted_class"] = (list(expected), actual)
+        return out

@@ -29,7 +29,7 @@ def error_body(status: int, message: str, details=None, headers: dict | None = N
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/ui/login"})  # the probes, and the page that asks for the key
+PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/ui/login", "/favicon.ico"})  # the probes, and the page that asks for the key
 KEY_COOKIE = "mathtune_api_key"
 
 
@@ -112,6 +112,8 @@ class RequestGuard:
             return await self.app(scope, receive, send)
         headers = Headers(scope=scope)
         limit = self.settings.max_body_bytes
+        if scope["path"].startswith("/ui/") and scope["path"].endswith("/upload"):
+            limit = self.settings.max_upload_bytes  # the web UI's CSV files
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > limit:
             return await error_body(413, f"request body of {length} bytes is over the limit of {limit}; send fewer "

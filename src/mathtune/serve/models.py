@@ -194,7 +194,8 @@ def load_models(sources: list[str], backend: str = "torch", settings=None) -> di
             raise ModelError(f"--model {source}: a {predictor.task} model is already served ({served[predictor.task].source}); "
                              "serve one model per task")
         model = ServedModel(source, predictor, time.perf_counter() - start)
-        model.drift = DriftMonitor(predictor.folder, len(predictor.labels))
+        model.drift = DriftMonitor(predictor.folder, len(predictor.labels),
+                                   min_samples=settings.drift_min_requests if settings else 100)
         INFERENCE.submit(model.predict_frame, warm_up_frame(model), 1, False).result()
         model.ready = True
         served[predictor.task] = model

@@ -20,6 +20,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..metrics.answers import is_refusal
 from ..models.solve import solve
+from ..tasks.scope import REFUSAL, is_math_question
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class TutorResponse(BaseModel):
     program_output: str | None = None
     program_ok: bool | None = Field(None, description="mode program: whether the program ran cleanly.")
     confidence: float | None = Field(None, description="mode vote: the share of samples that agree with the answer.")
+    truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
 
 
 def split_steps(answer: str) -> list[str]:
@@ -65,6 +67,16 @@ def split_steps(answer: str) -> list[str]:
 
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def out_of_scope(source: str, stream: bool):
+    """The server's short refusal of a question that is not math (as JSON, or as a two-event stream)."""
+    refusal = TutorResponse(model=source, answer=REFUSAL, steps=[REFUSAL], final_answer=None, refused=True,
+                            sources=[], new_tokens=0, seconds=0.0, method="scope")
+    if stream:
+        events = iter([_sse("sources", {"sources": []}), _sse("done", refusal.model_dump())])
+        return StreamingResponse(events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+    return refusal
 
 
 def build_tutor_router(app_state) -> APIRouter:
@@ -88,6 +100,9 @@ def build_tutor_router(app_state) -> APIRouter:
         if len(question) > settings.max_text_chars:
             raise HTTPException(status_code=422, detail=f"question has {len(question)} characters, over the limit of {settings.max_text_chars}")
         budget = min(body.max_new_tokens or model.manifest.get("max_new_tokens", 256), settings.tutor_max_new_tokens)
+        if settings.tutor_scope and not is_math_question(question):  # the server's rule, not the model's whim
+            app_state.metrics.predictions.labels(model="tutor", label="out_of_scope").inc()
+            return out_of_scope(model.source, body.stream)
         context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
@@ -102,7 +117,8 @@ def build_tutor_router(app_state) -> APIRouter:
                              final_answer=solution.final_answer, refused=solution.refused, sources=sources,
                              new_tokens=solution.new_tokens, seconds=round(time.perf_counter() - start, 3),
                              method=solution.method, program=solution.program, program_output=solution.program_output,
-                             program_ok=solution.program_ok, confidence=solution.confidence)
+                             program_ok=solution.program_ok, confidence=solution.confidence,
+                             truncated=solution.samples == 1 and solution.new_tokens >= budget)
 
     async def _stream_solution(model, question, budget, context, sources, body):
         yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
@@ -124,8 +140,9 @@ def build_tutor_router(app_state) -> APIRouter:
         pieces = []
         start = time.perf_counter()
         cancel = threading.Event()  # set when the client goes away: generation stops at the next token
+        info: dict = {}
         try:
-            async for piece in iterate_in_threadpool(model.generator.stream(question, budget, context, cancel)):
+            async for piece in iterate_in_threadpool(model.generator.stream(question, budget, context, cancel, info=info)):
                 pieces.append(piece)
                 yield _sse("token", {"text": piece})
         except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
@@ -138,6 +155,6 @@ def build_tutor_router(app_state) -> APIRouter:
         app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
         yield _sse("done", {"model": model.source, "answer": answer, "steps": split_steps(answer), "method": "cot",
                             "final_answer": model.generator.tutor_prompt.final_answer(answer), "refused": is_refusal(answer),
-                            "seconds": round(time.perf_counter() - start, 3)})
+                            "truncated": bool(info.get("truncated")), "seconds": round(time.perf_counter() - start, 3)})
 
     return router

@@ -1,9 +1,5 @@
-"""The web UI: one small HTML/JS app served by the API itself (no CDN, no build step; KaTeX is vendored in
-static/vendor). Pages: Topics, Misconceptions, Tutor, Models. It calls the same /v1 routes as any client.
-
-Why not Gradio: it would add a large dependency tree to the server, a second app with its own routing, and it
-would bypass the API's limits, auth and metrics; the four pages here are ~400 lines of plain JS.
-"""
+"""The web UI's routes around the Gradio app (serve/webui): the key page, the plots of each model, and the
+redirect from /. The app itself is mounted at /ui by ``mount_ui``."""
 
 from __future__ import annotations
 
@@ -12,27 +8,23 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
 from .guards import KEY_COOKIE, key_matches
-from fastapi.staticfiles import StaticFiles
 
-STATIC = Path(__file__).parent / "ui" / "static"
-PLOTS = ("confusion_matrix.png", "training_curve.png", "feature_importance.png", "cv_confusion_matrix.png")
+from .describe import PLOTS
 
 
 def mount_ui(app, app_state) -> None:
-    app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     router = APIRouter(include_in_schema=False)
 
     @router.get("/")
     async def root():
         return RedirectResponse("/ui/")
 
-    @router.get("/ui")
-    @router.get("/ui/")
-    async def index():
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    @router.get("/favicon.ico")
+    async def favicon():
+        return Response(status_code=204)  # no icon; browsers ask for one anyway
 
     @router.get("/ui/login")
     async def login_page():
@@ -63,6 +55,9 @@ def mount_ui(app, app_state) -> None:
         return FileResponse(path, media_type="image/png")
 
     app.include_router(router)
+    from .webui import mount_gradio
+
+    mount_gradio(app, app_state)
 
 
 _LOGIN = """<!doctype html>

@@ -168,6 +168,7 @@ def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, str
         "primary_metric": task.primary_metric,
         "validation": {task.primary_metric: metrics[task.primary_metric], "n": len(ctx.y_val)},
         "task_settings": task.settings_dict(), "structure": structure,
+        "data": {"train": str(recipe.data.train), "split": recipe.data.split},
     }
     write_json(work / MANIFEST, manifest)
     write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from fastapi import APIRouter
 
 from ...tasks.misconception import describe_label
 from ..guards import check_batch
 from ..models import ServedModel
-from ..schemas import MisconceptionPrediction, MisconceptionsRequest, MisconceptionsResponse, RankedLabel
+from ..schemas import MisconceptionItem, MisconceptionPrediction, MisconceptionsRequest, MisconceptionsResponse, RankedLabel
 from .common import Predictions
 
 
@@ -19,22 +20,27 @@ def _misconception_frame(model: ServedModel, items) -> pd.DataFrame:
                          for i in items])
 
 
+async def diagnose(served: Predictions, settings, items: list[MisconceptionItem], k: int = 3) -> tuple[MisconceptionsResponse, np.ndarray, np.ndarray]:
+    """The route's answer (top 3), and the top-``k`` ids and probabilities behind it (the web UI asks for all)."""
+    model = served.model_for("misconception")
+    check_batch([i.student_explanation or "-" for i in items], settings, "items")
+    frame = _misconception_frame(model, items)
+    labels = model.predictor.labels
+    idx, prob, notes = await served.predict(model, frame, max(k, 3))
+    predictions = [MisconceptionPrediction(top3=[RankedLabel(label=labels.values[i], score=round(float(q), 6),
+                                                         description=describe_label(labels.values[i]))
+                                                 for i, q in zip(row[:3], p[:3])],
+                                           submission=" ".join(labels.values[i] for i in row[:3]))
+                   for row, p in zip(idx, prob)]
+    return MisconceptionsResponse(model=model.source, predictions=predictions, notes=notes), idx, prob
+
+
 def build(served: Predictions, settings) -> APIRouter:
     router = APIRouter()
-    model_for, predict = served.model_for, served.predict
 
     @router.post("/v1/misconceptions", response_model=MisconceptionsResponse,
                  summary="Rank Category:Misconception labels for student explanations")
     async def misconceptions(body: MisconceptionsRequest) -> MisconceptionsResponse:
-        model = model_for("misconception")
-        check_batch([i.student_explanation or "-" for i in body.items], settings, "items")
-        frame = _misconception_frame(model, body.items)
-        labels = model.predictor.labels
-        idx, prob, notes = await predict(model, frame, 3)
-        predictions = [MisconceptionPrediction(top3=[RankedLabel(label=labels.values[i], score=round(float(q), 6),
-                                                             description=describe_label(labels.values[i])) for i, q in zip(row, p)],
-                                               submission=" ".join(labels.values[i] for i in row))
-                       for row, p in zip(idx, prob)]
-        return MisconceptionsResponse(model=model.source, predictions=predictions, notes=notes)
+        return (await diagnose(served, settings, body.items))[0]
 
     return router

@@ -8,19 +8,23 @@ from ..schemas import ProductPrediction, ProductsRequest, ProductsResponse
 from .common import Predictions, _records_frame
 
 
+async def classify_products(served: Predictions, settings, records: list[dict]) -> ProductsResponse:
+    """The /v1/products answer (also the web UI's Products tab)."""
+    model = served.model_for("products")
+    frame = _records_frame(records, settings)
+    labels = model.predictor.labels
+    idx, prob, _ = await served.predict(model, frame, len(labels))
+    predictions = [ProductPrediction(label=labels.values[row[0]], probability=float(p[0]),
+                                     probabilities={labels.values[i]: round(float(q), 6) for i, q in zip(row, p)})
+                   for row, p in zip(idx, prob)]
+    return ProductsResponse(model=model.source, predictions=predictions)
+
+
 def build(served: Predictions, settings) -> APIRouter:
     router = APIRouter()
-    model_for, predict = served.model_for, served.predict
 
     @router.post("/v1/products", response_model=ProductsResponse, summary="Classify product records into categories")
     async def products(body: ProductsRequest) -> ProductsResponse:
-        model = model_for("products")
-        frame = _records_frame(body.records, settings)
-        labels = model.predictor.labels
-        idx, prob, _ = await predict(model, frame, len(labels))
-        predictions = [ProductPrediction(label=labels.values[row[0]], probability=float(p[0]),
-                                         probabilities={labels.values[i]: round(float(q), 6) for i, q in zip(row, p)})
-                       for row, p in zip(idx, prob)]
-        return ProductsResponse(model=model.source, predictions=predictions)
+        return await classify_products(served, settings, body.records)
 
     return router

@@ -1,0 +1,75 @@
+"""What every tab shares: errors shown in place in plain words, the theme (system fonts: nothing from a CDN),
+the small CSS Gradio lacks, and the tutor's measured accuracy."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+
+from fastapi import HTTPException
+
+from ...errors import MathtuneError
+
+# Accuracy measured by bench/tutor_modes.py (GSM8K: a fixed sample of train.jsonl; MATH-500: the first problems),
+# llama.cpp on 2 CPU cores. Shown on the Tutor tab so a teacher knows how far to trust an answer.
+MEASURED = {
+    "bundled:qwen2.5-coder-1.5b": {"gsm8k": {"cot": 0.65, "program": 0.70, "vote": 0.80}, "math500": {"cot": 0.45, "program": 0.30},
+                                   "where": "bench/tutor_modes.py: GSM8K n=40 (vote n=15), MATH-500 n=20"},
+    "bundled:smollm2": {"gsm8k": {"cot": 0.0}, "where": "bench/tutor_modes.py: GSM8K n=40"},
+}
+
+# Gradio's default theme with system fonts (its default loads web fonts), and borders/links at WCAG AA contrast.
+CSS = """
+.gradio-container { max-width: 1100px !important; margin: 0 auto; }
+.gradio-container input, .gradio-container textarea { border-color: #6b6b6b !important; }
+.error-box { border-left: 4px solid #a40000; background: #fff3f3; color: #6d0000; padding: .5rem .75rem; border-radius: 4px; }
+.error-box p { margin: 0; }
+.final-answer { font-size: 1.05rem; }
+.mt-note { color: #3d3d3d; }
+#tutor-chat .message-row.user-row::before { content: "You"; font-weight: 600; font-size: .8rem; color: #333; display: block; }
+#tutor-chat .message-row.bot-row::before { content: "Tutor"; font-weight: 600; font-size: .8rem; color: #333; display: block; }
+/* phones: wide tables scroll inside their own box instead of widening the page */
+.gradio-container .block, .gradio-container .column { min-width: 0 !important; max-width: 100%; }
+#topics-table, #products-table { overflow-x: auto; max-width: calc(100vw - 24px) !important; }
+#topics-table .table-wrap, #products-table .table-wrap { max-width: 100%; overflow-x: auto; }
+@media (max-width: 500px) { .gradio-container { padding: 0 6px !important; } .tabs button { padding: 4px 8px; } }
+"""
+
+
+def theme():
+    import gradio as gr
+
+    system = ["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"]
+    return gr.themes.Default(font=system, font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "monospace"]).set(
+        input_border_color="#6b6b6b", input_border_color_dark="#9a9a9a", button_secondary_text_color="#1a1a1a",
+        block_info_text_color="#3d3d3d", button_primary_background_fill="#1a56b0",
+        button_primary_background_fill_hover="#15468f", button_primary_text_color="#ffffff",
+        button_cancel_background_fill="#a40000", button_cancel_background_fill_hover="#7d0000",
+        button_cancel_text_color="#ffffff", color_accent="#1a56b0", color_accent_soft="#e6eefb",
+        body_text_color_subdued="#4a4a4a", block_label_text_color="#3d3d3d")
+
+
+def plain_error(exc: BaseException) -> str:
+    """An exception as a sentence for a teacher: the server's own message, never a traceback."""
+    if isinstance(exc, HTTPException):
+        detail = exc.detail if isinstance(exc.detail, str) else "; ".join(
+            str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in exc.detail)
+        return detail[:1:].upper() + detail[1:]
+    if isinstance(exc, (MathtuneError, ValueError)):
+        return str(exc)
+    if isinstance(exc, asyncio.TimeoutError):
+        return "This took too long and was stopped. Try a shorter text, or try again in a moment."
+    return "Something went wrong on the server (it is logged). Try again; if it keeps happening, tell whoever runs it."
+
+
+def error_update(message: str | None):
+    """The error box beside an input: shown with the message, or hidden."""
+    import gradio as gr
+
+    if not message:
+        return gr.update(value="", visible=False)
+    return gr.update(value=f'<div class="error-box" role="alert"><p>{html.escape(message)}</p></div>', visible=True)
+
+
+def percent(x: float) -> str:
+    return f"{100 * x:.0f}%"

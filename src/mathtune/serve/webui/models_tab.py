@@ -1,0 +1,112 @@
+"""The Models tab, for a teacher first: per task, which model answers, what it was trained on, its score on held-out
+data and when it was trained; engineer details (MLflow run, registry version, paths) folded away. Drift: the recent
+requests against the training data, as plots, with no alarm before ``drift_min_requests`` requests."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import yaml
+
+from ..describe import public_description
+
+TASK_TITLES = {"topic": "Topics", "misconception": "Misconceptions", "products": "Products", "tutor": "Tutor"}
+METRIC_NAMES = {"f1_micro": "F1-micro", "f1_macro": "F1-macro", "map_at_3": "MAP@3", "map@3": "MAP@3",
+                "accuracy": "accuracy", "perplexity": "perplexity", "answer_accuracy": "answer accuracy"}
+KIND_TEXT = {"tfidf": "word and character patterns (TF-IDF) with a linear model",
+             "transformer": "a fine-tuned language model", "sklearn": "a scikit-learn pipeline (text and numbers)",
+             "generator": "a language model that writes step-by-step solutions"}
+SIGNAL_TITLES = {"text_length": "Text length", "unknown_word_share": "Share of unknown words",
+                 "centroid_distance": "Distance from the training texts", "confidence": "Model confidence",
+                 "predicted_class": "Predicted classes"}
+
+
+def trained_on(model) -> str:
+    manifest = model.manifest if hasattr(model, "manifest") else model.predictor.manifest
+    data = (manifest.get("data") or {}).get("train")
+    folder = getattr(model, "folder", None) or getattr(getattr(model, "predictor", None), "folder", None)
+    if not data and folder and (Path(folder) / "recipe.yaml").is_file():
+        try:
+            data = (yaml.safe_load((Path(folder) / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("data", {}).get("train")
+        except yaml.YAMLError:
+            data = None
+    return str(data) if data else "not recorded"
+
+
+def teacher_card(name: str, model) -> str:
+    manifest = model.manifest if hasattr(model, "manifest") else model.predictor.manifest
+    lines = [f"### {TASK_TITLES.get(name, name)}", f"**Model:** {html.escape(str(model.source))} — "
+             f"{KIND_TEXT.get(manifest.get('kind'), manifest.get('kind', 'a model'))}."]
+    lines.append(f"**Trained on:** {html.escape(trained_on(model))}"
+                 + (f", on {manifest['created'][:10]}" if manifest.get("created") else "") + ".")
+    validation = {k: v for k, v in (manifest.get("validation") or {}).items() if k != "n" and v is not None}
+    if validation:
+        scores = ", ".join(f"{METRIC_NAMES.get(k, k)} {v:.3f}" for k, v in validation.items())
+        lines.append(f"**Score on held-out questions:** {scores}"
+                     + (f" ({manifest['validation']['n']} rows it never trained on)." if manifest["validation"].get("n") else "."))
+    else:
+        lines.append("**Score on held-out questions:** not measured for this model.")
+    return "\n\n".join(lines)
+
+
+def drift_summary(report: dict) -> str:
+    if not report.get("available"):
+        return f"Drift: not available ({report.get('reason', 'no reference')})."
+    n, need = report["window_size"], report["min_samples"]
+    if not report["enough_data"]:
+        return f"Drift: {n} of {need} requests so far; too few to judge. No alarm until there are {need}."
+    if report["drifted_signals"]:
+        names = ", ".join(SIGNAL_TITLES.get(s, s) for s in report["drifted_signals"])
+        return f"Drift: **recent requests differ from the training data** in {names} (last {n} requests). Consider retraining."
+    return f"Drift: none; the last {n} requests look like the training data."
+
+
+def drift_figure(monitor):
+    """Reference vs recent-window proportions over the reference's quantile bins, one panel per signal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    hist = monitor.histograms()
+    fig, axes = plt.subplots(1, len(hist), figsize=(3.2 * len(hist), 2.6), squeeze=False)
+    for ax, (name, (ref, cur)) in zip(axes[0], hist.items()):
+        x = range(len(ref))
+        ax.bar([i - 0.2 for i in x], ref, width=0.4, label="training", color="#1a56b0")
+        if cur:
+            ax.bar([i + 0.2 for i in x], cur, width=0.4, label="recent", color="#c05a00")
+        ax.set_title(SIGNAL_TITLES.get(name, name), fontsize=9)
+        ax.set_xticks([])
+        ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    axes[0][0].set_ylabel("share of rows", fontsize=8)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def models_tab(gr, state) -> None:
+    if not state.models:
+        gr.Markdown("No model is loaded.")
+        return
+    for name, model in state.models.items():
+        with gr.Group():
+            gr.Markdown(teacher_card(name, model), elem_classes="mt-note")
+            info = public_description(name, model, state.settings)
+            if info.get("plots"):
+                gr.HTML("".join(f'<img src="{html.escape(p)}" alt="{html.escape(Path(p).stem.replace("_", " "))} of the '
+                                f'{html.escape(name)} model" style="max-width:100%;height:auto;margin:4px">' for p in info["plots"]))
+            if getattr(model, "drift", None) is not None:
+                summary = gr.Markdown(elem_id=f"drift-{name}")
+                plot = gr.Plot(label=f"Recent requests against the training data ({TASK_TITLES.get(name, name)})",
+                               elem_id=f"drift-plot-{name}")
+                refresh = gr.Button("Refresh drift", size="sm", elem_id=f"drift-refresh-{name}")
+
+                def update(monitor=model.drift):
+                    return drift_summary(monitor.report()), drift_figure(monitor)
+
+                refresh.click(update, None, [summary, plot])
+                state.on_load.append((update, None, [summary, plot]))
+            with gr.Accordion("Engineer details", open=False):
+                gr.JSON(info, label="Model description (/v1/models)")

@@ -1,0 +1,44 @@
+"""Math in text, rendered right: ``$$...$$``, ``\\(...\\)`` and ``\\[...\\]`` are always math; a single ``$...$`` only
+when it reads as math by the usual rule (the opening ``$`` followed by a non-space, the closing ``$`` preceded by a
+non-space and not followed by a digit). Money stays money: "a pen costs $2 and a book costs $5" is text.
+
+The browser's KaTeX (bundled in Gradio's front end) is told only the unambiguous delimiters (``LATEX``); single-dollar
+math is rewritten to ``\\(...\\)`` here, on the server, so every message (questions, answers, the user's own) follows
+one rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "\\[", "right": "\\]", "display": True},
+         {"left": "\\(", "right": "\\)", "display": False}]
+
+_DISPLAY = re.compile(r"\$\$.+?\$\$", re.S)
+# $ not escaped and not part of $$; then a non-space; ...; a non-space; a closing $ not followed by a digit or $
+_INLINE = re.compile(r"(?<![\\$])\$(?=[^\s$])((?:\\\$|[^$\n])*?[^\s\\$])\$(?![\d$])")
+
+
+def math_markdown(text: str) -> str:
+    """``text`` with single-dollar math as ``\\(...\\)`` and every other ``$`` escaped as a literal dollar sign."""
+    out, last = [], 0
+    for block in _DISPLAY.finditer(text):  # $$...$$ passes through untouched
+        out.append(_inline(text[last:block.start()]))
+        out.append(block.group(0))
+        last = block.end()
+    out.append(_inline(text[last:]))
+    return "".join(out)
+
+
+def _inline(text: str) -> str:
+    pieces, last = [], 0
+    for match in _INLINE.finditer(text):
+        pieces.append(_literal(text[last:match.start()]))
+        pieces.append("\\(" + match.group(1) + "\\)")
+        last = match.end()
+    pieces.append(_literal(text[last:]))
+    return "".join(pieces)
+
+
+def _literal(text: str) -> str:
+    return re.sub(r"(?<!\\)\$", r"\\$", text)

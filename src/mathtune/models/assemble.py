@@ -60,6 +60,15 @@ def _part_file(package: str, relative: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def available(spec: SplitModel) -> bool:
+    """Whether the model can be used without a download: already joined and verified, or every part installed."""
+    target = cache_dir() / spec.name / spec.file
+    verified = target.with_name(target.name + ".sha256")
+    if target.is_file() and verified.is_file() and verified.read_text().strip() == spec.sha256:
+        return True
+    return all(_part_file(package, relative) for package, relative in zip(spec.packages, spec.part_paths))
+
+
 def sha256_of(path: Path, chunk: int = 8 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -120,6 +120,16 @@ def forget_gguf_origin(model) -> None:
                     pass
 
 
+def _top_layers(model, top: int | None) -> list[int] | None:
+    """The indices of the top ``top`` transformer layers (None: all layers)."""
+    if not top:
+        return None
+    total = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
+    if not total:
+        raise ModelError("model.lora.top_layers: this model's config does not say how many layers it has; leave it empty")
+    return list(range(max(total - top, 0), total))
+
+
 def _add_lora(model, cfg: ModelConfig, quantized: bool, task_type: str = "SEQ_CLS"):
     from peft import LoraConfig, TaskType, get_peft_model
 
@@ -133,6 +143,7 @@ def _add_lora(model, cfg: ModelConfig, quantized: bool, task_type: str = "SEQ_CL
         lora_alpha=cfg.lora.alpha,
         lora_dropout=cfg.lora.dropout,
         target_modules=cfg.lora.target_modules,
+        layers_to_transform=_top_layers(model, cfg.lora.top_layers),
     )
     try:
         return get_peft_model(model, lora)

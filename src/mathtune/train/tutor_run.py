@@ -19,8 +19,8 @@ from ..errors import DataError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
-from ..tasks.tutor import SYSTEM_PROMPT, Pairs, TutorPrompt, TutorTask, pairs_from_frame, with_refusals
-from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
+from ..tasks.tutor import REFUSAL_EVAL, SYSTEM_PROMPT, Pairs, TutorPrompt, TutorTask, pairs_from_frame, with_refusals
+from .loop import NullReporter, Reporter, peak_rss_mb, release_memory, set_seed
 from .common import TrainResult, load_frame, prepare_work, tracked_run
 
 log = logging.getLogger(__name__)
@@ -99,12 +99,20 @@ def train_tutor(recipe: Recipe, output: str | Path, overwrite: bool = False, res
 
         reporter.start("merge adapter (greedy parity check)", None)
         merged, parity = merge_with_parity(model, tok, recipe.model)
+        del model
+        loaded.model = None  # the unmerged model and its adapters are no longer needed: free them before evaluating
+        release_memory()
         reporter.start("save model", None)
         merged.save_pretrained(work / HF_SUBDIR, safe_serialization=True)
         tok.save_pretrained(work / HF_SUBDIR)
         gguf_name = _export_gguf(recipe, merged, work) if cfg.gguf_export != "none" else None
 
-        metrics, report = _evaluate(recipe, merged, tok, val, val_ex, val_ctx, reporter)
+        # the merged model gives the same greedy output as the trained one (parity check), so the validation
+        # perplexity of the last epoch stands for it when that epoch was the best one: no second pass
+        last = fitted.history[-1] if fitted.history else {}
+        known = {"val_loss": last["val_loss"], "perplexity": last["perplexity"]} \
+            if "perplexity" in last and fitted.best_epoch == last.get("epoch") else None
+        metrics, report = _evaluate(recipe, merged, tok, val, val_ex, val_ctx, reporter, known)
         summary = {"train_seconds": round(fitted.train_seconds, 3),
                    "train_samples_per_second": round(fitted.samples_per_second, 3),
                    "final_train_loss": fitted.final_loss, "peak_rss_mb": round(peak_rss_mb(), 1),
@@ -178,7 +186,7 @@ def _export_gguf(recipe: Recipe, model, work: Path) -> str:
     return GGUF_FILE
 
 
-def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter) -> tuple[dict, str]:
+def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter, known: dict | None = None) -> tuple[dict, str]:
     """Perplexity on every validation solution; generation metrics on the first tutor.eval_samples problems;
     the same for the base model when tutor.compare_base is set."""
     from ..models.causal import load_causal_lm
@@ -191,21 +199,24 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
     sample = _subset(val, range(n), val.source)
     ctx = val_ctx[:n] if val_ctx else None
 
-    def run(model, label):
-        reporter.start(f"perplexity ({label})", len(val_ex.ids))
-        result = response_nll(model, val_ex, tok.pad_token_id, recipe.train.eval_batch_size, recipe.train.precision,
-                              reporter=reporter)
+    def run(model, label, result=None):
+        if result is None:
+            reporter.start(f"perplexity ({label})", len(val_ex.ids))
+            result = response_nll(model, val_ex, tok.pad_token_id, recipe.train.eval_batch_size,
+                                  recipe.train.precision, reporter=reporter)
         gen = None
         if n:
             gen = evaluate_generator(TransformersGenerator(model, tok, cfg.system_prompt), sample, cfg.max_new_tokens,
-                                     cfg.eval_batch_size, ctx, reporter=reporter)
+                                     cfg.eval_batch_size, ctx, off_topic=REFUSAL_EVAL[:cfg.refusal_eval_samples],
+                                     reporter=reporter)
             result = {**gen.metrics, **result}
         return result, gen
 
-    tuned_metrics, tuned_gen = run(merged, "fine-tuned")
+    tuned_metrics, tuned_gen = run(merged, "fine-tuned", dict(known) if known else None)
     metrics = {"fine_tuned": tuned_metrics}
     base_gen = None
     if cfg.compare_base:
+        release_memory()
         base = load_causal_lm(ModelConfig(name=recipe.model.name, gguf_file=recipe.model.gguf_file, peft="none")).model
         base_metrics, base_gen = run(base, "base")
         metrics["base"] = base_metrics

@@ -270,3 +270,23 @@ def test_models_tab_for_a_teacher_with_drift(ui, server):
     ui.wait_for_selector("#drift-plot-topic img, #drift-plot-topic svg, #drift-plot-topic canvas")
     assert not ui.is_visible("text=Model description (/v1/models)")  # engineer details are folded away
     shot(ui, "models-drift")
+
+
+def test_keyboard_only(ui):
+    """Tab reaches the question box and the button; Enter on the button classifies."""
+    ui.locator("body").click(position={"x": 2, "y": 2})
+    for _ in range(40):
+        ui.keyboard.press("Tab")
+        if ui.evaluate("document.activeElement.closest('#topics-input') !== null"):
+            break
+    else:
+        pytest.fail("Tab never reached the question box")
+    ui.keyboard.type("Solve for x: 3x = 12.")
+    for _ in range(10):
+        ui.keyboard.press("Tab")
+        if ui.evaluate("document.activeElement.id === 'topics-submit'"):
+            break
+    else:
+        pytest.fail("Tab never reached the button")
+    ui.keyboard.press("Enter")
+    ui.wait_for_function("document.querySelector('#topics-label')?.innerText.includes('%')")

@@ -119,7 +119,8 @@ def format_diagnosis(labels: list[str], probs: list[float]) -> str:
     lines = [f"### {VERDICT_TEXT[verdict]}", ""]
     if verdict == "incorrect":
         lines.append("Most likely misconceptions:")
-    for label, p in consistent[:3]:
+    shown = [(label, p) for label, p in consistent[:3] if p >= 0.01] or consistent[:1]  # no 0% rows
+    for label, p in shown:
         name = label.partition(":")[2].replace("_", " ")
         title = name if name and name != "NA" else label.partition(":")[0].replace("_", " ")
         lines.append(f"- **{title}** ({percent(p)}): {describe_label(label)}")
@@ -135,7 +136,7 @@ def misconceptions_tab(gr, state, served) -> None:
                 "(Eedi's diagnostic questions); it reads best on similar maths questions.", elem_classes="mt-note")
     question = gr.Textbox(label="The question", lines=2, elem_id="mis-question",
                           value="What fraction of the shape is not shaded? (3 of 9 equal triangles are not shaded)")
-    answer = gr.Textbox(label="The student's answer", elem_id="mis-answer", value="\\( \\frac{1}{3} \\)")
+    answer = gr.Textbox(label="The student's answer", elem_id="mis-answer", value="1/3")
     explanation = gr.Textbox(label="The student's explanation", lines=3, elem_id="mis-explanation",
                              value="3 of the 9 triangles are not shaded so it is 3 over 9 which is one third")
     qid = gr.Textbox(label="Dataset question id (optional)", elem_id="mis-qid",

@@ -30,16 +30,17 @@ MODES = [("Step by step", "cot"), ("Write and run a program", "program"), ("Vote
 def model_line(model) -> str:
     """Which model answers, and how often it is right (bench/tutor_modes.py, or the tutor's own validation)."""
     measured = MEASURED.get(model.source)
-    accuracy = None
-    if measured:
-        accuracy = max(measured["gsm8k"].values())
-    elif (model.manifest.get("validation") or {}).get("answer_accuracy") is not None:
-        accuracy = float(model.manifest["validation"]["answer_accuracy"])
     name = model.source if model.source.startswith("bundled:") else (model.manifest.get("base_model") or model.source)
+    if measured:
+        names = {"cot": "step by step", "program": "with a program", "vote": "by a vote of 5"}
+        modes = ", ".join(f"{percent(v)} {names[m]}" for m, v in measured["gsm8k"].items())
+        return (f"Answering: **{name}**. It answers about {modes} of grade-school problems correctly "
+                f"({measured['where']}): check the steps.")
+    accuracy = (model.manifest.get("validation") or {}).get("answer_accuracy")
     if accuracy is None:
         return f"Answering: **{name}**. Its accuracy has not been measured: check every step."
-    return (f"Answering: **{name}**. It answers about **{percent(accuracy)}** of grade-school problems correctly "
-            f"(best mode): check the steps.")
+    return (f"Answering: **{name}**. It answers about **{percent(float(accuracy))}** of its validation problems "
+            f"correctly: check the steps.")
 
 
 def render(turns: list[dict]) -> list[dict]:

@@ -196,3 +196,35 @@ def test_linear_svc_probabilities_are_calibrated_by_a_temperature(topic_csv, lab
     assert nll(p_cal) < nll(p_raw)
     save(calibrated, Path("saved-tfidf"))
     assert load(Path("saved-tfidf")).temperature == pytest.approx(calibrated.temperature)
+
+
+def test_refit_trains_the_saved_model_on_train_plus_validation(topic_csv, workdir):
+    import pandas as pd
+
+    pd.DataFrame({"Question": [f"Compute the zzyzx number {i} of the graph." for i in range(8)],
+                  "label": ["5"] * 8}).to_csv("val.csv", index=False)
+
+    def fit(refit: bool, out: str):
+        recipe = recipe_from_dict({"task": "topic", "trainer": "tfidf", "tracking": "none",
+                                   "data": {"train": "topics.csv", "validation": "val.csv"},
+                                   "tfidf": {"min_df": 1}, "train": {"refit": refit}})
+        result = train_from_recipe(recipe, out)
+        vocabulary = {t for v in json.loads((result.output / "tfidf.json").read_text())["vectorizers"]
+                      for t in v["vocabulary"]}
+        return json.loads((result.output / "metrics.json").read_text()), vocabulary
+
+    plain, plain_vocab = fit(False, "runs/plain")
+    refit, refit_vocab = fit(True, "runs/refit")
+    assert "zzyzx" not in plain_vocab and "zzyzx" in refit_vocab  # the saved model has seen the validation rows
+    n_train = plain["summary"]["n_train"]
+    assert refit["summary"]["refit"] and refit["summary"]["refit_rows"] == n_train + 8
+    assert refit["validation"]["f1_micro"] == plain["validation"]["f1_micro"]  # the first fit's figures stand
+
+
+def test_refit_of_a_fine_tune_uses_the_best_epoch_count(topic_csv, tiny_bert):
+    recipe = _recipe(model={"name": str(tiny_bert), "peft": "lora", "max_length": 64}, epochs=2, refit=True)
+    result = train_from_recipe(recipe, "runs/bert-refit")
+    metrics = json.loads((result.output / "metrics.json").read_text())
+    assert metrics["summary"]["refit_epochs"] == metrics["validation"]["best_epoch"]
+    assert metrics["summary"]["refit_rows"] == metrics["summary"]["n_train"] + metrics["summary"]["n_validation"]
+    assert (result.output / "model" / "model.safetensors").is_file() and not (result.output / "checkpoints").exists()

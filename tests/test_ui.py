@@ -290,3 +290,30 @@ def test_keyboard_only(ui):
         pytest.fail("Tab never reached the button")
     ui.keyboard.press("Enter")
     ui.wait_for_function("document.querySelector('#topics-label')?.innerText.includes('%')")
+
+
+def test_with_an_api_key_the_app_works_after_the_key_page(browser, model_dirs):  # noqa: F811
+    import uvicorn
+
+    app = create_app(model_dirs[:1], ServeSettings(api_key="teacher-key-123"))
+    port = _free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    try:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.goto(f"http://127.0.0.1:{port}/ui/")
+        assert page.url.endswith("/ui/login")  # sent to the key page
+        page.fill("#key", "teacher-key-123")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#tabs")  # Gradio's config, API and queue calls carry the HttpOnly cookie
+        page.fill(box("topics-input"), "Solve for x: 2x + 1 = 9.")
+        page.click("#topics-submit")
+        page.wait_for_function("document.querySelector('#topics-label')?.innerText.includes('%')")
+        context.close()
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)

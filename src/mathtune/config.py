@@ -85,6 +85,7 @@ class TrainConfig(_Strict):
     checkpoint_every_steps: int = Field(200, gt=0, description="Save a resumable checkpoint this often (and at each epoch end).")
     seed: int = 0
     threads: int | None = Field(None, gt=0, description="CPU threads; empty: all cores.")
+    refit: bool = Field(False, description="After choosing the settings and the number of epochs on the validation split, train once more on train + validation with them and save that model (the validation figures stay those of the first fit).")
 
 
 class TrackingConfig(_Strict):

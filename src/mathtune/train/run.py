@@ -143,7 +143,40 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             return TrainResult(output, {}, fitted.history)
         extra = {"n_augmented": sum(augment_report.added_per_label.values()) if augment_report else 0,
                  "processes": dist.world}
+        if recipe.train.refit:
+            if dist.world > 1:
+                notes.append("train.refit skipped: refitting runs in one process")
+            else:
+                refit, structure = refit_on_all(ctx, trainer, fitted)
+                extra.update(refit)
+                notes.append(f"refit: the saved model was trained on train + validation ({refit['refit_rows']} rows, "
+                             f"{refit['refit_epochs']} epoch(s)); the validation figures are those of the first fit")
         return _finish(ctx, trainer, fitted, tracker, output, structure, extra, notes)
+
+
+def refit_on_all(ctx: FitContext, trainer, fitted: Fitted) -> tuple[dict, object]:
+    """Train once more on train + validation (rows with labels the model knows) with the settings chosen on the
+    validation split: the number of epochs of the best epoch, no early stopping. The model files in the work folder
+    are replaced; the first fit's validation figures stand (the refit model has seen those rows)."""
+    import dataclasses
+    import time
+
+    recipe = ctx.recipe
+    known = [i for i, y in enumerate(ctx.y_val) if y >= 0]
+    both = Split(pd.concat([ctx.train.frame, ctx.val.frame.iloc[known]], ignore_index=True),
+                 ctx.train.texts + [ctx.val.texts[i] for i in known],
+                 ctx.train.raw_labels + [ctx.val.raw_labels[i] for i in known], f"{ctx.train.source} + validation")
+    epochs = int(fitted.metrics.get("best_epoch") or recipe.train.epochs)
+    train_cfg = recipe.train.model_copy(update={"epochs": epochs, "early_stopping_patience": None, "refit": False})
+    shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the second fit must not resume the first
+    refit_ctx = dataclasses.replace(ctx, recipe=recipe.model_copy(update={"train": train_cfg}), train=both,
+                                    y_train=ctx.y_train + [ctx.y_val[i] for i in known])
+    ctx.reporter.start(f"refit on train + validation ({len(both.texts)} rows)", None)
+    start = time.perf_counter()
+    trainer.fit(refit_ctx)  # its own validation figures are on rows it trained on: not reported
+    structure = structure_of(ctx.task, both.frame, both.raw_labels, ctx.labels)
+    return {"refit": True, "refit_rows": len(both.texts), "refit_epochs": epochs,
+            "refit_seconds": round(time.perf_counter() - start, 3)}, structure
 
 
 def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, structure, extra: dict,

@@ -272,22 +272,20 @@ def test_models_tab_for_a_teacher_with_drift(ui, server):
     shot(ui, "models-drift")
 
 
+def tab_to(page, condition: str, presses: int, what: str) -> None:
+    for _ in range(presses):
+        page.keyboard.press("Tab")
+        if page.evaluate(condition):
+            return
+    pytest.fail(f"Tab never reached {what}")
+
+
 def test_keyboard_only(ui):
     """Tab reaches the question box and the button; Enter on the button classifies."""
     ui.locator("body").click(position={"x": 2, "y": 2})
-    for _ in range(40):
-        ui.keyboard.press("Tab")
-        if ui.evaluate("document.activeElement.closest('#topics-input') !== null"):
-            break
-    else:
-        pytest.fail("Tab never reached the question box")
+    tab_to(ui, "document.activeElement.closest('#topics-input') !== null", 40, "the question box")
     ui.keyboard.type("Solve for x: 3x = 12.")
-    for _ in range(10):
-        ui.keyboard.press("Tab")
-        if ui.evaluate("document.activeElement.id === 'topics-submit'"):
-            break
-    else:
-        pytest.fail("Tab never reached the button")
+    tab_to(ui, "document.activeElement.id === 'topics-submit'", 10, "the button")
     ui.keyboard.press("Enter")
     ui.wait_for_function("document.querySelector('#topics-label')?.innerText.includes('%')")
 

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from mathtune.errors import DataError
 from typer.testing import CliRunner
 
 from mathtune.cli import app
@@ -44,6 +45,28 @@ def test_predict_writes_submission_format(trained, topic_test_csv, workdir):
     sub = pd.read_csv(workdir / "sub.csv")
     assert list(sub.columns) == ["id", "label"]
     assert len(sub) == 12 and set(sub["label"]) <= {0, 1, 4}
+
+
+def test_predict_streams_in_chunks_with_the_same_result(trained, workdir):
+    from mathtune.inference import predict_file
+
+    questions = [f"Solve for x: {i}x + {i + 1} = {3 * i}." if i % 2 else f"Find the area of a circle of radius {i}."
+                 for i in range(1, 54)]
+    pd.DataFrame({"id": [f"q{i}" for i in range(len(questions))], "Question": questions}).to_csv("many.csv", index=False)
+    whole_rows, _ = predict_file(trained, "many.csv", "whole.csv")
+    chunked_rows, _ = predict_file(trained, "many.csv", "chunked.csv", chunk_rows=7)  # 8 chunks, the last short
+    assert whole_rows == chunked_rows == 53
+    whole, chunked = pd.read_csv("whole.csv"), pd.read_csv("chunked.csv")
+    assert chunked.equals(whole) and chunked["id"].tolist() == [f"q{i}" for i in range(53)]
+    predict_file(trained, "many.csv", "chunked.parquet", chunk_rows=10)  # other formats: collected, then written
+    assert pd.read_parquet("chunked.parquet").astype(str).equals(whole.astype(str))
+    pd.DataFrame({"Question": questions[:9]}).to_csv("no_ids.csv", index=False)
+    predict_file(trained, "no_ids.csv", "no_ids_out.csv", chunk_rows=4)  # row numbers continue across chunks
+    assert pd.read_csv("no_ids_out.csv")["id"].tolist() == list(range(9))
+    pd.DataFrame({"Question": questions[:5] + [""] + questions[:3]}).to_csv("hole.csv", index=False)
+    with pytest.raises(DataError, match="data row 6") as err:  # the file's row number, not the chunk's
+        predict_file(trained, "hole.csv", "hole_out.csv", chunk_rows=4)
+    assert "hole.csv" in str(err.value) and not (workdir / "hole_out.csv").exists()  # nothing half-written
 
 
 def test_evaluate_json(trained, labelled_eval_csv, workdir):

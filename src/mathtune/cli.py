@@ -395,10 +395,10 @@ def predict(
     from .inference import predict_file
 
     with progress_reporter() as reporter:
-        submission, notes = predict_file(model_dir, data, output, text_column, id_column, reporter)
+        rows, notes = predict_file(model_dir, data, output, text_column, id_column, reporter)
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
-    out.print(f"wrote {len(submission)} predictions to [bold]{output}[/]")
+    out.print(f"wrote {rows} predictions to [bold]{output}[/]")
 
 
 @app.command()

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .data.readers import read_table, write_table
+from .data.readers import count_rows, detect_format, iter_table, read_table, write_table
 from .errors import DataError
 from .io import write_json
 from .metrics.plots import confusion_matrix_png
@@ -44,24 +45,45 @@ def evaluate_file(model_dir: str | Path, data: str | Path, text_column: str | No
 
 
 def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, text_column: str | None = None,
-                 id_column: str | None = None, reporter=None) -> tuple[pd.DataFrame, list[str]]:
+                 id_column: str | None = None, reporter=None, chunk_rows: int = 10_000) -> tuple[int, list[str]]:
     """Write predictions in the task's submission format (``id,label`` for topics,
-    ``row_id,Category:Misconception`` with three space-separated labels for misconceptions)."""
+    ``row_id,Category:Misconception`` with three space-separated labels for misconceptions). The input is read
+    and predicted in chunks of ``chunk_rows`` and a CSV output is written as it goes (bounded memory for any
+    number of rows); the output appears only when every row is done. Returns the number of rows and the notes."""
+    from .io import atomic_path
+
     predictor = load_predictor(model_dir)
     task = predictor.task_object
     path = resolve_data_path(data)
-    frame = read_table(path)
-    id_column = id_column or predictor.manifest.get("id_column") or task.submission_columns[0]
-    if id_column in frame.columns:
-        ids = frame[id_column].astype(str).tolist()
-    elif id_column != task.submission_columns[0]:
-        raise DataError(f"{path}: no id column {id_column!r} (the file has: {', '.join(frame.columns)})")
-    else:
-        ids = [str(i) for i in range(len(frame))]
     if reporter:
-        reporter.start("predict", len(frame))
-    top_idx, _, notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
-    values = [[predictor.labels.values[i] for i in row] for row in top_idx]
-    submission = submission_of(task, ids, values)
-    write_table(submission, output)
-    return submission, notes
+        reporter.start("predict", count_rows(path))
+    output = Path(output)
+    streamed = detect_format(output) == "csv" and output.suffix.lower() != ".gz"
+    parts: list[pd.DataFrame] = []
+    notes: dict[str, None] = {}
+    done = 0
+    with (atomic_path(output) if streamed else nullcontext()) as tmp, \
+            (open(tmp, "w", encoding="utf-8", newline="") if streamed else nullcontext()) as out:
+        for frame in iter_table(path, chunk_rows):
+            ids = _ids(frame, id_column or predictor.manifest.get("id_column") or task.submission_columns[0],
+                       task.submission_columns[0], path, done)
+            top_idx, _, chunk_notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
+            notes.update(dict.fromkeys(chunk_notes))
+            submission = submission_of(task, ids, [[predictor.labels.values[i] for i in row] for row in top_idx])
+            if streamed:  # written as it goes; the file appears under its name only when every row is done
+                submission.to_csv(out, index=False, header=done == 0)
+            else:
+                parts.append(submission)
+            done += len(frame)
+    if not streamed:  # Parquet, JSON lines, gzip: collected, then written atomically
+        write_table(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(task.submission_columns)),
+                    output)
+    return done, list(notes)
+
+
+def _ids(frame: pd.DataFrame, id_column: str, default: str, path, offset: int) -> list[str]:
+    if id_column in frame.columns:
+        return frame[id_column].astype(str).tolist()
+    if id_column != default:
+        raise DataError(f"{path}: no id column {id_column!r} (the file has: {', '.join(frame.columns)})")
+    return [str(offset + i) for i in range(len(frame))]

@@ -5,6 +5,8 @@ All columns are read as text (``NA`` stays the string ``NA``; the MAP data uses 
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import ast
 import gzip
 import io
@@ -123,13 +125,61 @@ def clean_texts(values: list[str]) -> list[str]:
     return [decode_bytes_literal(v) for v in values]
 
 
-def check_nonempty(texts: list[str], column: str, path: str | Path) -> None:
-    empty = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+def check_nonempty(texts: list[str], column: str, path: str | Path, first_row: int = 1) -> None:
+    """``first_row``: the data-row number of texts[0] (a chunk of a streamed file starts later)."""
+    empty = [i + first_row for i, t in enumerate(texts) if not t.strip()]
     if empty:
         shown = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
         raise DataError(
             f"{path}: column {column} is empty in {len(empty)} row(s): data row {shown}. Fill or remove those rows."
         )
+
+
+def iter_table(path: str | Path, chunk_rows: int = 10_000, fmt: str = "auto",
+               encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
+    """The rows of a data file in chunks of ``chunk_rows``, without holding the whole file: CSV/TSV (gzip too) and
+    Parquet stream; JSON lines and arrays are read whole, then cut."""
+    path = Path(path)
+    kind = detect_format(path, fmt)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
+            for batch in batches:
+                frame = batch.to_pandas()
+                yield frame.astype(str).where(frame.notna(), "")
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+        return
+    if kind != "csv":
+        frame = read_table(path, fmt, encoding)
+        for start in range(0, max(len(frame), 1), chunk_rows):
+            yield frame.iloc[start:start + chunk_rows].reset_index(drop=True)
+        return
+    sep = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding  # a BOM is not part of a name
+    try:
+        for frame in pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=chunk_rows,
+                                 encoding=enc, compression="infer"):
+            yield frame
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not {encoding} text (byte {exc.start} of a chunk); save it as UTF-8 or pass its "
+                        "encoding") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a valid CSV file ({exc})") from None
+
+
+def count_rows(path: str | Path) -> int | None:
+    """Data rows of a plain CSV/TSV file, counted by lines (for progress; quoted line breaks make it an estimate)."""
+    path = Path(path)
+    if path.suffix.lower() not in (".csv", ".tsv"):
+        return None
+    with open(path, "rb") as handle:
+        lines = sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
+    return max(lines - 1, 0)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

@@ -119,7 +119,9 @@ def text_column_inputs(frame: pd.DataFrame, text_column: str, path: str | Path) 
     """One text column (bytes-literal rows decoded); empty rows are an error that names them."""
     require_columns(frame, [text_column], path, hint="Set data.text_column (or --text-column) to the text column.")
     texts = clean_texts(frame[text_column].astype(str).tolist())
-    check_nonempty(texts, text_column, path)
+    # a chunk of a streamed file keeps the file's row numbers in its index
+    first = int(frame.index[0]) + 1 if len(frame) and isinstance(frame.index, pd.RangeIndex) else 1
+    check_nonempty(texts, text_column, path, first)
     return texts
 
 

@@ -228,3 +228,13 @@ def test_refit_of_a_fine_tune_uses_the_best_epoch_count(topic_csv, tiny_bert):
     assert metrics["summary"]["refit_epochs"] == metrics["validation"]["best_epoch"]
     assert metrics["summary"]["refit_rows"] == metrics["summary"]["n_train"] + metrics["summary"]["n_validation"]
     assert (result.output / "model" / "model.safetensors").is_file() and not (result.output / "checkpoints").exists()
+
+
+def test_lora_on_the_top_layers_only(tiny_llama):
+    from mathtune.config import ModelConfig
+    from mathtune.models.causal import load_causal_lm
+
+    loaded = load_causal_lm(ModelConfig(name=str(tiny_llama), peft="lora", lora={"top_layers": 1,
+                                                                                 "target_modules": ["q_proj", "v_proj"]}))
+    adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in loaded.model.named_parameters() if "lora_" in name}
+    assert adapted == {"1"}  # the top one of 2 layers; the lower layer has no adapter, so backpropagation stops above it

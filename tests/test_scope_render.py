@@ -88,3 +88,55 @@ def test_the_api_refuses_non_math_without_asking_the_model(tutor_dir):  # noqa: 
     assert answered["method"] == "cot" and not answered["refused"] and answered["truncated"]  # 4 tokens: cut
     off = TestClient(create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4, tutor_scope=False)))
     assert off.post("/v1/tutor", json={"question": "Write a poem about the sea."}).json()["method"] == "cot"
+
+
+def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
+    import asyncio
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    from mathtune.serve.webui.tutor import _streamer
+
+    cancelled = threading.Event()
+
+    class SlowGenerator:  # like the real ones: generation runs on its own thread and checks the cancel event
+        def stream(self, question, budget, context, cancel, temperature=0.0, seed=None, info=None):
+            import queue
+
+            pieces: queue.Queue = queue.Queue()
+
+            def generate():
+                for i in range(100):
+                    if cancel.is_set():
+                        cancelled.set()
+                        break
+                    time.sleep(0.05)
+                    pieces.put(f"step {i} ")
+                pieces.put(None)
+
+            threading.Thread(target=generate, daemon=True).start()
+            while (piece := pieces.get()) is not None:
+                yield piece
+
+    class Model:
+        manifest, generator = {"max_new_tokens": 64}, SlowGenerator()
+
+        async def run(self, fn, *args):
+            return fn(*args)
+
+        def retrieve(self, question, k=None):
+            return None, []
+
+    state = SimpleNamespace(settings=SimpleNamespace(tutor_max_new_tokens=64, ui_timeout_s=0.3))
+
+    async def consume():
+        seen = ""
+        async for text, _ in _streamer(state, Model())("What is 2 + 2?", 0.0, None):
+            seen = text
+        return seen
+
+    with pytest.raises(TimeoutError, match="took too long"):
+        asyncio.run(consume())
+    time.sleep(0.2)
+    assert cancelled.is_set()  # generation was told to stop

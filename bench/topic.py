@@ -120,7 +120,7 @@ def throughput(recipe_name: str, n: int) -> dict:
 def run_recipe(name: str, workdir: Path, extra: list[str]) -> dict:
     output = workdir / name
     cmd = [sys.executable, "-m", "mathtune.cli", "train", str(REPO / "recipes" / f"{name}.yaml"), "--output", str(output),
-           "--overwrite", "--set", "tracking=none", *extra]
+           "--overwrite", "--set", "tracking=none", *[a for kv in extra for a in ("--set", kv)]]
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO / "src")})

@@ -154,3 +154,34 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(path.read_bytes()[:300])
     with pytest.raises(ModelError, match="refused to resume"):
         read_checkpoint(path)
+
+
+def test_streamed_reading_of_crafted_data_files(tmp_path):
+    """A gzip bomb is read chunk by chunk (the first chunk arrives without inflating the rest); a damaged Parquet
+    file and a CSV with an unterminated quote are clear errors that name the file."""
+    import gzip
+    import resource
+
+    from mathtune.data.readers import iter_table
+    from mathtune.errors import DataError
+
+    bomb = tmp_path / "bomb.csv.gz"
+    with gzip.open(bomb, "wb", compresslevel=9) as out:
+        out.write(b"Question\n")
+        line = b"What is 1 + 1?\n" * 65536
+        for _ in range(400):  # ~390 MB of text in a file of about 1 MB
+            out.write(line)
+    assert bomb.stat().st_size < 3_000_000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    first = next(iter(iter_table(bomb, chunk_rows=1000)))
+    assert len(first) == 1000 and first["Question"][0] == "What is 1 + 1?"
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KB: far less than the inflated file
+
+    damaged = tmp_path / "damaged.parquet"
+    damaged.write_bytes(b"PAR1" + b"\x00garbage" * 100 + b"PAR1")
+    with pytest.raises(DataError, match="damaged.parquet: cannot read as Parquet"):
+        list(iter_table(damaged))
+    quote = tmp_path / "quote.csv"
+    quote.write_text('Question\n"never closed\nsecond line\n')
+    with pytest.raises(DataError, match="quote.csv: not a valid CSV file"):
+        list(iter_table(quote))

@@ -54,22 +54,34 @@ def read_text(path: Path, encoding: str = "utf-8") -> str:
         raise DataError(f"{path}: unknown encoding {encoding!r}") from None
 
 
-def read_table(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> pd.DataFrame:
+def _existing(path: str | Path, fmt: str) -> tuple[Path, str]:
     path = Path(path)
-    kind = detect_format(path, fmt)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
+    return path, detect_format(path, fmt)
+
+
+def _csv_sep(path: Path) -> str:
+    return "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
+
+
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every cell as text, missing ones empty (what the CSV reader gives)."""
+    return frame.astype(str).where(frame.notna(), "")
+
+
+def read_table(path: str | Path, fmt: str = "auto", encoding: str = "utf-8") -> pd.DataFrame:
+    path, kind = _existing(path, fmt)
     if kind == "parquet":
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises many types
             raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
-        return frame.astype(str).where(frame.notna(), "")
+        return _as_text(frame)
     text = read_text(path, encoding)
     if kind == "csv":
-        sep = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
         try:
-            return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+            return pd.read_csv(io.StringIO(text), sep=_csv_sep(path), dtype=str, keep_default_na=False)
         except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise DataError(f"{path}: not a valid CSV file ({exc})") from None
     return _read_jsonl(path, text)
@@ -139,19 +151,14 @@ def iter_table(path: str | Path, chunk_rows: int = 10_000, fmt: str = "auto",
                encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
     """The rows of a data file in chunks of ``chunk_rows``, without holding the whole file: CSV/TSV (gzip too) and
     Parquet stream; JSON lines and arrays are read whole, then cut."""
-    path = Path(path)
-    kind = detect_format(path, fmt)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
+    path, kind = _existing(path, fmt)
     if kind == "parquet":
         import pyarrow.parquet as pq
 
         try:
-            batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows)
-            for batch in batches:
-                frame = batch.to_pandas()
-                yield frame.astype(str).where(frame.notna(), "")
-        except OSError as exc:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
+                yield _as_text(batch.to_pandas())
+        except Exception as exc:  # pyarrow raises many types
             raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
         return
     if kind != "csv":
@@ -159,10 +166,9 @@ def iter_table(path: str | Path, chunk_rows: int = 10_000, fmt: str = "auto",
         for start in range(0, max(len(frame), 1), chunk_rows):
             yield frame.iloc[start:start + chunk_rows].reset_index(drop=True)
         return
-    sep = "\t" if path.name.lower().removesuffix(".gz").endswith(".tsv") else ","
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding  # a BOM is not part of a name
     try:
-        for frame in pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=chunk_rows,
+        for frame in pd.read_csv(path, sep=_csv_sep(path), dtype=str, keep_default_na=False, chunksize=chunk_rows,
                                  encoding=enc, compression="infer"):
             yield frame
     except UnicodeDecodeError as exc:

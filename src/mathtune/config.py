@@ -167,6 +167,14 @@ class TutorConfig(_Strict):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
 
+class EnsembleConfig(_Strict):
+    members: list[dict[str, Any]] = Field(min_length=2, description="Member recipes, each a `name` and its trainer with the sections that trainer reads (tfidf, model, train, augment, the task's section); task, data and labels come from the ensemble recipe, so every member sees the same split.")
+    method: Literal["average", "stacking"] = Field("average", description="average: a weighted mean of the members' calibrated probabilities; stacking: a multinomial logistic regression on the members' out-of-fold log-probabilities.")
+    weights: list[float] | None = Field(None, description="average: one non-negative weight per member; empty: equal weights.")
+    folds: int = Field(5, ge=2, le=20, description="stacking: folds of the training split that give the out-of-fold predictions (seeded by train.seed).")
+    C: float = Field(1.0, gt=0, description="stacking: inverse regularization of the logistic regression on top.")
+
+
 DEFAULT_MODELS = {"topic": "bundled:minilm", "misconception": "bundled:minilm", "tutor": "bundled:smollm2",
                   "products": "bundled:minilm"}
 
@@ -175,7 +183,8 @@ DEFAULT_MODELS = {"topic": "bundled:minilm", "misconception": "bundled:minilm", 
 # (it would be silently ignored otherwise). Tasks registered outside this package keep their settings under
 # `settings:` (tasks/base.py).
 TASK_SECTIONS = {"misconception": "misconception", "products": "products", "tutor": "tutor"}
-TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft"), "augment": ("tfidf", "finetune")}
+TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft"), "augment": ("tfidf", "finetune"),
+                    "ensemble": ("ensemble",)}
 
 
 class Recipe(_Strict):
@@ -192,6 +201,7 @@ class Recipe(_Strict):
     tutor: TutorConfig | None = Field(None, description="Settings of the tutor task.")
     settings: dict[str, Any] | None = Field(None, description="Settings of a task registered outside mathtune.")
     augment: AugmentConfig | None = Field(None, description="Augment rare classes of the training split (never validation).")
+    ensemble: EnsembleConfig | None = Field(None, description="Members and how their probabilities are combined (trainer ensemble).")
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "Recipe":
@@ -206,6 +216,13 @@ class Recipe(_Strict):
             self.model = ModelConfig()
         if self.model is not None and self.model.name is None:
             self.model.name = DEFAULT_MODELS.get(self.task, "bundled:minilm")
+        if self.trainer == "ensemble":
+            if self.ensemble is None:
+                raise ValueError("trainer ensemble needs an `ensemble:` section with its members")
+            if self.ensemble.weights is not None and (len(self.ensemble.weights) != len(self.ensemble.members)
+                                                      or min(self.ensemble.weights) < 0 or sum(self.ensemble.weights) <= 0):
+                raise ValueError(f"ensemble.weights: one non-negative weight per member ({len(self.ensemble.members)}), "
+                                 f"not all zero; got {self.ensemble.weights}")
         return self
 
     @field_validator("tracking", mode="before")
@@ -366,3 +383,33 @@ def flatten(recipe: Recipe) -> dict[str, Any]:
 
     walk(recipe.model_dump(mode="json"), "")
     return out
+
+
+def member_recipes(recipe: Recipe, source: str = "<recipe>") -> list[tuple[str, Recipe]]:
+    """The members of an ensemble recipe as recipes of their own: each member's own sections on top of the
+    ensemble's task, data and labels (one split for all), without tracking (the ensemble is what is logged).
+    A member's error names the member."""
+    if recipe.ensemble is None:
+        raise RecipeError(f"recipe {source}: trainer ensemble needs an `ensemble:` section")
+    shared = {"task": recipe.task, "data": recipe.data.model_dump(mode="json"), "labels": recipe.labels,
+              "tracking": {"backend": "none"}}
+    members, names = [], set()
+    for i, raw in enumerate(recipe.ensemble.members):
+        raw = dict(raw)
+        name = str(raw.pop("name", "") or f"member{i + 1}")
+        where = f"{source} ensemble.members[{i}] ({name})"
+        if not all(c.isalnum() or c in "-_." for c in name) or name in names:
+            raise RecipeError(f"recipe {where}: a member's name must be unique and made of letters, digits, '-', '_' and '.'")
+        names.add(name)
+        for key in ("task", "data", "labels", "tracking"):
+            if key in raw:
+                raise RecipeError(f"recipe {where}: '{key}' comes from the ensemble recipe; remove it from the member")
+        if raw.get("trainer") in (None, "ensemble"):
+            raise RecipeError(f"recipe {where}: a member needs a trainer (tfidf, finetune, ...), and cannot be an ensemble")
+        own = TASK_SECTIONS.get(recipe.task, "settings")
+        if own not in raw and getattr(recipe, own, None) is not None:  # the task's settings, unless the member has its own
+            value = getattr(recipe, own)
+            raw[own] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        train = {**recipe.train.model_dump(mode="json"), **(raw.pop("train", None) or {})}
+        members.append((name, recipe_from_dict({**shared, **raw, "train": train}, source=where)))
+    return members

@@ -112,5 +112,11 @@ class TransformerKind:
         return out
 
 
-for _kind in (TfidfKind(), SklearnKind(), TransformerKind()):
+def _ensemble_kind():
+    from .ensemble import EnsembleKind
+
+    return EnsembleKind()
+
+
+for _kind in (TfidfKind(), SklearnKind(), TransformerKind(), _ensemble_kind()):
     register_kind(_kind)

@@ -220,5 +220,11 @@ class SftTrainer:
         raise RecipeError("trainer sft runs through its own pipeline (the tutor task)")
 
 
-for _trainer in (TfidfTrainer(), SklearnTrainer(), FinetuneTrainer(), SftTrainer()):
+def _ensemble_trainer():
+    from .ensemble import EnsembleTrainer
+
+    return EnsembleTrainer()
+
+
+for _trainer in (TfidfTrainer(), SklearnTrainer(), FinetuneTrainer(), SftTrainer(), _ensemble_trainer()):
     register_trainer(_trainer)

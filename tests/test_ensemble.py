@@ -128,3 +128,30 @@ def test_misconception_members_build_their_own_inputs(workdir):
     members = {m: load_predictor(result.output / "members" / m) for m in ("short", "full")}
     assert members["short"].task_object.settings.prompt_template == "{MC_Answer} | {StudentExplanation}"
     assert members["full"].task_object.settings.prompt_template is None
+
+
+def test_frozen_embeddings_with_a_linear_head(topic_csv, tiny_bert):
+    """trainer embedding: the encoder is not trained; a non-bundled encoder is saved in the folder."""
+    recipe = recipe_from_dict({"task": "topic", "trainer": "embedding", "data": {"train": "topics.csv", "val_size": 0.25},
+                               "model": {"name": str(tiny_bert), "max_length": 48}, "embedding": {"C": 50},
+                               "train": {"refit": True}, "tracking": "none"})
+    result = train_from_recipe(recipe, "runs/emb")
+    folder = result.output
+    assert (folder / "encoder").is_dir() and (folder / "coef.npy").is_file()
+    manifest = json.loads((folder / "mathtune.json").read_text())
+    assert manifest["kind"] == "embedding" and manifest["peft"] is None
+    assert result.metrics["refit_rows"] == result.metrics["n_train"] + result.metrics["n_validation"]
+    predictor = load_predictor(folder)
+    idx, prob = predictor.topk(["Find the remainder when 7^5 is divided by 3.", "Solve for x: 3x + 4 = 10."], k=3)
+    assert idx.shape == (2, 3) and np.all(prob[:, 0] >= prob[:, 1]) and np.all(prob.sum(axis=1) <= 1 + 1e-5)
+
+
+def test_an_embedding_folder_cannot_point_outside_itself(topic_csv, tiny_bert):
+    recipe = recipe_from_dict({"task": "topic", "trainer": "embedding", "data": {"train": "topics.csv", "val_size": 0.25},
+                               "model": {"name": str(tiny_bert), "max_length": 48}, "tracking": "none"})
+    folder = train_from_recipe(recipe, "runs/emb").output
+    spec = json.loads((folder / "embedding.json").read_text())
+    spec["encoder"] = str(tiny_bert)
+    (folder / "embedding.json").write_text(json.dumps(spec))
+    with pytest.raises(ModelError, match="bundled or saved in the folder"):
+        load_predictor(folder)

@@ -167,6 +167,12 @@ class TutorConfig(_Strict):
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
 
 
+class EmbeddingConfig(_Strict):
+    C: float = Field(4.0, gt=0, description="Inverse regularization of the logistic regression on the frozen sentence vectors.")
+    class_weight: Literal["balanced"] | None = None
+    batch_size: int = Field(32, gt=0, description="Texts per encoder pass.")
+
+
 class EnsembleConfig(_Strict):
     members: list[dict[str, Any]] = Field(min_length=2, description="Member recipes, each a `name` and its trainer with the sections that trainer reads (tfidf, model, train, augment, the task's section); task, data and labels come from the ensemble recipe, so every member sees the same split.")
     method: Literal["average", "stacking"] = Field("average", description="average: a weighted mean of the members' calibrated probabilities; stacking: a multinomial logistic regression on the members' out-of-fold log-probabilities.")
@@ -183,8 +189,8 @@ DEFAULT_MODELS = {"topic": "bundled:minilm", "misconception": "bundled:minilm", 
 # (it would be silently ignored otherwise). Tasks registered outside this package keep their settings under
 # `settings:` (tasks/base.py).
 TASK_SECTIONS = {"misconception": "misconception", "products": "products", "tutor": "tutor"}
-TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft"), "augment": ("tfidf", "finetune"),
-                    "ensemble": ("ensemble",)}
+TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft", "embedding"),
+                    "augment": ("tfidf", "finetune", "embedding"), "ensemble": ("ensemble",), "embedding": ("embedding",)}
 
 
 class Recipe(_Strict):
@@ -202,6 +208,7 @@ class Recipe(_Strict):
     settings: dict[str, Any] | None = Field(None, description="Settings of a task registered outside mathtune.")
     augment: AugmentConfig | None = Field(None, description="Augment rare classes of the training split (never validation).")
     ensemble: EnsembleConfig | None = Field(None, description="Members and how their probabilities are combined (trainer ensemble).")
+    embedding: EmbeddingConfig | None = Field(None, description="The linear head on frozen sentence vectors (trainer embedding; the encoder is `model.name`).")
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "Recipe":
@@ -212,6 +219,8 @@ class Recipe(_Strict):
             setattr(self, own, defaults[own]())
         if self.trainer == "tfidf" and self.tfidf is None:
             self.tfidf = TfidfConfig()
+        if self.trainer == "embedding" and self.embedding is None:
+            self.embedding = EmbeddingConfig()
         if self.trainer in TRAINER_SECTIONS["model"] and self.model is None:
             self.model = ModelConfig()
         if self.model is not None and self.model.name is None:

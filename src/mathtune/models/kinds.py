@@ -112,11 +112,12 @@ class TransformerKind:
         return out
 
 
-def _ensemble_kind():
+def _more_kinds():
+    from .embedding import EmbeddingKind
     from .ensemble import EnsembleKind
 
-    return EnsembleKind()
+    return EnsembleKind(), EmbeddingKind()
 
 
-for _kind in (TfidfKind(), SklearnKind(), TransformerKind(), _ensemble_kind()):
+for _kind in (TfidfKind(), SklearnKind(), TransformerKind(), *_more_kinds()):
     register_kind(_kind)

@@ -54,7 +54,7 @@ class MisconceptionTask:
     settings_model = MisconceptionConfig
     primary_metric = "map@3"
     metric_order = ("map@3", "accuracy", "top3_accuracy", "category_accuracy", "f1_macro")
-    trainers = ("tfidf", "finetune", "ensemble")
+    trainers = ("tfidf", "finetune", "embedding", "ensemble")
     registered_name = "math-misconceptions"
     route = "misconceptions"
     default_label_names: tuple[str, ...] = ()

@@ -34,7 +34,7 @@ class TopicTask:
     settings_model = None
     primary_metric = "f1_micro"
     metric_order = ("f1_micro", "f1_macro", "f1_weighted", "accuracy")
-    trainers = ("tfidf", "finetune", "ensemble")
+    trainers = ("tfidf", "finetune", "embedding", "ensemble")
     registered_name = "math-topics"
     route = "topics"
     default_label_names: tuple[str, ...] = tuple(TOPIC_NAMES)

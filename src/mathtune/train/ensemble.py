@@ -50,7 +50,8 @@ def _write_member_manifest(mctx: FitContext, trainer, fitted: Fitted | None, str
         "task": recipe.task, "kind": trainer.kind, "trainer": trainer.name, "labels": mctx.labels.to_dict(),
         "text_column": recipe.data.text_column, "id_column": recipe.data.id_column,
         "max_length": recipe.model.max_length if recipe.model else None,
-        "base_model": recipe.model.name if uses_model else None, "peft": recipe.model.peft if uses_model else None,
+        "base_model": recipe.model.name if uses_model else None,
+        "peft": recipe.model.peft if uses_model and trainer.name != "embedding" else None,
         "primary_metric": mctx.task.primary_metric, "task_settings": mctx.task.settings_dict(), "structure": structure,
     }
     if fitted is not None:

@@ -205,6 +205,39 @@ class FinetuneTrainer:
                          round(fitted.samples_per_second, 3), ablation, fitted.resumed_from_step)
 
 
+class EmbeddingTrainer:
+    """Frozen sentence embeddings + logistic regression (models/embedding.py): the encoder runs once per text."""
+
+    name, kind, section, pipeline = "embedding", "embedding", "model", None
+
+    def fit(self, ctx: FitContext) -> Fitted:
+        from sklearn.linear_model import LogisticRegression
+
+        from ..models import embedding as emb
+        from ..models.ensemble import masked_topk
+
+        recipe, cfg = ctx.recipe, ctx.recipe.embedding
+        ctx.reporter.start(f"load {recipe.model.name}", None)
+        encoder = emb.load_encoder(recipe.model.name, recipe.model.max_length)
+        key = (recipe.model.name, recipe.model.max_length)
+        start = time.perf_counter()
+        ctx.reporter.start("embed the training texts", len(set(ctx.train.texts)))
+        x = emb.embed(encoder, ctx.train.texts, key, recipe.train.precision, cfg.batch_size, ctx.reporter)
+        ctx.reporter.start("fit the logistic regression", None)
+        head = LogisticRegression(C=cfg.C, max_iter=3000, class_weight=cfg.class_weight,
+                                  random_state=recipe.train.seed).fit(x, np.asarray(ctx.y_train))
+        seconds = time.perf_counter() - start
+        emb.save(ctx.work, recipe.model.name, recipe.model.max_length, head.coef_.astype(np.float32),
+                 head.intercept_.astype(np.float32), head.classes_.astype(np.int64), encoder)
+        ctx.reporter.start("embed the validation texts", len(set(ctx.val.texts)))
+        xv = emb.embed(encoder, ctx.val.texts, key, recipe.train.precision, cfg.batch_size, ctx.reporter)
+        probs = emb.head_probabilities(head.coef_, head.intercept_, head.classes_, xv, len(ctx.labels))
+        outputs = masked_topk(probs, ctx.task.top_k, ctx.masks)
+        metrics, ablation = final_metrics(ctx.task, ctx.y_val, outputs, ctx.labels)
+        history = [{"epoch": 1, "step": 1, **_scalars(metrics)}]
+        return Fitted(metrics, history, seconds, outputs["final"], len(ctx.train.texts) / max(seconds, 1e-9), ablation)
+
+
 class SftTrainer:
     """Supervised fine-tuning of a causal LM for the tutor: a pipeline of its own (train/tutor_run.py)."""
 
@@ -226,5 +259,5 @@ def _ensemble_trainer():
     return EnsembleTrainer()
 
 
-for _trainer in (TfidfTrainer(), SklearnTrainer(), FinetuneTrainer(), SftTrainer(), _ensemble_trainer()):
+for _trainer in (TfidfTrainer(), SklearnTrainer(), FinetuneTrainer(), EmbeddingTrainer(), SftTrainer(), _ensemble_trainer()):
     register_trainer(_trainer)

@@ -64,7 +64,11 @@ def test_refit_trains_every_member_on_train_and_validation(topic_csv):
     refits = result.metrics["member_refits"]
     assert [r["name"] for r in refits] == ["svm", "logreg"]
     assert all(r["refit_rows"] == result.metrics["n_train"] + result.metrics["n_validation"] for r in refits)
-    assert any("each member was trained again" in n for n in result.notes)
+    assert any("member(s) svm, logreg trained again" in n for n in result.notes)
+    # a member can opt out (a slow fine-tuned member), the others are refitted
+    recipe.ensemble.members[1]["train"] = {"refit": False}
+    result = train_from_recipe(recipe, "runs/refit", overwrite=True)
+    assert [r["name"] for r in result.metrics["member_refits"]] == ["svm"]
 
 
 def test_member_mistakes_are_named():

@@ -7,8 +7,9 @@
   the members are fitted on the whole training split.
 
 Each member is saved as an ordinary model folder under ``members/`` with its own validation figures, which the
-ensemble reports beside its own (``metrics.json``: ``members``). With ``train.refit`` each member is refitted on
-train + validation with the settings its first fit chose (train/run.py ``refit_on_all``).
+ensemble reports beside its own (``metrics.json``: ``members``). With ``train.refit`` (the ensemble's, or a member's
+own ``train.refit``) a member is refitted on train + validation with the settings its first fit chose (train/run.py
+``refit_on_all``): a slow fine-tuned member can opt out while a fast TF-IDF member is refitted.
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class EnsembleTrainer:
                             "train_seconds": round(time.perf_counter() - member_start, 3),
                             **{k: v for k, v in _scalars(fitted.metrics).items()},
                             "best_epoch": fitted.metrics.get("best_epoch")})
-            if ctx.recipe.train.refit:
+            if recipe.train.refit:  # the ensemble's train.refit, unless the member's own train section says otherwise
                 refit, structure = refit_on_all(dataclasses.replace(mctx, recipe=recipe), trainer, fitted)
                 _write_member_manifest(mctx, trainer, fitted, structure)
                 refits.append({"name": name, **refit})

@@ -143,9 +143,11 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             return TrainResult(output, {}, fitted.history)
         extra = {"n_augmented": sum(augment_report.added_per_label.values()) if augment_report else 0,
                  "processes": dist.world}
-        if recipe.train.refit and getattr(trainer, "handles_refit", False):
-            notes.append("refit: each member was trained again on train + validation with the epochs its first fit "
-                         "chose; the validation figures are those of the first fits")
+        if getattr(trainer, "handles_refit", False):
+            refitted = [r["name"] for r in fitted.metrics.get("member_refits", [])]
+            if refitted:
+                notes.append(f"refit: member(s) {', '.join(refitted)} trained again on train + validation with the "
+                             f"epochs their first fit chose; the validation figures are those of the first fits")
         elif recipe.train.refit:
             if dist.world > 1:
                 notes.append("train.refit skipped: refitting runs in one process")

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "src"))
 from mathtune.config import ModelConfig, TrainConfig, load_recipe  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 
-RECIPES = ["topic-tfidf", "topic-lora", "topic-llm-lora"]
+RECIPES = ["topic-tfidf", "topic-lora", "topic-llm-lora", "topic-embedding", "topic-best"]
 
 
 def load_rows(recipe_name: str, n: int):
@@ -130,10 +130,32 @@ def run_recipe(name: str, workdir: Path, extra: list[str]) -> dict:
     metrics = json.loads((output / "metrics.json").read_text())
     summary, val = metrics["summary"], metrics["validation"]
     per_class = {row["label"]: round(row["f1"], 4) for row in val["per_class"]}
-    return {"recipe": name, "f1_micro": round(val["f1_micro"], 4), "f1_macro": round(val["f1_macro"], 4),
-            "accuracy": round(val["accuracy"], 4), "per_class_f1": per_class, "train_seconds": summary["train_seconds"],
-            "wall_seconds": round(wall, 1), "peak_rss_mb": summary["peak_rss_mb"], "epochs_run": len(metrics["history"]),
-            "n_train": summary["n_train"], "n_validation": summary["n_validation"], "overrides": extra}
+    entry = {"recipe": name, "f1_micro": round(val["f1_micro"], 4), "f1_macro": round(val["f1_macro"], 4),
+             "accuracy": round(val["accuracy"], 4), "per_class_f1": per_class, "train_seconds": summary["train_seconds"],
+             "wall_seconds": round(wall, 1), "peak_rss_mb": summary["peak_rss_mb"], "epochs_run": len(metrics["history"]),
+             "n_train": summary["n_train"], "n_validation": summary["n_validation"], "overrides": extra,
+             "refit": bool(summary.get("refit") or val.get("member_refits")),
+             "predict_rows_per_second": predict_speed(output)}
+    if "members" in val:  # an ensemble: its members' own validation figures beside its own
+        entry["members"] = [{k: m.get(k) for k in ("name", "trainer", "model", "f1_micro", "f1_macro", "train_seconds")}
+                            for m in val["members"]]
+    return entry
+
+
+def predict_speed(folder: Path, rows: int = 1000) -> float:
+    """Rows per second of the saved model on topic questions (one pass over `rows` questions of the training file,
+    in the batches `mathtune predict` uses), measured in this process after training."""
+    import pandas as pd
+
+    from mathtune.models.saved import load_predictor
+    from mathtune.paths import resolve_data_path
+
+    frame = pd.read_csv(resolve_data_path("math-topics/train.csv")).head(rows)
+    predictor = load_predictor(folder)
+    predictor.predict_frame(frame.head(32), k=1)  # warm-up (first batch, lazy loads)
+    start = time.perf_counter()
+    predictor.predict_frame(frame, k=1)
+    return round(len(frame) / (time.perf_counter() - start), 1)
 
 
 def main() -> None:

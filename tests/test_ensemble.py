@@ -145,9 +145,13 @@ def test_frozen_embeddings_with_a_linear_head(topic_csv, tiny_bert):
     manifest = json.loads((folder / "mathtune.json").read_text())
     assert manifest["kind"] == "embedding" and manifest["peft"] is None
     assert result.metrics["refit_rows"] == result.metrics["n_train"] + result.metrics["n_validation"]
+    from mathtune.models.embedding import _CACHE
+
     predictor = load_predictor(folder)
+    cached = {key: len(v) for key, v in _CACHE.items()}
     idx, prob = predictor.topk(["Find the remainder when 7^5 is divided by 3.", "Solve for x: 3x + 4 = 10."], k=3)
     assert idx.shape == (2, 3) and np.all(prob[:, 0] >= prob[:, 1]) and np.all(prob.sum(axis=1) <= 1 + 1e-5)
+    assert {key: len(v) for key, v in _CACHE.items()} == cached  # scoring never grows the training run's cache
 
 
 def test_an_embedding_folder_cannot_point_outside_itself(topic_csv, tiny_bert):

@@ -47,15 +47,17 @@ def _cuda() -> bool:
 
 
 def embed(encoder, texts: Sequence[str], key: tuple[str, int] | None = None, precision: str = "auto",
-          batch_size: int = 32, reporter=None) -> np.ndarray:
+          batch_size: int = 32, reporter=None, store: bool = True) -> np.ndarray:
     """Normalized sentence vectors; texts already embedded in this process under ``key`` are not embedded again
-    (the refit on train + validation reuses the first fit's vectors)."""
+    (the refit on train + validation, and an ensemble scoring its validation rows, reuse the training run's
+    vectors). ``store=False`` reads that cache without adding to it (a server must not grow it per request)."""
     import torch
 
     from .device import autocast_context
 
-    cache = _CACHE.setdefault(key, {}) if key else {}
-    todo = list(dict.fromkeys(t for t in texts if t not in cache))
+    known = (_CACHE.setdefault(key, {}) if store else _CACHE.get(key, {})) if key else {}
+    cache = known if store else dict()
+    todo = list(dict.fromkeys(t for t in texts if t not in known and t not in cache))
     # longest first: batches of similar length pad less
     todo.sort(key=len, reverse=True)
     device = torch.device("cuda" if _cuda() else "cpu")
@@ -67,7 +69,7 @@ def embed(encoder, texts: Sequence[str], key: tuple[str, int] | None = None, pre
         cache.update(zip(chunk, vectors.astype(np.float32)))
         if reporter:
             reporter.advance(len(chunk))
-    return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
+    return np.stack([known[t] if t in known else cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
 
 
 def head_probabilities(coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray, vectors: np.ndarray,
@@ -117,7 +119,7 @@ class EmbeddingKind:
 
     def probabilities(self, predictor, texts) -> np.ndarray:
         m = predictor._model
-        vectors = embed(m["encoder"], list(texts))
+        vectors = embed(m["encoder"], list(texts), m["key"], store=False)
         return head_probabilities(m["coef"], m["intercept"], m["classes"], vectors, len(predictor.labels))
 
     def topk_variants(self, predictor, texts, k, variants, batch_size, reporter, frame):

@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.io import write_json  # noqa: E402
 
-RECIPES = ["misconception-tfidf", "misconception-lora"]
+RECIPES = ["misconception-tfidf", "misconception-lora", "misconception-best"]
 SPLITS = ["stratified", "grouped"]
 
 
@@ -56,7 +56,26 @@ def run(recipe: str, split: str, workdir: Path, extra: list[str]) -> dict:
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": summary["peak_rss_mb"],
         "n_train": summary["n_train"],
+        "refit": bool(summary.get("refit") or val.get("member_refits")),
+        "predict_rows_per_second": predict_speed(output),
+        **({"members": [{k: m.get(k) for k in ("name", "trainer", "model", "map@3", "accuracy", "train_seconds")}
+                        for m in val["members"]]} if "members" in val else {}),
     }
+
+
+def predict_speed(folder: Path, rows: int = 1000) -> float:
+    """Rows per second of the saved model on `rows` rows of the training file, measured in this process."""
+    import pandas as pd
+
+    from mathtune.models.saved import load_predictor
+    from mathtune.paths import resolve_data_path
+
+    frame = pd.read_csv(resolve_data_path("map-misconceptions/train.csv"), dtype=str, keep_default_na=False).head(rows)
+    predictor = load_predictor(folder)
+    predictor.predict_frame(frame.head(32), k=3)  # warm-up
+    start = time.perf_counter()
+    predictor.predict_frame(frame, k=3)
+    return round(len(frame) / (time.perf_counter() - start), 1)
 
 
 def main() -> None:

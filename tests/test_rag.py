@@ -122,3 +122,13 @@ tracking: none
     assert result.exit_code == 0, result.output
     manifest = json.loads((workdir / "t" / "mathtune.json").read_text())
     assert manifest["retrieval"]["index"] == "idx" and manifest["retrieval"]["k"] == 1
+
+
+def test_an_index_built_with_another_encoder_keeps_it(corpus, tiny_bert):
+    result = runner.invoke(app, ["index", "build", "solutions.jsonl", "--index", "other", "--embedder", str(tiny_bert)])
+    assert result.exit_code == 0, result.output
+    index = Index.open(corpus / "other")
+    assert index.settings["embedder"] == str(tiny_bert) and index.settings["dim"] == 32
+    result = runner.invoke(app, ["index", "add", "notes.md", "--index", "other"])  # add embeds with the same encoder
+    assert result.exit_code == 0, result.output
+    assert len(Index.open(corpus / "other")) == 4

@@ -731,14 +731,19 @@ app.add_typer(index_app, name="index")
 
 
 def _index_corpus(corpora: list[str], folder: Path, create: bool, chunk_size: int, chunk_overlap: int,
-                  kind: str = "flat") -> None:
+                  kind: str = "flat", embedder_name: str = "bundled:minilm") -> None:
     from .rag.corpus import read_corpus
     from .rag.index import Embedder, Index, split_documents
 
-    index = Index.create(folder, chunk_size=chunk_size, chunk_overlap=chunk_overlap, kind=kind) if create else Index.open(folder)
+    if create:
+        embedder = Embedder(embedder_name)
+        index = Index.create(folder, embedder=embedder_name, chunk_size=chunk_size, chunk_overlap=chunk_overlap,
+                             dim=embedder.dim, kind=kind)
+    else:
+        index = Index.open(folder)
+        embedder = Embedder(index.settings["embedder"])
     docs = [d for ref in corpora for d in read_corpus(ref)]
     chunks = split_documents(docs, index.settings["chunk_size"], index.settings["chunk_overlap"])
-    embedder = Embedder(index.settings["embedder"])
     with progress_reporter() as reporter:
         reporter.start(f"embed {len(chunks)} chunks from {len(docs)} documents", len(chunks))
         added, skipped = index.add(chunks, embedder, progress=reporter.advance)
@@ -754,12 +759,13 @@ def index_build(
     chunk_size: Annotated[int, typer.Option(help="Characters per chunk (recursive splitter).")] = 500,
     chunk_overlap: Annotated[int, typer.Option(help="Characters shared by neighbouring chunks.")] = 50,
     kind: Annotated[str, typer.Option(help="flat (exact search) or hnsw (approximate; sub-millisecond at 100k chunks).")] = "flat",
+    embedder: Annotated[str, typer.Option(help="Sentence encoder: bundled:minilm, bundled:mpnet, a folder or a hub id.")] = "bundled:minilm",
 ) -> None:
-    """Split, embed (bundled MiniLM) and index documents with FAISS.
+    """Split, embed (bundled MiniLM unless --embedder says otherwise) and index documents with FAISS.
 
     Example: mathtune index build demo:champ gsm8k/train.jsonl --index runs/index
     """
-    _index_corpus(corpus, index, True, chunk_size, chunk_overlap, kind)
+    _index_corpus(corpus, index, True, chunk_size, chunk_overlap, kind, embedder)
 
 
 @index_app.command("add")

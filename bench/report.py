@@ -21,16 +21,30 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+RARE = ("Linear Algebra", "Abstract Algebra and Topology")
+
+
 def topic(data: dict) -> list[str]:
     lines = ["### Topics (`bench/topic.py`; math-topics train.csv, stratified 80/20, seed 0)", "",
-             "| recipe | F1-micro | F1-macro | epochs | training time | peak memory |", "|---|---|---|---|---|---|"]
+             "| recipe | F1-micro | F1-macro | Linear Algebra F1 | Abstract Algebra and Topology F1 | epochs | training time | "
+             "peak memory | prediction | refit |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in data.get("recipes", []):
         if "error" in r:
-            lines.append(f"| {r['recipe']} | error | | | | |")
+            lines.append(f"| {r['recipe']} | error | | | | | | | | |")
             continue
         memory = "n/a *" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb'] / 1024:.1f} GiB"
         timing = f"{r['train_seconds'] / 60:.1f} min" + (" *" if r.get("train_seconds_note") else "")
-        lines.append(f"| {r['recipe']} | {r['f1_micro']:.4f} | {r['f1_macro']:.4f} | {r['epochs_run']} | {timing} | {memory} |")
+        rare = " | ".join(f"{r['per_class_f1'].get(name, float('nan')):.2f}" for name in RARE)
+        speed = f"{r['predict_rows_per_second']:.0f} rows/s" if r.get("predict_rows_per_second") else "-"
+        lines.append(f"| {r['recipe']} | {r['f1_micro']:.4f} | {r['f1_macro']:.4f} | {rare} | {r['epochs_run']} | {timing} | "
+                     f"{memory} | {speed} | {'yes' if r.get('refit') else ('no' if 'refit' in r else '-')} |")
+    for r in data.get("recipes", []):
+        if r.get("members"):
+            lines += ["", f"{r['recipe']}'s members, each on its own (same split; the ensemble is the average of their probabilities):", "",
+                      "| member | trainer | model | F1-micro | F1-macro | training time |", "|---|---|---|---|---|---|"]
+            for m in r["members"]:
+                lines.append(f"| {m['name']} | {m['trainer']} | {m['model']} | {m['f1_micro']:.4f} | {m['f1_macro']:.4f} | "
+                             f"{m['train_seconds'] / 60:.1f} min |")
     notes = [f"\\* {r['recipe']}: " + " ".join(filter(None, (r.get("train_seconds_note"), r.get("peak_rss_note"))))
              for r in data.get("recipes", []) if r.get("train_seconds_note") or r.get("peak_rss_note")]
     if notes:
@@ -59,6 +73,14 @@ def misconception(data: dict) -> list[str]:
         lines.append(f"| {r['recipe']} | {r['split']} | {r['map@3']:.4f} | {r['top1_accuracy']:.4f} | {get(False, False):.4f} | "
                      f"{get(True, False):.4f} | {get(False, True):.4f} | {r['train_seconds'] / 60:.1f} min | "
                      f"{r['peak_rss_mb'] / 1024:.1f} GiB | {' '.join(r.get('overrides', [])) or '-'} |")
+    for r in data.get("runs", []):
+        if r.get("members"):
+            lines += ["", f"{r['recipe']}'s members, each on its own ({r['split']} split; the ensemble averages their "
+                          f"probabilities; prediction {r.get('predict_rows_per_second', 0):.0f} rows/s):", "",
+                      "| member | trainer | model | MAP@3 | top-1 | training time |", "|---|---|---|---|---|---|"]
+            for m in r["members"]:
+                lines.append(f"| {m['name']} | {m['trainer']} | {m['model']} | {m['map@3']:.4f} | {m['accuracy']:.4f} | "
+                             f"{m['train_seconds'] / 60:.1f} min |")
     return lines
 
 

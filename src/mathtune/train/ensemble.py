@@ -104,15 +104,11 @@ class EnsembleTrainer:
 
         cfg, seed = ctx.recipe.ensemble, ctx.recipe.train.seed
         members = member_recipes(ctx.recipe)
+        preflight(members)
         start = time.perf_counter()
         val_probs, oof_probs, reports, refits = [], [], [], []
         for name, recipe in members:
             trainer = get_trainer(recipe.trainer)
-            if recipe.trainer not in _task_trainers(ctx.recipe.task):
-                from ..errors import RecipeError
-
-                raise RecipeError(f"ensemble member {name}: the {ctx.recipe.task} task trains with "
-                                  f"{' or '.join(_task_trainers(ctx.recipe.task))}, not {recipe.trainer}")
             if cfg.method == "stacking":
                 oof_probs.append(_fold_probabilities(ctx, name, recipe, cfg.folds, seed))
             work = ctx.work / MEMBERS / name
@@ -162,6 +158,24 @@ class EnsembleTrainer:
                     **{f"member.{r['name']}.{k}": v for r in reports for k, v in r.items()
                        if isinstance(v, float) and k != "train_seconds"}}]
         return Fitted(metrics, history, seconds, outputs["final"], len(ctx.train.texts) / max(seconds, 1e-9), ablation)
+
+
+def preflight(members) -> None:
+    """Every member can run before the first one trains: its trainer suits the task, and its bundled model is
+    installed (a missing mpnet part stops the run at once, not after the other members have trained)."""
+    from ..errors import RecipeError
+    from ..models.registry import PREFIX, resolve
+    from .run import check_recipe_runnable
+
+    for name, recipe in members:
+        allowed = _task_trainers(recipe.task)
+        if recipe.trainer not in allowed:
+            raise RecipeError(f"ensemble member {name}: the {recipe.task} task trains with {' or '.join(allowed)}, "
+                              f"not {recipe.trainer}")
+        check_recipe_runnable(recipe)
+        if recipe.model is not None and get_trainer(recipe.trainer).section == "model" \
+                and str(recipe.model.name).startswith(PREFIX):
+            resolve(recipe.model.name)
 
 
 def _task_trainers(task: str) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ Fitting is in train/trainers.py (EmbeddingTrainer).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -101,14 +100,14 @@ class EmbeddingKind:
     name = "embedding"
 
     def load(self, predictor, backend: str) -> None:
+        from .folder import read_spec
+
         folder = predictor.folder
         path = folder / SPEC_FILE
-        if not path.is_file():
-            raise ModelError(f"{folder}: no {SPEC_FILE}; is this an embedding model folder?")
+        spec = read_spec(folder, SPEC_FILE, "an embedding", ("encoder", "max_length"))
         try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
             encoder_ref, max_length = str(spec["encoder"]), int(spec["max_length"])
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:
             raise ModelError(f"{path}: damaged ({exc!r}); train the model again") from None
         if encoder_ref == ENCODER_DIR:
             encoder_ref = str(folder / ENCODER_DIR)

@@ -9,7 +9,6 @@ train/ensemble.py.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Sequence
 
@@ -81,16 +80,14 @@ class EnsembleKind:
     def load(self, predictor, backend: str) -> None:
         from .saved import load_predictor
 
+        from .folder import read_spec
+
         folder = predictor.folder
         path = folder / SPEC_FILE
-        if not path.is_file():
-            raise ModelError(f"{folder}: no {SPEC_FILE}; is this an ensemble model folder?")
-        try:
-            spec = json.loads(path.read_text(encoding="utf-8"))
-            names = [str(n) for n in spec["members"]]
-            method = spec["method"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelError(f"{path}: damaged ({exc!r}); train the ensemble again") from None
+        spec = read_spec(folder, SPEC_FILE, "an ensemble", ("members", "method"))
+        if not isinstance(spec["members"], list) or not spec["members"]:
+            raise ModelError(f"{path}: damaged (members must be a list of folder names); train the ensemble again")
+        names, method = [str(n) for n in spec["members"]], spec["method"]
         if method not in ("average", "stacking") or any("/" in n or "\\" in n or n.startswith(".") for n in names):
             raise ModelError(f"{path}: unknown method or member name; train the ensemble again")
         members = [load_predictor(folder / MEMBERS / n, backend) for n in names]

@@ -29,6 +29,22 @@ def read_manifest(folder: str | Path) -> dict:
     return manifest
 
 
+def read_spec(folder: Path, name: str, what: str, keys: tuple[str, ...]) -> dict:
+    """A model kind's JSON spec file (``ensemble.json``, ``embedding.json``) with ``keys`` present; a missing or
+    damaged file is one clear error."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ModelError(f"{folder}: no {name}; is this {what} model folder?")
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        missing = [k for k in keys if k not in spec]
+    except (ValueError, UnicodeDecodeError, TypeError) as exc:
+        raise ModelError(f"{path}: damaged ({exc!r}); train the model again") from None
+    if missing:
+        raise ModelError(f"{path}: damaged (no {', '.join(missing)}); train the model again")
+    return spec
+
+
 def load_classifier_files(path: Path, **kwargs):
     """Tokenizer and sequence classifier of a model folder's ``model/``; damaged files are one clear error."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer

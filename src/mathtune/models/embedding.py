@@ -122,7 +122,7 @@ class EmbeddingKind:
         return head_probabilities(m["coef"], m["intercept"], m["classes"], vectors, len(predictor.labels))
 
     def topk_variants(self, predictor, texts, k, variants, batch_size, reporter, frame):
-        from .ensemble import masked_topk
+        from .probs import masked_topk
 
         probs = self.probabilities(predictor, texts)
         if reporter:

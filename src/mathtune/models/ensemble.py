@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ModelError
 from ..io import write_json
+from .probs import masked_topk  # noqa: F401 (re-exported)
 from .tfidf import _save_npy
 
 SPEC_FILE = "ensemble.json"
@@ -57,16 +58,6 @@ def combine(spec: dict, probs: list[np.ndarray], coef: np.ndarray | None = None,
     return sum(w * p for w, p in zip(weights, probs)).astype(np.float32)
 
 
-def masked_topk(probs: np.ndarray, k: int, variants: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    out = {}
-    for name, allowed in variants.items():
-        p = probs if allowed is None else np.where(allowed, probs, 0.0)
-        p = p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)
-        idx = np.argsort(-p, axis=1, kind="stable")[:, :k]
-        out[name] = (idx, np.take_along_axis(p, idx, axis=1).astype(np.float32))
-    return out
-
-
 def save_spec(folder: Path, spec: dict, coef: np.ndarray | None = None, intercept: np.ndarray | None = None) -> None:
     if coef is not None:
         _save_npy(folder / "stack_coef.npy", coef.astype(np.float32))
@@ -78,8 +69,6 @@ class EnsembleKind:
     name = "ensemble"
 
     def load(self, predictor, backend: str) -> None:
-        from .saved import load_predictor
-
         from .folder import read_spec
 
         folder = predictor.folder
@@ -90,7 +79,7 @@ class EnsembleKind:
         names, method = [str(n) for n in spec["members"]], spec["method"]
         if method not in ("average", "stacking") or any("/" in n or "\\" in n or n.startswith(".") for n in names):
             raise ModelError(f"{path}: unknown method or member name; train the ensemble again")
-        members = [load_predictor(folder / MEMBERS / n, backend) for n in names]
+        members = [predictor.load_member(folder / MEMBERS / n, backend) for n in names]
         for name, member in zip(names, members):
             if member.labels.names != predictor.labels.names:
                 raise ModelError(f"{folder / MEMBERS / name}: its labels differ from the ensemble's; train the ensemble again")

@@ -75,6 +75,10 @@ class Predictor:
 
         return full_probabilities(self._model, self.task_object.features(frame, "input"), len(self.labels))
 
+    def load_member(self, folder: Path, backend: str = "torch") -> "Predictor":
+        """Another model folder inside this one (an ensemble's members), loaded like any model folder."""
+        return load_predictor(folder, backend)
+
     def topk_variants(self, texts: Sequence[str], k: int, variants: dict[str, np.ndarray | None],
                       batch_size: int = SCORE_BATCH, reporter=None, frame=None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Like topk, for several candidate masks at the cost of one pass of the model."""

@@ -26,13 +26,12 @@ from ..models.ensemble import MEMBERS, combine, masked_topk, member_probabilitie
 from ..models.folder import MANIFEST
 from ..tasks.base import structure_of
 from .common import Split
-from .trainers import FitContext, Fitted, _scalars, final_metrics, get_trainer
+from .steps import _subset, check_recipe_runnable, refit_on_all, task_for
+from .trainers import FitContext, Fitted, _scalars, final_metrics, get_trainer, register_trainer
 
 
 def _member_context(ctx: FitContext, recipe, work, train: Split | None = None, val: Split | None = None,
                     y_train=None, y_val=None) -> FitContext:
-    from .run import task_for
-
     task = task_for(recipe)
     train, val = train or ctx.train, val or ctx.val
     # the member's own inputs (its prompt template) from the same rows
@@ -68,7 +67,6 @@ def _fold_probabilities(ctx: FitContext, name: str, recipe, folds: int, seed: in
     from sklearn.model_selection import StratifiedKFold
 
     from ..models.saved import load_predictor
-    from .run import _subset
 
     y = np.asarray(ctx.y_train)
     oof = np.zeros((len(y), len(ctx.labels)), dtype=np.float32)
@@ -100,7 +98,6 @@ class EnsembleTrainer:
 
     def fit(self, ctx: FitContext) -> Fitted:
         from ..models.saved import load_predictor
-        from .run import refit_on_all
 
         cfg, seed = ctx.recipe.ensemble, ctx.recipe.train.seed
         members = member_recipes(ctx.recipe)
@@ -165,7 +162,6 @@ def preflight(members) -> None:
     installed (a missing mpnet part stops the run at once, not after the other members have trained)."""
     from ..errors import RecipeError
     from ..models.registry import PREFIX, resolve
-    from .run import check_recipe_runnable
 
     for name, recipe in members:
         allowed = _task_trainers(recipe.task)
@@ -182,3 +178,6 @@ def _task_trainers(task: str) -> tuple[str, ...]:
     from ..tasks.base import task_class
 
     return tuple(t for t in task_class(task).trainers if t != "ensemble")
+
+
+register_trainer(EnsembleTrainer())

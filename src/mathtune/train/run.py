@@ -26,22 +26,18 @@ from ..metrics.classification import headline
 from ..metrics.drift import build_reference
 from ..metrics.plots import confusion_matrix_png, training_curve_png
 from ..models.saved import MANIFEST
-from ..tasks import LabelMap, get_task, task_class
+from ..tasks import LabelMap
 from ..tasks.base import confusion_of, structure_of
 from .common import Split, TrainResult, load_frame, prepare_work, tracked_run  # noqa: F401 (re-exported)
-from .trainers import FitContext, Fitted, get_trainer, validation_variants
+from .trainers import FitContext, Fitted, validation_variants
+from .steps import _subset, check_recipe_runnable, refit_on_all, task_for  # noqa: F401 (re-exported)
+from . import ensemble  # noqa: F401  (registers the ensemble trainer)
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
 
 log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- data
-
-
-def task_for(recipe: Recipe):
-    """The recipe's task with the recipe's settings section for it."""
-    key = task_class(recipe.task).settings_key
-    return get_task(recipe.task, getattr(recipe, key) if key else None)
 
 
 def _split_of(frame: pd.DataFrame, task, d, source: str) -> Split:
@@ -94,12 +90,6 @@ def _augment(recipe: Recipe, train: Split, reporter) -> tuple[Split, object]:
     extra = pd.DataFrame({d.text_column: texts, d.label_column: labels})
     frame = pd.concat([train.frame, extra], ignore_index=True)
     return Split(frame, train.texts + texts, train.raw_labels + labels, train.source + " + augmented"), report
-
-
-def _subset(split: Split, idx, source: str) -> Split:
-    idx = list(idx)
-    return Split(split.frame.iloc[idx].reset_index(drop=True), [split.texts[i] for i in idx],
-                 [split.raw_labels[i] for i in idx], source)
 
 
 # ----------------------------------------------------------------------------- training
@@ -157,31 +147,6 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
                 notes.append(f"refit: the saved model was trained on train + validation ({refit['refit_rows']} rows, "
                              f"{refit['refit_epochs']} epoch(s)); the validation figures are those of the first fit")
         return _finish(ctx, trainer, fitted, tracker, output, structure, extra, notes)
-
-
-def refit_on_all(ctx: FitContext, trainer, fitted: Fitted) -> tuple[dict, object]:
-    """Train once more on train + validation (rows with labels the model knows) with the settings chosen on the
-    validation split: the number of epochs of the best epoch, no early stopping. The model files in the work folder
-    are replaced; the first fit's validation figures stand (the refit model has seen those rows)."""
-    import dataclasses
-    import time
-
-    recipe = ctx.recipe
-    known = [i for i, y in enumerate(ctx.y_val) if y >= 0]
-    both = Split(pd.concat([ctx.train.frame, ctx.val.frame.iloc[known]], ignore_index=True),
-                 ctx.train.texts + [ctx.val.texts[i] for i in known],
-                 ctx.train.raw_labels + [ctx.val.raw_labels[i] for i in known], f"{ctx.train.source} + validation")
-    epochs = int(fitted.metrics.get("best_epoch") or recipe.train.epochs)
-    train_cfg = recipe.train.model_copy(update={"epochs": epochs, "early_stopping_patience": None, "refit": False})
-    shutil.rmtree(ctx.work / "checkpoints", ignore_errors=True)  # the second fit must not resume the first
-    refit_ctx = dataclasses.replace(ctx, recipe=recipe.model_copy(update={"train": train_cfg}), train=both,
-                                    y_train=ctx.y_train + [ctx.y_val[i] for i in known])
-    ctx.reporter.start(f"refit on train + validation ({len(both.texts)} rows)", None)
-    start = time.perf_counter()
-    trainer.fit(refit_ctx)  # its own validation figures are on rows it trained on: not reported
-    structure = structure_of(ctx.task, both.frame, both.raw_labels, ctx.labels)
-    return {"refit": True, "refit_rows": len(both.texts), "refit_epochs": epochs,
-            "refit_seconds": round(time.perf_counter() - start, 3)}, structure
 
 
 def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, structure, extra: dict,
@@ -242,16 +207,3 @@ def _write_reports(work: Path, metrics: dict, history: list[dict], labels: Label
         training_curve_png(history, work / "training_curve.png", primary)
     rows = metrics.get("per_class") or metrics.get("per_category") or []
     write_text(work / "per_class.csv", pd.DataFrame(rows).to_csv(index=False))
-
-
-def check_recipe_runnable(recipe: Recipe):
-    """The recipe's trainer, once the task allows it (and QLoRA has what it needs)."""
-    trainer = get_trainer(recipe.trainer)
-    allowed = task_class(recipe.task).trainers
-    if recipe.trainer not in allowed:
-        raise RecipeError(f"trainer: the {recipe.task} task trains with trainer {' or '.join(allowed)}, not {recipe.trainer}")
-    if trainer.section == "model" and recipe.model.peft == "qlora":
-        from ..models.hf import _quantization_config
-
-        _quantization_config(recipe.model)
-    return trainer

@@ -214,7 +214,7 @@ class EmbeddingTrainer:
         from sklearn.linear_model import LogisticRegression
 
         from ..models import embedding as emb
-        from ..models.ensemble import masked_topk
+        from ..models.probs import masked_topk
 
         recipe, cfg = ctx.recipe, ctx.recipe.embedding
         ctx.reporter.start(f"load {recipe.model.name}", None)
@@ -253,11 +253,6 @@ class SftTrainer:
         raise RecipeError("trainer sft runs through its own pipeline (the tutor task)")
 
 
-def _ensemble_trainer():
-    from .ensemble import EnsembleTrainer
-
-    return EnsembleTrainer()
-
-
-for _trainer in (TfidfTrainer(), SklearnTrainer(), FinetuneTrainer(), EmbeddingTrainer(), SftTrainer(), _ensemble_trainer()):
+# the ensemble trainer (train/ensemble.py) registers itself; train/run.py imports it
+for _trainer in (TfidfTrainer(), SklearnTrainer(), FinetuneTrainer(), EmbeddingTrainer(), SftTrainer()):
     register_trainer(_trainer)

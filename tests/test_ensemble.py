@@ -97,7 +97,9 @@ def test_an_ensemble_is_logged_to_mlflow_with_its_members_and_served_from_the_re
     import mlflow
 
     recipe = recipe_from_dict({"task": "topic", "trainer": "ensemble", "data": {"train": "topics.csv", "val_size": 0.25},
-                               "ensemble": {"members": [SVM, LOGREG]}, "tracking": {"register_as": "ens-topics"}})
+                               "ensemble": {"members": [SVM, LOGREG]},
+                               # an absolute store: MLflow keeps one store per URI, and a relative one would be another test's
+                               "tracking": {"register_as": "ens-topics", "uri": f"sqlite:///{workdir / 'ens.db'}"}})
     info = train_from_recipe(recipe, "runs/tracked").tracking
     mlflow.set_tracking_uri(info["tracking_uri"])
     run = mlflow.get_run(info["run_id"])

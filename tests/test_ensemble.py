@@ -178,3 +178,15 @@ def test_a_member_that_cannot_run_stops_the_ensemble_before_any_member_trains(to
     assert not (topic_csv.parent / "runs" / "pre.partial" / "members" / "svm").exists()
     with pytest.raises(RecipeError, match="member bad: the topic task trains with"):
         train_from_recipe(_recipe([SVM, {"name": "bad", "trainer": "sklearn"}]), "runs/pre")
+
+
+def test_an_ensemble_is_served_by_the_api(topic_csv):
+    from fastapi.testclient import TestClient
+
+    from mathtune.serve.app import create_app
+
+    folder = train_from_recipe(_recipe([SVM, LOGREG]), "runs/served").output
+    with TestClient(create_app([str(folder)])) as client:
+        response = client.post("/v1/topics", json={"questions": ["Find the remainder when 7^5 is divided by 3."]})
+        assert response.status_code == 200, response.text
+        assert "Number Theory" in response.text

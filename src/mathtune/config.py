@@ -195,7 +195,7 @@ TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft", "embedding
 
 class Recipe(_Strict):
     task: str = Field("topic", description="A registered task: topic, misconception, products, tutor, or your own.")
-    trainer: str = Field("finetune", description="A registered trainer: tfidf, finetune, sklearn, sft, or your own.")
+    trainer: str = Field("finetune", description="A registered trainer: tfidf, finetune, embedding, ensemble, sklearn, sft, or your own.")
     labels: list[str] | None = Field(None, description="Label names in id order; default: the task's names or the data's values.")
     data: DataConfig
     model: ModelConfig | None = Field(None, description="The pretrained model (trainers finetune and sft).")

@@ -190,3 +190,26 @@ def test_an_ensemble_is_served_by_the_api(topic_csv):
         response = client.post("/v1/topics", json={"questions": ["Find the remainder when 7^5 is divided by 3."]})
         assert response.status_code == 200, response.text
         assert "Number Theory" in response.text
+
+
+def test_a_refitted_ensemble_learns_the_question_structure_from_validation_rows_too(workdir):
+    from tests.test_misconception import make_rows
+
+    frame = make_rows(20)
+    frame.to_csv(workdir / "map.csv", index=False)
+    joint = frame.Category + ":" + frame.Misconception
+    by_q = {q: set(joint[frame.QuestionId == q]) for q in frame.QuestionId.unique()}
+    q1, q2 = sorted(by_q)[:2]
+    label = sorted(by_q[q1] - by_q[q2])[0]  # a label question q2 never has in training
+    extra = frame[(frame.QuestionId == q2)].head(2).copy()
+    extra["Category"], extra["Misconception"] = label.split(":")
+    extra["row_id"] = ["v1", "v2"]
+    extra.to_csv(workdir / "val.csv", index=False)
+    members = [{"name": "a", "trainer": "tfidf", "tfidf": {"classifier": "logreg", "min_df": 1}},
+               {"name": "b", "trainer": "tfidf", "tfidf": {"classifier": "logreg", "min_df": 1, "C": 1}}]
+    recipe = recipe_from_dict({"task": "misconception", "trainer": "ensemble",
+                               "data": {"train": "map.csv", "validation": "val.csv", "id_column": "row_id"},
+                               "ensemble": {"members": members}, "train": {"refit": True}, "tracking": "none"})
+    manifest = json.loads((train_from_recipe(recipe, "runs/mis").output / "mathtune.json").read_text())
+    names = manifest["labels"]["names"]
+    assert label in {names[i] for i in manifest["structure"]["labels_by_question"][str(q2)]}

@@ -138,6 +138,10 @@ def train_from_recipe(recipe: Recipe, output: str | Path, overwrite: bool = Fals
             if refitted:
                 notes.append(f"refit: member(s) {', '.join(refitted)} trained again on train + validation with the "
                              f"epochs their first fit chose; the validation figures are those of the first fits")
+                # what the task learns from labelled rows (a question's labels, its right answer) from both parts too
+                known = [i for i, y in enumerate(y_val) if y >= 0]
+                structure = structure_of(task, pd.concat([train.frame, val.frame.iloc[known]], ignore_index=True),
+                                         train.raw_labels + [val.raw_labels[i] for i in known], labels)
         elif recipe.train.refit:
             if dist.world > 1:
                 notes.append("train.refit skipped: refitting runs in one process")

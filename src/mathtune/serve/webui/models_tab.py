@@ -16,7 +16,9 @@ METRIC_NAMES = {"f1_micro": "F1-micro", "f1_macro": "F1-macro", "map_at_3": "MAP
                 "accuracy": "accuracy", "perplexity": "perplexity", "answer_accuracy": "answer accuracy"}
 KIND_TEXT = {"tfidf": "word and character patterns (TF-IDF) with a linear model",
              "transformer": "a fine-tuned language model", "sklearn": "a scikit-learn pipeline (text and numbers)",
-             "generator": "a language model that writes step-by-step solutions"}
+             "generator": "a language model that writes step-by-step solutions",
+             "embedding": "a sentence encoder's vectors with a linear model",
+             "ensemble": "several models whose answers are averaged"}
 SIGNAL_TITLES = {"text_length": "Text length", "unknown_word_share": "Share of unknown words",
                  "centroid_distance": "Distance from the training texts", "confidence": "Model confidence",
                  "predicted_class": "Predicted classes"}

@@ -231,6 +231,7 @@ def test_tutor_money_math_refusal_and_chat_controls(ui):
     ui.click("#tutor-undo")
     ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length === 2")
     wait_idle(ui)  # the browser state is written after the event ends; a reload before that reads the old chat
+    ui.wait_for_timeout(2000)  # and Gradio writes it to localStorage a moment later
     ui.reload()  # the conversation is kept in the browser
     ui.wait_for_selector("#tabs")
     open_tab(ui, "Tutor")

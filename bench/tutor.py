@@ -3,8 +3,8 @@ generation speed.
 
     python bench/tutor.py                      # writes bench/results/tutor.json
 
-1. Fine-tunes recipes/tutor-lora.yaml (LoRA on GSM8K worked solutions) within a CPU budget (``--limit`` training
-   problems, one epoch); validation = the recipe's fixed 3% of gsm8k/train.jsonl (224 problems, split seed 0):
+1. Fine-tunes recipes/tutor-lora.yaml (LoRA on GSM8K worked solutions) within a CPU budget (``--limit`` GSM8K
+   training problems, ``--math-mix`` MATH training problems, ``--refusals`` non-math prompts, one epoch); validation = the recipe's fixed 3% of gsm8k/train.jsonl (224 problems, split seed 0):
    perplexity on all of them, answer accuracy (math-verify), ROUGE and BLEU on the first ``--eval-samples``,
    refusal rates on 20 held-out non-math prompts. Base and fine-tuned in the same run.
 2. A second view on MATH-500 (first ``--math-samples`` problems), base and fine-tuned.
@@ -50,7 +50,10 @@ def speed(generator, max_new_tokens: int, repeats: int = 2) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=1000, help="training problems (CPU budget)")
+    parser.add_argument("--limit", type=int, default=700, help="GSM8K training problems (CPU budget)")
+    parser.add_argument("--math-mix", type=int, default=300, help="MATH training problems mixed in (tutor.mix)")
+    parser.add_argument("--refusals", type=int, default=50, help="non-math prompts answered with the refusal (tutor.refusal_examples)")
+    parser.add_argument("--skip-speed", action="store_true", help="leave the generation speed comparison out")
     parser.add_argument("--eval-samples", type=int, default=100)
     parser.add_argument("--math-samples", type=int, default=40)
     parser.add_argument("--speed-tokens", type=int, default=128)
@@ -61,11 +64,19 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     model_dir = args.workdir / "tutor-lora"
-    results = {"benchmark": "tutor", "cpus": os.cpu_count(), "recipe": "tutor-lora", "limit": args.limit}
+    results = {"benchmark": "tutor", "cpus": os.cpu_count(), "recipe": "tutor-lora", "limit": args.limit,
+               "math_mix": args.math_mix, "refusal_examples": args.refusals}
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    import yaml
+
+    recipe = yaml.safe_load((REPO / "recipes" / "tutor-lora.yaml").read_text())
+    recipe["tutor"]["mix"] = [{"train": "math-hendrycks/train.jsonl", "limit": args.math_mix}] if args.math_mix else []
+    recipe["tutor"]["refusal_examples"] = args.refusals
+    recipe_path = args.workdir / "tutor-lora.yaml"
+    recipe_path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     if not args.skip_train:
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "mathtune.cli", "train", str(REPO / "recipes" / "tutor-lora.yaml"),
+        proc = subprocess.run([sys.executable, "-m", "mathtune.cli", "train", str(recipe_path),
                                "--output", str(model_dir), "--overwrite", "--set", "tracking=none",
                                "--set", f"data.limit={args.limit}", "--set", f"tutor.eval_samples={args.eval_samples}"],
                               capture_output=True, text=True, env=env)
@@ -93,8 +104,8 @@ def main() -> None:
     results["math500"] = {"n": args.math_samples, "base": math500.get("base"),
                           "fine_tuned": {k: v for k, v in math500.items() if k not in ("base", "model", "data")}}
     write_json(args.out, results)
-
-    measure_speed(model_dir, args, results)
+    if not args.skip_speed:
+        measure_speed(model_dir, args, results)
 
 
 def measure_speed(model_dir: Path, args, results: dict) -> None:

@@ -132,3 +132,34 @@ def test_an_index_built_with_another_encoder_keeps_it(corpus, tiny_bert):
     result = runner.invoke(app, ["index", "add", "notes.md", "--index", "other"])  # add embeds with the same encoder
     assert result.exit_code == 0, result.output
     assert len(Index.open(corpus / "other")) == 4
+
+
+def test_whole_worked_examples_become_few_shot_turns(corpus, embedder):
+    from mathtune.tasks.tutor import WorkedExamples, messages
+
+    result = runner.invoke(app, ["index", "build", "solutions.jsonl", "notes.md", "--index", "shots", "--whole-documents"])
+    assert result.exit_code == 0, result.output
+    retriever = Retriever(Index.open(corpus / "shots"), embedder)
+    hits = retriever.search("What is the area of a 3 by 5 rectangle?", 4)
+    shots = Retriever.render(hits, "examples")
+    assert isinstance(shots, WorkedExamples) and len(shots.pairs) == 3
+    question, solution = shots.pairs[-1]  # the most relevant example sits next to the problem
+    assert question == DOCS[0]["question"]
+    assert solution.endswith("The answer is 24.") and "####" not in solution
+    assert shots.passages.startswith(CONTEXT_HEADER) and "n(n+1)/2" in shots.passages  # not a worked example
+    turns = messages("What is the area of a 3 by 5 rectangle?", context=shots)
+    assert [t["role"] for t in turns] == ["system"] + ["user", "assistant"] * 3 + ["user"]
+    assert turns[-1]["content"].endswith("Problem: What is the area of a 3 by 5 rectangle?")
+    assert turns[-3]["content"] == DOCS[0]["question"]
+    passages = Retriever.render(hits, "passages")  # the older style: every chunk before the problem
+    assert isinstance(passages, str) and "Problem: A rectangle" in passages
+    with pytest.raises(ValueError, match="examples or passages"):
+        Retriever.render(hits, "shots")
+    # a split document is a passage, never half a worked example
+    split = runner.invoke(app, ["index", "build", "solutions.jsonl", "--index", "pieces", "--chunk-size", "40",
+                                "--chunk-overlap", "0"])
+    assert split.exit_code == 0, split.output
+    pieces = Retriever(Index.open(corpus / "pieces"), embedder).search("area of a rectangle", 3)
+    assert isinstance(Retriever.render(pieces, "examples"), str)
+    result = runner.invoke(app, ["ask", "nowhere", "1 + 1?", "--index", "shots", "--retrieval-style", "shots"])
+    assert result.exit_code == 2 and "choose examples or passages" in result.output

@@ -53,7 +53,7 @@ def test_ready_and_listed(client):
     assert ready["ready"] is True and ready["models"]["tutor"]["ready"] is True
     models = client.get("/v1/models").json()
     assert models["tutor"]["kind"] == "generator" and models["tutor"]["backend"] == "transformers"
-    assert models["tutor"]["retrieval"] is True
+    assert models["tutor"]["retrieval"] is True and models["tutor"]["retrieval_style"] == "examples"
 
 
 def test_answer_with_steps_and_sources(client):
@@ -218,3 +218,19 @@ def test_a_crafted_saved_prompt_is_refused(tutor_dir, tmp_path, field, value, ne
     (copy / "mathtune.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=needle.replace("{", r"\{").replace("}", r"\}")):
         load_tutor(copy)
+
+
+def test_a_tutor_trained_before_retrieval_styles_keeps_passages(tutor_dir, tmp_path):
+    import shutil
+
+    from mathtune.serve.models import load_tutor_model
+
+    folder = tmp_path / "older"
+    shutil.copytree(tutor_dir, folder)
+    manifest = json.loads((folder / "mathtune.json").read_text())
+    assert manifest["retrieval"]["style"] == "examples"  # what new tutors record
+    del manifest["retrieval"]["style"]
+    (folder / "mathtune.json").write_text(json.dumps(manifest))
+    assert load_tutor_model("older", folder, ServeSettings()).style == "passages"  # as it was trained
+    chosen = load_tutor_model("older", folder, ServeSettings(tutor_retrieval_style="examples"))
+    assert chosen.style == "examples"

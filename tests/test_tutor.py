@@ -171,3 +171,26 @@ def test_generation_backend_contract(tiny_chat_llama):
     assert free.new_tokens <= 7 and isinstance(free.text, str)
     streamed = "".join(generator.stream("what is 1 plus 1?", 7)).strip()
     assert streamed == generator.generate(["what is 1 plus 1?"], 7)[0].text.replace("[SEP]", "").strip()
+
+
+def test_other_files_mix_into_the_training_split_only(workdir, gsm8k_jsonl):
+    from mathtune.config import recipe_from_dict
+    from mathtune.errors import MathtuneError
+    from mathtune.train.tutor_run import load_tutor_splits
+
+    (workdir / "math.jsonl").write_text("".join(json.dumps(
+        {"problem": f"Find $x$ if $x + {n} = {2 * n}$.", "solution": f"Subtract: $x = \\boxed{{{n}}}$."}) + "\n"
+        for n in range(1, 9)))
+    base = {"task": "tutor", "trainer": "sft", "tracking": "none", "data": {"train": "gsm.jsonl", "val_size": 0.2},
+            "model": {"name": "unused"}}
+    plain_train, plain_val = load_tutor_splits(recipe_from_dict(base))
+    recipe = recipe_from_dict({**base, "tutor": {"mix": [{"train": "math.jsonl", "limit": 5}]}})
+    train, val = load_tutor_splits(recipe)
+    assert val.questions == plain_val.questions  # validation stays the main file's
+    added = train.questions[len(plain_train.questions):]
+    assert len(added) == 5 and all(q.startswith("Find $x$") for q in added)
+    assert train.responses[-1].endswith(f"The answer is {train.answers[-1]}.") and "\\boxed" in train.responses[-1]
+    assert "5 of" in train.source and load_tutor_splits(recipe)[0].questions == train.questions  # seeded
+    missing = recipe_from_dict({**base, "tutor": {"mix": [{"train": "nowhere.jsonl"}]}})
+    with pytest.raises(MathtuneError, match="nowhere.jsonl"):
+        load_tutor_splits(missing)

@@ -644,8 +644,9 @@ def ask(
     question: Annotated[str, typer.Argument(help="The problem to solve.")],
     backend: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers or llama.cpp.")] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 384,
-    index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: put the top-k passages into the prompt.")] = None,
-    k: Annotated[int, typer.Option(help="Passages to retrieve.")] = 4,
+    index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
+    k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
+    retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
     mode: Annotated[str, typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote.")] = "cot",
     votes: Annotated[int, typer.Option(help="--mode vote: samples to vote over.")] = 5,
 ) -> None:
@@ -657,13 +658,15 @@ def ask(
     from .models.generate import load_tutor
 
     _check_mode(mode)
+    if retrieval_style not in ("examples", "passages"):
+        raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose examples or passages")
     generator = load_tutor(model_dir, backend)
     context, sources = None, []
     if index:
         from .rag.retrieve import Retriever
 
         hits = Retriever.open(index).search(question, k)
-        context, sources = Retriever.format_context(hits), hits
+        context, sources = Retriever.render(hits, retrieval_style), hits
     if mode == "cot":
         for piece in generator.stream(question, max_new_tokens, context):
             out.print(piece, end="", highlight=False, soft_wrap=True)
@@ -751,6 +754,9 @@ def _index_corpus(corpora: list[str], folder: Path, create: bool, chunk_size: in
     out.print(f"{folder}: {added} chunks added, {skipped} duplicates skipped, {len(index)} in all")
 
 
+WHOLE_DOCUMENT_CHARS = 1_000_000  # the splitter's chunk size that keeps any worked example in one piece
+
+
 @index_app.command("build")
 @handle_errors
 def index_build(
@@ -760,11 +766,15 @@ def index_build(
     chunk_overlap: Annotated[int, typer.Option(help="Characters shared by neighbouring chunks.")] = 50,
     kind: Annotated[str, typer.Option(help="flat (exact search) or hnsw (approximate; sub-millisecond at 100k chunks).")] = "flat",
     embedder: Annotated[str, typer.Option(help="Sentence encoder: bundled:minilm, bundled:mpnet, a folder or a hub id.")] = "bundled:minilm",
+    whole_documents: Annotated[bool, typer.Option("--whole-documents", help="Keep each document whole (no splitting): a GSM8K or MATH problem with its solution is one chunk, which the tutor uses as a few-shot worked example.")] = False,
 ) -> None:
     """Split, embed (bundled MiniLM unless --embedder says otherwise) and index documents with FAISS.
 
     Example: mathtune index build demo:champ gsm8k/train.jsonl --index runs/index
+    Worked examples for few-shot retrieval: mathtune index build gsm8k/train.jsonl --index runs/examples --whole-documents
     """
+    if whole_documents:
+        chunk_size, chunk_overlap = WHOLE_DOCUMENT_CHARS, 0
     _index_corpus(corpus, index, True, chunk_size, chunk_overlap, kind, embedder)
 
 

@@ -149,6 +149,12 @@ class RetrievalConfig(_Strict):
     k: int = Field(4, gt=0, le=50, description="Retrieved chunks put into each prompt.")
     hybrid: bool = Field(False, description="Mix BM25 keyword scores into the semantic scores.")
     mmr: bool = Field(False, description="Re-rank with maximal marginal relevance (less repetition among the k).")
+    style: Literal["examples", "passages"] = Field("examples", description="examples: retrieved whole worked examples (an index built with --whole-documents) become few-shot turns before the problem, other chunks stay passages; passages: every chunk goes before the problem as context.")
+
+
+class MixConfig(_Strict):
+    train: str = Field(description="Another file of problems and worked solutions (relative to the data directory), e.g. math-hendrycks/train.jsonl.")
+    limit: int | None = Field(None, gt=0, description="Take at most this many of its problems (a seeded sample).")
 
 
 class TutorConfig(_Strict):
@@ -157,6 +163,7 @@ class TutorConfig(_Strict):
     answer_column: str | None = Field(None, description="Column with the final answer when the solution does not end with one (CHAMP: answer).")
     system_prompt: str | None = Field(None, description="System message; empty: the step-by-step tutor prompt that declines non-math questions.")
     refusal_examples: int = Field(0, ge=0, description="Mix this many built-in non-math prompts, answered with the refusal, into training.")
+    mix: list[MixConfig] = Field(default_factory=list, description="More training problems from other files (training split only; validation stays the main file's), so a tutor trained on GSM8K also sees e.g. MATH's notation and does not take it for a non-math question.")
     packing: bool = Field(False, description="Pack several short examples into one max_length sequence (fewer pad tokens).")
     max_new_tokens: int = Field(256, gt=0, description="Generation budget in evaluation.")
     eval_samples: int = Field(50, ge=0, description="Validation problems answered by generation (accuracy, ROUGE, BLEU); 0 skips generation.")

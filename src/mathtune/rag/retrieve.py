@@ -9,11 +9,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..tasks.tutor import CONTEXT_HEADER  # noqa: F401 (the tutor prompt owns it; re-exported)
+from ..tasks.tutor import CONTEXT_HEADER, WorkedExamples, worked_example  # CONTEXT_HEADER re-exported
 from .index import Embedder, Index
 from .index import search as faiss_search
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+# How retrieved chunks reach the tutor: "examples" turns whole worked examples into few-shot turns (other chunks
+# stay passages); "passages" puts every chunk before the problem as context (how tutors trained with retrieval
+# before this option were trained).
+STYLES = ("examples", "passages")
 
 
 @dataclass
@@ -103,5 +107,26 @@ class Retriever:
         lines += [f"[{n}] ({h.source}) {h.text}" for n, h in enumerate(hits, 1)]
         return "\n".join(lines)
 
-    def context(self, query: str, k: int = 4, **options) -> str | None:
-        return self.format_context(self.search(query, k, **options))
+    @classmethod
+    def format_examples(cls, hits: list[Hit], header: str = CONTEXT_HEADER) -> "WorkedExamples | str | None":
+        """Whole worked examples among ``hits`` as few-shot turns, the most relevant one last (next to the
+        problem); the other hits as passages."""
+        pairs, rest = [], []
+        for hit in hits:
+            pair = worked_example(hit.text)
+            if pair:
+                pairs.append(pair)
+            else:
+                rest.append(hit)
+        if not pairs:
+            return cls.format_context(rest, header)
+        return WorkedExamples(tuple(reversed(pairs)), cls.format_context(rest, header))
+
+    @classmethod
+    def render(cls, hits: list[Hit], style: str = "passages", header: str = CONTEXT_HEADER):
+        if style not in STYLES:
+            raise ValueError(f"retrieval style {style!r}: choose {' or '.join(STYLES)}")
+        return cls.format_examples(hits, header) if style == "examples" else cls.format_context(hits, header)
+
+    def context(self, query: str, k: int = 4, style: str = "passages", **options):
+        return self.render(self.search(query, k, **options), style)

@@ -83,6 +83,7 @@ class ServedTutor:
     load_seconds: float
     retriever: object = None
     k: int = 4
+    style: str = "examples"  # how retrieved chunks reach the model (rag/retrieve.py STYLES)
     ready: bool = False
     drift: object = None
     name: str = "tutor"
@@ -96,13 +97,14 @@ class ServedTutor:
     def describe(self) -> dict:
         return {"source": self.source, "task": "tutor", "kind": "generator", "backend": self.generator.backend,
                 "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
-                "retrieval": bool(self.retriever), "folder": str(self.folder) if self.folder else ""}
+                "retrieval": bool(self.retriever), "retrieval_style": self.style if self.retriever else None,
+                "folder": str(self.folder) if self.folder else ""}
 
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:
         if self.retriever is None:
             return None, []
         hits = self.retriever.search(question, k or self.k)
-        return self.retriever.format_context(hits), hits
+        return self.retriever.render(hits, self.style), hits
 
 
 def tutor_backend(folder: Path, manifest: dict, wanted: str) -> str:
@@ -128,7 +130,10 @@ def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
         from ..rag.retrieve import Retriever
 
         retriever = Retriever.open(index)
-    model = ServedTutor(source, folder, manifest, generator, time.perf_counter() - start, retriever, retrieval.get("k", 4))
+    # a tutor trained with retrieval before styles existed was trained on passages
+    style = (settings.tutor_retrieval_style if settings else None) or retrieval.get("style", "passages")
+    model = ServedTutor(source, folder, manifest, generator, time.perf_counter() - start, retriever,
+                        retrieval.get("k", 4), style)
     if hasattr(generator, "executor"):
         generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
     INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()  # warm-up: /readyz waits for it
@@ -153,7 +158,8 @@ def load_pretrained_tutor(source: str, settings) -> ServedTutor:
 
         retriever = Retriever.open(settings.tutor_index)
     manifest = {"task": "tutor", "kind": "generator", "base_model": source, "max_new_tokens": 384}
-    model = ServedTutor(source, None, manifest, generator, time.perf_counter() - start, retriever)
+    model = ServedTutor(source, None, manifest, generator, time.perf_counter() - start, retriever,
+                        style=(settings.tutor_retrieval_style if settings else None) or "examples")
     if hasattr(generator, "executor"):
         generator.executor = INFERENCE
     INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()

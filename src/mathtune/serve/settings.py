@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,6 +27,7 @@ class ServeSettings(BaseSettings):
     tutor_backend: str = Field("auto", description="Tutor generation: auto (llama.cpp when the folder has model.gguf and llama-cpp-python is installed), transformers or llama.cpp.")
     tutor: str | None = Field(None, description="Serve this pretrained model as the tutor, without training: bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id (or a tutor folder).")
     tutor_index: str | None = Field(None, description="Retrieval index for the tutor; default: the one in the tutor's recipe.")
+    tutor_retrieval_style: Literal["examples", "passages"] | None = Field(None, description="How retrieved chunks reach the tutor: examples (whole worked examples as few-shot turns) or passages (context before the problem); default: the tutor's recipe, else examples.")
     tutor_scope: bool = Field(True, description="Questions that are not math get a short refusal from the server (tasks/scope.py), without asking the model.")
     ui_timeout_s: float = Field(300.0, gt=0, description="The web UI gives up on a request after this many seconds and says so.")
     drift_min_requests: int = Field(100, gt=0, description="No drift alarm before this many requests are in the window.")

@@ -8,6 +8,7 @@ the way the system prompt asks.
 
 from __future__ import annotations
 
+import random
 import re
 import string
 from dataclasses import asdict, dataclass, fields
@@ -208,14 +209,63 @@ class TutorPrompt:
 DEFAULT_PROMPT = TutorPrompt()
 
 
+@dataclass(frozen=True)
+class WorkedExamples:
+    """Retrieved context as few-shot turns: each (problem, solution) pair becomes an earlier user turn and the
+    tutor's answer to it, so the model sees how similar problems were solved instead of text to copy from;
+    ``passages`` (retrieved chunks that are not whole worked examples) still go before the problem."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    passages: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.pairs or self.passages)
+
+
+_WORKED = re.compile(r"\AProblem:\s*(?P<q>.+?)\nSolution:\s*(?P<s>.+)\Z", re.S)
+
+
+def worked_example(text: str) -> tuple[str, str] | None:
+    """A whole indexed worked example ("Problem: ...\\nSolution: ...", as `mathtune index build` writes GSM8K and
+    MATH rows) as (problem, solution), the solution ending "The answer is X."; None for anything else (a piece
+    of a longer document, a concept, a hint)."""
+    match = _WORKED.match(text.strip())
+    if not match:
+        return None
+    solution = clean_response(match.group("s"))
+    return match.group("q").strip(), with_answer_line(solution, extract_final_answer(solution))
+
+
+def with_answer_line(solution: str, final: str | None) -> str:
+    """``solution`` ending "The answer is X." as the system prompt asks (MATH's end in \\boxed{X}: the line is
+    added after it)."""
+    if final is not None and not re.search(THE_ANSWER_PATTERN, solution.strip().splitlines()[-1]):
+        return f"{solution}\nThe answer is {final}."
+    return solution
+
+
 def messages(question: str, response: str | None = None, system_prompt: str | None = None,
-             context: str | None = None, prompt: TutorPrompt = DEFAULT_PROMPT) -> list[dict]:
-    """Chat messages for one example; ``context`` (retrieved passages) goes before the question."""
-    user = prompt.user_message(question, context)
-    out = [{"role": "system", "content": system_prompt or prompt.system}, {"role": "user", "content": user}]
+             context: "str | WorkedExamples | None" = None, prompt: TutorPrompt = DEFAULT_PROMPT) -> list[dict]:
+    """Chat messages for one example; ``context`` (retrieved passages) goes before the question; worked examples
+    (``WorkedExamples``) come first as earlier turns of the conversation."""
+    out = [{"role": "system", "content": system_prompt or prompt.system}]
+    if isinstance(context, WorkedExamples):
+        for shot_question, shot_solution in context.pairs:
+            out += [{"role": "user", "content": shot_question}, {"role": "assistant", "content": shot_solution}]
+        context = context.passages
+    out.append({"role": "user", "content": prompt.user_message(question, context)})
     if response is not None:
         out.append({"role": "assistant", "content": response})
     return out
+
+
+def mixed(pairs: Pairs, extra: Pairs, limit: int | None, seed: int) -> Pairs:
+    """``pairs`` plus up to ``limit`` of ``extra`` (a seeded sample), each added solution ending "The answer is X."."""
+    order = sorted(random.Random(seed).sample(range(len(extra.questions)), min(limit or len(extra.questions),
+                                                                                len(extra.questions))))
+    responses = [with_answer_line(extra.responses[i], extra.answers[i]) for i in order]
+    return Pairs(pairs.questions + [extra.questions[i] for i in order], pairs.responses + responses,
+                 pairs.answers + [extra.answers[i] for i in order], f"{pairs.source} + {len(order)} of {extra.source}")
 
 
 def with_refusals(pairs: Pairs, n: int) -> Pairs:

@@ -21,6 +21,7 @@ class TutorEval:
     metrics: dict
     outputs: list[str] = field(default_factory=list)
     refusals: list[str] = field(default_factory=list)
+    finals: list[str | None] = field(default_factory=list)  # each problem's final answer, as scored
 
 
 def _batches(items: Sequence, size: int):
@@ -71,7 +72,7 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
         "program_ran_rate": sum(programs) / len(programs) if programs else None,
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
     }
-    return TutorEval(metrics, outputs, refusals)
+    return TutorEval(metrics, outputs, refusals, [s.final_answer for s in solutions])
 
 
 def _fmt(value) -> str:

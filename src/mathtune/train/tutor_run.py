@@ -14,12 +14,12 @@ import numpy as np
 
 import mathtune
 
-from ..config import ModelConfig, Recipe
+from ..config import ModelConfig, Recipe, TutorConfig
 from ..errors import DataError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
-from ..tasks.tutor import REFUSAL_EVAL, SYSTEM_PROMPT, Pairs, TutorPrompt, TutorTask, pairs_from_frame, with_refusals
+from ..tasks.tutor import REFUSAL_EVAL, SYSTEM_PROMPT, Pairs, TutorPrompt, TutorTask, mixed, pairs_from_frame, with_refusals
 from .loop import NullReporter, Reporter, peak_rss_mb, release_memory, set_seed
 from .common import TrainResult, load_frame, prepare_work, tracked_run
 
@@ -48,6 +48,9 @@ def load_tutor_splits(recipe: Recipe) -> tuple[Pairs, Pairs]:
     if d.limit and d.limit < len(train.questions):
         keep = np.sort(np.random.default_rng(d.split_seed).permutation(len(train.questions))[: d.limit])
         train = _subset(train, keep, train.source)
+    for mix in recipe.tutor.mix:  # other files' problems join the training split only
+        mframe, msource = load_frame(mix.train, d.format, d.encoding)
+        train = mixed(train, pairs_from_frame(mframe, TutorConfig(), msource), mix.limit, d.split_seed)
     return train, val
 
 
@@ -59,7 +62,8 @@ def retrieval_contexts(recipe: Recipe, questions: list[str], exclude_self: bool 
     from ..rag.retrieve import Retriever
 
     retriever = Retriever.open(cfg.index)
-    return [retriever.context(q, cfg.k, hybrid=cfg.hybrid, mmr=cfg.mmr, exclude_text=q if exclude_self else None)
+    return [retriever.context(q, cfg.k, cfg.style, hybrid=cfg.hybrid, mmr=cfg.mmr,
+                              exclude_text=q if exclude_self else None)
             for q in questions]
 
 

@@ -146,6 +146,38 @@ def tutor(data: dict) -> list[str]:
     return lines
 
 
+def tutor_mix(data: dict) -> list[str]:
+    """The SmolLM2 fine-tune before (bench/results/tutor.json) and after mixing MATH problems into training."""
+    before = _load("tutor") or {}
+    lines = ["### Tutor fine-tune: MATH mixed in, fewer refusal examples (`bench/tutor.py --skip-speed`)", "",
+             "| training | data | model | answer accuracy | ROUGE-L | refusal rate (non-math) | false refusals (math) |",
+             "|---|---|---|---|---|---|---|"]
+    for label, run in ((f"{before.get('limit', '?')} GSM8K + 100 refusals (before)", before),
+                       (f"{data.get('limit')} GSM8K + {data.get('math_mix')} MATH + {data.get('refusal_examples')} "
+                        "refusals", data)):
+        for view in ("gsm8k", "math500"):
+            block = run.get(view) or {}
+            for name, key in (("base", "base"), ("fine-tuned", "fine_tuned")):
+                m = block.get(key)
+                if not m or (name == "base" and run is data):
+                    continue  # the base model's rows are the same in both runs
+                lines.append(f"| {label} | {view} (n={m.get('n', '?')}) | {name} | {_f(m.get('answer_accuracy'))} | "
+                             f"{_f(m.get('rougeL'))} | {_f(m.get('refusal_rate'))} | {_f(m.get('false_refusal_rate'))} |")
+    return lines
+
+
+def tutor_retrieval(data: dict) -> list[str]:
+    lines = [f"### Tutor with and without retrieved worked examples (`bench/tutor_retrieval.py`; {data['model']}, "
+             f"{data['backend']}, k = {data['k']} examples as few-shot turns)", "",
+             "| mode | data | n | retrieval | answer accuracy | fixed / broken by the examples | s / problem | "
+             "program ran |", "|---|---|---|---|---|---|---|---|"]
+    for r in data.get("runs", []):
+        paired = f"+{r['fixed_by_examples']} / -{r['broken_by_examples']}" if "fixed_by_examples" in r else "–"
+        lines.append(f"| {r['mode']} | {r['data']} | {r['n']} | {r['retrieval']} | {_f(r.get('answer_accuracy'))} | "
+                     f"{paired} | {_f(r.get('seconds_per_problem'), 1)} | {_f(r.get('program_ran_rate'))} |")
+    return lines
+
+
 def rag(data: dict) -> list[str]:
     b, lat = data["build"], data.get("latency", {})
     lines = [f"### Retrieval (`bench/rag.py`; index of the GSM8K training split: {b['chunks']} chunks)", "",
@@ -253,7 +285,8 @@ def tutor_modes(data: dict) -> list[str]:
 def render() -> str:
     parts = []
     for name, fn in (("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
-                     ("tutor", tutor), ("tutor_modes", tutor_modes), ("rag", rag),
+                     ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
+                     ("tutor_retrieval", tutor_retrieval), ("rag", rag),
                      ("serve", serve), ("hostile", hostile)):
         data = _load(name)
         if data:

@@ -3,6 +3,7 @@ examples (few-shot turns, not context to copy), per mode: answer accuracy, secon
 
     python bench/tutor_retrieval.py                  # writes bench/results/tutor_retrieval.json
     python bench/tutor_retrieval.py --gsm8k 40 --math 20 --modes cot program --math-modes cot -k 2
+    python bench/tutor_retrieval.py --modes cot --math 0 --styles passages --append --skip-none
 
 Problems: the same fixed GSM8K sample as bench/tutor_modes.py (gsm8k/train.jsonl, seeded shuffle, seed 0, the
 first N) and the first M of MATH-500. Worked examples: an index of whole training problems with their solutions
@@ -63,6 +64,10 @@ def main() -> None:
     parser.add_argument("--math", type=int, default=20)
     parser.add_argument("--math-modes", nargs="*", default=["cot"], help="modes run on MATH-500 (30 s a problem)")
     parser.add_argument("-k", type=int, default=2, help="worked examples per problem")
+    parser.add_argument("--styles", nargs="*", default=["examples"], choices=["examples", "passages"],
+                        help="how the retrieved examples reach the model (each run beside no retrieval)")
+    parser.add_argument("--append", action="store_true", help="add these runs to an existing --out file")
+    parser.add_argument("--skip-none", action="store_true", help="leave out the run without retrieval (no paired view)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--index-dir", type=Path, default=REPO / "runs" / "bench-tutor-retrieval")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_retrieval.json")
@@ -74,29 +79,34 @@ def main() -> None:
     for name, pairs in sets.items():
         retriever = examples_index(name, args.index_dir / name)
         start = time.perf_counter()
-        contexts[name] = [retriever.context(q, args.k, "examples", exclude_text=q) for q in pairs.questions]
+        hits = [retriever.search(q, args.k, exclude_text=q) for q in pairs.questions]
         retrieval_seconds[name] = (time.perf_counter() - start) / len(pairs.questions)
+        for style in args.styles:
+            contexts[name, style] = [retriever.render(h, style) for h in hits]
     generator = load_tutor(args.model, "auto")
     results = {"benchmark": "tutor_retrieval", "model": args.model, "backend": generator.backend,
                "cpus": os.cpu_count(), "k": args.k, "runs": []}
+    if args.append and args.out.is_file():
+        results["runs"] = json.loads(args.out.read_text())["runs"]
     for mode in args.modes:
         for name, pairs in sets.items():
             if name == "math500" and mode not in args.math_modes:
                 continue
             right = {}
-            for retrieval in (False, True):
+            for retrieval in ((*args.styles,) if args.skip_none else (None, *args.styles)):
                 start = time.perf_counter()
                 evaluated = evaluate_generator(generator, pairs, args.max_new_tokens, batch_size=1, mode=mode,
-                                               contexts=contexts[name] if retrieval else None, off_topic=[])
+                                               contexts=contexts[name, retrieval] if retrieval else None, off_topic=[])
                 metrics = {k: v for k, v in evaluated.metrics.items() if not isinstance(v, dict)}
-                entry = {"mode": mode, "data": name, "retrieval": "examples" if retrieval else "none",
+                entry = {"mode": mode, "data": name, "retrieval": retrieval or "none",
                          "wall_seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
                          "retrieval_seconds_per_problem": round(retrieval_seconds[name], 4) if retrieval else 0.0,
                          **metrics}
                 right[retrieval] = [answers_match(f, a) for f, a in zip(evaluated.finals, pairs.answers)]
-                if retrieval:  # the paired view: which problems the examples fixed and which they broke
-                    entry["fixed_by_examples"] = sum(w and not wo for wo, w in zip(right[False], right[True]))
-                    entry["broken_by_examples"] = sum(wo and not w for wo, w in zip(right[False], right[True]))
+                entry["correct"] = right[retrieval]
+                if retrieval and None in right:  # the paired view: which problems the examples fixed and which they broke
+                    entry["fixed_by_examples"] = sum(w and not wo for wo, w in zip(right[None], right[retrieval]))
+                    entry["broken_by_examples"] = sum(wo and not w for wo, w in zip(right[None], right[retrieval]))
                 results["runs"].append(entry)
                 write_json(args.out, results)
                 print(json.dumps({k: entry[k] for k in ("mode", "data", "retrieval", "answer_accuracy",

@@ -135,7 +135,7 @@ def test_an_index_built_with_another_encoder_keeps_it(corpus, tiny_bert):
 
 
 def test_whole_worked_examples_become_few_shot_turns(corpus, embedder):
-    from mathtune.tasks.tutor import WorkedExamples, messages
+    from mathtune.tasks.tutor import WorkedExamples, messages, worked_example
 
     result = runner.invoke(app, ["index", "build", "solutions.jsonl", "notes.md", "--index", "shots", "--whole-documents"])
     assert result.exit_code == 0, result.output
@@ -161,5 +161,8 @@ def test_whole_worked_examples_become_few_shot_turns(corpus, embedder):
     assert split.exit_code == 0, split.output
     pieces = Retriever(Index.open(corpus / "pieces"), embedder).search("area of a rectangle", 3)
     assert isinstance(Retriever.render(pieces, "examples"), str)
+    # a crafted chunk (from a shared index folder) is read in linear time: a backtracking pattern took minutes here
+    assert worked_example("Problem:" + " " * 300_000 + "x") is None
+    assert worked_example("Problem: \nSolution: 4") is None and worked_example("Solution: 4") is None
     result = runner.invoke(app, ["ask", "nowhere", "1 + 1?", "--index", "shots", "--retrieval-style", "shots"])
     assert result.exit_code == 2 and "choose examples or passages" in result.output

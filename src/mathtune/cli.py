@@ -658,8 +658,10 @@ def ask(
     from .models.generate import load_tutor
 
     _check_mode(mode)
-    if retrieval_style not in ("examples", "passages"):
-        raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose examples or passages")
+    from .rag.retrieve import STYLES
+
+    if retrieval_style not in STYLES:
+        raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")
     generator = load_tutor(model_dir, backend)
     context, sources = None, []
     if index:

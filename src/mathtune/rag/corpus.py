@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from ..tasks.tutor import WORKED_EXAMPLE
 
 
 @dataclass
@@ -49,7 +50,7 @@ def _jsonl_documents(path: Path) -> list[Document]:
             body = row.get("answer") if "question" in row else row.get("solution") or row.get("text") or row.get("content")
             if not body:
                 raise DataError(f"{path}, line {line_no}: no text field (answer, solution, text or content)")
-            text = f"Problem: {question}\nSolution: {body}" if question else str(body)
+            text = WORKED_EXAMPLE.format(question=question, solution=body) if question else str(body)
             meta = {k: row[k] for k in ("type", "subject", "level", "unique_id") if k in row}
             if "type" in meta and "subject" not in meta:
                 meta["subject"] = meta.pop("type")

@@ -222,18 +222,23 @@ class WorkedExamples:
         return bool(self.pairs or self.passages)
 
 
-_WORKED = re.compile(r"\AProblem:\s*(?P<q>.+?)\nSolution:\s*(?P<s>.+)\Z", re.S)
+# How an indexed problem with its solution reads (rag/corpus.py writes GSM8K and MATH rows this way)
+WORKED_EXAMPLE = "Problem: {question}\nSolution: {solution}"
 
 
 def worked_example(text: str) -> tuple[str, str] | None:
-    """A whole indexed worked example ("Problem: ...\\nSolution: ...", as `mathtune index build` writes GSM8K and
-    MATH rows) as (problem, solution), the solution ending "The answer is X."; None for anything else (a piece
-    of a longer document, a concept, a hint)."""
-    match = _WORKED.match(text.strip())
-    if not match:
+    """A whole indexed worked example (``WORKED_EXAMPLE``) as (problem, solution), the solution ending "The answer
+    is X."; None for anything else (a piece of a longer document, a concept, a hint). Plain string splitting, in
+    linear time whatever an index's chunk holds."""
+    text = text.strip()
+    if not text.startswith("Problem:"):
         return None
-    solution = clean_response(match.group("s"))
-    return match.group("q").strip(), with_answer_line(solution, extract_final_answer(solution))
+    question, found, solution = text[len("Problem:"):].partition("\nSolution:")
+    question, solution = question.strip(), solution.strip()
+    if not found or not question or not solution:
+        return None
+    solution = clean_response(solution)
+    return question, with_answer_line(solution, extract_final_answer(solution))
 
 
 def with_answer_line(solution: str, final: str | None) -> str:

@@ -2,16 +2,24 @@
 tokens/s, program-ran rate, vote agreement, refusal rates.
 
     python bench/tutor_modes.py                          # writes bench/results/tutor_modes.json
-    python bench/tutor_modes.py --gsm8k 40 --math 20 --modes cot program --vote-gsm8k 20
+    python bench/tutor_modes.py --gsm8k 200 --math 100 --modes cot program --vote-gsm8k 200 --minutes 90
 
 Problems: a fixed sample of ``../shared/data/gsm8k/train.jsonl`` (seeded shuffle, seed 0; the first N) and the
 first M of MATH-500. Models: ``bundled:qwen2.5-coder-1.5b`` (llama.cpp when installed) and ``bundled:smollm2``.
 The machine is shared with nothing else while it runs; OMP_WAIT_POLICY=PASSIVE.
+
+Resumable: each problem's result is appended to ``--cache`` (JSONL, one line per problem, keyed by model, backend,
+mode, data set, problem number, the problem's text and a hash of the prompts and settings that shape the answer),
+and a later run reuses every line that still matches, so the full benchmark (hours on 2 cores) can be run a piece
+at a time: ``--minutes`` stops starting new problems after that long, and each run's figures are over the first
+``n`` problems done (``n_target`` is what was asked for). Each line keeps the 1-minute load average when the
+problem started, so a timing taken on a busy machine can be seen.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -26,11 +34,15 @@ sys.path.insert(0, str(REPO / "src"))
 from mathtune.config import TutorConfig  # noqa: E402
 from mathtune.data.readers import read_table  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
+from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
+from mathtune.models.solve import PROGRAM_REQUEST, PROGRAM_STOPS, PROGRAM_SYSTEM, Solution, solve  # noqa: E402
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
-from mathtune.train.tutor_eval import evaluate_generator  # noqa: E402
+from mathtune.train.tutor_eval import solution_metrics  # noqa: E402
+
+VOTE_K = 5
 
 
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
@@ -44,42 +56,135 @@ def problems(name: str, n: int, shuffle: bool) -> Pairs:
                  [pairs.answers[i] for i in order], f"{path} ({n})")
 
 
+def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
+    """What shapes an answer besides the model and the problem: a change invalidates the cached lines."""
+    parts = [generator.system_prompt, json.dumps(generator.tutor_prompt.to_dict(), sort_keys=True),
+             repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
+    if mode == "program":
+        parts += [PROGRAM_SYSTEM, PROGRAM_REQUEST, repr(PROGRAM_STOPS)]
+    if mode == "vote":  # k samples of cot at solve()'s default temperature and seed
+        parts.append(f"k={VOTE_K}")
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class Cache:
+    """Per-problem results, appended as they are made (a killed run loses at most the problem in progress)."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, {}
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    self.rows[self.key(row)] = row
+
+    @staticmethod
+    def key(row: dict) -> tuple:
+        return tuple(row[k] for k in ("model", "backend", "mode", "data", "i", "question", "prompt"))
+
+    def get(self, **key):
+        return self.rows.get(self.key(key))
+
+    def add(self, row: dict) -> None:
+        self.rows[self.key(row)] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def solution_from_row(row: dict) -> Solution:
+    return Solution(row["output"], row["final"], row["method"], row["refused"], program_ok=row["program_ok"],
+                    confidence=row["confidence"], samples=row["samples"], new_tokens=row["new_tokens"],
+                    seconds=row["seconds"])
+
+
+def run_problems(generator, model: str, mode: str, data: str, questions: list[str], cache: Cache,
+                 max_new_tokens: int, deadline: float, answers=None) -> list[Solution]:
+    """Solutions of the first problems of ``questions`` that are cached or can be made before ``deadline``
+    (a prefix: the figures are over the first n)."""
+    prompt = prompt_hash(generator, mode, max_new_tokens)
+    solutions = []
+    for i, question in enumerate(questions):
+        key = dict(model=model, backend=generator.backend, mode=mode, data=data, i=i, question=_sha(question),
+                   prompt=prompt)
+        row = cache.get(**key)
+        if row is None:
+            if time.time() > deadline:
+                break
+            load = os.getloadavg()[0]
+            base_mode, budget = (mode, max_new_tokens) if data != "offtopic" else \
+                ("cot" if mode == "vote" else mode, 48 if mode == "cot" else 160)
+            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K)
+            gold = answers[i] if answers else None
+            row = {**key, "final": s.final_answer, "gold": gold,
+                   "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),
+                   "method": s.method, "refused": s.refused, "program_ok": s.program_ok, "confidence": s.confidence,
+                   "samples": s.samples, "new_tokens": s.new_tokens, "seconds": round(s.seconds, 3),
+                   "load1": round(load, 2), "output": s.answer, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            cache.add(row)
+            print(json.dumps({k: row[k] for k in ("mode", "data", "i", "final", "gold", "correct", "seconds")}),
+                  flush=True)
+        solutions.append(solution_from_row(row))
+    return solutions
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=["bundled:qwen2.5-coder-1.5b", "bundled:smollm2"])
     parser.add_argument("--modes", nargs="*", default=["cot", "program"])
     parser.add_argument("--gsm8k", type=int, default=200)
     parser.add_argument("--math", type=int, default=100)
-    parser.add_argument("--vote-gsm8k", type=int, default=0, help="problems for vote (k=5) on the first model")
+    parser.add_argument("--math-modes", nargs="*", default=None, help="modes on MATH-500 (default: --modes)")
+    parser.add_argument("--vote-gsm8k", type=int, default=0, help=f"problems for vote (k={VOTE_K}) on the first model")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
+    parser.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "tutor_modes_problems.jsonl")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_modes.json")
     args = parser.parse_args()
+    deadline = time.time() + 60 * args.minutes if args.minutes else float("inf")
+    cache = Cache(args.cache)
     sets = {"gsm8k": problems("gsm8k/train.jsonl", args.gsm8k, True)}
     if args.math:
         sets["math500"] = problems("math-hendrycks/math500_test.jsonl", args.math, False)
-    results = {"benchmark": "tutor_modes", "cpus": os.cpu_count(), "runs": []}
+    results = {"benchmark": "tutor_modes", "cpus": os.cpu_count(), "cache": str(args.cache.relative_to(REPO))
+               if args.cache.is_relative_to(REPO) else str(args.cache), "runs": []}
     for model in args.models:
         start = time.perf_counter()
         generator = load_tutor(model, "auto", threads=args.threads)
         load_seconds = time.perf_counter() - start
-        runs = [(mode, name, pairs) for mode in args.modes for name, pairs in sets.items()]
+        runs = [(mode, name, pairs) for name, pairs in sets.items()
+                for mode in (args.math_modes if name == "math500" and args.math_modes is not None else args.modes)]
         if args.vote_gsm8k and model == args.models[0]:
             runs.append(("vote", "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[: args.vote_gsm8k]
                                                   for f in ("questions", "responses", "answers")), "gsm8k vote")))
         for mode, name, pairs in runs:
             t = time.perf_counter()
-            off_topic = REFUSAL_EVAL if name == "gsm8k" and mode != "vote" else []
-            evaluated = evaluate_generator(generator, pairs, args.max_new_tokens, batch_size=8, mode=mode,
-                                           off_topic=off_topic)
+            solutions = run_problems(generator, model, mode, name, pairs.questions, cache, args.max_new_tokens,
+                                     deadline, pairs.answers)
+            refusals = []
+            if name == "gsm8k" and mode != "vote":
+                refusals = [s.answer for s in run_problems(generator, model, mode, "offtopic", list(REFUSAL_EVAL),
+                                                           cache, args.max_new_tokens, deadline)]
+            if not solutions:
+                continue
+            done = Pairs(*(getattr(pairs, f)[: len(solutions)] for f in ("questions", "responses", "answers")), pairs.source)
+            metrics = solution_metrics(solutions, done, refusals if len(refusals) == len(REFUSAL_EVAL) else [], mode)
             entry = {"model": model, "backend": generator.backend, "mode": mode, "data": name,
-                     "wall_seconds": round(time.perf_counter() - t, 1), "load_seconds": round(load_seconds, 1),
-                     "peak_rss_mb": round(peak_rss_mb(), 1),
-                     **{k: v for k, v in evaluated.metrics.items() if not isinstance(v, dict)}}
+                     "n_target": len(pairs.questions), "wall_seconds": round(time.perf_counter() - t, 1),
+                     "load_seconds": round(load_seconds, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+                     "max_load1": max(r["load1"] for r in cache.rows.values() if r["model"] == model and
+                                      r["mode"] == mode and r["data"] == name and r["i"] < len(solutions)),
+                     **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
             results["runs"].append(entry)
             write_json(args.out, results)
-            print(json.dumps({k: entry[k] for k in ("model", "mode", "data", "answer_accuracy", "seconds_per_problem",
-                                                    "refusal_rate", "false_refusal_rate")}), flush=True)
+            print(json.dumps({k: entry[k] for k in ("model", "mode", "data", "n", "n_target", "answer_accuracy",
+                                                    "seconds_per_problem", "refusal_rate", "false_refusal_rate")}),
+                  flush=True)
         del generator
     write_json(args.out, results)
 

@@ -54,6 +54,9 @@ def test_smollm2_gguf_export_runs_in_llama_cpp_with_the_same_greedy_output(tmp_p
     got = LlamaCppGenerator(path, threads=2).generate([question], 24)[0].text
     assert got == expected
     assert "".join(LlamaCppGenerator(path, threads=2).stream(question, 24)).strip() == expected
+    stop = expected[len(expected) // 2:][:3]  # a call's own stop sequence (program mode stops at its output block)
+    cut = LlamaCppGenerator(path, threads=2).generate([question], 24, stops=[stop])[0].text
+    assert cut == expected[:expected.find(stop)].strip()
     assert greedy_tokens(loaded.model, loaded.tokenizer, [question], 4)  # the parity helper runs on the real model
     q8 = export_gguf(loaded.model, Path(source.path) / source.gguf_file, tmp_path / "model.q8.gguf", "q8_0")
     assert q8.stat().st_size < 0.6 * path.stat().st_size

@@ -176,7 +176,8 @@ def test_modes_over_the_api(client):
     program = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "program", "retrieval": False})
     assert program.status_code == 200, program.text
     body = program.json()
-    assert body["method"] == "program" and body["program_ok"] in (False, None) or body["program"]
+    # a tiny model writes no program: then the answer is its prose's, and the method says so
+    assert body["method"] == "program" and body["program"] or body["method"] == "cot" and body["program"] is None
     vote = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "vote", "samples": 3,
                                           "retrieval": False}).json()
     assert vote["method"] == "vote(cot)" and vote["confidence"] is None or 0 <= vote["confidence"] <= 1

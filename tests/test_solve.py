@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mathtune.models.solve import PROGRAM_SYSTEM, extract_program, solve
+from mathtune.models.solve import PROGRAM_REQUEST, PROGRAM_STOPS, PROGRAM_SYSTEM, extract_program, solve
 from mathtune.sandbox import check_program, run_program
 from mathtune.tasks.tutor import DEFAULT_PROMPT
 
@@ -58,10 +58,11 @@ class Scripted:
         self.replies, self.calls = list(replies), []
 
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature=0.0, seed=None):
+                 temperature=0.0, seed=None, stops=()):
         from mathtune.models.generate import Generation
 
-        self.calls.append({"system": system, "temperature": temperature, "seed": seed})
+        self.calls.append({"system": system, "temperature": temperature, "seed": seed, "stops": stops,
+                           "questions": list(questions)})
         return [Generation(self.replies.pop(0), 10, 0.01) for _ in questions]
 
 
@@ -77,6 +78,19 @@ def test_program_mode_runs_the_program_and_shows_it():
     assert generator.calls[0]["system"] == PROGRAM_SYSTEM
     assert s.final_answer == "72" and s.program_ok and s.program == "print(48 + 48 // 2)"
     assert "Output: 72" in s.answer and "99" not in s.answer  # a made-up output block is never shown
+    assert generator.calls[0]["stops"] == PROGRAM_STOPS and generator.calls[0]["questions"] == [f"q\n\n{PROGRAM_REQUEST}"]
+
+
+def test_program_mode_shows_only_what_came_before_the_program():
+    reply = "Half of 48 is 24.\n```python\nprint(48 + 24)\n```\nSo the answer is \\boxed{99}."
+    [s] = solve(Scripted([reply]), ["q"], "program")
+    assert s.final_answer == "72" and "Half of 48" in s.answer and "99" not in s.answer
+
+
+def test_program_mode_without_a_program_says_the_answer_came_from_prose():
+    [s] = solve(Scripted(["48 + 24 = 72. The answer is 72."]), ["q"], "program")
+    assert s.method == "cot" and s.final_answer == "72" and s.program is None and s.program_ok is False
+    assert s.program_error == "the model wrote no program"
 
 
 def test_program_mode_reports_a_failed_program():

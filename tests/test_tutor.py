@@ -169,8 +169,12 @@ def test_generation_backend_contract(tiny_chat_llama):
     assert [g.new_tokens for g in exact] == [7, 7]  # equal-length runs for speed comparisons
     free = generator.generate(["what is 1 plus 1?"], 7, contexts=["[1] (notes) count on."])[0]
     assert free.new_tokens <= 7 and isinstance(free.text, str)
+    full = generator.generate(["what is 1 plus 1?"], 7)[0].text
     streamed = "".join(generator.stream("what is 1 plus 1?", 7)).strip()
-    assert streamed == generator.generate(["what is 1 plus 1?"], 7)[0].text.replace("[SEP]", "").strip()
+    assert streamed == full.replace("[SEP]", "").strip()
+    stop = next(full[i:i + 2] for i in range(1, len(full) - 1) if full[i:i + 2].strip())  # a call's own stop
+    assert generator.generate(["what is 1 plus 1?"], 7, stops=[stop])[0].text == full[:full.find(stop)].strip()
+    assert generator.generate(["what is 1 plus 1?"], 7)[0].text == full  # the tutor's stops are unchanged
 
 
 def test_other_files_mix_into_the_training_split_only(workdir, gsm8k_jsonl):

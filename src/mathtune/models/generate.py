@@ -33,7 +33,10 @@ class Generator(Protocol):
     backend: str
 
     def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
-                 contexts: Sequence[str | None] | None = None, ignore_eos: bool = False) -> list[Generation]: ...
+                 contexts: Sequence[str | None] | None = None, ignore_eos: bool = False, system: str | None = None,
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
+        """Answers to ``questions``; ``system`` replaces the system prompt; ``stops`` are stop sequences added to
+        the tutor's own for this call."""
 
     def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None,
                cancel: threading.Event | None = None, temperature: float = 0.0, seed: int | None = None,
@@ -94,16 +97,18 @@ class TransformersGenerator:
         return self.tokenizer.apply_chat_template(messages(question, None, system or self.system_prompt, context, self.tutor_prompt),
                                                   add_generation_prompt=True, tokenize=False)
 
-    def _stopping(self, prompt_len: int):
+    def _stopping(self, prompt_len: int, stops: Sequence[str] | None = None):
         from transformers import StoppingCriteriaList
 
-        return StoppingCriteriaList([StopOnText(self.tokenizer, self.stops, prompt_len)])
+        return StoppingCriteriaList([StopOnText(self.tokenizer, stops or self.stops, prompt_len)])
 
     @torch.no_grad()
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature: float = 0.0, seed: int | None = None) -> list[Generation]:
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
         """Greedy answers (or sampled at ``temperature`` > 0, seeded); ``system`` replaces the system prompt;
-        ``ignore_eos`` makes exactly max_new_tokens (for speed comparisons at equal length)."""
+        ``stops`` are added to the tutor's stop sequences; ``ignore_eos`` makes exactly max_new_tokens (for speed
+        comparisons at equal length)."""
+        stops = (*self.stops, *stops)
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         prompts = [self.prompt(q, c, system) for q, c in zip(questions, contexts)]
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
@@ -115,7 +120,7 @@ class TransformersGenerator:
         start = time.perf_counter()
         with self._lock:
             limits = ({"min_new_tokens": max_new_tokens} if ignore_eos
-                      else {"stopping_criteria": self._stopping(batch["input_ids"].shape[1])})
+                      else {"stopping_criteria": self._stopping(batch["input_ids"].shape[1], stops)})
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, **sampling,
                                       pad_token_id=self.tokenizer.pad_token_id, **limits)
         seconds = time.perf_counter() - start
@@ -124,7 +129,7 @@ class TransformersGenerator:
         for row in new:
             ids = row.tolist() if ignore_eos else [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
-            results.append(Generation(cut_at_stop(text, self.stops), len(ids), seconds / len(prompts)))
+            results.append(Generation(cut_at_stop(text, stops), len(ids), seconds / len(prompts)))
         return results
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
@@ -182,8 +187,9 @@ class LlamaCppGenerator:
         self._lock = threading.Lock()
 
     def _chat(self, question, context, max_new_tokens, stream, ignore_eos=False, system=None, temperature=0.0,
-              seed=None):
-        extra = {"logit_bias": {self.llm.token_eos(): -1e9}, "stop": []} if ignore_eos else {"stop": self.stops}
+              seed=None, stops=()):
+        extra = {"logit_bias": {self.llm.token_eos(): -1e9}, "stop": []} if ignore_eos \
+            else {"stop": [*self.stops, *stops]}
         sampling = {"temperature": temperature, "top_p": 0.95, "seed": seed if seed is not None else -1} \
             if temperature > 0 else {"temperature": 0.0, "top_k": 1}
         return self.llm.create_chat_completion(
@@ -191,14 +197,15 @@ class LlamaCppGenerator:
             max_tokens=max_new_tokens, stream=stream, **sampling, **extra)
 
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature: float = 0.0, seed: int | None = None) -> list[Generation]:
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         out = []
         for i, (question, context) in enumerate(zip(questions, contexts)):
             start = time.perf_counter()
             with self._lock:
                 reply = self._chat(question, context, max_new_tokens, stream=False, ignore_eos=ignore_eos,
-                                   system=system, temperature=temperature, seed=None if seed is None else seed + i)
+                                   system=system, temperature=temperature, seed=None if seed is None else seed + i,
+                                   stops=stops)
             out.append(Generation(reply["choices"][0]["message"]["content"].strip(),
                                   int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
         return out

@@ -50,15 +50,22 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
         refusals += [s.answer for s in solve(generator, chunk, "cot" if mode == "vote" else mode, None, 48 if mode == "cot" else 160)]
         if reporter:
             reporter.advance(len(chunk))
+    metrics = solution_metrics(solutions, pairs, refusals, mode)
+    return TutorEval(metrics, [s.answer for s in solutions], refusals, [s.final_answer for s in solutions])
+
+
+def solution_metrics(solutions: Sequence, pairs: Pairs, refusals: Sequence[str], mode: str) -> dict:
+    """Scores of ``solutions`` (models/solve.py Solution, one per pair, in order) against ``pairs``, with the
+    answers given to off-topic prompts (``refusals``)."""
     outputs = [s.answer for s in solutions]
     scored = [(s.final_answer, a) for s, a in zip(solutions, pairs.answers) if a is not None]
     correct = sum(answers_match(p, a) for p, a in scored)
     tokens, seconds = sum(s.new_tokens for s in solutions), sum(s.seconds for s in solutions)
     programs = [s.program_ok for s in solutions if s.program_ok is not None]
     confidences = [s.confidence for s in solutions if s.confidence is not None]
-    metrics = {
+    return {
         "mode": mode,
-        "n": len(questions),
+        "n": len(pairs.questions),
         "n_with_answer": len(scored),
         "answer_accuracy": correct / len(scored) if scored else None,
         "answer_extracted_rate": sum(p is not None for p, _ in scored) / len(scored) if scored else None,
@@ -72,7 +79,6 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
         "program_ran_rate": sum(programs) / len(programs) if programs else None,
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
     }
-    return TutorEval(metrics, outputs, refusals, [s.final_answer for s in solutions])
 
 
 def _fmt(value) -> str:

@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "tutor_modes_problems.jsonl")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_modes.json")
     args = parser.parse_args()
-    deadline = time.time() + 60 * args.minutes if args.minutes else float("inf")
+    deadline = time.time() + 60 * args.minutes if args.minutes is not None else float("inf")
     cache = Cache(args.cache)
     sets = {"gsm8k": problems("gsm8k/train.jsonl", args.gsm8k, True)}
     if args.math:

@@ -109,6 +109,15 @@ def test_vote_takes_the_majority_of_equivalent_answers():
     assert [c["seed"] for c in generator.calls] == [7, 8, 9, 10, 11] and all(c["temperature"] == 0.8 for c in generator.calls)
 
 
+def test_program_answers_read_as_people_write_them():
+    from mathtune.models.solve import _program_answer
+
+    assert [_program_answer(f"x\n{v}\n") for v in ("72.0", "816.9999999999999", "7499.999999999998",
+                                                     "0.30000000000000004", "2.5", "1/2", "x = 3", "1e-20")] == \
+        ["72", "817", "7500", "0.3", "2.5", "1/2", "x = 3", "1e-20"]
+    assert _program_answer("  \n") is None
+
+
 def test_extract_program_takes_the_last_python_block_or_an_unclosed_one():
     assert extract_program("a\n```python\nprint(1)\n```\nb\n```python\nprint(2)\n```") == "print(2)"
     assert extract_program("cut at the limit\n```python\nprint(3)") == "print(3)"

@@ -11,6 +11,7 @@ Every solution says how its final answer was obtained (``method``), and for prog
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -79,15 +80,20 @@ _OUTPUT_BLOCK = re.compile(r"```output\s*\n.*?```", re.S)
 
 
 def _program_answer(output: str) -> str | None:
-    """The last printed line; 72.0 reads as 72."""
+    """The last printed line; a float reads as people write it: 72.0 as 72, 816.9999999999999 (binary rounding)
+    as 817, 0.30000000000000004 as 0.3."""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if not lines:
         return None
     try:
         value = float(lines[-1])
-        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else lines[-1]
     except ValueError:
         return lines[-1]
+    if not math.isfinite(value) or abs(value) >= 1e15 or "e" in lines[-1].lower():  # 1e-20 stays as printed
+        return lines[-1]
+    if abs(value - round(value)) <= 1e-9 * max(1.0, abs(value)):
+        return str(int(round(value)))
+    return f"{value:.12g}"
 
 
 def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seconds: float) -> Solution:

@@ -62,7 +62,7 @@ class Scripted:
         from mathtune.models.generate import Generation
 
         self.calls.append({"system": system, "temperature": temperature, "seed": seed, "stops": stops,
-                           "questions": list(questions)})
+                           "questions": list(questions), "contexts": list(contexts or [])})
         return [Generation(self.replies.pop(0), 10, 0.01) for _ in questions]
 
 
@@ -94,9 +94,28 @@ def test_program_mode_without_a_program_says_the_answer_came_from_prose():
 
 
 def test_program_mode_reports_a_failed_program():
-    [s] = solve(Scripted(["```python\nimport os\nprint(os.getcwd())\n```"]), ["q"], "program")
+    bad = "```python\nimport os\nprint(os.getcwd())\n```"
+    [s] = solve(Scripted([bad]), ["q"], "program", repairs=0)
     assert s.program_ok is False and s.final_answer is None and "not allowed" in s.program_error
-    assert "The program failed" in s.answer
+    assert "The program failed" in s.answer and s.attempts == 1
+    generator = Scripted([bad, "Still no program."])  # the correction writes no program: the failure stands
+    [s] = solve(generator, ["q"], "program")
+    assert s.program_ok is False and s.final_answer is None and s.attempts == 2 and s.new_tokens == 20
+
+
+def test_a_failed_program_is_shown_its_error_and_corrected():
+    first = "Add them.\n```python\nprint(total + 24)\n```"
+    generator = Scripted([first, "```python\ntotal = 48\nprint(total + 24)\n```"])
+    [s] = solve(generator, ["What is 48 + 24?"], "program", contexts=["[1] notes"])
+    assert s.program_ok and s.final_answer == "72" and s.attempts == 2 and s.new_tokens == 20
+    assert "NameError" in s.answer and s.answer.index("NameError") < s.answer.index("Output: 72")  # both attempts shown
+    retry = generator.calls[1]
+    assert retry["system"] == PROGRAM_SYSTEM and retry["stops"] == PROGRAM_STOPS
+    assert retry["questions"][0].startswith("The program failed: NameError")
+    history = retry["contexts"][0]  # the same conversation: the question and the failed reply came before
+    assert history.pairs == ((f"What is 48 + 24?\n\n{PROGRAM_REQUEST}", first),) and history.passages == "[1] notes"
+    voted = solve(Scripted([first, "```python\nprint(72)\n```"] * 3), ["q"], "vote", k=3, base="program")[0]
+    assert voted.final_answer == "72" and voted.confidence == 1.0  # every sample corrected, then voted
 
 
 def test_vote_takes_the_majority_of_equivalent_answers():
@@ -122,3 +141,13 @@ def test_extract_program_takes_the_last_python_block_or_an_unclosed_one():
     assert extract_program("a\n```python\nprint(1)\n```\nb\n```python\nprint(2)\n```") == "print(2)"
     assert extract_program("cut at the limit\n```python\nprint(3)") == "print(3)"
     assert extract_program("no code here") is None
+
+
+def test_the_tutor_page_says_how_an_answer_was_checked():
+    from mathtune.models.solve import Solution
+    from mathtune.serve.webui.tutor import how_checked
+
+    assert how_checked(Solution("", "72", "program", program_ok=True)) == "Found by a Python program that ran cleanly."
+    assert "after 1 correction" in how_checked(Solution("", "72", "program", program_ok=True, attempts=2))
+    assert "unchecked" in how_checked(Solution("", None, "program", program_ok=False, attempts=2))
+    assert "not checked by a program" in how_checked(Solution("", "72", "cot", program_ok=False))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..metrics.answers import answers_match, is_refusal
 from ..sandbox import run_program
+from ..tasks.tutor import WorkedExamples
 
 MODES = ("cot", "program", "vote")
 PROGRAM_SYSTEM = (
@@ -33,6 +34,10 @@ PROGRAM_STOPS = ("```output",)
 # Said in the user's turn too: in the system prompt alone, Qwen2.5-Coder-1.5B wrote no program for about half
 # of GSM8K problems and reasoned in prose instead.
 PROGRAM_REQUEST = "Solve it with a short Python program that prints the final answer."
+# When a program fails, the model sees the error and gets one more try (a turn of the same conversation): most
+# failures are slips a programmer fixes at a glance (a misspelt name, a missing import).
+REPAIR_REQUEST = ("The program failed: {error}\nWrite the corrected program in one ```python code block; it must print "
+                  "only the final answer.")
 _CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
 
 
@@ -48,6 +53,7 @@ class Solution:
     program_error: str | None = None
     confidence: float | None = None  # vote: the share of samples that agree with the chosen answer
     samples: int = 1
+    attempts: int = 1                # programs written: 2 when a failed one was corrected
     new_tokens: int = 0
     seconds: float = 0.0
     votes: dict = field(default_factory=dict)
@@ -121,17 +127,45 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 
 
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
-          k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0) -> list[Solution]:
-    """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote)."""
+          k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1) -> list[Solution]:
+    """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote); a program
+    that fails is shown its error and corrected up to ``repairs`` times."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
-        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed)
-                for q, c in zip(questions, contexts or [None] * len(questions))]
+        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs)
+                for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
     per = (time.perf_counter() - start) / max(len(questions), 1)
-    return [solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, per) for g in generations]
+    solutions = [solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, per) for g in generations]
+    return [repaired(generator, q, c, g.text, s, max_new_tokens, repairs)
+            for q, c, g, s in zip(questions, contexts, generations, solutions)]
+
+
+def repaired(generator, question: str, context, text: str, solution: Solution, max_new_tokens: int, repairs: int,
+             **sampling) -> Solution:
+    """``solution`` when its program ran (or there is none); otherwise the model, shown the error in the next turn
+    of the conversation, writes a corrected program, up to ``repairs`` times. The answer shows every attempt."""
+    history = context if isinstance(context, WorkedExamples) else WorkedExamples((), context or None)
+    turns, request = list(history.pairs), program_question(question)
+    while solution.program is not None and not solution.program_ok and solution.attempts <= repairs:
+        turns.append((request, text))
+        request = REPAIR_REQUEST.format(error=solution.program_error)
+        [g] = generator.generate([request], max_new_tokens, [WorkedExamples(tuple(turns), history.passages)],
+                                 system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS, **sampling)
+        fixed = solution_from_text(g.text, "program", generator.tutor_prompt, g.new_tokens, g.seconds)
+        text, attempts = g.text, solution.attempts + 1
+        if fixed.program is None:  # no corrected program: the failed attempt stands, with what it cost
+            solution.attempts, solution.new_tokens, solution.seconds = attempts, solution.new_tokens + g.new_tokens, \
+                solution.seconds + fixed.seconds
+            break
+        fixed.answer = f"{solution.answer}\n\nCorrected:\n{fixed.answer}"
+        fixed.attempts, fixed.new_tokens, fixed.seconds = attempts, solution.new_tokens + fixed.new_tokens, \
+            solution.seconds + fixed.seconds
+        solution = fixed
+    return solution
 
 
 def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, contexts, **sampling):
@@ -142,7 +176,7 @@ def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, c
 
 
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
-         temperature: float, seed: int) -> Solution:
+         temperature: float, seed: int, repairs: int = 1) -> Solution:
     """k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement."""
     if base not in ("cot", "program"):
         raise ValueError(f"vote over {base!r}: choose cot or program")
@@ -150,7 +184,9 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     samples = []
     for i in range(k):
         g = _generate(generator, [question], base, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
-        samples.append(solution_from_text(g.text, base, generator.tutor_prompt, g.new_tokens, 0.0))
+        sample = solution_from_text(g.text, base, generator.tutor_prompt, g.new_tokens, 0.0)
+        samples.append(repaired(generator, question, context, g.text, sample, max_new_tokens, repairs,
+                                temperature=temperature, seed=seed + i))
     groups: list[list[Solution]] = []
     for sample in samples:
         if sample.final_answer is None:

@@ -57,8 +57,18 @@ class TutorResponse(BaseModel):
     program: str | None = Field(None, description="mode program: the program that was run.")
     program_output: str | None = None
     program_ok: bool | None = Field(None, description="mode program: whether the program ran cleanly.")
+    program_attempts: int = Field(1, description="mode program: programs written; 2 when a failed one was shown its "
+                                                 "error and corrected.")
     confidence: float | None = Field(None, description="mode vote: the share of samples that agree with the answer.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
+
+
+def solution_fields(solution) -> dict:
+    """What a response says of a solution (models/solve.py Solution), answered whole or as the last event."""
+    return {"answer": solution.answer, "steps": solution.steps, "final_answer": solution.final_answer,
+            "refused": solution.refused, "method": solution.method, "program": solution.program,
+            "program_output": solution.program_output, "program_ok": solution.program_ok,
+            "program_attempts": solution.attempts, "confidence": solution.confidence}
 
 
 def split_steps(answer: str) -> list[str]:
@@ -113,12 +123,9 @@ def build_tutor_router(app_state) -> APIRouter:
         start = time.perf_counter()
         solution = (await model.run(solve, model.generator, [question], body.mode, [context], budget, body.samples))[0]
         app_state.metrics.predictions.labels(model="tutor", label="refused" if solution.refused else "answered").inc()
-        return TutorResponse(model=model.source, answer=solution.answer, steps=solution.steps,
-                             final_answer=solution.final_answer, refused=solution.refused, sources=sources,
-                             new_tokens=solution.new_tokens, seconds=round(time.perf_counter() - start, 3),
-                             method=solution.method, program=solution.program, program_output=solution.program_output,
-                             program_ok=solution.program_ok, confidence=solution.confidence,
-                             truncated=solution.samples == 1 and solution.new_tokens >= budget)
+        return TutorResponse(model=model.source, sources=sources, new_tokens=solution.new_tokens,
+                             seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
+                             truncated=solution.samples == 1 and solution.attempts == 1 and solution.new_tokens >= budget)
 
     async def _stream_solution(model, question, budget, context, sources, body):
         yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
@@ -129,10 +136,7 @@ def build_tutor_router(app_state) -> APIRouter:
             log.exception("tutor solving failed")
             yield _sse("error", {"error": "solving failed; the server log has the details"})
             return
-        yield _sse("done", {"model": model.source, "answer": solution.answer, "steps": solution.steps,
-                            "final_answer": solution.final_answer, "refused": solution.refused,
-                            "method": solution.method, "program": solution.program, "program_ok": solution.program_ok,
-                            "program_output": solution.program_output, "confidence": solution.confidence,
+        yield _sse("done", {"model": model.source, **solution_fields(solution),
                             "seconds": round(time.perf_counter() - start, 3)})
 
     async def _stream(model, question, budget, context, sources):

@@ -63,8 +63,11 @@ def render(turns: list[dict]) -> list[dict]:
 
 def how_checked(solution) -> str:
     if solution.method == "program":
-        return ("Found by a Python program that ran cleanly." if solution.program_ok
-                else "The program did not run cleanly, so this answer is unchecked: read the steps.")
+        if solution.program_ok:
+            return ("Found by a Python program that ran cleanly." if solution.attempts == 1 else
+                    f"Found by a Python program that ran cleanly after {solution.attempts - 1} correction(s) of a "
+                    "failed one.")
+        return "The program did not run cleanly, so this answer is unchecked: read the steps."
     if solution.method.startswith("vote"):
         agree = round((solution.confidence or 0) * solution.samples)
         return f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)})."

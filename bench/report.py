@@ -266,19 +266,21 @@ def hostile(data: dict) -> list[str]:
 
 def tutor_modes(data: dict) -> list[str]:
     lines = ["### Tutor without training: solving modes (`bench/tutor_modes.py`; llama.cpp, 2 threads)", "",
-             "| model | mode | data | n | answer accuracy | s / problem | tokens/s | program ran | vote agreement | "
-             "refusal (non-math) | false refusals |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| model | mode | data | n (of target) | answer accuracy | s / problem | tokens/s | program ran | vote agreement | "
+             "refusal (non-math) | false refusals | max load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     more = _load("tutor_modes_smollm2") or {}
     for r in data.get("runs", []) + more.get("runs", []):
-        lines.append(f"| {r['model']} | {r['mode']} | {r['data']} | {r['n']} | {_f(r.get('answer_accuracy'))} | "
+        n = f"{r['n']} of {r['n_target']}" if r.get("n_target", r["n"]) != r["n"] else str(r["n"])
+        lines.append(f"| {r['model']} | {r['mode']} | {r['data']} | {n} | {_f(r.get('answer_accuracy'))} | "
                      f"{_f(r.get('seconds_per_problem'), 1)} | {_f(r.get('tokens_per_second'), 1)} | "
                      f"{_f(r.get('program_ran_rate'))} | {_f(r.get('mean_confidence'))} | {_f(r.get('refusal_rate'))} | "
-                     f"{_f(r.get('false_refusal_rate'))} |")
-    lines += ["", "GSM8K: a fixed sample of gsm8k/train.jsonl (seeded shuffle, the first 40; vote: the first 15 of them, "
-                  "k = 5 at temperature 0.7); MATH-500: its first 20. \"program ran\": the share of answers whose "
-                  "program ran cleanly in the sandbox; the others wrote no program (answered in text, scored by the "
-                  "answer they state) or a program that failed (no answer). The machine was shared with test runs for "
-                  "part of the time, so seconds per problem are upper bounds."]
+                     f"{_f(r.get('false_refusal_rate'))} | {_f(r.get('max_load1'), 1)} |")
+    lines += ["", "GSM8K: a fixed sample of gsm8k/train.jsonl (seeded shuffle, the first n; vote: k = 5 at temperature "
+                  "0.7); MATH-500: its first n. \"program ran\": the share of answers whose program ran cleanly in the "
+                  "sandbox (after at most one correction); the others wrote no program (answered in prose, scored by "
+                  "the answer they state) or a program that failed twice (no answer). \"max load\": the highest "
+                  "1-minute load average when a problem started (2 cores: above 2, the machine was shared, and seconds "
+                  "per problem are upper bounds). Per-problem results: bench/results/tutor_modes_problems.jsonl."]
     return lines
 
 

@@ -36,7 +36,8 @@ from mathtune.data.readers import read_table  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
-from mathtune.models.solve import PROGRAM_REQUEST, PROGRAM_STOPS, PROGRAM_SYSTEM, Solution, solve  # noqa: E402
+from mathtune.models.solve import (  # noqa: E402
+    PROGRAM_REQUEST, PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, Solution, solve)
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
@@ -61,7 +62,7 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     parts = [generator.system_prompt, json.dumps(generator.tutor_prompt.to_dict(), sort_keys=True),
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
     if mode == "program":
-        parts += [PROGRAM_SYSTEM, PROGRAM_REQUEST, repr(PROGRAM_STOPS)]
+        parts += [PROGRAM_SYSTEM, PROGRAM_REQUEST, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
     if mode == "vote":  # k samples of cot at solve()'s default temperature and seed
         parts.append(f"k={VOTE_K}")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
@@ -98,7 +99,8 @@ class Cache:
 
 def solution_from_row(row: dict) -> Solution:
     return Solution(row["output"], row["final"], row["method"], row["refused"], program_ok=row["program_ok"],
-                    confidence=row["confidence"], samples=row["samples"], new_tokens=row["new_tokens"],
+                    confidence=row["confidence"], samples=row["samples"], attempts=row.get("attempts", 1),
+                    new_tokens=row["new_tokens"],
                     seconds=row["seconds"])
 
 
@@ -123,7 +125,7 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),
                    "method": s.method, "refused": s.refused, "program_ok": s.program_ok, "confidence": s.confidence,
-                   "samples": s.samples, "new_tokens": s.new_tokens, "seconds": round(s.seconds, 3),
+                   "samples": s.samples, "attempts": s.attempts, "new_tokens": s.new_tokens, "seconds": round(s.seconds, 3),
                    "load1": round(load, 2), "output": s.answer, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
             cache.add(row)
             print(json.dumps({k: row[k] for k in ("mode", "data", "i", "final", "gold", "correct", "seconds")}),
@@ -179,6 +181,7 @@ def main() -> None:
                      "load_seconds": round(load_seconds, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
                      "max_load1": max(r["load1"] for r in cache.rows.values() if r["model"] == model and
                                       r["mode"] == mode and r["data"] == name and r["i"] < len(solutions)),
+                     "programs_corrected": sum(bool(s.program_ok) and s.attempts > 1 for s in solutions),
                      **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
             results["runs"].append(entry)
             write_json(args.out, results)

@@ -37,7 +37,7 @@ from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
 from mathtune.models.solve import (  # noqa: E402
-    PROGRAM_REQUEST, PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, Solution, solve)
+    PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, Solution, solve)
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
@@ -62,7 +62,7 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     parts = [generator.system_prompt, json.dumps(generator.tutor_prompt.to_dict(), sort_keys=True),
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
     if mode == "program":
-        parts += [PROGRAM_SYSTEM, PROGRAM_REQUEST, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
+        parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
     if mode == "vote":  # k samples of cot at solve()'s default temperature and seed
         parts.append(f"k={VOTE_K}")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mathtune.models.solve import PROGRAM_REQUEST, PROGRAM_STOPS, PROGRAM_SYSTEM, extract_program, solve
+from mathtune.models.solve import PROGRAM_STOPS, PROGRAM_SYSTEM, extract_program, solve
 from mathtune.sandbox import check_program, run_program
 from mathtune.tasks.tutor import DEFAULT_PROMPT
 
@@ -78,7 +78,7 @@ def test_program_mode_runs_the_program_and_shows_it():
     assert generator.calls[0]["system"] == PROGRAM_SYSTEM
     assert s.final_answer == "72" and s.program_ok and s.program == "print(48 + 48 // 2)"
     assert "Output: 72" in s.answer and "99" not in s.answer  # a made-up output block is never shown
-    assert generator.calls[0]["stops"] == PROGRAM_STOPS and generator.calls[0]["questions"] == [f"q\n\n{PROGRAM_REQUEST}"]
+    assert generator.calls[0]["stops"] == PROGRAM_STOPS and generator.calls[0]["questions"] == ["q"]
 
 
 def test_program_mode_shows_only_what_came_before_the_program():
@@ -113,7 +113,7 @@ def test_a_failed_program_is_shown_its_error_and_corrected():
     assert retry["system"] == PROGRAM_SYSTEM and retry["stops"] == PROGRAM_STOPS
     assert retry["questions"][0].startswith("The program failed: NameError")
     history = retry["contexts"][0]  # the same conversation: the question and the failed reply came before
-    assert history.pairs == ((f"What is 48 + 24?\n\n{PROGRAM_REQUEST}", first),) and history.passages == "[1] notes"
+    assert history.pairs == (("What is 48 + 24?", first),) and history.passages == "[1] notes"
     voted = solve(Scripted([first, "```python\nprint(72)\n```"] * 3), ["q"], "vote", k=3, base="program")[0]
     assert voted.final_answer == "72" and voted.confidence == 1.0  # every sample corrected, then voted
 

@@ -31,9 +31,9 @@ PROGRAM_SYSTEM = (
 # The model's own ```output block is where it would make up a result: generation stops there and the sandbox runs
 # the program instead (this also saves the tokens of an invented output and conclusion).
 PROGRAM_STOPS = ("```output",)
-# Said in the user's turn too: in the system prompt alone, Qwen2.5-Coder-1.5B wrote no program for about half
-# of GSM8K problems and reasoned in prose instead.
-PROGRAM_REQUEST = "Solve it with a short Python program that prints the final answer."
+# The request for a program is the system prompt's alone. Said again in the user's turn, Qwen2.5-Coder-1.5B wrote
+# programs for 93% of GSM8K problems instead of about half, but solved fewer (0.57 against 0.70 on the benchmark's
+# first 40, 0.58 against 0.63 on 24 others): where it chooses prose, its prose is the better answer.
 # When a program fails, the model sees the error and gets one more try (a turn of the same conversation): most
 # failures are slips a programmer fixes at a glance (a misspelt name, a missing import).
 REPAIR_REQUEST = ("The program failed: {error}\nWrite the corrected program in one ```python code block; it must print "
@@ -61,11 +61,6 @@ class Solution:
     @property
     def steps(self) -> list[str]:
         return [line.strip() for line in self.answer.splitlines() if line.strip()]
-
-
-def program_question(question: str) -> str:
-    """The user's turn in program mode: the question, then the request for a program."""
-    return f"{question.rstrip()}\n\n{PROGRAM_REQUEST}"
 
 
 def _program_block(text: str) -> tuple[str, str] | None:
@@ -149,7 +144,7 @@ def repaired(generator, question: str, context, text: str, solution: Solution, m
     """``solution`` when its program ran (or there is none); otherwise the model, shown the error in the next turn
     of the conversation, writes a corrected program, up to ``repairs`` times. The answer shows every attempt."""
     history = context if isinstance(context, WorkedExamples) else WorkedExamples((), context or None)
-    turns, request = list(history.pairs), program_question(question)
+    turns, request = list(history.pairs), question
     while solution.program is not None and not solution.program_ok and solution.attempts <= repairs:
         turns.append((request, text))
         request = REPAIR_REQUEST.format(error=solution.program_error)
@@ -171,8 +166,8 @@ def repaired(generator, question: str, context, text: str, solution: Solution, m
 def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, contexts, **sampling):
     if mode != "program":
         return generator.generate(questions, max_new_tokens, contexts, **sampling)
-    return generator.generate([program_question(q) for q in questions], max_new_tokens, contexts,
-                              system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS, **sampling)
+    return generator.generate(questions, max_new_tokens, contexts, system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS,
+                              **sampling)
 
 
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,

@@ -31,9 +31,10 @@ PROGRAM_SYSTEM = (
 # The model's own ```output block is where it would make up a result: generation stops there and the sandbox runs
 # the program instead (this also saves the tokens of an invented output and conclusion).
 PROGRAM_STOPS = ("```output",)
-# The request for a program is the system prompt's alone. Said again in the user's turn, Qwen2.5-Coder-1.5B wrote
-# programs for 93% of GSM8K problems instead of about half, but solved fewer (0.57 against 0.70 on the benchmark's
-# first 40, 0.58 against 0.63 on 24 others): where it chooses prose, its prose is the better answer.
+# (The request for a program is the system prompt's alone. Said again in the user's turn, Qwen2.5-Coder-1.5B wrote
+# programs for 93% of GSM8K problems instead of about half, but solved fewer: 0.56 against 0.70 on the benchmark's
+# first 43, 0.58 against 0.63 on 24 others. Where it chooses prose, its prose is the better answer.)
+
 # When a program fails, the model sees the error and gets one more try (a turn of the same conversation): most
 # failures are slips a programmer fixes at a glance (a misspelt name, a missing import).
 REPAIR_REQUEST = ("The program failed: {error}\nWrite the corrected program in one ```python code block; it must print "
@@ -148,8 +149,8 @@ def repaired(generator, question: str, context, text: str, solution: Solution, m
     while solution.program is not None and not solution.program_ok and solution.attempts <= repairs:
         turns.append((request, text))
         request = REPAIR_REQUEST.format(error=solution.program_error)
-        [g] = generator.generate([request], max_new_tokens, [WorkedExamples(tuple(turns), history.passages)],
-                                 system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS, **sampling)
+        [g] = _generate(generator, [request], "program", max_new_tokens,
+                        [WorkedExamples(tuple(turns), history.passages)], **sampling)
         fixed = solution_from_text(g.text, "program", generator.tutor_prompt, g.new_tokens, g.seconds)
         text, attempts = g.text, solution.attempts + 1
         if fixed.program is None:  # no corrected program: the failed attempt stands, with what it cost

@@ -63,8 +63,8 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
     if mode == "program":
         parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
-    if mode == "vote":  # k samples of cot at solve()'s default temperature and seed
-        parts.append(f"k={VOTE_K}")
+    if mode == "vote":  # up to k samples of cot at solve()'s default temperature and seed, stopped once decided
+        parts.append(f"k={VOTE_K} early-stop")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
@@ -99,7 +99,7 @@ class Cache:
 
 def solution_from_row(row: dict) -> Solution:
     return Solution(row["output"], row["final"], row["method"], row["refused"], program_ok=row["program_ok"],
-                    confidence=row["confidence"], samples=row["samples"], attempts=row.get("attempts", 1),
+                    confidence=row["confidence"], samples=row["samples"], k=row.get("k", 1), attempts=row.get("attempts", 1),
                     new_tokens=row["new_tokens"],
                     seconds=row["seconds"])
 
@@ -125,7 +125,7 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),
                    "method": s.method, "refused": s.refused, "program_ok": s.program_ok, "confidence": s.confidence,
-                   "samples": s.samples, "attempts": s.attempts, "new_tokens": s.new_tokens, "seconds": round(s.seconds, 3),
+                   "samples": s.samples, "k": s.k, "attempts": s.attempts, "new_tokens": s.new_tokens, "seconds": round(s.seconds, 3),
                    "load1": round(load, 2), "output": s.answer, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
             cache.add(row)
             print(json.dumps({k: row[k] for k in ("mode", "data", "i", "final", "gold", "correct", "seconds")}),

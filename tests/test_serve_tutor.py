@@ -182,6 +182,7 @@ def test_modes_over_the_api(client):
     vote = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "vote", "samples": 3,
                                           "retrieval": False}).json()
     assert vote["method"] == "vote(cot)" and vote["confidence"] is None or 0 <= vote["confidence"] <= 1
+    assert 2 <= vote["samples_drawn"] <= 3  # two that agree already decide a vote of three
     bad = client.post("/v1/tutor", json={"question": "x", "mode": "guess"})
     assert bad.status_code == 422 and "mode" in bad.json()["error"]
     with client.stream("POST", "/v1/tutor", json={"question": "what is 1 plus 1?", "stream": True, "mode": "vote",

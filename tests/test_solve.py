@@ -122,10 +122,27 @@ def test_vote_takes_the_majority_of_equivalent_answers():
     replies = ["The answer is 0.5.", "The answer is 1/2.", "The answer is 3.", "The answer is \\frac{1}{2}.",
                "no idea"]
     generator = Scripted(replies)
-    [s] = solve(generator, ["q"], "vote", k=5, temperature=0.8, seed=7)
+    [s] = solve(generator, ["q"], "vote", k=5, temperature=0.8, seed=7, early_stop=False)
     assert s.method == "vote(cot)" and s.samples == 5 and s.confidence == pytest.approx(3 / 5)
     assert s.final_answer in ("0.5", "1/2", "\\frac{1}{2}") and sum(s.votes.values()) == 4
     assert [c["seed"] for c in generator.calls] == [7, 8, 9, 10, 11] and all(c["temperature"] == 0.8 for c in generator.calls)
+
+
+def test_vote_stops_when_the_rest_cannot_change_the_majority():
+    replies = ["The answer is 0.5.", "The answer is 1/2.", "The answer is 3.", "The answer is \\frac{1}{2}.",
+               "no idea"]
+    generator = Scripted(replies)
+    [s] = solve(generator, ["q"], "vote", k=5, seed=7)  # after 4 samples: 3 votes against 1 with 1 to come
+    assert s.samples == 4 and len(generator.calls) == 4 and s.final_answer == "0.5"
+    assert s.confidence == pytest.approx(3 / 4) and s.votes == {"0.5": 3, "3": 1}
+    agreeing = Scripted(["The answer is 7."] * 5)
+    assert solve(agreeing, ["q"], "vote", k=5)[0].samples == 3 and len(agreeing.calls) == 3  # 3 of 5 is a majority
+    split = Scripted(["The answer is 1.", "The answer is 2.", "The answer is 2.", "The answer is 1.", "The answer is 1."])
+    [s] = solve(split, ["q"], "vote", k=5)  # undecided until the last sample
+    assert s.samples == 5 and s.final_answer == "1" and s.votes == {"1": 3, "2": 2}
+    tie = Scripted(["The answer is 1.", "The answer is 2.", "no idea", "no idea"])
+    [s] = solve(tie, ["q"], "vote", k=4)  # a tie goes to the answer seen first, as with every sample drawn
+    assert s.samples == 4 and s.final_answer == "1" and s.confidence == pytest.approx(1 / 4)
 
 
 def test_program_answers_read_as_people_write_them():
@@ -151,3 +168,6 @@ def test_the_tutor_page_says_how_an_answer_was_checked():
     assert "after 1 correction" in how_checked(Solution("", "72", "program", program_ok=True, attempts=2))
     assert "unchecked" in how_checked(Solution("", None, "program", program_ok=False, attempts=2))
     assert "not checked by a program" in how_checked(Solution("", "72", "cot", program_ok=False))
+    early = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=3, k=5))
+    assert early.startswith("Vote: 3 of 3 samples agree") and "stopped after 3 of 5" in early
+    assert "stopped" not in how_checked(Solution("", "72", "vote(cot)", confidence=0.6, samples=5, k=5))

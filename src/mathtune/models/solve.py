@@ -3,8 +3,9 @@
 - ``cot``: step-by-step reasoning ending in "The answer is X." (the tutor's own prompt);
 - ``program``: the model explains its approach in a sentence or two and writes a short Python program that
   prints the answer; the program runs in the sandbox (mathtune/sandbox.py) and its printed result is the answer;
-- ``vote``: k samples of a base mode at temperature > 0, the final answer chosen by majority over
-  math-verify-equivalent answers, with the agreement rate as a confidence.
+- ``vote``: up to k samples of a base mode at temperature > 0, the final answer chosen by majority over
+  math-verify-equivalent answers, with the agreement rate as a confidence; sampling stops as soon as the samples
+  still to come could not change the majority (early-stopping self-consistency: the same answer as all k, for less).
 
 Every solution says how its final answer was obtained (``method``), and for programs whether the program ran.
 """
@@ -53,7 +54,8 @@ class Solution:
     program_ok: bool | None = None
     program_error: str | None = None
     confidence: float | None = None  # vote: the share of samples that agree with the chosen answer
-    samples: int = 1
+    samples: int = 1                 # vote: samples drawn (fewer than k when the rest could not change the majority)
+    k: int = 1                       # vote: samples asked for
     attempts: int = 1                # programs written: 2 when a failed one was corrected
     new_tokens: int = 0
     seconds: float = 0.0
@@ -123,14 +125,15 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 
 
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
-          k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1) -> list[Solution]:
+          k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
+          early_stop: bool = True) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote); a program
     that fails is shown its error and corrected up to ``repairs`` times."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
-        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs)
+        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop)
                 for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
@@ -171,18 +174,8 @@ def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, c
                               **sampling)
 
 
-def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
-         temperature: float, seed: int, repairs: int = 1) -> Solution:
-    """k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement."""
-    if base not in ("cot", "program"):
-        raise ValueError(f"vote over {base!r}: choose cot or program")
-    start = time.perf_counter()
-    samples = []
-    for i in range(k):
-        g = _generate(generator, [question], base, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
-        sample = solution_from_text(g.text, base, generator.tutor_prompt, g.new_tokens, 0.0)
-        samples.append(repaired(generator, question, context, g.text, sample, max_new_tokens, repairs,
-                                temperature=temperature, seed=seed + i))
+def _answer_groups(samples: list[Solution]) -> list[list[Solution]]:
+    """Samples grouped by math-verify-equivalent final answers, in the order the answers first appeared."""
     groups: list[list[Solution]] = []
     for sample in samples:
         if sample.final_answer is None:
@@ -193,16 +186,38 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
                 break
         else:
             groups.append([sample])
+    return groups
+
+
+def decided(groups: list[list[Solution]], remaining: int) -> bool:
+    """Whether the samples still to come can no longer change the majority: the leading answer has more votes than
+    the runner-up could reach with all of them."""
+    sizes = sorted((len(g) for g in groups), reverse=True) + [0, 0]
+    return sizes[0] > sizes[1] + remaining
+
+
+def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
+         temperature: float, seed: int, repairs: int = 1, early_stop: bool = True) -> Solution:
+    """Up to k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement
+    among the samples drawn. With ``early_stop`` sampling stops once the rest could not change the majority (the
+    chosen answer is the one all k would give, since sample i always has seed + i); ``samples`` says how many."""
+    if base not in ("cot", "program"):
+        raise ValueError(f"vote over {base!r}: choose cot or program")
+    start = time.perf_counter()
+    samples: list[Solution] = []
+    for i in range(k):
+        g = _generate(generator, [question], base, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
+        sample = solution_from_text(g.text, base, generator.tutor_prompt, g.new_tokens, 0.0)
+        samples.append(repaired(generator, question, context, g.text, sample, max_new_tokens, repairs,
+                                temperature=temperature, seed=seed + i))
+        if early_stop and decided(_answer_groups(samples), k - len(samples)):
+            break
+    groups = _answer_groups(samples)
     seconds = time.perf_counter() - start
     tokens = sum(s.new_tokens for s in samples)
-    if not groups:
-        first = samples[0]
-        first.method, first.samples, first.confidence, first.new_tokens, first.seconds = \
-            f"vote({base})", k, 0.0, tokens, seconds
-        return first
-    best = max(groups, key=len)
-    chosen = best[0]
-    chosen.method, chosen.samples, chosen.confidence = f"vote({base})", k, len(best) / k
-    chosen.votes = {group[0].final_answer: len(group) for group in groups}
+    chosen = max(groups, key=len)[0] if groups else samples[0]
+    chosen.method, chosen.samples, chosen.k = f"vote({base})", len(samples), k
     chosen.new_tokens, chosen.seconds = tokens, seconds
+    chosen.confidence = max(len(g) for g in groups) / len(samples) if groups else 0.0
+    chosen.votes = {group[0].final_answer: len(group) for group in groups}
     return chosen

@@ -59,7 +59,9 @@ class TutorResponse(BaseModel):
     program_ok: bool | None = Field(None, description="mode program: whether the program ran cleanly.")
     program_attempts: int = Field(1, description="mode program: programs written; 2 when a failed one was shown its "
                                                  "error and corrected.")
-    confidence: float | None = Field(None, description="mode vote: the share of samples that agree with the answer.")
+    confidence: float | None = Field(None, description="mode vote: the share of samples drawn that agree with the answer.")
+    samples_drawn: int = Field(1, description="mode vote: samples drawn; fewer than `samples` when those drawn already "
+                                              "decided the majority.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
 
 
@@ -68,7 +70,8 @@ def solution_fields(solution) -> dict:
     return {"answer": solution.answer, "steps": solution.steps, "final_answer": solution.final_answer,
             "refused": solution.refused, "method": solution.method, "program": solution.program,
             "program_output": solution.program_output, "program_ok": solution.program_ok,
-            "program_attempts": solution.attempts, "confidence": solution.confidence}
+            "program_attempts": solution.attempts, "confidence": solution.confidence,
+            "samples_drawn": solution.samples}
 
 
 def split_steps(answer: str) -> list[str]:

@@ -78,6 +78,7 @@ def solution_metrics(solutions: Sequence, pairs: Pairs, refusals: Sequence[str],
         "seconds_per_problem": seconds / len(solutions) if solutions else None,
         "program_ran_rate": sum(programs) / len(programs) if programs else None,
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
+        "mean_samples": sum(s.samples for s in solutions) / len(solutions) if solutions else None,
     }
 
 

@@ -70,7 +70,9 @@ def how_checked(solution) -> str:
         return "The program did not run cleanly, so this answer is unchecked: read the steps."
     if solution.method.startswith("vote"):
         agree = round((solution.confidence or 0) * solution.samples)
-        return f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)})."
+        early = (f" Sampling stopped after {solution.samples} of {solution.k}: the rest could not change the answer."
+                 if solution.samples < solution.k else "")
+        return f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
     return "Step-by-step reasoning, not checked by a program: check the steps."
 
 

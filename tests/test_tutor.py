@@ -124,6 +124,9 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     assert evaluated["n"] == 2 and "perplexity" in evaluated and "base" in evaluated
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5"])
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
+                                 "--votes", "3"])
+    assert result.exit_code == 0 and "vote(cot)" in result.output and "samples agree" in result.output, result.output
 
 
 def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):

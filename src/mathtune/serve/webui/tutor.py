@@ -24,7 +24,7 @@ EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "How many clips did Natalia sell altogether in April and May?",
             "Solve 2x + 3 = 11 for x.",
             "What is the sum of the first 20 positive even numbers?"]
-MODES = [("Step by step", "cot"), ("Write and run a program", "program"), ("Vote of 5 answers", "vote")]
+MODES = [("Step by step", "cot"), ("Write and run a program", "program"), ("Vote of up to 5 answers", "vote")]
 
 
 def model_line(model) -> str:

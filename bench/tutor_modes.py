@@ -99,7 +99,7 @@ class Cache:
 
 def solution_from_row(row: dict) -> Solution:
     return Solution(row["output"], row["final"], row["method"], row["refused"], program_ok=row["program_ok"],
-                    confidence=row["confidence"], samples=row["samples"], k=row.get("k", 1), attempts=row.get("attempts", 1),
+                    confidence=row["confidence"], samples=row["samples"], k=row.get("k", VOTE_K if row["mode"] == "vote" else 1), attempts=row.get("attempts", 1),
                     new_tokens=row["new_tokens"],
                     seconds=row["seconds"])
 
@@ -120,7 +120,8 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             load = os.getloadavg()[0]
             base_mode, budget = (mode, max_new_tokens) if data != "offtopic" else \
                 ("cot" if mode == "vote" else mode, 48 if mode == "cot" else 160)
-            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K)
+            # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
+            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, tiebreak=None)
             gold = answers[i] if answers else None
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),
@@ -132,6 +133,41 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
                   flush=True)
         solutions.append(solution_from_row(row))
     return solutions
+
+
+def with_tiebreak(votes: list[Solution], decider: list[Solution]) -> list[Solution]:
+    """What ``solve(..., "vote", tiebreak=mode)`` answers, from the vote's and that mode's cached per-problem results:
+    where no two samples agreed, the greedy answer of the other mode (deterministic on llama.cpp, so the same as a
+    fresh call), with the seconds and tokens of both."""
+    out = []
+    for v, d in zip(votes, decider):
+        ran = round((v.confidence or 0) * v.samples) <= 1 and v.samples > 1
+        seconds, tokens = v.seconds + (d.seconds if ran else 0), v.new_tokens + (d.new_tokens if ran else 0)
+        if ran and d.final_answer is not None and not d.refused:
+            out.append(Solution(d.answer, d.final_answer, f"{v.method}+{d.method}", False, program_ok=d.program_ok,
+                                confidence=v.confidence, samples=v.samples, k=v.k, new_tokens=tokens, seconds=seconds))
+        else:
+            out.append(Solution(v.answer, v.final_answer, v.method, v.refused, confidence=v.confidence,
+                                samples=v.samples, k=v.k, new_tokens=tokens, seconds=seconds))
+    return out
+
+
+def entry(model: str, backend: str, mode: str, name: str, solutions: list[Solution], pairs: Pairs,
+          refusals: list[str], cache: Cache, wall: float, load_seconds: float, n_target: int | None = None) -> dict:
+    """One row of the results: the metrics of the first ``len(solutions)`` problems of ``pairs``."""
+    done = Pairs(*(getattr(pairs, f)[: len(solutions)] for f in ("questions", "responses", "answers")), pairs.source)
+    metrics = solution_metrics(solutions, done, refusals if len(refusals) == len(REFUSAL_EVAL) else [], mode)
+    cached = mode.split("+")[0]
+    row = {"model": model, "backend": backend, "mode": mode, "data": name,
+           "n_target": n_target or len(pairs.questions), "wall_seconds": round(wall, 1),
+           "load_seconds": round(load_seconds, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
+           "max_load1": max(r["load1"] for r in cache.rows.values() if r["model"] == model and
+                            r["mode"] == cached and r["data"] == name and r["i"] < len(solutions)),
+           "programs_corrected": sum(bool(s.program_ok) and s.attempts > 1 for s in solutions),
+           **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
+    print(json.dumps({k: row[k] for k in ("model", "mode", "data", "n", "n_target", "answer_accuracy",
+                                          "seconds_per_problem", "refusal_rate", "false_refusal_rate")}), flush=True)
+    return row
 
 
 def main() -> None:
@@ -164,6 +200,7 @@ def main() -> None:
         if args.vote_gsm8k and model == args.models[0]:
             runs.append(("vote", "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[: args.vote_gsm8k]
                                                   for f in ("questions", "responses", "answers")), "gsm8k vote")))
+        done: dict = {}
         for mode, name, pairs in runs:
             t = time.perf_counter()
             solutions = run_problems(generator, model, mode, name, pairs.questions, cache, args.max_new_tokens,
@@ -174,20 +211,16 @@ def main() -> None:
                                                            cache, args.max_new_tokens, deadline)]
             if not solutions:
                 continue
-            done = Pairs(*(getattr(pairs, f)[: len(solutions)] for f in ("questions", "responses", "answers")), pairs.source)
-            metrics = solution_metrics(solutions, done, refusals if len(refusals) == len(REFUSAL_EVAL) else [], mode)
-            entry = {"model": model, "backend": generator.backend, "mode": mode, "data": name,
-                     "n_target": len(pairs.questions), "wall_seconds": round(time.perf_counter() - t, 1),
-                     "load_seconds": round(load_seconds, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-                     "max_load1": max(r["load1"] for r in cache.rows.values() if r["model"] == model and
-                                      r["mode"] == mode and r["data"] == name and r["i"] < len(solutions)),
-                     "programs_corrected": sum(bool(s.program_ok) and s.attempts > 1 for s in solutions),
-                     **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
-            results["runs"].append(entry)
+            done[mode, name] = solutions
+            results["runs"].append(entry(model, generator.backend, mode, name, solutions, pairs, refusals, cache,
+                                         time.perf_counter() - t, load_seconds))
             write_json(args.out, results)
-            print(json.dumps({k: entry[k] for k in ("model", "mode", "data", "n", "n_target", "answer_accuracy",
-                                                    "seconds_per_problem", "refusal_rate", "false_refusal_rate")}),
-                  flush=True)
+        if ("vote", "gsm8k") in done and ("program", "gsm8k") in done:  # the vote with the program as tie-break
+            votes = done["vote", "gsm8k"]
+            solutions = with_tiebreak(votes, done["program", "gsm8k"][: len(votes)])
+            results["runs"].append(entry(model, generator.backend, "vote+program", "gsm8k", solutions, sets["gsm8k"],
+                                         [], cache, 0.0, load_seconds, n_target=args.vote_gsm8k))
+            write_json(args.out, results)
         del generator
     write_json(args.out, results)
 

@@ -181,14 +181,20 @@ def test_modes_over_the_api(client):
     assert body["program_attempts"] in (1, 2)
     vote = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "vote", "samples": 3,
                                           "retrieval": False}).json()
-    assert vote["method"] == "vote(cot)" and vote["confidence"] is None or 0 <= vote["confidence"] <= 1
+    assert vote["confidence"] is None or 0 <= vote["confidence"] <= 1
     assert 2 <= vote["samples_drawn"] <= 3  # two that agree already decide a vote of three
+    assert vote["method"] in ("vote(cot)", "vote(cot)+program")  # split votes are decided by a greedy program
+    plain = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "vote", "samples": 2,
+                                           "tiebreak": "none", "retrieval": False}).json()
+    assert plain["method"] == "vote(cot)"
+    bad = client.post("/v1/tutor", json={"question": "x", "mode": "vote", "tiebreak": "coin"})
+    assert bad.status_code == 422 and "tiebreak" in bad.json()["error"]
     bad = client.post("/v1/tutor", json={"question": "x", "mode": "guess"})
     assert bad.status_code == 422 and "mode" in bad.json()["error"]
     with client.stream("POST", "/v1/tutor", json={"question": "what is 1 plus 1?", "stream": True, "mode": "vote",
                                                   "samples": 2}) as response:
         text = "".join(response.iter_text())
-    assert "event: done" in text and '"method": "vote(cot)"' in text
+    assert "event: done" in text and '"method": "vote(cot)' in text
 
 
 def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_llama):

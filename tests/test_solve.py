@@ -141,8 +141,26 @@ def test_vote_stops_when_the_rest_cannot_change_the_majority():
     [s] = solve(split, ["q"], "vote", k=5)  # undecided until the last sample
     assert s.samples == 5 and s.final_answer == "1" and s.votes == {"1": 3, "2": 2}
     tie = Scripted(["The answer is 1.", "The answer is 2.", "no idea", "no idea"])
-    [s] = solve(tie, ["q"], "vote", k=4)  # a tie goes to the answer seen first, as with every sample drawn
+    [s] = solve(tie, ["q"], "vote", k=4, tiebreak="none")  # a tie goes to the answer seen first, as with every sample drawn
     assert s.samples == 4 and s.final_answer == "1" and s.confidence == pytest.approx(1 / 4)
+
+
+def test_a_split_vote_is_decided_by_a_greedy_program_when_asked():
+    split = ["The answer is 1.", "The answer is 2.", "The answer is 3.", "no idea", "The answer is 5."]
+    generator = Scripted(split + ["Add them.\n```python\nprint(2 + 2)\n```"])
+    [s] = solve(generator, ["q"], "vote", k=5, tiebreak="program")
+    assert s.method == "vote(cot)+program" and s.final_answer == "4" and s.program_ok
+    assert s.samples == 5 and s.confidence == pytest.approx(1 / 5) and s.votes == {"1": 1, "2": 1, "3": 1, "5": 1}
+    decider = generator.calls[-1]
+    assert decider["system"] == PROGRAM_SYSTEM and decider["temperature"] == 0.0  # one greedy program
+    agreeing = Scripted(["The answer is 7.", "The answer is 7.", "The answer is 7."])
+    [s] = solve(agreeing, ["q"], "vote", k=5, tiebreak="program")  # a decided vote needs no tie-break
+    assert s.method == "vote(cot)" and len(agreeing.calls) == 3
+    silent = Scripted(split + ["I can only help with math questions."])
+    [s] = solve(silent, ["q"], "vote", k=5, tiebreak="program")  # a tie-break that gives no answer changes nothing
+    assert s.method == "vote(cot)" and s.final_answer == "1" and s.new_tokens == 6 * 10  # its tokens still count
+    with pytest.raises(ValueError, match="tiebreak"):
+        solve(Scripted([]), ["q"], "vote", tiebreak="poem")
 
 
 def test_program_answers_read_as_people_write_them():
@@ -171,3 +189,5 @@ def test_the_tutor_page_says_how_an_answer_was_checked():
     early = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=3, k=5))
     assert early.startswith("Vote: 3 of 3 samples agree") and "stopped after 3 of 5" in early
     assert "stopped" not in how_checked(Solution("", "72", "vote(cot)", confidence=0.6, samples=5, k=5))
+    split = how_checked(Solution("", "72", "vote(cot)+program", program_ok=True, confidence=0.2, samples=5, k=5))
+    assert split.startswith("Vote: 1 of 5") and "a Python program that ran cleanly decided" in split

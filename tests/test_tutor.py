@@ -127,6 +127,8 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
                                  "--votes", "3"])
     assert result.exit_code == 0 and "vote(cot)" in result.output and "samples agree" in result.output, result.output
+    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--tiebreak", "coin"])
+    assert result.exit_code == 2 and "--tiebreak 'coin'" in result.output and "program, cot, none" in result.output
 
 
 def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):

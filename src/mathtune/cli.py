@@ -648,7 +648,9 @@ def ask(
     k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
     mode: Annotated[str, typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote.")] = "cot",
-    votes: Annotated[int, typer.Option(help="--mode vote: samples to vote over.")] = 5,
+    votes: Annotated[int, typer.Option(help="--mode vote: samples to vote over (at most).")] = 5,
+    tiebreak: Annotated[str, typer.Option(help="--mode vote: when no two samples agree, one greedy answer in this "
+                                                "mode decides: program, cot or none.")] = "program",
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
     final answer and how it was obtained.
@@ -657,7 +659,7 @@ def ask(
     """
     from .models.generate import load_tutor
 
-    _check_mode(mode)
+    _check_mode(mode, tiebreak)
     from .rag.retrieve import STYLES
 
     if retrieval_style not in STYLES:
@@ -677,7 +679,7 @@ def ask(
         from .models.solve import solve
 
         with console.status(f"solving ({mode})"):
-            [solution] = solve(generator, [question], mode, [context], max_new_tokens, k=votes)
+            [solution] = solve(generator, [question], mode, [context], max_new_tokens, k=votes, tiebreak=tiebreak)
         out.print(solution.answer, highlight=False, soft_wrap=True)
         how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
             + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
@@ -687,11 +689,13 @@ def ask(
         console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")
 
 
-def _check_mode(mode: str) -> None:
-    from .models.solve import MODES
+def _check_mode(mode: str, tiebreak: str = "none") -> None:
+    from .models.solve import MODES, TIEBREAKS
 
     if mode not in MODES:
         raise MathtuneError(f"--mode {mode!r}: choose {', '.join(MODES)}")
+    if tiebreak not in TIEBREAKS:
+        raise MathtuneError(f"--tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
 
 
 @app.command()

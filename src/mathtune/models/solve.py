@@ -22,6 +22,10 @@ from ..sandbox import run_program
 from ..tasks.tutor import WorkedExamples
 
 MODES = ("cot", "program", "vote")
+# A vote in which no two samples agree says nothing (on GSM8K such votes were never right); a greedy program then
+# decides. Chosen on the benchmark's first 51 problems and checked on the rest (README, bench/tutor_modes.py).
+VOTE_TIEBREAK = "program"
+TIEBREAKS = ("program", "cot", "none")
 PROGRAM_SYSTEM = (
     "You are a careful math tutor who solves problems with Python. First explain the approach in one or two "
     "short sentences. Then write one short Python program in a ```python code block that computes the answer "
@@ -126,14 +130,14 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
-          early_stop: bool = True) -> list[Solution]:
+          early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote); a program
     that fails is shown its error and corrected up to ``repairs`` times."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
-        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop)
+        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak)
                 for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
@@ -197,12 +201,18 @@ def decided(groups: list[list[Solution]], remaining: int) -> bool:
 
 
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
-         temperature: float, seed: int, repairs: int = 1, early_stop: bool = True) -> Solution:
+         temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
+         tiebreak: str | None = None) -> Solution:
     """Up to k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement
     among the samples drawn. With ``early_stop`` sampling stops once the rest could not change the majority (the
-    chosen answer is the one all k would give, since sample i always has seed + i); ``samples`` says how many."""
+    chosen answer is the one all k would give, since sample i always has seed + i); ``samples`` says how many.
+    With ``tiebreak`` ("cot" or "program"), when no two samples agree the vote says nothing, and one greedy answer
+    in that mode decides (``method`` says so: ``vote(cot)+program``); the confidence stays the vote's."""
     if base not in ("cot", "program"):
         raise ValueError(f"vote over {base!r}: choose cot or program")
+    if tiebreak not in (None, *TIEBREAKS):
+        raise ValueError(f"vote tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
+    tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
     samples: list[Solution] = []
     for i in range(k):
@@ -213,11 +223,16 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         if early_stop and decided(_answer_groups(samples), k - len(samples)):
             break
     groups = _answer_groups(samples)
-    seconds = time.perf_counter() - start
-    tokens = sum(s.new_tokens for s in samples)
+    top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]
-    chosen.method, chosen.samples, chosen.k = f"vote({base})", len(samples), k
-    chosen.new_tokens, chosen.seconds = tokens, seconds
-    chosen.confidence = max(len(g) for g in groups) / len(samples) if groups else 0.0
+    method, tokens = f"vote({base})", sum(s.new_tokens for s in samples)
+    if tiebreak and top <= 1 and len(samples) > 1:
+        [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
+        tokens += decider.new_tokens
+        if decider.final_answer is not None and not decider.refused:
+            chosen, method = decider, f"vote({base})+{decider.method}"  # +cot: asked for a program, it wrote prose
+    chosen.method, chosen.samples, chosen.k = method, len(samples), k
+    chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
+    chosen.confidence = top / len(samples)
     chosen.votes = {group[0].final_answer: len(group) for group in groups}
     return chosen

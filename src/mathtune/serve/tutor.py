@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
@@ -35,7 +36,9 @@ class TutorRequest(BaseModel):
     k: int | None = Field(None, gt=0, le=20, description="How many chunks to retrieve (default: the recipe's).")
     mode: Literal["cot", "program", "vote"] = Field("cot", description="cot: steps; program: a Python program run in a "
                                                     "sandbox; vote: the majority answer of several samples.")
-    samples: int = Field(5, ge=2, le=9, description="mode vote: how many samples vote.")
+    samples: int = Field(5, ge=2, le=9, description="mode vote: how many samples vote (at most).")
+    tiebreak: Literal["program", "cot", "none"] = Field(
+        "program", description="mode vote: when no two samples agree, one greedy answer in this mode decides.")
 
 
 class Source(BaseModel):
@@ -53,7 +56,8 @@ class TutorResponse(BaseModel):
     sources: list[Source]
     new_tokens: int
     seconds: float
-    method: str = Field("cot", description="How the final answer was obtained: cot, program, or vote(cot|program).")
+    method: str = Field("cot", description="How the final answer was obtained: cot, program, vote(cot|program), or "
+                        "vote(cot)+program when no two samples agreed and a greedy program decided.")
     program: str | None = Field(None, description="mode program: the program that was run.")
     program_output: str | None = None
     program_ok: bool | None = Field(None, description="mode program: whether the program ran cleanly.")
@@ -72,6 +76,12 @@ def solution_fields(solution) -> dict:
             "program_output": solution.program_output, "program_ok": solution.program_ok,
             "program_attempts": solution.attempts, "confidence": solution.confidence,
             "samples_drawn": solution.samples}
+
+
+def _solve(model, question: str, context, budget: int, body: TutorRequest):
+    """The solution of ``question`` in the request's mode, on the model's own thread."""
+    return model.run(partial(solve, k=body.samples, tiebreak=body.tiebreak), model.generator, [question], body.mode,
+                     [context], budget)
 
 
 def split_steps(answer: str) -> list[str]:
@@ -124,7 +134,7 @@ def build_tutor_router(app_state) -> APIRouter:
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         start = time.perf_counter()
-        solution = (await model.run(solve, model.generator, [question], body.mode, [context], budget, body.samples))[0]
+        solution = (await _solve(model, question, context, budget, body))[0]
         app_state.metrics.predictions.labels(model="tutor", label="refused" if solution.refused else "answered").inc()
         return TutorResponse(model=model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
@@ -134,7 +144,7 @@ def build_tutor_router(app_state) -> APIRouter:
         yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
         start = time.perf_counter()
         try:
-            solution = (await model.run(solve, model.generator, [question], body.mode, [context], budget, body.samples))[0]
+            solution = (await _solve(model, question, context, budget, body))[0]
         except Exception:  # noqa: BLE001
             log.exception("tutor solving failed")
             yield _sse("error", {"error": "solving failed; the server log has the details"})

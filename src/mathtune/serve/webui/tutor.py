@@ -72,7 +72,12 @@ def how_checked(solution) -> str:
         agree = round((solution.confidence or 0) * solution.samples)
         early = (f" Sampling stopped after {solution.samples} of {solution.k}: the rest could not change the answer."
                  if solution.samples < solution.k else "")
-        return f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
+        vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
+        if "+" not in solution.method:
+            return vote
+        decider = "a Python program" + (" that ran cleanly" if solution.program_ok else "") \
+            if solution.method.endswith("program") else "one more step-by-step answer"
+        return f"{vote} No two agreed, so {decider} decided: check the steps."
     return "Step-by-step reasoning, not checked by a program: check the steps."
 
 

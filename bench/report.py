@@ -275,12 +275,20 @@ def tutor_modes(data: dict) -> list[str]:
                      f"{_f(r.get('seconds_per_problem'), 1)} | {_f(r.get('tokens_per_second'), 1)} | "
                      f"{_f(r.get('program_ran_rate'))} | {_f(r.get('mean_confidence'))} | {_f(r.get('refusal_rate'))} | "
                      f"{_f(r.get('false_refusal_rate'))} | {_f(r.get('max_load1'), 1)} |")
-    lines += ["", "GSM8K: a fixed sample of gsm8k/train.jsonl (seeded shuffle, the first n; vote: k = 5 at temperature "
-                  "0.7); MATH-500: its first n. \"program ran\": the share of answers whose program ran cleanly in the "
+    lines += ["", "GSM8K: a fixed sample of gsm8k/train.jsonl (seeded shuffle, the first n; vote: up to k = 5 samples of "
+                  "cot at temperature 0.7, stopped once the rest could not change the majority; vote+program: the same "
+                  "votes, and where no two samples agreed, program mode's greedy answer); MATH-500: its first n. "
+                  "\"program ran\": the share of answers whose program ran cleanly in the "
                   "sandbox (after at most one correction); the others wrote no program (answered in prose, scored by "
                   "the answer they state) or a program that failed twice (no answer). \"max load\": the highest "
                   "1-minute load average when a problem started (2 cores: above 2, the machine was shared, and seconds "
                   "per problem are upper bounds). Per-problem results: bench/results/tutor_modes_problems.jsonl."]
+    for r in data.get("runs", []):
+        if r.get("accuracy_by_agreeing_samples"):
+            lines += ["", f"Vote agreement as a confidence ({r['model']}, {r['mode']}, {r['data']}, n = {r['n']}):", "",
+                      "| samples agreeing with the answer | problems | answer right |", "|---|---|---|"]
+            lines += [f"| {k} | {v['n']} | {v['correct']} ({v['correct'] / v['n']:.0%}) |"
+                      for k, v in r["accuracy_by_agreeing_samples"].items()]
     return lines
 
 

@@ -144,7 +144,7 @@ def with_tiebreak(votes: list[Solution], decider: list[Solution]) -> list[Soluti
         ran = round((v.confidence or 0) * v.samples) <= 1 and v.samples > 1
         seconds, tokens = v.seconds + (d.seconds if ran else 0), v.new_tokens + (d.new_tokens if ran else 0)
         if ran and d.final_answer is not None and not d.refused:
-            out.append(Solution(d.answer, d.final_answer, f"{v.method}+{d.method}", False, program_ok=d.program_ok,
+            out.append(Solution(d.answer, d.final_answer, f"{v.method}+{d.method}", False,
                                 confidence=v.confidence, samples=v.samples, k=v.k, new_tokens=tokens, seconds=seconds))
         else:
             out.append(Solution(v.answer, v.final_answer, v.method, v.refused, confidence=v.confidence,
@@ -165,6 +165,13 @@ def entry(model: str, backend: str, mode: str, name: str, solutions: list[Soluti
                             r["mode"] == cached and r["data"] == name and r["i"] < len(solutions)),
            "programs_corrected": sum(bool(s.program_ok) and s.attempts > 1 for s in solutions),
            **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
+    if mode.startswith("vote"):  # is the agreement a confidence worth showing? accuracy by votes for the answer
+        by: dict = {}
+        for s, gold in zip(solutions, done.answers):
+            top = by.setdefault(str(round((s.confidence or 0) * s.samples)), {"n": 0, "correct": 0})
+            top["n"] += 1
+            top["correct"] += bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold))
+        row["accuracy_by_agreeing_samples"] = dict(sorted(by.items()))
     print(json.dumps({k: row[k] for k in ("model", "mode", "data", "n", "n_target", "answer_accuracy",
                                           "seconds_per_problem", "refusal_rate", "false_refusal_rate")}), flush=True)
     return row

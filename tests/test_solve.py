@@ -191,3 +191,22 @@ def test_the_tutor_page_says_how_an_answer_was_checked():
     assert "stopped" not in how_checked(Solution("", "72", "vote(cot)", confidence=0.6, samples=5, k=5))
     split = how_checked(Solution("", "72", "vote(cot)+program", program_ok=True, confidence=0.2, samples=5, k=5))
     assert split.startswith("Vote: 1 of 5") and "a Python program that ran cleanly decided" in split
+
+
+def test_the_benchmark_composes_the_tiebreak_as_solve_does():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("tutor_modes", Path(__file__).parents[1] / "bench" / "tutor_modes.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    split = ["The answer is 1.", "The answer is 2.", "The answer is 3.", "no idea", "The answer is 5."]
+    program = "Add them.\n```python\nprint(2 + 2)\n```"
+    direct = solve(Scripted(split + [program]), ["q"], "vote", k=5)[0]
+    [composed] = bench.with_tiebreak(solve(Scripted(split), ["q"], "vote", k=5, tiebreak="none"),
+                                     solve(Scripted([program]), ["q"], "program"))
+    fields = ("final_answer", "method", "samples", "k", "confidence", "new_tokens")
+    assert [getattr(composed, f) for f in fields] == [getattr(direct, f) for f in fields]
+    decided = ["The answer is 7."] * 3
+    [kept] = bench.with_tiebreak(solve(Scripted(decided), ["q"], "vote", k=5), solve(Scripted([program]), ["q"], "program"))
+    assert kept.final_answer == "7" and kept.method == "vote(cot)" and kept.new_tokens == 30  # no tie-break was run

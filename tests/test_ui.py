@@ -247,6 +247,17 @@ def test_tutor_money_math_refusal_and_chat_controls(ui):
     shot(ui, "tutor-chat")
 
 
+def test_tutor_vote_says_how_its_answer_was_checked(ui):
+    open_tab(ui, "Tutor")
+    ui.locator("#tutor-mode label", has_text="Vote of up to 5 answers").click()
+    ui.fill(box("tutor-input"), "What is 2 plus 2?")
+    ui.click("#tutor-send")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Vote:')", timeout=60000)
+    note = ui.inner_text("#tutor-chat")
+    assert "samples agree" in note and chat_rows(ui) == 2
+    no_overflow(ui)
+
+
 def test_tutor_examples_send_and_errors_keep_the_question(ui):
     open_tab(ui, "Tutor")
     ui.locator("#tutor-examples button").first.click()

@@ -191,6 +191,13 @@ def test_the_tutor_page_says_how_an_answer_was_checked():
     assert "stopped" not in how_checked(Solution("", "72", "vote(cot)", confidence=0.6, samples=5, k=5))
     split = how_checked(Solution("", "72", "vote(cot)+program", program_ok=True, confidence=0.2, samples=5, k=5))
     assert split.startswith("Vote: 1 of 5") and "a Python program that ran cleanly decided" in split
+    measured = {"vote_right_by_agreeing": {"1": 0.36, "2": 0.67, "3": 0.93}}
+    sure = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=3, k=5), measured)
+    assert "answers with 3 agreeing samples were right 93%" in sure and not sure.endswith("Check the steps.")
+    unsure = how_checked(Solution("", "72", "vote(cot)", confidence=0.4, samples=5, k=5), measured)
+    assert "with 2 agreeing samples were right 67%" in unsure and unsure.endswith("Check the steps.")
+    other_k = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=2, k=3), measured)
+    assert "were right" not in other_k  # measured with k = 5 only
 
 
 def test_the_benchmark_composes_the_tiebreak_as_solve_does():

@@ -61,7 +61,9 @@ def render(turns: list[dict]) -> list[dict]:
     return messages
 
 
-def how_checked(solution) -> str:
+def how_checked(solution, measured: dict | None = None) -> str:
+    """One line on how the answer was obtained, and for a vote, how often such votes were right (``measured``: the
+    model's entry in MEASURED)."""
     if solution.method == "program":
         if solution.program_ok:
             return ("Found by a Python program that ran cleanly." if solution.attempts == 1 else
@@ -73,11 +75,16 @@ def how_checked(solution) -> str:
         early = (f" Sampling stopped after {solution.samples} of {solution.k}: the rest could not change the answer."
                  if solution.samples < solution.k else "")
         vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
-        if "+" not in solution.method:
-            return vote
-        decider = "a Python program" + (" that ran cleanly" if solution.program_ok else "") \
-            if solution.method.endswith("program") else "one more step-by-step answer"
-        return f"{vote} No two agreed, so {decider} decided: check the steps."
+        if "+" in solution.method:
+            decider = "a Python program" + (" that ran cleanly" if solution.program_ok else "") \
+                if solution.method.endswith("program") else "one more step-by-step answer"
+            vote += f" No two agreed, so {decider} decided."
+        measured_votes = (measured or {}).get("vote_right_by_agreeing") or {}  # measured with k = 5
+        right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 else None
+        if right is not None:
+            vote += (f" On grade-school problems, this model's answers {'with' if agree <= 3 else 'with at least'} "
+                     f"{min(agree, 3)} agreeing sample{'s' if agree > 1 else ''} were right {percent(right)} of the time.")
+        return vote if right is not None and right >= 0.9 else f"{vote} Check the steps."
     return "Step-by-step reasoning, not checked by a program: check the steps."
 
 
@@ -225,7 +232,7 @@ def _answerer(gr, state, model):
                 context, _ = await model.run(model.retrieve, prompt, None)
                 solution = (await asyncio.wait_for(model.run(solve, model.generator, [prompt], mode, [context], budget, 5),
                                                    settings.ui_timeout_s))[0]
-                turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution))
+                turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution, MEASURED.get(model.source)))
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)
             return

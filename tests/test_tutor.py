@@ -46,6 +46,9 @@ def test_final_answers_and_refusals():
     assert extract_final_answer("so \\boxed{\\frac{3}{4}} and later \\boxed{2^{10}}") == "2^{10}"
     assert extract_final_answer("Add them.\nThe answer is $12.50.") == "12.50"
     assert extract_final_answer("no answer here") is None
+    assert extract_final_answer("So, the answer is:\n\\[ 11400 \\]") == "11400"  # display math after the phrase
+    assert extract_final_answer("The answer is \\( \\frac{1}{2} \\).") == "\\frac{1}{2}"
+    assert extract_final_answer("So, the answer is:\n\\[\n\\[") is None  # cut off before the answer: no answer
     assert answers_match("0.5", "1/2") and answers_match("\\frac{1}{2}", "0.5") and answers_match("72.0", "72")
     assert answers_match("\\sqrt{8}", "2\\sqrt{2}")
     assert not answers_match("71", "72") and not answers_match(None, "1")

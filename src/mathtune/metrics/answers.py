@@ -53,8 +53,19 @@ def extract_final_answer(text: str, pattern: str | None = None) -> str | None:
     if found:
         answer = found[-1].strip().rstrip(".")
         inner = last_boxed(answer)
-        return inner or answer
+        return _unwrapped(inner or answer)
     return None
+
+
+_DELIMITERS = re.compile(r"^(?:\\\[|\\\(|\$\$?)\s*(.*?)\s*(?:\\\]|\\\)|\$\$?)?$", re.S)
+
+
+def _unwrapped(answer: str) -> str | None:
+    """``answer`` without the math delimiters around it (``\\[ 72 \\]`` is 72); None when nothing is left that
+    could be an answer (a solution cut off after "The answer is: \\[")."""
+    match = _DELIMITERS.match(answer.strip())
+    answer = (match.group(1) if match else answer).strip().rstrip(".").strip()
+    return answer if re.search(r"[A-Za-z0-9]", answer) else None
 
 
 def _numeric(text: str) -> float | None:

@@ -143,7 +143,7 @@ def with_tiebreak(votes: list[Solution], decider: list[Solution]) -> list[Soluti
     for v, d in zip(votes, decider):
         ran = round((v.confidence or 0) * v.samples) <= 1 and v.samples > 1
         seconds, tokens = v.seconds + (d.seconds if ran else 0), v.new_tokens + (d.new_tokens if ran else 0)
-        if ran and d.final_answer is not None and not d.refused:
+        if ran and d.final_answer is not None and not d.refused and d.program_ok:
             out.append(Solution(d.answer, d.final_answer, f"{v.method}+{d.method}", False,
                                 confidence=v.confidence, samples=v.samples, k=v.k, new_tokens=tokens, seconds=seconds))
         else:

@@ -156,6 +156,10 @@ def test_a_split_vote_is_decided_by_a_greedy_program_when_asked():
     agreeing = Scripted(["The answer is 7.", "The answer is 7.", "The answer is 7."])
     [s] = solve(agreeing, ["q"], "vote", k=5, tiebreak="program")  # a decided vote needs no tie-break
     assert s.method == "vote(cot)" and len(agreeing.calls) == 3
+    prose = Scripted(split + ["2 + 2 = 4. The answer is 4."])
+    [s] = solve(prose, ["q"], "vote", k=5, tiebreak="program")  # prose instead of a program: the vote stands
+    assert s.method == "vote(cot)" and s.final_answer == "1" and len(prose.calls) == 6
+    assert solve(Scripted(split + ["The answer is 4."]), ["q"], "vote", k=5, tiebreak="cot")[0].method == "vote(cot)+cot"
     silent = Scripted(split + ["I can only help with math questions."])
     [s] = solve(silent, ["q"], "vote", k=5, tiebreak="program")  # a tie-break that gives no answer changes nothing
     assert s.method == "vote(cot)" and s.final_answer == "1" and s.new_tokens == 6 * 10  # its tokens still count

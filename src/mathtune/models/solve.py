@@ -209,8 +209,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     """Up to k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement
     among the samples drawn. With ``early_stop`` sampling stops once the rest could not change the majority (the
     chosen answer is the one all k would give, since sample i always has seed + i); ``samples`` says how many.
-    With ``tiebreak`` ("cot" or "program"), when no two samples agree the vote says nothing, and one greedy answer
-    in that mode decides (``method`` says so: ``vote(cot)+program``); the confidence stays the vote's."""
+    With ``tiebreak`` ("cot" or "program"), when no two samples agree, one greedy answer in that mode decides (a
+    program only when it ran; ``method`` says so: ``vote(cot)+program``); the confidence stays the vote's."""
     if base not in ("cot", "program"):
         raise ValueError(f"vote over {base!r}: choose cot or program")
     if tiebreak not in (None, *TIEBREAKS):

@@ -37,7 +37,7 @@ from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
 from mathtune.models.solve import (  # noqa: E402
-    PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, Solution, solve)
+    PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, Solution, decides, solve)
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
@@ -141,9 +141,9 @@ def with_tiebreak(votes: list[Solution], decider: list[Solution]) -> list[Soluti
     fresh call), with the seconds and tokens of both."""
     out = []
     for v, d in zip(votes, decider):
-        ran = round((v.confidence or 0) * v.samples) <= 1 and v.samples > 1
+        ran = v.agreeing <= 1 and v.samples > 1
         seconds, tokens = v.seconds + (d.seconds if ran else 0), v.new_tokens + (d.new_tokens if ran else 0)
-        if ran and d.final_answer is not None and not d.refused and d.program_ok:
+        if ran and decides(d, "program"):
             out.append(Solution(d.answer, d.final_answer, f"{v.method}+{d.method}", False,
                                 confidence=v.confidence, samples=v.samples, k=v.k, new_tokens=tokens, seconds=seconds))
         else:
@@ -168,7 +168,7 @@ def entry(model: str, backend: str, mode: str, name: str, solutions: list[Soluti
     if mode.startswith("vote"):  # is the agreement a confidence worth showing? accuracy by votes for the answer
         by: dict = {}
         for s, gold in zip(solutions, done.answers):
-            top = by.setdefault(str(round((s.confidence or 0) * s.samples)), {"n": 0, "correct": 0})
+            top = by.setdefault(str(s.agreeing), {"n": 0, "correct": 0})
             top["n"] += 1
             top["correct"] += bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold))
         row["accuracy_by_agreeing_samples"] = dict(sorted(by.items()))

@@ -683,7 +683,7 @@ def ask(
         out.print(solution.answer, highlight=False, soft_wrap=True)
         how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
             + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
-            + (f" (stopped early of {solution.k}: the rest could not change the answer)" if solution.samples < solution.k else "")
+            + (f" (stopped after {solution.samples} of {solution.k}: the rest could not change the answer)" if solution.samples < solution.k else "")
         out.print(f"[bold]final answer:[/] {solution.final_answer or '(none)'} ({how})")
     for hit in sources:
         console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")

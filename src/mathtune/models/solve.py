@@ -69,6 +69,11 @@ class Solution:
     votes: dict = field(default_factory=dict)
 
     @property
+    def agreeing(self) -> int:
+        """vote: how many samples gave the chosen answer (before any tie-break)."""
+        return round((self.confidence or 0) * self.samples)
+
+    @property
     def steps(self) -> list[str]:
         return [line.strip() for line in self.answer.splitlines() if line.strip()]
 
@@ -203,6 +208,11 @@ def decided(groups: list[list[Solution]], remaining: int) -> bool:
     return sizes[0] > sizes[1] + remaining
 
 
+def decides(decider: Solution, tiebreak: str) -> bool:
+    """Whether a tie-break answer settles a split vote: it has an answer, and in program mode its program ran."""
+    return decider.final_answer is not None and not decider.refused and (tiebreak == "cot" or bool(decider.program_ok))
+
+
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
          tiebreak: str | None = None) -> Solution:
@@ -232,8 +242,7 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     if tiebreak and top <= 1 and len(samples) > 1:
         [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
         tokens += decider.new_tokens
-        # a program decides only when it ran: prose written instead is one more unchecked answer among disagreeing ones
-        if decider.final_answer is not None and not decider.refused and (tiebreak == "cot" or decider.program_ok):
+        if decides(decider, tiebreak):
             chosen, method = decider, f"vote({base})+{tiebreak}"
     chosen.method, chosen.samples, chosen.k = method, len(samples), k
     chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start

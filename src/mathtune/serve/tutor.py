@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from ..metrics.answers import is_refusal
-from ..models.solve import solve
+from ..models.solve import VOTE_TIEBREAK, solve
 from ..tasks.scope import REFUSAL, is_math_question
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class TutorRequest(BaseModel):
                                                     "sandbox; vote: the majority answer of several samples.")
     samples: int = Field(5, ge=2, le=9, description="mode vote: how many samples vote (at most).")
     tiebreak: Literal["program", "cot", "none"] = Field(
-        "program", description="mode vote: when no two samples agree, one greedy answer in this mode decides.")
+        VOTE_TIEBREAK, description="mode vote: when no two samples agree, one greedy answer in this mode decides.")
 
 
 class Source(BaseModel):

@@ -71,7 +71,7 @@ def how_checked(solution, measured: dict | None = None) -> str:
                     "failed one.")
         return "The program did not run cleanly, so this answer is unchecked: read the steps."
     if solution.method.startswith("vote"):
-        agree = round((solution.confidence or 0) * solution.samples)
+        agree = solution.agreeing
         early = (f" Sampling stopped after {solution.samples} of {solution.k}: the rest could not change the answer."
                  if solution.samples < solution.k else "")
         vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"

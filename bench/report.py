@@ -113,6 +113,10 @@ def _f(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
+def _gb(mb) -> str:
+    return "–" if mb is None else f"{mb / 1024:.1f} GB"
+
+
 def tutor(data: dict) -> list[str]:
     s = data.get("summary", {})
     limit = data.get("limit") or s.get("n_train", 0)
@@ -267,14 +271,14 @@ def hostile(data: dict) -> list[str]:
 def tutor_modes(data: dict) -> list[str]:
     lines = ["### Tutor without training: solving modes (`bench/tutor_modes.py`; llama.cpp, 2 threads)", "",
              "| model | mode | data | n (of target) | answer accuracy | s / problem | tokens/s | program ran | vote agreement | "
-             "refusal (non-math) | false refusals | max load |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "refusal (non-math) | false refusals | peak RSS | max load |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     more = _load("tutor_modes_smollm2") or {}
     for r in data.get("runs", []) + more.get("runs", []):
         n = f"{r['n']} of {r['n_target']}" if r.get("n_target", r["n"]) != r["n"] else str(r["n"])
         lines.append(f"| {r['model']} | {r['mode']} | {r['data']} | {n} | {_f(r.get('answer_accuracy'))} | "
                      f"{_f(r.get('seconds_per_problem'), 1)} | {_f(r.get('tokens_per_second'), 1)} | "
                      f"{_f(r.get('program_ran_rate'))} | {_f(r.get('mean_confidence'))} | {_f(r.get('refusal_rate'))} | "
-                     f"{_f(r.get('false_refusal_rate'))} | {_f(r.get('max_load1'), 1)} |")
+                     f"{_f(r.get('false_refusal_rate'))} | {_gb(r.get('peak_rss_mb'))} | {_f(r.get('max_load1'), 1)} |")
     lines += ["", "GSM8K: a fixed sample of gsm8k/train.jsonl (seeded shuffle, the first n; vote: up to k = 5 samples of "
                   "cot at temperature 0.7, stopped once the rest could not change the majority; vote+program: the same "
                   "votes, and where no two samples agreed, program mode's greedy answer); MATH-500: its first n. "
@@ -282,7 +286,8 @@ def tutor_modes(data: dict) -> list[str]:
                   "sandbox (after at most one correction); the others wrote no program (answered in prose, scored by "
                   "the answer they state) or a program that failed twice (no answer). \"max load\": the highest "
                   "1-minute load average when a problem started (2 cores: above 2, the machine was shared, and seconds "
-                  "per problem are upper bounds). Per-problem results: bench/results/tutor_modes_problems.jsonl."]
+                  "per problem are upper bounds). \"peak RSS\": the benchmark process's peak resident memory (VmHWM) "
+                  "after the run, model included. Per-problem results: bench/results/tutor_modes_problems.jsonl."]
     for r in data.get("runs", []):
         if r.get("accuracy_by_agreeing_samples"):
             lines += ["", f"Vote agreement as a confidence ({r['model']}, {r['mode']}, {r['data']}, n = {r['n']}):", "",

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from tutor_modes import problems  # noqa: E402
 
+from mathtune.config import SolveConfig  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
@@ -95,7 +96,7 @@ def main() -> None:
             right = {}
             for retrieval in ((*args.styles,) if args.skip_none else (None, *args.styles)):
                 start = time.perf_counter()
-                evaluated = evaluate_generator(generator, pairs, args.max_new_tokens, batch_size=1, mode=mode,
+                evaluated = evaluate_generator(generator, pairs, args.max_new_tokens, batch_size=1, solving=SolveConfig(mode=mode),
                                                contexts=contexts[name, retrieval] if retrieval else None, off_topic=[])
                 metrics = {k: v for k, v in evaluated.metrics.items() if not isinstance(v, dict)}
                 entry = {"mode": mode, "data": name, "retrieval": retrieval or "none",

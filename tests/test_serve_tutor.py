@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -195,6 +196,27 @@ def test_modes_over_the_api(client):
                                                   "samples": 2}) as response:
         text = "".join(response.iter_text())
     assert "event: done" in text and '"method": "vote(cot)' in text
+
+
+def test_a_tutor_solves_as_its_recipe_says_unless_a_request_says_otherwise(client, tutor_dir, tmp_path):
+    import shutil
+
+    assert json.loads((Path(tutor_dir) / "mathtune.json").read_text())["solve"]["mode"] == "cot"
+    assert client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False}).json()["method"] == "cot"
+    folder = tmp_path / "voting-tutor"
+    shutil.copytree(tutor_dir, folder)
+    manifest = json.loads((folder / "mathtune.json").read_text())
+    manifest["solve"] = {"mode": "vote", "samples": 2, "vote_over": "program", "tiebreak": "none", "temperature": 0.9}
+    (folder / "mathtune.json").write_text(json.dumps(manifest))
+    voting = TestClient(create_app([str(folder)], ServeSettings(max_text_chars=200, tutor_max_new_tokens=8)))
+    body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False}).json()
+    assert body["method"] == "vote(program)" and body["samples_drawn"] == 2, body  # k = 2: one sample never decides
+    body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False, "vote_over": "cot"}).json()
+    assert body["method"] == "vote(cot)", body
+    body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False, "mode": "cot"}).json()
+    assert body["method"] == "cot" and body["samples_drawn"] == 1, body
+    bad = voting.post("/v1/tutor", json={"question": "x", "vote_over": "vote"})
+    assert bad.status_code == 422 and "vote_over" in bad.json()["error"]
 
 
 def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_llama):

@@ -7,7 +7,10 @@ import os
 
 import pytest
 
-from mathtune.models.solve import PROGRAM_STOPS, PROGRAM_SYSTEM, extract_program, solve
+from mathtune.config import SolveConfig
+from mathtune.errors import MathtuneError
+from mathtune.models.solve import (MODES, PROGRAM_STOPS, PROGRAM_SYSTEM, TIEBREAKS, VOTE_TIEBREAK, extract_program,
+                                   overridden, solve, solve_as)
 from mathtune.sandbox import check_program, run_program
 from mathtune.tasks.tutor import DEFAULT_PROMPT
 
@@ -221,3 +224,21 @@ def test_the_benchmark_composes_the_tiebreak_as_solve_does():
     decided = ["The answer is 7."] * 3
     [kept] = bench.with_tiebreak(solve(Scripted(decided), ["q"], "vote", k=5), solve(Scripted([program]), ["q"], "program"))
     assert kept.final_answer == "7" and kept.method == "vote(cot)" and kept.new_tokens == 30  # no tie-break was run
+
+
+def test_solving_settings_from_a_recipe_with_overrides():
+    assert MODES == ("cot", "program", "vote") and TIEBREAKS == ("program", "cot", "none")
+    assert SolveConfig().tiebreak == VOTE_TIEBREAK and SolveConfig().mode == "cot"
+    saved = SolveConfig(mode="vote", samples=3, vote_over="program")
+    asked = overridden(saved, mode=None, samples=4, tiebreak=None)  # None: not given, the saved setting stays
+    assert (asked.mode, asked.samples, asked.vote_over, asked.tiebreak) == ("vote", 4, "program", "program")
+    assert saved.samples == 3
+    with pytest.raises(MathtuneError, match="samples: Input should be less than or equal to 9"):
+        overridden(saved, samples=12)
+    with pytest.raises(MathtuneError, match="vote_over"):
+        overridden(saved, vote_over="vote")
+    # a vote over programs: two that ran and agree decide a vote of three
+    generator = Scripted(["```python\nprint(70 + 2)\n```", "```python\nprint(72)\n```"])
+    [s] = solve_as(generator, ["q"], saved)
+    assert s.method == "vote(program)" and s.final_answer == "72" and s.samples == 2 and s.k == 3
+    assert all(c["system"] == PROGRAM_SYSTEM and c["temperature"] == 0.7 for c in generator.calls)

@@ -98,11 +98,13 @@ tutor: {{eval_samples: 3, max_new_tokens: 8, refusal_examples: 2, eval_batch_siz
 
 def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     recipe = _tutor_recipe(workdir, tiny_chat_llama)
-    result = runner.invoke(app, ["train", str(recipe), "--output", "tutor"])
+    result = runner.invoke(app, ["train", str(recipe), "--output", "tutor", "--set", "tutor.solve.mode=program"])
     assert result.exit_code == 0, result.output
     folder = workdir / "tutor"
     manifest = json.loads((folder / "mathtune.json").read_text())
     assert manifest["task"] == "tutor" and manifest["kind"] == "generator"
+    assert manifest["solve"] == {"mode": "program", "samples": 5, "vote_over": "cot", "tiebreak": "program",
+                                 "temperature": 0.7}  # the recipe's tutor.solve, kept for ask, evaluate and serve
     assert manifest["merge_parity"]["identical"] == manifest["merge_parity"]["prompts"] == 4
     assert (folder / "model" / "model.safetensors").exists()
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -110,6 +112,7 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     assert tuned["perplexity"] < base["perplexity"]  # it learnt something about the solutions
     for key in ("answer_accuracy", "rougeL", "bleu", "refusal_rate", "false_refusal_rate"):
         assert key in tuned and key in base
+    assert tuned["mode"] == base["mode"] == "program"  # evaluated as the recipe says it solves
     report = (folder / "report.md").read_text()
     assert "| perplexity |" in report and "**Base model**" in report and "**Fine-tuned**" in report
     assert manifest["tracking"]["registry_uri"].startswith("models:/math-tutor/")
@@ -125,13 +128,27 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     assert result.exit_code == 0, result.output
     evaluated = json.loads((workdir / "e.json").read_text())
     assert evaluated["n"] == 2 and "perplexity" in evaluated and "base" in evaluated
+    assert evaluated["mode"] == evaluated["base"]["mode"] == "program"  # the tutor's own mode when none is given
+    result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--samples", "1", "--json", "c.json",
+                                 "--mode", "cot"])
+    assert result.exit_code == 0 and json.loads((workdir / "c.json").read_text())["mode"] == "cot", result.output
+    # the tutor's own mode: program, solved whole and printed with its final answer (cot streams, without that line)
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0 and "final answer:" in result.output, result.output
+    result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "cot"])
+    assert result.exit_code == 0 and "final answer:" not in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
                                  "--votes", "3"])
     assert result.exit_code == 0 and "vote(cot)" in result.output and "samples agree" in result.output, result.output
+    result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
+                                 "--votes", "2", "--vote-over", "program", "--tiebreak", "none"])
+    assert result.exit_code == 0 and "vote(program)" in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--tiebreak", "coin"])
     assert result.exit_code == 2 and "--tiebreak 'coin'" in result.output and "program, cot, none" in result.output
+    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--vote-over", "vote"])
+    assert result.exit_code == 2 and "--vote-over 'vote'" in result.output and "cot, program" in result.output
+    result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--votes", "12"])
+    assert result.exit_code == 2 and "--votes 12" in result.output and "2 to 9" in result.output
 
 
 def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):
@@ -139,6 +156,8 @@ def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):
     result = runner.invoke(app, ["train", str(recipe), "--output", "t", "--set", "tutor.question_column=problem"])
     assert result.exit_code == 2 and "'problem'" in result.output and "question" in result.output
     assert not (workdir / "t.partial").exists()
+    result = runner.invoke(app, ["train", str(recipe), "--output", "t", "--set", "tutor.solve.mode=guess"])
+    assert result.exit_code == 2 and "tutor.solve.mode" in result.output and "program" in result.output
     result = runner.invoke(app, ["train", str(recipe), "--output", "t", "--set", "model.max_length=12"])
     assert result.exit_code == 2 and "model.max_length" in result.output
     assert not (workdir / "t.partial").exists()

@@ -332,8 +332,10 @@ def evaluate(
     samples: Annotated[Optional[int], typer.Option(help="Tutors: answer only the first N problems.")] = None,
     compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
-    mode: Annotated[str, typer.Option(help="Tutors: cot, program or vote.")] = "cot",
-    votes: Annotated[int, typer.Option(help="Tutors, --mode vote: samples per problem.")] = 5,
+    mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program or vote (default: a trained tutor's tutor.solve, else cot).")] = None,
+    votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample, cot or program.")] = None,
+    tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, cot or none.")] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -341,30 +343,34 @@ def evaluate(
     Example: mathtune evaluate runs/topic-tfidf --data val.csv --json metrics.json
     Example: mathtune evaluate runs/tutor-lora --data math-hendrycks/math500_test.jsonl --samples 50 --compare-base
     """
+    from .config import SolveConfig
     from .inference import evaluate_file
     from .models.saved import read_manifest
-
+    from .models.solve import overridden
     from .tasks import is_generative, task_class
 
-    _check_mode(mode)
+    overrides = _solving_options(mode, votes, vote_over, tiebreak)
     if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
                                                               or str(model_dir).endswith(".gguf")):
         from .train.tutor_eval import evaluate_pretrained
 
+        solving = overridden(SolveConfig(), **overrides)
         with progress_reporter() as reporter:
             metrics = evaluate_pretrained(str(model_dir), data, "auto" if backend == "transformers" else backend,
-                                          samples, mode, votes, 512, text_column,
+                                          samples, solving, 512, text_column,
                                           None if label_column == "label" else label_column, json_out, reporter)
-        out.print(_metrics_table(metrics, f"{data} ({metrics['backend']}, {mode})", "tutor"))
+        out.print(_metrics_table(metrics, f"{data} ({metrics['backend']}, {solving.mode})", "tutor"))
         return
-    task = read_manifest(model_dir)["task"]
+    manifest = read_manifest(model_dir)
+    task = manifest["task"]
     if is_generative(task_class(task)):
         from .train.tutor_eval import evaluate_tutor_file
 
+        solving = overridden(SolveConfig(**manifest.get("solve") or {}), **overrides)
         with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
                                           None if label_column == "label" else label_column, json_out, report, reporter,
-                                          mode, votes)
+                                          solving)
         out.print(_metrics_table({**metrics, **{f"base_{k}": v for k, v in metrics.get("base", {}).items()}},
                                  f"{data} ({metrics['backend']})", task))
         if report:
@@ -647,10 +653,11 @@ def ask(
     index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
     k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
-    mode: Annotated[str, typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote.")] = "cot",
-    votes: Annotated[int, typer.Option(help="--mode vote: samples to vote over (at most).")] = 5,
-    tiebreak: Annotated[str, typer.Option(help="--mode vote: when no two samples agree, one greedy answer in this "
-                                                "mode decides: program, cot or none.")] = "program",
+    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote; default: a trained tutor's tutor.solve, else cot.")] = None,
+    votes: Annotated[Optional[int], typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample, cot or program.")] = None,
+    tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
+                                                          "this mode decides: program, cot or none.")] = None,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
     final answer and how it was obtained.
@@ -658,13 +665,16 @@ def ask(
     Example: mathtune ask bundled:qwen2.5-coder-1.5b "A pen costs $3. How much do 4 pens cost?" --mode program
     """
     from .models.generate import load_tutor
-
-    _check_mode(mode, tiebreak)
+    from .models.solve import overridden
     from .rag.retrieve import STYLES
+
+    overrides = _solving_options(mode, votes, vote_over, tiebreak)
 
     if retrieval_style not in STYLES:
         raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")
     generator = load_tutor(model_dir, backend)
+    solving = overridden(generator.solving, **overrides)
+    mode = solving.mode
     context, sources = None, []
     if index:
         from .rag.retrieve import Retriever
@@ -676,10 +686,10 @@ def ask(
             out.print(piece, end="", highlight=False, soft_wrap=True)
         out.print()
     else:
-        from .models.solve import solve
+        from .models.solve import solve_as
 
         with console.status(f"solving ({mode})"):
-            [solution] = solve(generator, [question], mode, [context], max_new_tokens, k=votes, tiebreak=tiebreak)
+            [solution] = solve_as(generator, [question], solving, [context], max_new_tokens)
         out.print(solution.answer, highlight=False, soft_wrap=True)
         how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
             + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
@@ -689,13 +699,17 @@ def ask(
         console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")
 
 
-def _check_mode(mode: str, tiebreak: str = "none") -> None:
+def _solving_options(mode, votes, vote_over, tiebreak) -> dict:
+    """The solving options given on the command line (None: not given), checked with a message naming the option."""
     from .models.solve import MODES, TIEBREAKS
 
-    if mode not in MODES:
-        raise MathtuneError(f"--mode {mode!r}: choose {', '.join(MODES)}")
-    if tiebreak not in TIEBREAKS:
-        raise MathtuneError(f"--tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
+    for option, value, choices in (("--mode", mode, MODES), ("--vote-over", vote_over, ("cot", "program")),
+                                   ("--tiebreak", tiebreak, TIEBREAKS)):
+        if value is not None and value not in choices:
+            raise MathtuneError(f"{option} {value!r}: choose {', '.join(choices)}")
+    if votes is not None and not 2 <= votes <= 9:
+        raise MathtuneError(f"--votes {votes}: choose 2 to 9 samples")
+    return {"mode": mode, "samples": votes, "vote_over": vote_over, "tiebreak": tiebreak}
 
 
 @app.command()

@@ -157,6 +157,16 @@ class MixConfig(_Strict):
     limit: int | None = Field(None, gt=0, description="Take at most this many of its problems (a seeded sample).")
 
 
+class SolveConfig(_Strict):
+    """How a tutor solves problems: in the evaluation after training, and by default when the trained tutor is asked
+    (`mathtune ask`, `mathtune evaluate`) or served (a request's own mode, samples, ... override it)."""
+    mode: Literal["cot", "program", "vote"] = Field("cot", description="cot: step-by-step reasoning ending in the answer; program: a short Python program, run in the sandbox, prints the answer; vote: the majority answer of up to `samples` sampled solutions.")
+    samples: int = Field(5, ge=2, le=9, description="mode vote: samples to vote over (at most: sampling stops once the rest could not change the majority).")
+    vote_over: Literal["cot", "program"] = Field("cot", description="mode vote: the mode each sample is solved in.")
+    tiebreak: Literal["program", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran); none: the first answer drawn stands.")
+    temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
+
+
 class TutorConfig(_Strict):
     question_column: str | None = Field(None, description="Column with the problem; empty: the first of question, problem, Question, instruction, prompt.")
     response_column: str | None = Field(None, description="Column with the worked solution; empty: the first of solution, answer, response, output.")
@@ -172,6 +182,7 @@ class TutorConfig(_Strict):
     compare_base: bool = Field(True, description="Also evaluate the base model and write the base-versus-fine-tuned report.")
     gguf_export: Literal["none", "f16", "q8_0"] = Field("none", description="Also write model.gguf for the llama.cpp backend (Llama-family bases loaded from GGUF).")
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    solve: SolveConfig = Field(default_factory=SolveConfig, description="How the tutor solves in evaluation and, saved with the model, when it is asked or served.")
 
 
 class EmbeddingConfig(_Strict):

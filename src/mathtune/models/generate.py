@@ -15,6 +15,7 @@ from typing import Iterator, Protocol, Sequence
 
 import torch
 
+from ..config import SolveConfig
 from ..errors import ModelError
 from ..tasks.tutor import DEFAULT_PROMPT, DEFAULT_STOPS, TutorPrompt, messages  # noqa: F401 (DEFAULT_STOPS re-exported)
 
@@ -31,6 +32,7 @@ class Generation:
 
 class Generator(Protocol):
     backend: str
+    solving: SolveConfig  # how this tutor solves when a caller does not say: a trained tutor's recipe, else defaults
 
     def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
                  contexts: Sequence[str | None] | None = None, ignore_eos: bool = False, system: str | None = None,
@@ -85,7 +87,7 @@ class TransformersGenerator:
     def __init__(self, model, tokenizer, system_prompt: str | None = None, stops: Sequence[str] | None = None,
                  threads: int | None = None, tutor_prompt: TutorPrompt = DEFAULT_PROMPT):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.tutor_prompt = tutor_prompt
+        self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
         self.system_prompt, self.stops = system_prompt or tutor_prompt.system, tuple(stops or tutor_prompt.stops)
         self.device = next(model.parameters()).device
         if threads:
@@ -182,7 +184,7 @@ class LlamaCppGenerator:
         if not os.path.isfile(gguf_path):
             raise ModelError(f"{gguf_path}: GGUF file not found (export one with `mathtune export MODEL --gguf`)")
         self.llm = Llama(str(gguf_path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, verbose=False)
-        self.tutor_prompt = tutor_prompt
+        self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
         self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
         self._lock = threading.Lock()
 
@@ -276,9 +278,12 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         if backend == "llama.cpp":
             if not manifest.get("gguf"):
                 raise ModelError(f"{folder}: no GGUF file; run `mathtune export {folder} --gguf f16` first")
-            return LlamaCppGenerator(folder / manifest["gguf"], threads=threads, tutor_prompt=saved)
-        loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
-        return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
+            generator = LlamaCppGenerator(folder / manifest["gguf"], threads=threads, tutor_prompt=saved)
+        else:
+            loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
+            generator = TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
+        generator.solving = SolveConfig(**manifest.get("solve") or {})  # the recipe's tutor.solve
+        return generator
     source = resolve(str(model))
     if backend == "auto":
         backend = "llama.cpp" if source.gguf_file and llama_cpp_available() else "transformers"

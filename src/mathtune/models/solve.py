@@ -16,19 +16,21 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import get_args
 
+from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal
 from ..sandbox import run_program
 from ..tasks.tutor import WorkedExamples
 
-MODES = ("cot", "program", "vote")
+MODES = get_args(SolveConfig.model_fields["mode"].annotation)              # cot, program, vote
+TIEBREAKS = get_args(SolveConfig.model_fields["tiebreak"].annotation)     # program, cot, none
 # A vote in which no two samples agree says little (on the benchmark's GSM8K problems 4 of 35 such votes were right):
 # then a greedy program decides, if it runs. First chosen on the benchmark's first 51 problems (a program decided
 # even when the model answered in prose), checked on the next 84: no gain (2 right answers won, 2 lost; both lost
 # ones were prose). The rule that a program must run, fixed then, changed nothing on the next 51 (README). It stays
 # because a program that ran can be read and rerun, unlike the first of five disagreeing answers.
-VOTE_TIEBREAK = "program"
-TIEBREAKS = ("program", "cot", "none")
+VOTE_TIEBREAK = SolveConfig.model_fields["tiebreak"].default             # program
 PROGRAM_SYSTEM = (
     "You are a careful math tutor who solves problems with Python. First explain the approach in one or two "
     "short sentences. Then write one short Python program in a ```python code block that computes the answer "
@@ -153,6 +155,27 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
     solutions = [solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, per) for g in generations]
     return [repaired(generator, q, c, g.text, s, max_new_tokens, repairs)
             for q, c, g, s in zip(questions, contexts, generations, solutions)]
+
+
+def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=None,
+             max_new_tokens: int = 512) -> list[Solution]:
+    """``solve`` with a recipe's (or a saved tutor's) solving settings."""
+    return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
+                 base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak)
+
+
+def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
+    """``settings`` with the ``overrides`` that are not None on top (a request's or a command line's), validated."""
+    from pydantic import ValidationError
+
+    from ..errors import MathtuneError
+
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return SolveConfig(**{**settings.model_dump(), **given})
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise MathtuneError(f"solving settings: {problems}") from None
 
 
 def repaired(generator, question: str, context, text: str, solution: Solution, max_new_tokens: int, repairs: int,

@@ -10,7 +10,6 @@ import json
 import logging
 import threading
 import time
-from functools import partial
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
@@ -20,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
 from ..metrics.answers import is_refusal
-from ..models.solve import VOTE_TIEBREAK, solve
+from ..config import SolveConfig
+from ..models.solve import VOTE_TIEBREAK, overridden, solve_as
 from ..tasks.scope import REFUSAL, is_math_question
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,20 @@ class TutorRequest(BaseModel):
     max_new_tokens: int | None = Field(None, gt=0, description="Generation budget (the server caps it).")
     retrieval: bool = Field(True, description="Put retrieved worked examples into the prompt, when the server has an index.")
     k: int | None = Field(None, gt=0, le=20, description="How many chunks to retrieve (default: the recipe's).")
-    mode: Literal["cot", "program", "vote"] = Field("cot", description="cot: steps; program: a Python program run in a "
-                                                    "sandbox; vote: the majority answer of several samples.")
-    samples: int = Field(5, ge=2, le=9, description="mode vote: how many samples vote (at most).")
-    tiebreak: Literal["program", "cot", "none"] = Field(
-        VOTE_TIEBREAK, description="mode vote: when no two samples agree, one greedy answer in this mode decides.")
+    mode: Literal["cot", "program", "vote"] | None = Field(
+        None, description="cot: steps; program: a Python program run in a sandbox; vote: the majority answer of "
+                          "several samples. Default: the tutor's own (its recipe's tutor.solve), else cot.")
+    samples: int | None = Field(None, ge=2, le=9, description="mode vote: how many samples vote (at most; default 5).")
+    vote_over: Literal["cot", "program"] | None = Field(None, description="mode vote: the mode of each sample "
+                                                                          "(default cot).")
+    tiebreak: Literal["program", "cot", "none"] | None = Field(
+        None, description=f"mode vote: when no two samples agree, one greedy answer in this mode decides "
+                          f"(default {VOTE_TIEBREAK}).")
+
+    def solving(self, model) -> SolveConfig:
+        """The tutor's own solving settings with this request's on top."""
+        return overridden(model.generator.solving, mode=self.mode, samples=self.samples, vote_over=self.vote_over,
+                          tiebreak=self.tiebreak)
 
 
 class Source(BaseModel):
@@ -79,9 +88,8 @@ def solution_fields(solution) -> dict:
 
 
 def _solve(model, question: str, context, budget: int, body: TutorRequest):
-    """The solution of ``question`` in the request's mode, on the model's own thread."""
-    return model.run(partial(solve, k=body.samples, tiebreak=body.tiebreak), model.generator, [question], body.mode,
-                     [context], budget)
+    """The solution of ``question`` as the request (or else the tutor) says, on the model's own thread."""
+    return model.run(solve_as, model.generator, [question], body.solving(model), [context], budget)
 
 
 def split_steps(answer: str) -> list[str]:
@@ -129,7 +137,7 @@ def build_tutor_router(app_state) -> APIRouter:
         context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
-            events = _stream(model, question, budget, context, sources) if body.mode == "cot" else \
+            events = _stream(model, question, budget, context, sources) if body.solving(model).mode == "cot" else \
                 _stream_solution(model, question, budget, context, sources, body)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal
 from ..metrics.generation import bleu, rouge
 from ..tasks.tutor import REFUSAL_EVAL, Pairs
@@ -31,23 +32,26 @@ def _batches(items: Sequence, size: int):
 
 def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch_size: int = 16,
                        contexts: Sequence[str | None] | None = None, off_topic: Sequence[str] = REFUSAL_EVAL,
-                       reporter=None, mode: str = "cot", samples: int = 5) -> TutorEval:
-    """Answer every pair (and each off-topic prompt) in ``mode`` (cot, program or vote over ``samples``) and
-    score the answers."""
-    from ..models.solve import solve
+                       reporter=None, solving: SolveConfig | None = None) -> TutorEval:
+    """Answer every pair (and each off-topic prompt) as ``solving`` says (cot, program or vote; default: the
+    generator's own settings, a trained tutor's recipe) and score the answers."""
+    from ..models.solve import solve, solve_as
 
+    solving = solving or generator.solving
+    mode = solving.mode
     questions = pairs.questions
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if reporter:
         reporter.start(f"generate ({generator.backend}, {mode})", len(questions) + len(off_topic))
     solutions = []
     for start, chunk in _batches(questions, batch_size if mode == "cot" else 1):
-        solutions += solve(generator, chunk, mode, contexts[start:start + len(chunk)], max_new_tokens, k=samples)
+        solutions += solve_as(generator, chunk, solving, contexts[start:start + len(chunk)], max_new_tokens)
         if reporter:
             reporter.advance(len(chunk))
     refusals = []
-    for _, chunk in _batches(list(off_topic), batch_size if mode == "cot" else 1):
-        refusals += [s.answer for s in solve(generator, chunk, "cot" if mode == "vote" else mode, None, 48 if mode == "cot" else 160)]
+    single = solving.vote_over if mode == "vote" else mode  # an off-topic prompt is answered once, not voted on
+    for _, chunk in _batches(list(off_topic), batch_size if single == "cot" else 1):
+        refusals += [s.answer for s in solve(generator, chunk, single, None, 48 if single == "cot" else 160)]
         if reporter:
             reporter.advance(len(chunk))
     metrics = solution_metrics(solutions, pairs, refusals, mode)
@@ -137,17 +141,17 @@ def _read_pairs(data, samples: int | None, question_column: str | None, response
     return pairs, str(path)
 
 
-def evaluate_pretrained(model: str, data, backend: str = "auto", samples: int | None = None, mode: str = "cot",
-                        k: int = 5, max_new_tokens: int = 512, question_column: str | None = None,
+def evaluate_pretrained(model: str, data, backend: str = "auto", samples: int | None = None,
+                        solving: SolveConfig | None = None, max_new_tokens: int = 512, question_column: str | None = None,
                         response_column: str | None = None, json_out=None, reporter=None) -> dict:
     """`mathtune evaluate` on a pretrained model used as a tutor without training (a bundled name, a GGUF file, a
-    hub id): answer accuracy, ROUGE, BLEU, refusal rates and speed in ``mode``."""
+    hub id): answer accuracy, ROUGE, BLEU, refusal rates and speed, solving as ``solving`` says (default: cot)."""
     from ..io import write_json
     from ..models.generate import load_tutor
 
     pairs, path = _read_pairs(data, samples, question_column, response_column)
     generator = load_tutor(model, backend)
-    evaluated = evaluate_generator(generator, pairs, max_new_tokens, reporter=reporter, mode=mode, samples=k)
+    evaluated = evaluate_generator(generator, pairs, max_new_tokens, reporter=reporter, solving=solving)
     result = {"model": str(model), "data": path, "backend": generator.backend, **evaluated.metrics}
     if json_out:
         write_json(json_out, result)
@@ -157,9 +161,10 @@ def evaluate_pretrained(model: str, data, backend: str = "auto", samples: int | 
 def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples: int | None = None,
                         compare_base: bool = False, question_column: str | None = None,
                         response_column: str | None = None, json_out=None, report_out=None, reporter=None,
-                        mode: str = "cot", k: int = 5) -> dict:
+                        solving: SolveConfig | None = None) -> dict:
     """`mathtune evaluate` on a tutor folder: generation metrics on ``samples`` problems of ``data`` (all when
-    empty) with either backend, perplexity with transformers, and optionally the base model side by side."""
+    empty) with either backend, perplexity with transformers, and optionally the base model side by side; solving
+    as ``solving`` says (default: as the tutor's recipe said, ``solve`` in its manifest)."""
     from pathlib import Path
 
     from ..config import ModelConfig
@@ -183,7 +188,8 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
     generator = load_tutor(folder, backend) if backend != "transformers" else \
         TransformersGenerator(loaded.model, loaded.tokenizer, tutor_prompt=saved)
-    tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter, mode=mode, samples=k)
+    solving = solving or SolveConfig(**manifest.get("solve") or {})
+    tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter, solving=solving)
     examples = build_examples(loaded.tokenizer, pairs, manifest.get("max_length", 512), system)
     tuned.metrics.update(response_nll(loaded.model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
     base = None
@@ -191,7 +197,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
         base_cfg = ModelConfig(name=manifest["base_model"], gguf_file=manifest.get("base_gguf_file"), peft="none")
         base_model = load_causal_lm(base_cfg).model
         base = evaluate_generator(TransformersGenerator(base_model, loaded.tokenizer, tutor_prompt=saved), pairs, max_new,
-                                  reporter=reporter, mode=mode, samples=k)
+                                  reporter=reporter, solving=solving)
         base.metrics.update(response_nll(base_model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))
     result = {"model": str(folder), "data": str(path), "backend": generator.backend, **tuned.metrics}
     if base:

@@ -144,6 +144,7 @@ def _tutor_manifest(recipe: Recipe, loaded, metrics: dict, gguf_name: str | None
         "prompt": TutorPrompt(system=cfg.system_prompt or SYSTEM_PROMPT).to_dict(),
         "max_new_tokens": cfg.max_new_tokens, "gguf": gguf_name,
         "retrieval": cfg.retrieval.model_dump() if cfg.retrieval.index else None,
+        "solve": cfg.solve.model_dump(),  # how it solves when asked or served without saying (tutor.solve)
         "primary_metric": "perplexity",
         "validation": {"perplexity": metrics["fine_tuned"]["perplexity"],
                        "answer_accuracy": metrics["fine_tuned"].get("answer_accuracy"), "n": n_val},
@@ -212,7 +213,7 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
         if n:
             gen = evaluate_generator(TransformersGenerator(model, tok, cfg.system_prompt), sample, cfg.max_new_tokens,
                                      cfg.eval_batch_size, ctx, off_topic=REFUSAL_EVAL[:cfg.refusal_eval_samples],
-                                     reporter=reporter)
+                                     reporter=reporter, solving=cfg.solve)
             result = {**gen.metrics, **result}
         return result, gen
 
@@ -226,7 +227,10 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
         metrics["base"] = base_metrics
         del base
     notes = [f"validation: {len(val.questions)} problems from {val.source}; generation on the first {n}",
-             f"model: {recipe.model.name} ({recipe.model.peft}), greedy decoding, max {cfg.max_new_tokens} new tokens"]
+             f"model: {recipe.model.name} ({recipe.model.peft}), max {cfg.max_new_tokens} new tokens, "
+             + (f"mode {cfg.solve.mode}, greedy decoding" if cfg.solve.mode != "vote" else
+                f"vote over up to {cfg.solve.samples} samples of {cfg.solve.vote_over} at temperature "
+                f"{cfg.solve.temperature}")]
     report = ""
     if tuned_gen is not None:
         if base_gen is not None:

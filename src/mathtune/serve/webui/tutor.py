@@ -14,7 +14,7 @@ import time
 
 from starlette.concurrency import iterate_in_threadpool
 
-from ...models.solve import solve
+from ...models.solve import overridden, solve_as
 from ...tasks.scope import REFUSAL, conversation_question, in_scope
 from .common import MEASURED, error_update, percent, plain_error
 from .render import LATEX, math_markdown
@@ -24,7 +24,10 @@ EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "How many clips did Natalia sell altogether in April and May?",
             "Solve 2x + 3 = 11 for x.",
             "What is the sum of the first 20 positive even numbers?"]
-MODES = [("Step by step", "cot"), ("Write and run a program", "program"), ("Vote of up to 5 answers", "vote")]
+def modes(solving) -> list[tuple[str, str]]:
+    """The Tutor page's choices of how to solve (the vote's size is the tutor's own)."""
+    return [("Step by step", "cot"), ("Write and run a program", "program"),
+            (f"Vote of up to {solving.samples} answers", "vote")]
 
 
 def model_line(model) -> str:
@@ -105,7 +108,7 @@ def tutor_tab(gr, state):
     chat = gr.Chatbot(label="Conversation with the tutor", elem_id="tutor-chat", latex_delimiters=LATEX,
                       buttons=["copy", "copy_all"], height=480, autoscroll=True, feedback_options=None,
                       placeholder="Ask a math question below, or pick an example.")
-    mode = gr.Radio(MODES, value="cot", label="How to solve", elem_id="tutor-mode")
+    mode = gr.Radio(modes(model.generator.solving), value=model.generator.solving.mode, label="How to solve", elem_id="tutor-mode")
     question = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="tutor-input",
                           placeholder="Type a math problem; $...$ for math, $5 is money.")
     error = gr.HTML(visible=False, elem_id="tutor-error")
@@ -230,8 +233,9 @@ def _answerer(gr, state, model):
                 import asyncio
 
                 context, _ = await model.run(model.retrieve, prompt, None)
-                solution = (await asyncio.wait_for(model.run(solve, model.generator, [prompt], mode, [context], budget, 5),
-                                                   settings.ui_timeout_s))[0]
+                solving = overridden(model.generator.solving, mode=mode)  # the tutor's own vote settings stay
+                solution = (await asyncio.wait_for(model.run(solve_as, model.generator, [prompt], solving, [context],
+                                                             budget), settings.ui_timeout_s))[0]
                 turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution, MEASURED.get(model.source)))
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)

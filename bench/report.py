@@ -281,7 +281,8 @@ def tutor_modes(data: dict) -> list[str]:
                      f"{_f(r.get('false_refusal_rate'))} | {_gb(r.get('peak_rss_mb'))} | {_f(r.get('max_load1'), 1)} |")
     lines += ["", "GSM8K: a fixed sample of gsm8k/train.jsonl (seeded shuffle, the first n; vote: up to k = 5 samples of "
                   "cot at temperature 0.7, stopped once the rest could not change the majority; vote+program: the same "
-                  "votes, and where no two samples agreed, program mode's greedy answer); MATH-500: its first n. "
+                  "votes, and where no two samples agreed, program mode's greedy answer; vote(program): up to 5 samples of "
+                  "program mode at temperature 0.7, each corrected once if its program failed); MATH-500: its first n. "
                   "\"program ran\": the share of answers whose program ran cleanly in the "
                   "sandbox (after at most one correction); the others wrote no program (answered in prose, scored by "
                   "the answer they state) or a program that failed twice (no answer). \"max load\": the highest "

@@ -44,6 +44,7 @@ from mathtune.train.loop import peak_rss_mb  # noqa: E402
 from mathtune.train.tutor_eval import solution_metrics  # noqa: E402
 
 VOTE_K = 5
+VOTE_PROGRAM = "vote(program)"  # a vote over program-mode samples (mode "vote" is over cot)
 
 
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
@@ -61,9 +62,9 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     """What shapes an answer besides the model and the problem: a change invalidates the cached lines."""
     parts = [generator.system_prompt, json.dumps(generator.tutor_prompt.to_dict(), sort_keys=True),
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
-    if mode == "program":
+    if mode in ("program", VOTE_PROGRAM):
         parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
-    if mode == "vote":  # up to k samples of cot at solve()'s default temperature and seed, stopped once decided
+    if mode.startswith("vote"):  # up to k samples at solve()'s default temperature and seed, stopped once decided
         parts.append(f"k={VOTE_K} early-stop")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
@@ -118,10 +119,11 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             if time.time() > deadline:
                 break
             load = os.getloadavg()[0]
-            base_mode, budget = (mode, max_new_tokens) if data != "offtopic" else \
-                ("cot" if mode == "vote" else mode, 48 if mode == "cot" else 160)
+            over = "program" if mode == VOTE_PROGRAM else "cot"
+            base_mode, budget = ("vote" if mode == VOTE_PROGRAM else mode, max_new_tokens) if data != "offtopic" \
+                else (over if mode.startswith("vote") else mode, 48 if mode == "cot" else 160)
             # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
-            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, tiebreak=None)
+            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, base=over, tiebreak=None)
             gold = answers[i] if answers else None
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),
@@ -185,6 +187,8 @@ def main() -> None:
     parser.add_argument("--math", type=int, default=100)
     parser.add_argument("--math-modes", nargs="*", default=None, help="modes on MATH-500 (default: --modes)")
     parser.add_argument("--vote-gsm8k", type=int, default=0, help=f"problems for vote (k={VOTE_K}) on the first model")
+    parser.add_argument("--vote-program-gsm8k", type=int, default=0,
+                        help=f"problems for a vote over programs (k={VOTE_K}) on the first model")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
@@ -204,16 +208,17 @@ def main() -> None:
         load_seconds = time.perf_counter() - start
         runs = [(mode, name, pairs) for name, pairs in sets.items()
                 for mode in (args.math_modes if name == "math500" and args.math_modes is not None else args.modes)]
-        if args.vote_gsm8k and model == args.models[0]:
-            runs.append(("vote", "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[: args.vote_gsm8k]
-                                                  for f in ("questions", "responses", "answers")), "gsm8k vote")))
+        for mode, n in (("vote", args.vote_gsm8k), (VOTE_PROGRAM, args.vote_program_gsm8k)):
+            if n and model == args.models[0]:
+                runs.append((mode, "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[:n]
+                                                    for f in ("questions", "responses", "answers")), f"gsm8k {mode}")))
         done: dict = {}
         for mode, name, pairs in runs:
             t = time.perf_counter()
             solutions = run_problems(generator, model, mode, name, pairs.questions, cache, args.max_new_tokens,
                                      deadline, pairs.answers)
             refusals = []
-            if name == "gsm8k" and mode != "vote":
+            if name == "gsm8k" and not mode.startswith("vote"):
                 refusals = [s.answer for s in run_problems(generator, model, mode, "offtopic", list(REFUSAL_EVAL),
                                                            cache, args.max_new_tokens, deadline)]
             if not solutions:

@@ -49,6 +49,8 @@ def test_final_answers_and_refusals():
     assert extract_final_answer("So, the answer is:\n\\[ 11400 \\]") == "11400"  # display math after the phrase
     assert extract_final_answer("The answer is \\( \\frac{1}{2} \\).") == "\\frac{1}{2}"
     assert extract_final_answer("So, the answer is:\n\\[\n\\[") is None  # cut off before the answer: no answer
+    assert extract_final_answer("The answer is \\(\\boxed{3") is None  # cut off inside the answer (it was 364)
+    assert extract_final_answer("The answer is \\(\\boxed{\\frac{1}{2}}\\).") == "\\frac{1}{2}"
     assert answers_match("0.5", "1/2") and answers_match("\\frac{1}{2}", "0.5") and answers_match("72.0", "72")
     assert answers_match("\\sqrt{8}", "2\\sqrt{2}")
     assert not answers_match("71", "72") and not answers_match(None, "1")

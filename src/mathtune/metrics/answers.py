@@ -62,9 +62,12 @@ _DELIMITERS = re.compile(r"^(?:\\\[|\\\(|\$\$?)\s*(.*?)\s*(?:\\\]|\\\)|\$\$?)?$"
 
 def _unwrapped(answer: str) -> str | None:
     """``answer`` without the math delimiters around it (``\\[ 72 \\]`` is 72); None when nothing is left that
-    could be an answer (a solution cut off after "The answer is: \\[")."""
+    could be an answer (a solution cut off after "The answer is: \\[") or when a brace it opens is never closed
+    (cut off inside it: "The answer is \\(\\boxed{3" of 364)."""
     match = _DELIMITERS.match(answer.strip())
     answer = (match.group(1) if match else answer).strip().rstrip(".").strip()
+    if answer.count("{") > answer.count("}"):
+        return None
     return answer if re.search(r"[A-Za-z0-9]", answer) else None
 
 

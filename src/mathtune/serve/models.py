@@ -98,6 +98,7 @@ class ServedTutor:
         return {"source": self.source, "task": "tutor", "kind": "generator", "backend": self.generator.backend,
                 "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
                 "retrieval": bool(self.retriever), "retrieval_style": self.style if self.retriever else None,
+                "solve": self.generator.solving.model_dump(),  # what /v1/tutor does when a request does not say
                 "folder": str(self.folder) if self.folder else ""}
 
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:

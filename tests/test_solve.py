@@ -242,3 +242,20 @@ def test_solving_settings_from_a_recipe_with_overrides():
     [s] = solve_as(generator, ["q"], saved)
     assert s.method == "vote(program)" and s.final_answer == "72" and s.samples == 2 and s.k == 3
     assert all(c["system"] == PROGRAM_SYSTEM and c["temperature"] == 0.7 for c in generator.calls)
+
+
+def test_a_sympy_result_is_read_as_latex_in_the_sandbox(tmp_path):
+    from mathtune.metrics.answers import answers_match
+    from mathtune.models.solve import _program_answer
+
+    assert _program_answer("pi/4\n") == "\\frac{\\pi}{4}" and answers_match(_program_answer("pi/4"), "\\frac{\\pi}{4}")
+    assert answers_match(_program_answer("(3, pi/2)"), "\\left( 3, \\frac{\\pi}{2} \\right)")
+    assert answers_match(_program_answer("x**2 + 1"), "x^2+1") and not answers_match("x**2 + 1", "x^2+1")
+    assert _program_answer("[-2, 2]") == "-2, 2"  # sympy.solve's list, written as MATH writes several answers
+    assert _program_answer("72.0") == "72" and _program_answer("3 apples") == "3 apples"
+    # what a program printed is converted in the sandbox: printed code runs no further than the program did
+    marker = tmp_path / "ran"
+    hostile = f"__import__('os').system('touch {marker}') * pi"
+    assert _program_answer(hostile) == hostile and not marker.exists()
+    [s] = solve(Scripted(["```python\nimport sympy\nprint(sympy.pi / 4)\n```"]), ["q"], "program")
+    assert s.final_answer == "\\frac{\\pi}{4}" and s.steps[-1] == "The answer is \\(\\frac{\\pi}{4}\\)."

@@ -97,16 +97,35 @@ def extract_program(text: str) -> str | None:
 _OUTPUT_BLOCK = re.compile(r"```output\s*\n.*?```", re.S)
 
 
+# What sympy prints and LaTeX reads differently ("pi/4" is p times i over 4 in LaTeX, "x**2" is no power)
+_SYMPY_SYNTAX = re.compile(r"\*|\bpi\b|\boo\b|\b(?:sqrt|log|exp|sin|cos|tan|asin|acos|atan|Abs|Rational|Interval|"
+                           r"FiniteSet|Union|Matrix|binomial|factorial)\(")
+
+
+def _as_latex(text: str) -> str:
+    """A result printed in sympy's syntax (pi/4, sqrt(2)/2, x**2 + 1, (3, pi/2)) as LaTeX, as MATH's answers and
+    the Tutor page's math rendering are written; anything else as printed. sympify evaluates what it reads, so it
+    runs in the sandbox, on what the sandboxed program printed."""
+    if len(text) > 300 or "\\" in text or not _SYMPY_SYNTAX.search(text):
+        return text
+    converted = run_program(f"import sympy\nprint(sympy.latex(sympy.sympify({text!r})))", cpu_seconds=5,
+                            wall_seconds=20)
+    return converted.output.strip() if converted.ok and converted.output.strip() else text
+
+
 def _program_answer(output: str) -> str | None:
     """The last printed line; a float reads as people write it: 72.0 as 72, 816.9999999999999 (binary rounding)
-    as 817, 0.30000000000000004 as 0.3."""
+    as 817, 0.30000000000000004 as 0.3; a sympy result as LaTeX (pi/4 as \\frac{\\pi}{4})."""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if not lines:
         return None
     try:
         value = float(lines[-1])
     except ValueError:
-        return lines[-1]
+        last = lines[-1]
+        if last.startswith("[") and last.endswith("]") and last.count("[") == 1:  # sympy.solve's list of solutions
+            last = last[1:-1].strip() or last  # is written as MATH writes several answers: -2, 2
+        return _as_latex(last)
     if not math.isfinite(value) or abs(value) >= 1e15 or "e" in lines[-1].lower():  # 1e-20 stays as printed
         return lines[-1]
     if abs(value - round(value)) <= 1e-9 * max(1.0, abs(value)):
@@ -129,13 +148,16 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
     # The explanation is what the model wrote before its program: anything after it (a result or conclusion) was
     # written without running it; an output block the model made up is never shown.
     explanation = _OUTPUT_BLOCK.sub("", _CODE.sub("", before)).strip()
+    read = time.perf_counter()
     final = _program_answer(result.output) if result.ok else None
+    read = time.perf_counter() - read  # a sympy result is converted to LaTeX in the sandbox
     shown = "\n".join(part for part in (explanation, f"```python\n{program}\n```",
                                         f"Output: {result.output.strip()}" if result.ok else
                                         f"The program failed: {result.error}",
-                                        f"The answer is {final}." if final else "") if part)
+                                        (f"The answer is \\({final}\\)." if "\\" in final else f"The answer is {final}.")
+                                        if final else "") if part)
     return Solution(shown, final, "program", False, program, result.output, result.ok, result.error,
-                    new_tokens=new_tokens, seconds=seconds + result.seconds)
+                    new_tokens=new_tokens, seconds=seconds + result.seconds + read)
 
 
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,

@@ -205,6 +205,8 @@ def test_the_tutor_page_says_how_an_answer_was_checked():
     assert "with 2 agreeing samples were right 67%" in unsure and unsure.endswith("Check the steps.")
     other_k = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=2, k=3), measured)
     assert "were right" not in other_k  # measured with k = 5 only
+    over_programs = how_checked(Solution("", "72", "vote(program)", confidence=1.0, samples=3, k=5), measured)
+    assert "were right" not in over_programs and over_programs.endswith("Check the steps.")  # measured over cot only
 
 
 def test_the_benchmark_composes_the_tiebreak_as_solve_does():

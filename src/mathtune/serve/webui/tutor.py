@@ -82,8 +82,9 @@ def how_checked(solution, measured: dict | None = None) -> str:
             decider = "a Python program that ran cleanly" if solution.method.endswith("program") else \
                 "one more step-by-step answer"
             vote += f" No two agreed, so {decider} decided."
-        measured_votes = (measured or {}).get("vote_right_by_agreeing") or {}  # measured with k = 5
-        right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 else None
+        measured_votes = (measured or {}).get("vote_right_by_agreeing") or {}  # measured over cot with k = 5
+        right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 and solution.method.startswith("vote(cot)") \
+            else None
         if right is not None:
             vote += (f" On grade-school problems, this model's answers {'with' if agree <= 3 else 'with at least'} "
                      f"{min(agree, 3)} agreeing sample{'s' if agree > 1 else ''} were right {percent(right)} of the time.")

@@ -253,6 +253,7 @@ def test_a_sympy_result_is_read_as_latex_in_the_sandbox(tmp_path):
     assert _program_answer("pi/4\n") == "\\frac{\\pi}{4}" and answers_match(_program_answer("pi/4"), "\\frac{\\pi}{4}")
     assert answers_match(_program_answer("(3, pi/2)"), "\\left( 3, \\frac{\\pi}{2} \\right)")
     assert answers_match(_program_answer("x**2 + 1"), "x^2+1") and not answers_match("x**2 + 1", "x^2+1")
+    assert answers_match(_program_answer("-2 + 7*I"), "-2 + 7i")  # sympy writes "7 i"
     assert _program_answer("[-2, 2]") == "-2, 2"  # sympy.solve's list, written as MATH writes several answers
     assert _program_answer("72.0") == "72" and _program_answer("3 apples") == "3 apples"
     # what a program printed is converted in the sandbox: printed code runs no further than the program did

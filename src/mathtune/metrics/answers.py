@@ -79,10 +79,15 @@ def _numeric(text: str) -> float | None:
         return None
 
 
+# math-verify reads the i of "7 i" (sympy's LaTeX of 7*I) as a real symbol and the i of "7i" as another one
+_SPACED_I = re.compile(r"(?<=[\d}]) +(?=i\b)")
+
+
 def answers_match(predicted: str | None, reference: str | None) -> bool:
     """Symbolic equivalence with math-verify; plain numeric comparison first (fast, and safe in any thread)."""
     if predicted is None or reference is None:
         return False
+    predicted, reference = _SPACED_I.sub("", predicted), _SPACED_I.sub("", reference)
     a, b = _numeric(predicted), _numeric(reference)
     if a is not None and b is not None:
         return abs(a - b) <= 1e-6 * max(1.0, abs(b))

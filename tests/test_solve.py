@@ -119,6 +119,12 @@ def test_a_failed_program_is_shown_its_error_and_corrected():
     assert history.pairs == (("What is 48 + 24?", first),) and history.passages == "[1] notes"
     voted = solve(Scripted([first, "```python\nprint(72)\n```"] * 3), ["q"], "vote", k=3, base="program")[0]
     assert voted.final_answer == "72" and voted.confidence == 1.0  # every sample corrected, then voted
+    # a program that runs but prints nothing (cut off at the token limit before its print) has failed, and is corrected
+    silent = "Compute it.\n```python\ntotal = 48 + 24\n```"
+    [s] = solve(Scripted([silent, "```python\nprint(48 + 24)\n```"]), ["q"], "program")
+    assert s.program_ok and s.final_answer == "72" and s.attempts == 2 and "printed nothing" in s.answer
+    [s] = solve(Scripted([silent, silent]), ["q"], "program")
+    assert not s.program_ok and s.final_answer is None and "printed nothing" in s.program_error
 
 
 def test_vote_takes_the_majority_of_equivalent_answers():

@@ -151,12 +151,14 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
     read = time.perf_counter()
     final = _program_answer(result.output) if result.ok else None
     read = time.perf_counter() - read  # a sympy result is converted to LaTeX in the sandbox
+    ok, error = result.ok, result.error
+    if ok and final is None:  # ran without printing an answer (e.g. a program cut off at the token limit)
+        ok, error = False, "the program printed nothing; it must print the final answer"
     shown = "\n".join(part for part in (explanation, f"```python\n{program}\n```",
-                                        f"Output: {result.output.strip()}" if result.ok else
-                                        f"The program failed: {result.error}",
+                                        f"Output: {result.output.strip()}" if ok else f"The program failed: {error}",
                                         (f"The answer is \\({final}\\)." if "\\" in final else f"The answer is {final}.")
                                         if final else "") if part)
-    return Solution(shown, final, "program", False, program, result.output, result.ok, result.error,
+    return Solution(shown, final, "program", False, program, result.output, ok, error,
                     new_tokens=new_tokens, seconds=seconds + result.seconds + read)
 
 

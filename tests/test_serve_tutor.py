@@ -234,9 +234,13 @@ def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_ll
     ("answer_pattern", "(unclosed", "not a regular expression"),
     ("answer_pattern", "a" * 400, "over 300 characters"),
     ("stops", 7, "not text"),
+    ("solve", {"mode": "guess"}, "mode: Input should be 'cot', 'program' or 'vote'"),
+    ("solve", {"samples": 10 ** 9}, "samples: Input should be less than or equal to 9"),
+    ("solve", ["vote"], "solve has values a tutor cannot use"),
 ])
 def test_a_crafted_saved_prompt_is_refused(tutor_dir, tmp_path, field, value, needle):
-    """The prompt in mathtune.json is data: no format-string lookups, no oversized or broken patterns."""
+    """The prompt and solving settings in mathtune.json are data: no format-string lookups, no oversized or broken
+    patterns, nothing a tutor cannot do."""
     import shutil
     from pathlib import Path
 
@@ -246,7 +250,10 @@ def test_a_crafted_saved_prompt_is_refused(tutor_dir, tmp_path, field, value, ne
     copy = tmp_path / "tutor-copy"
     shutil.copytree(tutor_dir, copy)
     manifest = json.loads((Path(tutor_dir) / "mathtune.json").read_text())
-    manifest["prompt"][field] = value
+    if field == "solve":  # how it solves is data too: a mode it has not got, a vote of a billion samples
+        manifest["solve"] = value
+    else:
+        manifest["prompt"][field] = value
     (copy / "mathtune.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=needle.replace("{", r"\{").replace("}", r"\}")):
         load_tutor(copy)

@@ -366,7 +366,9 @@ def evaluate(
     if is_generative(task_class(task)):
         from .train.tutor_eval import evaluate_tutor_file
 
-        solving = overridden(SolveConfig(**manifest.get("solve") or {}), **overrides)
+        from .models.generate import saved_solving
+
+        solving = overridden(saved_solving(model_dir, manifest), **overrides)
         with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
                                           None if label_column == "label" else label_column, json_out, report, reporter,

@@ -253,6 +253,20 @@ def llama_cpp_available() -> bool:
     return importlib.util.find_spec("llama_cpp") is not None
 
 
+def saved_solving(folder, manifest: dict) -> SolveConfig:
+    """How a trained tutor solves (its recipe's tutor.solve, ``solve`` in mathtune.json; the defaults for a tutor
+    saved before it was kept), checked like the rest of the file."""
+    from pydantic import ValidationError
+
+    saved = manifest.get("solve") or {}
+    try:
+        return SolveConfig(**saved) if isinstance(saved, dict) else SolveConfig.model_validate(saved)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'solve'}: {e['msg']}" for e in err.errors())
+        raise ModelError(f"{folder}/mathtune.json: solve has values a tutor cannot use ({problems}); fix the file "
+                         "or train the tutor again") from None
+
+
 def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads: int | None = None) -> Generator:
     """A generator for a tutor folder written by `mathtune train` (``model/`` weights, optional ``model.gguf``,
     its saved prompt), or for a pretrained model used as it is: a bundled name (``bundled:qwen2.5-coder-1.5b``),
@@ -282,7 +296,7 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         else:
             loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
             generator = TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
-        generator.solving = SolveConfig(**manifest.get("solve") or {})  # the recipe's tutor.solve
+        generator.solving = saved_solving(folder, manifest)
         return generator
     source = resolve(str(model))
     if backend == "auto":

@@ -170,7 +170,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     from ..config import ModelConfig
     from ..io import write_json, write_text
     from ..models.causal import load_causal_lm
-    from ..models.generate import TransformersGenerator, load_tutor
+    from ..models.generate import TransformersGenerator, load_tutor, saved_solving
     from ..models.saved import HF_SUBDIR, read_manifest
     from ..tasks.tutor import TutorPrompt
     from .sft import build_examples, response_nll
@@ -188,7 +188,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
     generator = load_tutor(folder, backend) if backend != "transformers" else \
         TransformersGenerator(loaded.model, loaded.tokenizer, tutor_prompt=saved)
-    solving = solving or SolveConfig(**manifest.get("solve") or {})
+    solving = solving or saved_solving(folder, manifest)
     tuned = evaluate_generator(generator, pairs, max_new, reporter=reporter, solving=solving)
     examples = build_examples(loaded.tokenizer, pairs, manifest.get("max_length", 512), system)
     tuned.metrics.update(response_nll(loaded.model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import RecipeError
+from .errors import MathtuneError, RecipeError
 
 
 class _Strict(BaseModel):
@@ -165,6 +165,15 @@ class SolveConfig(_Strict):
     vote_over: Literal["cot", "program"] = Field("cot", description="mode vote: the mode each sample is solved in.")
     tiebreak: Literal["program", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
+
+    @classmethod
+    def checked(cls, values, message: str, error: type[MathtuneError] = MathtuneError) -> "SolveConfig":
+        """``values`` as solving settings, or ``error`` with ``message`` (its ``{problems}``: each bad field and why)."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'solve'}: {e['msg']}" for e in err.errors())
+            raise error(message.replace("{problems}", problems)) from None
 
 
 class TutorConfig(_Strict):

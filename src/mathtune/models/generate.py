@@ -256,15 +256,8 @@ def llama_cpp_available() -> bool:
 def saved_solving(folder, manifest: dict) -> SolveConfig:
     """How a trained tutor solves (its recipe's tutor.solve, ``solve`` in mathtune.json; the defaults for a tutor
     saved before it was kept), checked like the rest of the file."""
-    from pydantic import ValidationError
-
-    saved = manifest.get("solve") or {}
-    try:
-        return SolveConfig(**saved) if isinstance(saved, dict) else SolveConfig.model_validate(saved)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'solve'}: {e['msg']}" for e in err.errors())
-        raise ModelError(f"{folder}/mathtune.json: solve has values a tutor cannot use ({problems}); fix the file "
-                         "or train the tutor again") from None
+    return SolveConfig.checked(manifest.get("solve") or {}, f"{folder}/mathtune.json: solve has values a tutor "
+                               "cannot use ({problems}); fix the file or train the tutor again", ModelError)
 
 
 def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads: int | None = None) -> Generator:

@@ -190,16 +190,8 @@ def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=No
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
     """``settings`` with the ``overrides`` that are not None on top (a request's or a command line's), validated."""
-    from pydantic import ValidationError
-
-    from ..errors import MathtuneError
-
     given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return SolveConfig(**{**settings.model_dump(), **given})
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise MathtuneError(f"solving settings: {problems}") from None
+    return SolveConfig.checked({**settings.model_dump(), **given}, "solving settings: {problems}")
 
 
 def repaired(generator, question: str, context, text: str, solution: Solution, max_new_tokens: int, repairs: int,

@@ -87,9 +87,9 @@ def solution_fields(solution) -> dict:
             "samples_drawn": solution.samples}
 
 
-def _solve(model, question: str, context, budget: int, body: TutorRequest):
-    """The solution of ``question`` as the request (or else the tutor) says, on the model's own thread."""
-    return model.run(solve_as, model.generator, [question], body.solving(model), [context], budget)
+def _solve(model, question: str, context, budget: int, solving: SolveConfig):
+    """The solution of ``question`` as ``solving`` says, on the model's own thread."""
+    return model.run(solve_as, model.generator, [question], solving, [context], budget)
 
 
 def split_steps(answer: str) -> list[str]:
@@ -136,23 +136,24 @@ def build_tutor_router(app_state) -> APIRouter:
             return out_of_scope(model.source, body.stream)
         context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
+        solving = body.solving(model)
         if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
-            events = _stream(model, question, budget, context, sources) if body.solving(model).mode == "cot" else \
-                _stream_solution(model, question, budget, context, sources, body)
+            events = _stream(model, question, budget, context, sources) if solving.mode == "cot" else \
+                _stream_solution(model, question, budget, context, sources, solving)
             return StreamingResponse(events, media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         start = time.perf_counter()
-        solution = (await _solve(model, question, context, budget, body))[0]
+        solution = (await _solve(model, question, context, budget, solving))[0]
         app_state.metrics.predictions.labels(model="tutor", label="refused" if solution.refused else "answered").inc()
         return TutorResponse(model=model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
                              truncated=solution.samples == 1 and solution.attempts == 1 and solution.new_tokens >= budget)
 
-    async def _stream_solution(model, question, budget, context, sources, body):
+    async def _stream_solution(model, question, budget, context, sources, solving):
         yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
         start = time.perf_counter()
         try:
-            solution = (await _solve(model, question, context, budget, body))[0]
+            solution = (await _solve(model, question, context, budget, solving))[0]
         except Exception:  # noqa: BLE001
             log.exception("tutor solving failed")
             yield _sse("error", {"error": "solving failed; the server log has the details"})

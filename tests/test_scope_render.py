@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 from mathtune.serve.webui.classify import format_diagnosis, verdict_of
-from mathtune.serve.webui.render import math_markdown
+from mathtune.serve.webui.render import answer_markdown, math_markdown
 from mathtune.serve.webui.tutor import history_pairs, render
 from mathtune.tasks.scope import REFUSAL, conversation_question, in_scope, is_math_question
 from mathtune.tasks.tutor import OFF_TOPIC
@@ -29,6 +29,13 @@ from test_serve_tutor import tutor_dir  # noqa: F401
 ])
 def test_single_dollar_is_math_only_by_the_rule(text, expected):
     assert math_markdown(text) == expected
+
+
+def test_a_bare_latex_final_answer_is_shown_as_math():
+    assert answer_markdown("\\frac{\\pi}{4}") == "\\(\\frac{\\pi}{4}\\)"  # a program's sympy result, a \\boxed{} answer
+    assert answer_markdown("x^{2} + 1") == "\\(x^{2} + 1\\)"
+    assert answer_markdown("72") == "72" and answer_markdown("$5") == "\\$5"  # numbers and money stay text
+    assert answer_markdown("\\(\\sqrt{2}\\)") == "\\(\\sqrt{2}\\)"  # already delimited: untouched
 
 
 @pytest.mark.parametrize("text", [

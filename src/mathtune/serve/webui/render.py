@@ -30,6 +30,13 @@ def math_markdown(text: str) -> str:
     return "".join(out)
 
 
+def answer_markdown(answer: str) -> str:
+    """A final answer as the page shows it: a bare LaTeX answer (``\\frac{\\pi}{4}``, read from ``\\boxed{}`` or a
+    program's sympy result) is math; anything else goes through ``math_markdown``."""
+    bare = "$" not in answer and "\\(" not in answer and "\\[" not in answer
+    return f"\\({answer}\\)" if bare and re.search(r"\\[A-Za-z]|[\^_]", answer) else math_markdown(answer)
+
+
 def _inline(text: str) -> str:
     pieces, last = [], 0
     for match in _INLINE.finditer(text):

@@ -17,7 +17,7 @@ from starlette.concurrency import iterate_in_threadpool
 from ...models.solve import overridden, solve_as
 from ...tasks.scope import REFUSAL, conversation_question, in_scope
 from .common import MEASURED, error_update, percent, plain_error
-from .render import LATEX, math_markdown
+from .render import LATEX, answer_markdown, math_markdown
 
 EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -55,7 +55,7 @@ def render(turns: list[dict]) -> list[dict]:
             continue
         parts = [math_markdown(turn["a"]) or "…"]
         if turn.get("final"):
-            parts.append(f"---\n**Final answer: {math_markdown(turn['final'])}**")
+            parts.append(f"---\n**Final answer: {answer_markdown(turn['final'])}**")
         if turn.get("note"):
             parts.append(f"*{turn['note']}*")
         if turn.get("truncated"):

@@ -103,6 +103,7 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
     import time
     from types import SimpleNamespace
 
+    from mathtune.serve.admission import TutorGate
     from mathtune.serve.webui.tutor import _streamer
 
     cancelled = threading.Event()
@@ -128,6 +129,7 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
 
     class Model:
         manifest, generator = {"max_new_tokens": 64}, SlowGenerator()
+        gate = TutorGate(1, 0)
 
         async def run(self, fn, *args):
             return fn(*args)

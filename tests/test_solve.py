@@ -56,9 +56,22 @@ class Scripted:
 
     backend = "scripted"
     tutor_prompt = DEFAULT_PROMPT
+    parallel = False
 
     def __init__(self, replies):
         self.replies, self.calls = list(replies), []
+
+    def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
+               stops=()):
+        return self.generate([question] * k, max_new_tokens, [context] * k, system=system, temperature=temperature,
+                             seed=seed, stops=stops)
+
+    def continue_answer(self, question, prefix, max_new_tokens=256, context=None, system=None, stops=(),
+                        temperature=0.0, seed=None):
+        self.calls.append({"prefix": prefix})
+        from mathtune.models.generate import Generation
+
+        return Generation(self.replies.pop(0), 10, 0.01)
 
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
                  temperature=0.0, seed=None, stops=()):

@@ -334,7 +334,7 @@ def evaluate(
     report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program or vote (default: a trained tutor's tutor.solve, else cot).")] = None,
     votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
-    vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample, cot or program.")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, cot or none.")] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
@@ -657,7 +657,7 @@ def ask(
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
     mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote; default: a trained tutor's tutor.solve, else cot.")] = None,
     votes: Annotated[Optional[int], typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
-    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample, cot or program.")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
                                                           "this mode decides: program, cot or none.")] = None,
 ) -> None:
@@ -703,9 +703,9 @@ def ask(
 
 def _solving_options(mode, votes, vote_over, tiebreak) -> dict:
     """The solving options given on the command line (None: not given), checked with a message naming the option."""
-    from .models.solve import MODES, TIEBREAKS
+    from .models.solve import MODES, TIEBREAKS, VOTE_OVER
 
-    for option, value, choices in (("--mode", mode, MODES), ("--vote-over", vote_over, ("cot", "program")),
+    for option, value, choices in (("--mode", mode, MODES), ("--vote-over", vote_over, VOTE_OVER),
                                    ("--tiebreak", tiebreak, TIEBREAKS)):
         if value is not None and value not in choices:
             raise MathtuneError(f"{option} {value!r}: choose {', '.join(choices)}")

@@ -162,7 +162,7 @@ class SolveConfig(_Strict):
     (`mathtune ask`, `mathtune evaluate`) or served (a request's own mode, samples, ... override it)."""
     mode: Literal["cot", "program", "vote"] = Field("cot", description="cot: step-by-step reasoning ending in the answer; program: a short Python program, run in the sandbox, prints the answer; vote: the majority answer of up to `samples` sampled solutions.")
     samples: int = Field(5, ge=2, le=9, description="mode vote: samples to vote over (at most: sampling stops once the rest could not change the majority).")
-    vote_over: Literal["cot", "program"] = Field("cot", description="mode vote: the mode each sample is solved in.")
+    vote_over: Literal["cot", "program", "mixed"] = Field("cot", description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each.")
     tiebreak: Literal["program", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
 

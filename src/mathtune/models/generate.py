@@ -1,7 +1,9 @@
-"""Generation behind one interface, two backends: transformers (any causal LM) and llama.cpp (GGUF, CPU).
+"""Generation behind one interface (generation.py's Generator), two backends: transformers (any causal LM, here)
+and llama.cpp (GGUF, CPU, llama_engine.py).
 
-``generate(questions)`` answers a batch greedily; ``stream(question)`` yields text pieces as they are made.
-Both use the model's chat template, the tutor's system prompt, optional retrieved context, and stop sequences.
+``generate(questions)`` answers a batch greedily; ``sample(question, k)`` draws k answers of one prompt together;
+``stream(question)`` yields text pieces as they are made. All use the model's chat template, the tutor's system
+prompt, optional retrieved context, and stop sequences.
 """
 
 from __future__ import annotations
@@ -10,51 +12,18 @@ import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Iterator, Protocol, Sequence
+from typing import Iterator, Sequence
 
 import torch
 
 from ..config import SolveConfig
 from ..errors import ModelError
 from ..tasks.tutor import DEFAULT_PROMPT, DEFAULT_STOPS, TutorPrompt, messages  # noqa: F401 (DEFAULT_STOPS re-exported)
+from .generation import Generation, Generator, cut_at_stop  # noqa: F401 (re-exported)
+from .llama_engine import DEFAULT_SLOTS, LlamaCppGenerator, xllamacpp_available
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass
-class Generation:
-    text: str
-    new_tokens: int
-    seconds: float
-
-
-class Generator(Protocol):
-    backend: str
-    solving: SolveConfig  # how this tutor solves when a caller does not say: a trained tutor's recipe, else defaults
-
-    def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
-                 contexts: Sequence[str | None] | None = None, ignore_eos: bool = False, system: str | None = None,
-                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
-        """Answers to ``questions``; ``system`` replaces the system prompt; ``stops`` are stop sequences added to
-        the tutor's own for this call."""
-
-    def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None,
-               cancel: threading.Event | None = None, temperature: float = 0.0, seed: int | None = None,
-               info: dict | None = None) -> Iterator[str]:
-        """Pieces of the answer as they are made; setting ``cancel`` stops generation at the next token.
-        ``temperature`` > 0 samples (seeded); ``info`` receives ``new_tokens`` and ``truncated`` (the answer
-        reached max_new_tokens) once the stream ends."""
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = len(text)
-    for stop in stops:
-        at = text.find(stop)
-        if at >= 0:
-            cut = min(cut, at)
-    return text[:cut].strip()
 
 
 class StopOnEvent:
@@ -83,6 +52,7 @@ class StopOnText:
 
 class TransformersGenerator:
     backend = "transformers"
+    parallel = False  # one generate at a time (torch's threads are shared)
 
     def __init__(self, model, tokenizer, system_prompt: str | None = None, stops: Sequence[str] | None = None,
                  threads: int | None = None, tutor_prompt: TutorPrompt = DEFAULT_PROMPT):
@@ -95,9 +65,26 @@ class TransformersGenerator:
         self._lock = threading.Lock()  # one generate at a time per model (torch threads are shared)
         self.executor = None  # where stream() runs generation: a new thread, or a given executor (the server's)
 
-    def prompt(self, question: str, context: str | None = None, system: str | None = None) -> str:
-        return self.tokenizer.apply_chat_template(messages(question, None, system or self.system_prompt, context, self.tutor_prompt),
-                                                  add_generation_prompt=True, tokenize=False)
+    def prompt(self, question: str, context: str | None = None, system: str | None = None,
+               prefix: str | None = None) -> str:
+        chat = messages(question, None, system or self.system_prompt, context, self.tutor_prompt)
+        if prefix:  # continue the tutor's own answer (tool-integrated reasoning)
+            return self.tokenizer.apply_chat_template(chat + [{"role": "assistant", "content": prefix}],
+                                                      continue_final_message=True, tokenize=False)
+        return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+
+    def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
+               stops=()) -> list[Generation]:
+        return self.generate([question] * k, max_new_tokens, [context] * k, system=system, temperature=temperature,
+                             seed=seed, stops=stops)
+
+    def continue_answer(self, question, prefix, max_new_tokens=256, context=None, system=None, stops=(),
+                        temperature=0.0, seed=None) -> Generation:
+        return self._generate([self.prompt(question, context, system, prefix)], max_new_tokens, False, temperature,
+                              seed, (*self.stops, *stops))[0]
+
+    def close(self) -> None:
+        self.model = None
 
     def _stopping(self, prompt_len: int, stops: Sequence[str] | None = None):
         from transformers import StoppingCriteriaList
@@ -110,9 +97,13 @@ class TransformersGenerator:
         """Greedy answers (or sampled at ``temperature`` > 0, seeded); ``system`` replaces the system prompt;
         ``stops`` are added to the tutor's stop sequences; ``ignore_eos`` makes exactly max_new_tokens (for speed
         comparisons at equal length)."""
-        stops = (*self.stops, *stops)
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         prompts = [self.prompt(q, c, system) for q, c in zip(questions, contexts)]
+        return self._generate(prompts, max_new_tokens, ignore_eos, temperature, seed, (*self.stops, *stops))
+
+    @torch.no_grad()
+    def _generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool, temperature: float,
+                  seed: int | None, stops: Sequence[str]) -> list[Generation]:
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
         if temperature > 0 and seed is not None:
             torch.manual_seed(seed)
@@ -131,7 +122,8 @@ class TransformersGenerator:
         for row in new:
             ids = row.tolist() if ignore_eos else [t for t in row.tolist() if t != self.tokenizer.pad_token_id]
             text = self.tokenizer.decode(ids, skip_special_tokens=False)
-            results.append(Generation(cut_at_stop(text, stops), len(ids), seconds / len(prompts)))
+            results.append(Generation(cut_at_stop(text, stops), len(ids), seconds / len(prompts),
+                                      len(ids) >= max_new_tokens))
         return results
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
@@ -168,66 +160,6 @@ class TransformersGenerator:
         worker.join()
 
 
-class LlamaCppGenerator:
-    """llama.cpp through llama-cpp-python: a GGUF file, CPU threads, the GGUF's own chat template."""
-
-    backend = "llama.cpp"
-
-    def __init__(self, gguf_path: str | os.PathLike, system_prompt: str | None = None,
-                 stops: Sequence[str] | None = None, threads: int | None = None, n_ctx: int = 2048,
-                 tutor_prompt: TutorPrompt = DEFAULT_PROMPT):
-        try:
-            from llama_cpp import Llama
-        except ImportError:
-            raise ModelError("the llama.cpp backend needs llama-cpp-python: "
-                             "CMAKE_ARGS=\"-DGGML_NATIVE=OFF\" pip install llama-cpp-python") from None
-        if not os.path.isfile(gguf_path):
-            raise ModelError(f"{gguf_path}: GGUF file not found (export one with `mathtune export MODEL --gguf`)")
-        self.llm = Llama(str(gguf_path), n_ctx=n_ctx, n_threads=threads or os.cpu_count() or 1, verbose=False)
-        self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
-        self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
-        self._lock = threading.Lock()
-
-    def _chat(self, question, context, max_new_tokens, stream, ignore_eos=False, system=None, temperature=0.0,
-              seed=None, stops=()):
-        extra = {"logit_bias": {self.llm.token_eos(): -1e9}, "stop": []} if ignore_eos \
-            else {"stop": [*self.stops, *stops]}
-        sampling = {"temperature": temperature, "top_p": 0.95, "seed": seed if seed is not None else -1} \
-            if temperature > 0 else {"temperature": 0.0, "top_k": 1}
-        return self.llm.create_chat_completion(
-            messages(question, None, system or self.system_prompt, context, self.tutor_prompt),
-            max_tokens=max_new_tokens, stream=stream, **sampling, **extra)
-
-    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
-        contexts = list(contexts) if contexts is not None else [None] * len(questions)
-        out = []
-        for i, (question, context) in enumerate(zip(questions, contexts)):
-            start = time.perf_counter()
-            with self._lock:
-                reply = self._chat(question, context, max_new_tokens, stream=False, ignore_eos=ignore_eos,
-                                   system=system, temperature=temperature, seed=None if seed is None else seed + i,
-                                   stops=stops)
-            out.append(Generation(reply["choices"][0]["message"]["content"].strip(),
-                                  int(reply["usage"]["completion_tokens"]), time.perf_counter() - start))
-        return out
-
-    def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
-               info=None) -> Iterator[str]:
-        pieces = 0
-        with self._lock:
-            for chunk in self._chat(question, context, max_new_tokens, stream=True, temperature=temperature, seed=seed):
-                if cancel is not None and cancel.is_set():
-                    return
-                choice = chunk["choices"][0]
-                piece = choice["delta"].get("content")
-                if piece:
-                    pieces += 1
-                    yield piece
-                if info is not None and choice.get("finish_reason"):
-                    info.update(new_tokens=pieces, truncated=choice["finish_reason"] == "length")
-
-
 def _stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]:
     """Pass streamed text through until a stop sequence appears (held back while it could be one's start)."""
     held = ""
@@ -247,12 +179,6 @@ def _stop_filtered(pieces: Iterator[str], stops: Sequence[str]) -> Iterator[str]
         yield held
 
 
-def llama_cpp_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
-
-
 def saved_solving(folder, manifest: dict) -> SolveConfig:
     """How a trained tutor solves (its recipe's tutor.solve, ``solve`` in mathtune.json; the defaults for a tutor
     saved before it was kept), checked like the rest of the file."""
@@ -260,11 +186,12 @@ def saved_solving(folder, manifest: dict) -> SolveConfig:
                                "cannot use ({problems}); fix the file or train the tutor again", ModelError)
 
 
-def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads: int | None = None) -> Generator:
+def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads: int | None = None,
+               slots: int = DEFAULT_SLOTS) -> Generator:
     """A generator for a tutor folder written by `mathtune train` (``model/`` weights, optional ``model.gguf``,
     its saved prompt), or for a pretrained model used as it is: a bundled name (``bundled:qwen2.5-coder-1.5b``),
     a GGUF file, a local folder or a Hugging Face id. ``backend``: transformers, llama.cpp, or auto (llama.cpp
-    when there is a GGUF file and llama-cpp-python is installed)."""
+    when there is a GGUF file and xllamacpp is installed)."""
     from pathlib import Path
 
     from ..config import ModelConfig
@@ -281,11 +208,11 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
             raise ModelError(f"{folder}: a {manifest['task']} model, not a tutor")
         saved = TutorPrompt.from_dict(manifest.get("prompt"), system=manifest.get("system_prompt"))
         if backend == "auto":
-            backend = "llama.cpp" if manifest.get("gguf") and llama_cpp_available() else "transformers"
+            backend = "llama.cpp" if manifest.get("gguf") and xllamacpp_available() else "transformers"
         if backend == "llama.cpp":
             if not manifest.get("gguf"):
                 raise ModelError(f"{folder}: no GGUF file; run `mathtune export {folder} --gguf f16` first")
-            generator = LlamaCppGenerator(folder / manifest["gguf"], threads=threads, tutor_prompt=saved)
+            generator = LlamaCppGenerator(folder / manifest["gguf"], threads=threads, tutor_prompt=saved, slots=slots)
         else:
             loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
             generator = TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
@@ -293,11 +220,11 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         return generator
     source = resolve(str(model))
     if backend == "auto":
-        backend = "llama.cpp" if source.gguf_file and llama_cpp_available() else "transformers"
+        backend = "llama.cpp" if source.gguf_file and xllamacpp_available() else "transformers"
     if backend == "llama.cpp":
         if not source.gguf_file:
             raise ModelError(f"{model}: the llama.cpp backend needs a GGUF model (a bundled model, a .gguf file or a "
                              f"tutor folder with model.gguf)")
-        return LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads)
+        return LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads, slots=slots)
     loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
     return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads)

@@ -3,9 +3,14 @@
 - ``cot``: step-by-step reasoning ending in "The answer is X." (the tutor's own prompt);
 - ``program``: the model explains its approach in a sentence or two and writes a short Python program that
   prints the answer; the program runs in the sandbox (mathtune/sandbox.py) and its printed result is the answer;
-- ``vote``: up to k samples of a base mode at temperature > 0, the final answer chosen by majority over
-  math-verify-equivalent answers, with the agreement rate as a confidence; sampling stops as soon as the samples
-  still to come could not change the majority (early-stopping self-consistency: the same answer as all k, for less).
+- ``vote``: k samples of a base mode (cot, program, or mixed: some of each) at temperature > 0, the final answer
+  chosen by majority over math-verify-equivalent answers, with the agreement rate as a confidence. On a parallel
+  generator (llama.cpp) the k samples decode together as one batch that shares the prompt; on a sequential one
+  sampling stops as soon as the samples still to come could not change the majority (early-stopping
+  self-consistency: the same answer as all k, for less).
+
+In cot mode a Python block the model writes mid-answer is run (tool-integrated reasoning): generation stops where
+the model would write the block's output itself, the sandbox's real output is put there, and the model goes on.
 
 Every solution says how its final answer was obtained (``method``), and for programs whether the program ran.
 """
@@ -22,8 +27,10 @@ from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal
 from ..sandbox import run_program
 from ..tasks.tutor import WorkedExamples
+from .generation import Generation
 
 MODES = get_args(SolveConfig.model_fields["mode"].annotation)              # cot, program, vote
+VOTE_OVER = get_args(SolveConfig.model_fields["vote_over"].annotation)    # cot, program, mixed
 TIEBREAKS = get_args(SolveConfig.model_fields["tiebreak"].annotation)     # program, cot, none
 # A vote in which no two samples agree says little (on the benchmark's GSM8K problems 4 of 35 such votes were right):
 # then a greedy program decides, if it runs. First chosen on the benchmark's first 51 problems (a program decided
@@ -220,9 +227,58 @@ def repaired(generator, question: str, context, text: str, solution: Solution, m
 
 def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, contexts, **sampling):
     if mode != "program":
-        return generator.generate(questions, max_new_tokens, contexts, **sampling)
+        generations = generator.generate(questions, max_new_tokens, contexts, stops=PROGRAM_STOPS, **sampling)
+        return [with_tools(generator, q, c, g, max_new_tokens, **sampling)
+                for q, c, g in zip(questions, contexts, generations)]
     return generator.generate(questions, max_new_tokens, contexts, system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS,
                               **sampling)
+
+
+def _sample(generator, question: str, base: str, k: int, max_new_tokens: int, context, temperature: float,
+            seed: int):
+    """k sampled generations of ``base`` for one problem, decoded as one batch."""
+    if base == "program":
+        return generator.sample(question, k, max_new_tokens, context, system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS,
+                                temperature=temperature, seed=seed)
+    generations = generator.sample(question, k, max_new_tokens, context, stops=PROGRAM_STOPS,
+                                   temperature=temperature, seed=seed)
+    return [with_tools(generator, question, context, g, max_new_tokens, temperature=temperature, seed=seed + i)
+            for i, g in enumerate(generations)]
+
+
+# Tool-integrated reasoning: at most this many code blocks run in one answer
+TOOL_CALLS = 3
+_TOOL_OUTPUT = "```output\n{output}\n```\n"
+
+
+def _ends_with_program(text: str) -> str | None:
+    """The program of a Python block that ends ``text`` (where the model stopped to write its output), if any."""
+    blocks = list(_CODE.finditer(text))
+    if blocks and blocks[-1].end() == len(text.rstrip()) and blocks[-1].group(1).strip():
+        return blocks[-1].group(1)
+    return None
+
+
+def with_tools(generator, question: str, context, generation: Generation, max_new_tokens: int,
+               **sampling) -> Generation:
+    """A cot answer whose text ends with a Python block (the model stopped where it would have written the block's
+    output, PROGRAM_STOPS): the block runs in the sandbox, its real output goes there, and the model goes on from
+    it, up to TOOL_CALLS times within the token budget. Other answers are returned as they are."""
+    text, tokens, seconds, calls = generation.text, generation.new_tokens, generation.seconds, 0
+    while calls < TOOL_CALLS and tokens < max_new_tokens and not generation.truncated:
+        program = _ends_with_program(text)
+        if program is None:
+            break
+        result = run_program(program)
+        shown = (result.output.strip() or "(no output)") if result.ok else f"Error: {result.error}"
+        text = f"{text.rstrip()}\n{_TOOL_OUTPUT.format(output=shown[:2000])}"
+        generation = generator.continue_answer(question, text, max_new_tokens - tokens, context, stops=PROGRAM_STOPS,
+                                               **sampling)
+        text, calls = f"{text}{generation.text}", calls + 1
+        tokens, seconds = tokens + generation.new_tokens, seconds + generation.seconds + result.seconds
+    if calls == 0:
+        return generation
+    return Generation(text, tokens, seconds, generation.truncated or tokens >= max_new_tokens)
 
 
 def _answer_groups(samples: list[Solution]) -> list[list[Solution]]:
@@ -252,28 +308,67 @@ def decides(decider: Solution, tiebreak: str) -> bool:
     return decider.final_answer is not None and not decider.refused and (tiebreak == "cot" or bool(decider.program_ok))
 
 
+def sample_modes(base: str, k: int) -> list[str]:
+    """The mode of each of k samples: all ``base``, or for mixed cot and program in turn (cot first)."""
+    return [("cot", "program")[i % 2] if base == "mixed" else base for i in range(k)]
+
+
+def _drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
+                    seed: int, repairs: int) -> list[Solution]:
+    """All k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
+    repairs of failed programs decode side by side."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    modes = sample_modes(base, k)
+    wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
+    with ThreadPoolExecutor(max_workers=k) as pool:
+        batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
+                                     seed + 100 * j) for j, (mode, n) in enumerate(wanted.items())}
+        drawn = [(mode, g) for mode, batch in batches.items() for g in batch.result()]
+        samples = [pool.submit(_one_sample, generator, question, context, mode, g, max_new_tokens, repairs,
+                               temperature, seed + i) for i, (mode, g) in enumerate(drawn)]
+        return [sample.result() for sample in samples]
+
+
+def _one_sample(generator, question, context, mode, generation, max_new_tokens, repairs, temperature, seed):
+    sample = solution_from_text(generation.text, mode, generator.tutor_prompt, generation.new_tokens, 0.0)
+    return repaired(generator, question, context, generation.text, sample, max_new_tokens, repairs,
+                    temperature=temperature, seed=seed)
+
+
+def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
+                   seed: int, repairs: int, early_stop: bool) -> list[Solution]:
+    """Samples one after another (a generator that decodes one sequence at a time), stopping once decided."""
+    samples: list[Solution] = []
+    for i, mode in enumerate(sample_modes(base, k)):
+        g = _generate(generator, [question], mode, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
+        samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, repairs, temperature,
+                                   seed + i))
+        if early_stop and decided(_answer_groups(samples), k - len(samples)):
+            break
+    return samples
+
+
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
          tiebreak: str | None = None) -> Solution:
-    """Up to k samples of ``base``; the answer most samples agree on (math-verify equivalence), and the agreement
-    among the samples drawn. With ``early_stop`` sampling stops once the rest could not change the majority (the
-    chosen answer is the one all k would give, since sample i always has seed + i); ``samples`` says how many.
+    """k samples of ``base`` (cot, program, or mixed); the answer most samples agree on (math-verify equivalence),
+    and the agreement among the samples drawn. A parallel generator draws all k together; a sequential one draws
+    them in turn and, with ``early_stop``, stops once the rest could not change the majority (the chosen answer is
+    the one all k would give, since sample i always has seed + i); ``samples`` says how many were drawn.
     With ``tiebreak`` ("cot" or "program"), when no two samples agree, one greedy answer in that mode decides (a
     program only when it ran; ``method`` says so: ``vote(cot)+program``); the confidence stays the vote's."""
-    if base not in ("cot", "program"):
-        raise ValueError(f"vote over {base!r}: choose cot or program")
+    if base not in VOTE_OVER:
+        raise ValueError(f"vote over {base!r}: choose {', '.join(VOTE_OVER)}")
     if tiebreak not in (None, *TIEBREAKS):
         raise ValueError(f"vote tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
     tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
-    samples: list[Solution] = []
-    for i in range(k):
-        g = _generate(generator, [question], base, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
-        sample = solution_from_text(g.text, base, generator.tutor_prompt, g.new_tokens, 0.0)
-        samples.append(repaired(generator, question, context, g.text, sample, max_new_tokens, repairs,
-                                temperature=temperature, seed=seed + i))
-        if early_stop and decided(_answer_groups(samples), k - len(samples)):
-            break
+    if generator.parallel:
+        samples = _drawn_together(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs)
+    else:
+        samples = _drawn_in_turn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
+                                 early_stop)
     groups = _answer_groups(samples)
     top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]

@@ -180,7 +180,7 @@ def install_error_handlers(app) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "error"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path}; see /docs for the API"
-        return error_body(exc.status_code, message)
+        return error_body(exc.status_code, message, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(MathtuneError)
     async def user_error(request: Request, exc: MathtuneError):

@@ -13,6 +13,7 @@ import pandas as pd
 
 from ..errors import ModelError
 from ..models.saved import Predictor, load_predictor, read_manifest
+from .admission import TutorGate
 from .drift import DriftMonitor
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class ServedTutor:
     drift: object = None
     name: str = "tutor"
     executor: ThreadPoolExecutor = field(default_factory=model_thread)
+    gate: TutorGate = field(default_factory=lambda: TutorGate(1, 8))
 
     async def run(self, fn, *args):
         import asyncio
@@ -111,10 +113,37 @@ class ServedTutor:
 def tutor_backend(folder: Path, manifest: dict, wanted: str) -> str:
     if wanted != "auto":
         return wanted
-    import importlib.util
+    from ..models.llama_engine import xllamacpp_available
 
     has_gguf = bool(manifest.get("gguf")) and (folder / manifest["gguf"]).is_file()
-    return "llama.cpp" if has_gguf and importlib.util.find_spec("llama_cpp") else "transformers"
+    return "llama.cpp" if has_gguf and xllamacpp_available() else "transformers"
+
+
+def engine_for(model: "ServedTutor", settings) -> "ServedTutor":
+    """Give the tutor its thread(s) and its admission limit, and warm it up there (/readyz waits for it).
+
+    A llama.cpp tutor gets threads of its own: its work runs inside llama.cpp with the GIL released, so classifier
+    requests on the inference thread never queue behind an answer (the cores are still shared). A transformers
+    tutor runs on the inference thread, like every torch model (one OpenMP pool; see INFERENCE)."""
+    generator = model.generator
+    parallel = settings.tutor_parallel_requests if settings else 4
+    waiting = settings.tutor_max_waiting if settings else 8
+    if generator.parallel:
+        model.executor = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="mathtune-tutor")
+    else:
+        parallel, model.executor = 1, INFERENCE
+        generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
+    model.gate = TutorGate(parallel, waiting)
+    model.executor.submit(generator.generate, ["What is 1 + 1?"], 4).result()
+    model.ready = True
+    return model
+
+
+def _tutor_generator(source, settings):
+    from ..models.generate import load_tutor
+
+    return load_tutor(source, settings.tutor_backend if settings else "auto",
+                      threads=settings.threads if settings else None, **({"slots": settings.tutor_slots} if settings else {}))
 
 
 def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
@@ -123,7 +152,8 @@ def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
     start = time.perf_counter()
     manifest = read_manifest(folder)
     backend = tutor_backend(folder, manifest, settings.tutor_backend if settings else "auto")
-    generator = load_tutor(folder, backend, threads=settings.threads if settings else None)
+    generator = load_tutor(folder, backend, threads=settings.threads if settings else None,
+                           **({"slots": settings.tutor_slots} if settings else {}))
     retrieval = manifest.get("retrieval") or {}
     index = (settings.tutor_index if settings else None) or retrieval.get("index")
     retriever = None
@@ -135,24 +165,17 @@ def load_tutor_model(source: str, folder: Path, settings) -> ServedTutor:
     style = (settings.tutor_retrieval_style if settings else None) or retrieval.get("style", "passages")
     model = ServedTutor(source, folder, manifest, generator, time.perf_counter() - start, retriever,
                         retrieval.get("k", 4), style)
-    if hasattr(generator, "executor"):
-        generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
-    INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()  # warm-up: /readyz waits for it
-    model.ready = True
-    return model
+    return engine_for(model, settings)
 
 
 def load_pretrained_tutor(source: str, settings) -> ServedTutor:
     """A pretrained model served as the tutor without training (bundled:qwen2.5-coder-1.5b, a .gguf file, a hub
     id), or a trained tutor folder."""
-    from ..models.generate import load_tutor
-
     path = Path(source)
     if (path / "mathtune.json").is_file():
         return load_tutor_model(source, path, settings)
     start = time.perf_counter()
-    generator = load_tutor(source, settings.tutor_backend if settings else "auto",
-                           threads=settings.threads if settings else None)
+    generator = _tutor_generator(source, settings)
     retriever = None
     if settings and settings.tutor_index:
         from ..rag.retrieve import Retriever
@@ -161,11 +184,7 @@ def load_pretrained_tutor(source: str, settings) -> ServedTutor:
     manifest = {"task": "tutor", "kind": "generator", "base_model": source, "max_new_tokens": 384}
     model = ServedTutor(source, None, manifest, generator, time.perf_counter() - start, retriever,
                         style=(settings.tutor_retrieval_style if settings else None) or "examples")
-    if hasattr(generator, "executor"):
-        generator.executor = INFERENCE
-    INFERENCE.submit(generator.generate, ["What is 1 + 1?"], 4).result()
-    model.ready = True
-    return model
+    return engine_for(model, settings)
 
 
 def resolve_source(source: str) -> Path:

@@ -15,6 +15,7 @@ from typing import Literal
 from fastapi import APIRouter, HTTPException
 
 from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import iterate_in_threadpool
 
@@ -38,8 +39,9 @@ class TutorRequest(BaseModel):
         None, description="cot: steps; program: a Python program run in a sandbox; vote: the majority answer of "
                           "several samples. Default: the tutor's own (its recipe's tutor.solve), else cot.")
     samples: int | None = Field(None, ge=2, le=9, description="mode vote: how many samples vote (at most; default 5).")
-    vote_over: Literal["cot", "program"] | None = Field(None, description="mode vote: the mode of each sample "
-                                                                          "(default cot).")
+    vote_over: Literal["cot", "program", "mixed"] | None = Field(
+        None, description="mode vote: the mode of each sample; mixed: cot and program samples, one vote each "
+                          "(default: the tutor's own).")
     tiebreak: Literal["program", "cot", "none"] | None = Field(
         None, description=f"mode vote: when no two samples agree, one greedy answer in this mode decides "
                           f"(default {VOTE_TIEBREAK}).")
@@ -92,6 +94,25 @@ def _solve(model, question: str, context, budget: int, solving: SolveConfig):
     return model.run(solve_as, model.generator, [question], solving, [context], budget)
 
 
+def _once(fn, *args):
+    """``fn(*args)`` the first time the result is called, nothing after (a stream's place is given back once)."""
+    done = threading.Event()
+
+    def call():
+        if not done.is_set():
+            done.set()
+            fn(*args)
+    return call
+
+
+async def _released(events, release):
+    try:
+        async for event in events:
+            yield event
+    finally:
+        release()
+
+
 def split_steps(answer: str) -> list[str]:
     return [line.strip() for line in answer.splitlines() if line.strip()]
 
@@ -137,13 +158,19 @@ def build_tutor_router(app_state) -> APIRouter:
         context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         solving = body.solving(model)
+        started = model.gate.enter()  # 503 with Retry-After when the line is full
         if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
+            release = _once(model.gate.leave, started)
             events = _stream(model, question, budget, context, sources) if solving.mode == "cot" else \
                 _stream_solution(model, question, budget, context, sources, solving)
-            return StreamingResponse(events, media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+            return StreamingResponse(_released(events, release), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                                     background=BackgroundTask(release))
         start = time.perf_counter()
-        solution = (await _solve(model, question, context, budget, solving))[0]
+        try:
+            solution = (await _solve(model, question, context, budget, solving))[0]
+        finally:
+            model.gate.leave(started)
         app_state.metrics.predictions.labels(model="tutor", label="refused" if solution.refused else "answered").inc()
         return TutorResponse(model=model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),

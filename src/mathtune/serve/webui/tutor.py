@@ -185,6 +185,7 @@ def _streamer(state, model):
         context, _ = await model.run(model.retrieve, prompt, None)
         cancel, info, text = threading.Event(), {}, ""
         deadline = time.monotonic() + settings.ui_timeout_s
+        started = model.gate.enter()  # the API's limit: a full line says when to try again
         try:
             pieces = model.generator.stream(prompt, budget, context, cancel, temperature=temperature, seed=seed, info=info)
             async for piece in iterate_in_threadpool(pieces):
@@ -195,6 +196,7 @@ def _streamer(state, model):
                                        "Ask a shorter question, or try again.")
         finally:
             cancel.set()  # Stop pressed, the page closed, or the time ran out: generation ends at the next token
+            model.gate.leave(started)
         yield text, info
     return stream
 
@@ -235,8 +237,9 @@ def _answerer(gr, state, model):
 
                 context, _ = await model.run(model.retrieve, prompt, None)
                 solving = overridden(model.generator.solving, mode=mode)  # the tutor's own vote settings stay
-                solution = (await asyncio.wait_for(model.run(solve_as, model.generator, [prompt], solving, [context],
-                                                             budget), settings.ui_timeout_s))[0]
+                with model.gate.place():
+                    solution = (await asyncio.wait_for(model.run(solve_as, model.generator, [prompt], solving,
+                                                                 [context], budget), settings.ui_timeout_s))[0]
                 turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution, MEASURED.get(model.source)))
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)

@@ -1,0 +1,188 @@
+"""The llama.cpp backend: llama.cpp's own server, run in-process through xllamacpp (a prebuilt wheel).
+
+Why this and not llama-cpp-python: the server already does what a classroom needs, in C++ and with the GIL released
+while it works: parallel slots with continuous batching (requests that arrive while others generate join the same
+decode batches), and ``n_cmpl`` completions of one prompt, whose prompt is evaluated once and its KV cache shared by
+the child sequences. llama-cpp-python has no wheel (7 minutes of compiling on 2 cores) and its batched decoding would
+be a per-token Python loop written here. Measured in bench/tutor_serving.py.
+
+Every call is one streamed chat completion: text arrives piece by piece (one piece a token, or a few when a stop
+sequence or a UTF-8 character is held back), and a cancelled call frees its sequences at the next piece.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Sequence
+
+from ..config import SolveConfig
+from ..errors import ModelError
+from ..tasks.tutor import DEFAULT_PROMPT, TutorPrompt, messages
+from .generation import Generation, cut_at_stop
+
+log = logging.getLogger(__name__)
+
+# llama.cpp sequences decoded together: two 5-sample votes, or a vote and five streamed answers (each slot 2,048
+# tokens of a unified KV cache: 0.6 GB for Qwen2.5-1.5B, f16).
+DEFAULT_SLOTS = 10
+INSTALL = "pip install xllamacpp  (or `make install-all` in a checkout)"
+
+
+class EngineError(ModelError):
+    """llama.cpp refused or failed a completion (its message is kept)."""
+
+
+def xllamacpp_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("xllamacpp") is not None
+
+
+class LlamaCppGenerator:
+    """A GGUF model behind llama.cpp's server: thread-safe, ``slots`` sequences decoded together, ``sample`` draws k
+    answers of one prompt as one batch."""
+
+    backend = "llama.cpp"
+    parallel = True  # concurrent calls share decode batches (the transformers generator runs one at a time)
+
+    def __init__(self, gguf_path: str | os.PathLike, system_prompt: str | None = None,
+                 stops: Sequence[str] | None = None, threads: int | None = None, n_ctx: int = 2048,
+                 tutor_prompt: TutorPrompt = DEFAULT_PROMPT, slots: int = DEFAULT_SLOTS):
+        if not xllamacpp_available():
+            raise ModelError(f"the llama.cpp backend needs xllamacpp: {INSTALL}")
+        if not os.path.isfile(gguf_path):
+            raise ModelError(f"{gguf_path}: GGUF file not found (export one with `mathtune export MODEL --gguf`)")
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads stalled a problem for 465 s (DESIGN.md)
+        import xllamacpp
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(gguf_path)
+        params.n_parallel, params.kv_unified = slots, True
+        params.n_ctx = n_ctx * slots
+        params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or os.cpu_count() or 1
+        params.warmup, params.verbosity, params.endpoint_metrics = True, -1, False
+        self.server = xllamacpp.Server(params)
+        self.path, self.slots, self.n_ctx = str(gguf_path), slots, n_ctx
+        self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
+        self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
+        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="mathtune-llama")
+
+    # -- one completion request ------------------------------------------------------------------------------------
+    def _body(self, chat: list[dict], max_new_tokens: int, temperature: float, seed: int | None,
+              stops: Sequence[str], ignore_eos: bool = False, n: int = 1) -> dict:
+        body = {"messages": chat, "max_tokens": max_new_tokens, "stream": True,
+                "stop": [] if ignore_eos else [s for s in (*self.stops, *stops) if s]}
+        if temperature > 0:
+            body.update(temperature=temperature, top_p=0.95, top_k=0, seed=-1 if seed is None else seed)
+        else:
+            body.update(temperature=0.0, top_k=1)
+        if ignore_eos:
+            body["ignore_eos"] = True
+        if n > 1:
+            body["n_cmpl"] = n
+        return body
+
+    def _complete(self, body: dict, cancel: threading.Event | None = None, on_piece=None) -> list[Generation]:
+        """The ``n`` answers of one request (index order); ``on_piece(index, text)`` sees each piece as it comes."""
+        n = body.get("n_cmpl", 1)
+        texts, tokens, finish = [""] * n, [0] * n, [None] * n
+        errors: list[str] = []
+
+        def piece(chunk) -> bool:  # llama.cpp's callback: True stops the request and frees its sequences
+            if not isinstance(chunk, dict) or "error" in chunk or "code" in chunk:
+                errors.append(str(chunk.get("error", chunk) if isinstance(chunk, dict) else chunk)[:500])
+                return True
+            for choice in chunk.get("choices", []):
+                i, text = choice.get("index", 0), (choice.get("delta") or {}).get("content")
+                if text:
+                    texts[i] += text
+                    tokens[i] += 1
+                    if on_piece is not None:
+                        on_piece(i, text)
+                if choice.get("finish_reason"):
+                    finish[i] = choice["finish_reason"]
+            return bool(cancel is not None and cancel.is_set())
+
+        start = time.perf_counter()
+        self.server.handle_chat_completions(body, piece)
+        if errors and not (cancel is not None and cancel.is_set()):
+            raise EngineError(f"llama.cpp ({os.path.basename(self.path)}): {errors[0]}")
+        seconds = time.perf_counter() - start  # llama.cpp leaves the stop sequence out of the text
+        return [Generation(t, k, seconds, f == "length") for t, k, f in zip(texts, tokens, finish)]
+
+    def _chat(self, question, context, system, prefix: str | None = None) -> list[dict]:
+        chat = messages(question, None, system or self.system_prompt, context, self.tutor_prompt)
+        if prefix:  # the answer so far: llama.cpp continues the last assistant message (tool-integrated reasoning)
+            chat.append({"role": "assistant", "content": prefix})
+        return chat
+
+    # -- the Generator protocol -------------------------------------------------------------------------------------
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
+        """Answers to ``questions``, decoded together (one request each, in parallel slots)."""
+        contexts = list(contexts) if contexts is not None else [None] * len(questions)
+
+        def one(i: int) -> Generation:
+            body = self._body(self._chat(questions[i], contexts[i], system), max_new_tokens, temperature,
+                              None if seed is None else seed + i, stops, ignore_eos)
+            [result] = self._complete(body)
+            return Generation(cut_at_stop(result.text, body["stop"]), result.new_tokens, result.seconds,
+                              result.truncated)
+
+        if len(questions) == 1:
+            return [one(0)]
+        return list(self._pool.map(one, range(len(questions))))
+
+    def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
+               temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
+        """k sampled answers of one prompt as one batch: the prompt is evaluated once, the k sequences share its
+        KV cache and decode together."""
+        body = self._body(self._chat(question, context, system), max_new_tokens, temperature, seed, stops, n=k)
+        return [Generation(cut_at_stop(g.text, body["stop"]), g.new_tokens, g.seconds, g.truncated)
+                for g in self._complete(body)]
+
+    def continue_answer(self, question: str, prefix: str, max_new_tokens: int = 256, context=None,
+                        system: str | None = None, stops: Sequence[str] = (), temperature: float = 0.0,
+                        seed: int | None = None) -> Generation:
+        """The rest of an answer that begins with ``prefix`` (returned without it)."""
+        body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops)
+        [whole] = self._complete(body)  # the assistant message: the prefix and what llama.cpp added to it
+        rest = whole.text[len(prefix):] if whole.text.startswith(prefix) else whole.text
+        return Generation(cut_at_stop(rest, body["stop"]), whole.new_tokens, whole.seconds, whole.truncated)
+
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
+               info=None) -> Iterator[str]:
+        """Pieces as llama.cpp makes them. Closing the iterator or setting ``cancel`` ends the request at the next
+        token and frees its slot."""
+        cancel = cancel or threading.Event()
+        pieces: queue.Queue = queue.Queue()
+        done = object()
+
+        def run():
+            try:
+                [result] = self._complete(self._body(self._chat(question, context, None), max_new_tokens, temperature,
+                                                     seed, ()), cancel, lambda _i, text: pieces.put(text))
+                if info is not None:
+                    info.update(new_tokens=result.new_tokens, truncated=result.truncated)
+                pieces.put(done)
+            except Exception as err:  # noqa: BLE001 - raised again in the reading thread
+                pieces.put(err)
+
+        worker = threading.Thread(target=run, daemon=True, name="mathtune-llama-stream")
+        worker.start()
+        try:
+            while (item := pieces.get()) is not done:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            cancel.set()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.server = None

@@ -37,7 +37,7 @@ from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
 from mathtune.models.solve import (  # noqa: E402
-    PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, Solution, decides, solve)
+    PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, TOOL_CALLS, Solution, decides, solve)
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
@@ -45,6 +45,8 @@ from mathtune.train.tutor_eval import solution_metrics  # noqa: E402
 
 VOTE_K = 5
 VOTE_PROGRAM = "vote(program)"  # a vote over program-mode samples (mode "vote" is over cot)
+VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
+VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed"}
 
 
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
@@ -62,10 +64,12 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     """What shapes an answer besides the model and the problem: a change invalidates the cached lines."""
     parts = [generator.system_prompt, json.dumps(generator.tutor_prompt.to_dict(), sort_keys=True),
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
-    if mode in ("program", VOTE_PROGRAM):
+    if mode in ("program", VOTE_PROGRAM, VOTE_MIXED):
         parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
     if mode.startswith("vote"):  # up to k samples at solve()'s default temperature and seed, stopped once decided
         parts.append(f"k={VOTE_K} early-stop")
+    if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
+        parts += ["xllamacpp", "batched" if generator.parallel else "in-turn", f"tools={TOOL_CALLS}"]
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 
@@ -100,7 +104,8 @@ class Cache:
 
 def solution_from_row(row: dict) -> Solution:
     return Solution(row["output"], row["final"], row["method"], row["refused"], program_ok=row["program_ok"],
-                    confidence=row["confidence"], samples=row["samples"], k=row.get("k", VOTE_K if row["mode"] == "vote" else 1), attempts=row.get("attempts", 1),
+                    confidence=row["confidence"], samples=row["samples"],
+                    k=row.get("k", VOTE_K if row["mode"].startswith("vote") else 1), attempts=row.get("attempts", 1),
                     new_tokens=row["new_tokens"],
                     seconds=row["seconds"])
 
@@ -119,9 +124,9 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             if time.time() > deadline:
                 break
             load = os.getloadavg()[0]
-            over = "program" if mode == VOTE_PROGRAM else "cot"
-            base_mode, budget = ("vote" if mode == VOTE_PROGRAM else mode, max_new_tokens) if data != "offtopic" \
-                else (over if mode.startswith("vote") else mode, 48 if mode == "cot" else 160)
+            over = VOTE_OVER.get(mode, "cot")
+            base_mode, budget = ("vote" if mode in VOTE_OVER else mode, max_new_tokens) if data != "offtopic" \
+                else (mode if mode in ("cot", "program") else "cot", 48 if mode == "cot" else 160)
             # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
             [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, base=over, tiebreak=None)
             gold = answers[i] if answers else None
@@ -175,7 +180,7 @@ def entry(model: str, backend: str, mode: str, name: str, solutions: list[Soluti
             top["correct"] += bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold))
         row["accuracy_by_agreeing_samples"] = dict(sorted(by.items()))
     print(json.dumps({k: row[k] for k in ("model", "mode", "data", "n", "n_target", "answer_accuracy",
-                                          "seconds_per_problem", "refusal_rate", "false_refusal_rate")}), flush=True)
+                                          "seconds_per_problem", "median_seconds_per_problem", "refusal_rate", "false_refusal_rate")}), flush=True)
     return row
 
 
@@ -189,6 +194,8 @@ def main() -> None:
     parser.add_argument("--vote-gsm8k", type=int, default=0, help=f"problems for vote (k={VOTE_K}) on the first model")
     parser.add_argument("--vote-program-gsm8k", type=int, default=0,
                         help=f"problems for a vote over programs (k={VOTE_K}) on the first model")
+    parser.add_argument("--vote-mixed-gsm8k", type=int, default=0,
+                        help=f"problems for a mixed vote (cot and program samples, k={VOTE_K}) on the first model")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
@@ -208,7 +215,8 @@ def main() -> None:
         load_seconds = time.perf_counter() - start
         runs = [(mode, name, pairs) for name, pairs in sets.items()
                 for mode in (args.math_modes if name == "math500" and args.math_modes is not None else args.modes)]
-        for mode, n in (("vote", args.vote_gsm8k), (VOTE_PROGRAM, args.vote_program_gsm8k)):
+        for mode, n in (("vote", args.vote_gsm8k), (VOTE_PROGRAM, args.vote_program_gsm8k),
+                        (VOTE_MIXED, args.vote_mixed_gsm8k)):
             if n and model == args.models[0]:
                 runs.append((mode, "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[:n]
                                                     for f in ("questions", "responses", "answers")), f"gsm8k {mode}")))

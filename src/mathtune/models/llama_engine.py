@@ -48,6 +48,7 @@ class LlamaCppGenerator:
     answers of one prompt as one batch."""
 
     backend = "llama.cpp"
+    engine = "xllamacpp"  # which llama.cpp binding: results of another are not comparable in the benchmarks' caches
     parallel = True  # concurrent calls share decode batches (the transformers generator runs one at a time)
 
     def __init__(self, gguf_path: str | os.PathLike, system_prompt: str | None = None,

@@ -5,6 +5,8 @@ fine-tuned report (a table and side-by-side examples, as Markdown).
 
 from __future__ import annotations
 
+import statistics
+
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -80,6 +82,7 @@ def solution_metrics(solutions: Sequence, pairs: Pairs, refusals: Sequence[str],
         "mean_new_tokens": tokens / max(len(outputs), 1),
         "tokens_per_second": tokens / seconds if seconds else None,
         "seconds_per_problem": seconds / len(solutions) if solutions else None,
+        "median_seconds_per_problem": statistics.median(s.seconds for s in solutions) if solutions else None,
         "program_ran_rate": sum(programs) / len(programs) if programs else None,
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
         "mean_samples": sum(s.samples for s in solutions) / len(solutions) if solutions else None,

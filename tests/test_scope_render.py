@@ -109,7 +109,7 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
     cancelled = threading.Event()
 
     class SlowGenerator:  # like the real ones: generation runs on its own thread and checks the cancel event
-        def stream(self, question, budget, context, cancel, temperature=0.0, seed=None, info=None):
+        def stream(self, question, budget, context, cancel, temperature=0.0, seed=None, info=None, **kwargs):
             import queue
 
             pieces: queue.Queue = queue.Queue()

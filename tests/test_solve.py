@@ -281,3 +281,47 @@ def test_a_sympy_result_is_read_as_latex_in_the_sandbox(tmp_path):
     assert _program_answer(hostile) == hostile and not marker.exists()
     [s] = solve(Scripted(["```python\nimport sympy\nprint(sympy.pi / 4)\n```"]), ["q"], "program")
     assert s.final_answer == "\\frac{\\pi}{4}" and s.steps[-1] == "The answer is \\(\\frac{\\pi}{4}\\)."
+
+
+class Streamed(Scripted):
+    """A scripted generator that also streams: each reply in two pieces; records each stream's prefix."""
+
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None, info=None,
+               prefix=None, stops=()):
+        reply = self.replies.pop(0)
+        self.calls.append({"prefix": prefix, "stops": stops})
+        yield reply[: len(reply) // 2]
+        yield reply[len(reply) // 2:]
+        if info is not None:
+            info.update(new_tokens=10, truncated=False)
+
+
+def test_a_streamed_cot_answer_runs_its_program_and_goes_on_from_the_real_output():
+    from mathtune.models.solve import stream_cot
+
+    generator = Streamed(["Compute it.\n```python\nprint(6 * 7)\n```", "So the answer is 42."])
+    info: dict = {}
+    text = "".join(stream_cot(generator, "What is 6 times 7?", 100, info=info))
+    assert "```output\n42\n```" in text and text.endswith("So the answer is 42.")
+    assert generator.calls[0]["prefix"] is None and generator.calls[1]["prefix"].endswith("```output\n42\n```\n")
+    assert generator.calls[0]["stops"] == PROGRAM_STOPS  # the model stops where it would invent the output
+    assert info == {"new_tokens": 20, "truncated": False, "tool_calls": 1}
+
+
+def test_a_cot_answer_without_a_program_streams_once():
+    from mathtune.models.solve import stream_cot
+
+    generator = Streamed(["6 times 7 is 42. The answer is 42."])
+    assert "".join(stream_cot(generator, "q", 100)) == "6 times 7 is 42. The answer is 42."
+    assert len(generator.calls) == 1
+
+
+def test_tool_calls_stop_at_the_limit_and_a_failing_block_shows_its_error():
+    from mathtune.models.solve import TOOL_CALLS, stream_cot
+
+    loop = "```python\nprint(undefined_name)\n```"
+    generator = Streamed([loop] * (TOOL_CALLS + 1))
+    info: dict = {}
+    text = "".join(stream_cot(generator, "q", 1000, info=info))
+    assert info["tool_calls"] == TOOL_CALLS and len(generator.calls) == TOOL_CALLS + 1
+    assert "```output\nError:" in text and "NameError" in text

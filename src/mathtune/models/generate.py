@@ -127,16 +127,17 @@ class TransformersGenerator:
         return results
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
-               info=None) -> Iterator[str]:
+               info=None, prefix: str | None = None, stops: Sequence[str] = ()) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
-        ids = self.tokenizer(self.prompt(question, context), return_tensors="pt", add_special_tokens=False,
-                             return_token_type_ids=False).to(self.device)
+        stops = (*self.stops, *stops)
+        ids = self.tokenizer(self.prompt(question, context, None, prefix), return_tensors="pt",
+                             add_special_tokens=False, return_token_type_ids=False).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
         prompt_len = ids["input_ids"].shape[1]
         kwargs = dict(**ids, max_new_tokens=max_new_tokens, **sampling, streamer=streamer,
-                      pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=self._stopping(prompt_len))
+                      pad_token_id=self.tokenizer.pad_token_id, stopping_criteria=self._stopping(prompt_len, stops))
         if cancel is not None:
             kwargs["stopping_criteria"].append(StopOnEvent(cancel))
 
@@ -151,12 +152,12 @@ class TransformersGenerator:
 
         if self.executor is not None:
             done = self.executor.submit(run)
-            yield from _stop_filtered(streamer, self.stops)
+            yield from _stop_filtered(streamer, stops)
             done.result()
             return
         worker = threading.Thread(target=run, daemon=True)
         worker.start()
-        yield from _stop_filtered(streamer, self.stops)
+        yield from _stop_filtered(streamer, stops)
         worker.join()
 
 

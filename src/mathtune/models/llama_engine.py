@@ -152,12 +152,11 @@ class LlamaCppGenerator:
                         seed: int | None = None) -> Generation:
         """The rest of an answer that begins with ``prefix`` (returned without it)."""
         body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops)
-        [whole] = self._complete(body)  # the assistant message: the prefix and what llama.cpp added to it
-        rest = whole.text[len(prefix):] if whole.text.startswith(prefix) else whole.text
-        return Generation(cut_at_stop(rest, body["stop"]), whole.new_tokens, whole.seconds, whole.truncated)
+        [rest] = self._complete(body)  # streamed: only what llama.cpp added to the prefix
+        return Generation(cut_at_stop(rest.text, body["stop"]), rest.new_tokens, rest.seconds, rest.truncated)
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
-               info=None) -> Iterator[str]:
+               info=None, prefix: str | None = None, stops: Sequence[str] = ()) -> Iterator[str]:
         """Pieces as llama.cpp makes them. Closing the iterator or setting ``cancel`` ends the request at the next
         token and frees its slot."""
         cancel = cancel or threading.Event()
@@ -166,8 +165,8 @@ class LlamaCppGenerator:
 
         def run():
             try:
-                [result] = self._complete(self._body(self._chat(question, context, None), max_new_tokens, temperature,
-                                                     seed, ()), cancel, lambda _i, text: pieces.put(text))
+                body = self._body(self._chat(question, context, None, prefix), max_new_tokens, temperature, seed, stops)
+                [result] = self._complete(body, cancel, lambda _i, text: pieces.put(text))
                 if info is not None:
                     info.update(new_tokens=result.new_tokens, truncated=result.truncated)
                 pieces.put(done)

@@ -21,7 +21,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import Iterator, get_args
 
 from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal
@@ -253,10 +253,39 @@ _TOOL_OUTPUT = "```output\n{output}\n```\n"
 
 def _ends_with_program(text: str) -> str | None:
     """The program of a Python block that ends ``text`` (where the model stopped to write its output), if any."""
-    blocks = list(_CODE.finditer(text))
-    if blocks and blocks[-1].end() == len(text.rstrip()) and blocks[-1].group(1).strip():
-        return blocks[-1].group(1)
-    return None
+    body = text.rstrip()
+    start = max(body.rfind("```python"), body.rfind("```py\n"))
+    if not body.endswith("```") or start < 0 or "\n" not in body[start:]:
+        return None
+    code = body[start:].split("\n", 1)[1][:-3]
+    return code if code.strip() and "```" not in code else None
+
+
+def stream_cot(generator, question: str, max_new_tokens: int, context=None, cancel=None, temperature: float = 0.0,
+               seed: int | None = None, info: dict | None = None) -> Iterator[str]:
+    """A cot answer piece by piece, with tool-integrated reasoning as in ``with_tools``: where the model stops after
+    a Python block, the sandbox's output is sent as the next piece and the model goes on from it. ``info`` gets
+    ``new_tokens``, ``truncated`` and ``tool_calls`` at the end."""
+    text, tokens, calls, prefix, part = "", 0, 0, None, {}
+    while True:
+        part = {}
+        for piece in generator.stream(question, max_new_tokens - tokens, context, cancel, temperature, seed, part,
+                                      prefix=prefix, stops=PROGRAM_STOPS):
+            text += piece
+            yield piece
+        tokens += part.get("new_tokens", 0)
+        program = _ends_with_program(text)
+        if program is None or calls >= TOOL_CALLS or tokens >= max_new_tokens or part.get("truncated") or \
+                (cancel is not None and cancel.is_set()):
+            break
+        result = run_program(program)
+        shown = (result.output.strip() or "(no output)") if result.ok else f"Error: {result.error}"
+        block = f"\n{_TOOL_OUTPUT.format(output=shown[:2000])}"
+        text, prefix, calls = text.rstrip() + block, text.rstrip() + block, calls + 1
+        yield block
+    if info is not None:
+        info.update(new_tokens=tokens, truncated=bool(part.get("truncated")) or tokens >= max_new_tokens,
+                    tool_calls=calls)
 
 
 def with_tools(generator, question: str, context, generation: Generation, max_new_tokens: int,

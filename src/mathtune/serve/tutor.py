@@ -21,7 +21,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..metrics.answers import is_refusal
 from ..config import SolveConfig
-from ..models.solve import VOTE_TIEBREAK, overridden, solve_as
+from ..models.solve import VOTE_TIEBREAK, overridden, solve_as, stream_cot
 from ..tasks.scope import REFUSAL, is_math_question
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,8 @@ def build_tutor_router(app_state) -> APIRouter:
         cancel = threading.Event()  # set when the client goes away: generation stops at the next token
         info: dict = {}
         try:
-            async for piece in iterate_in_threadpool(model.generator.stream(question, budget, context, cancel, info=info)):
+            async for piece in iterate_in_threadpool(stream_cot(model.generator, question, budget, context, cancel,
+                                                                info=info)):
                 pieces.append(piece)
                 yield _sse("token", {"text": piece})
         except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream

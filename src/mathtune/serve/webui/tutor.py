@@ -14,7 +14,7 @@ import time
 
 from starlette.concurrency import iterate_in_threadpool
 
-from ...models.solve import overridden, solve_as
+from ...models.solve import overridden, solve_as, stream_cot
 from ...tasks.scope import REFUSAL, conversation_question, in_scope
 from .common import MEASURED, error_update, percent, plain_error
 from .render import LATEX, answer_markdown, math_markdown
@@ -187,7 +187,7 @@ def _streamer(state, model):
         deadline = time.monotonic() + settings.ui_timeout_s
         started = model.gate.enter()  # the API's limit: a full line says when to try again
         try:
-            pieces = model.generator.stream(prompt, budget, context, cancel, temperature=temperature, seed=seed, info=info)
+            pieces = stream_cot(model.generator, prompt, budget, context, cancel, temperature, seed, info)
             async for piece in iterate_in_threadpool(pieces):
                 text += piece
                 yield text, info

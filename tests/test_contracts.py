@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from mathtune.cli import app
 from mathtune.config import recipe_from_dict
+from mathtune.errors import RecipeError
 from mathtune.serve.app import create_app
 from mathtune.tasks import TASKS, register_task
 from mathtune.tasks.base import column_labels, id_label_submission, label_confusion, text_column_inputs
@@ -33,7 +35,7 @@ class WordProblemTask:
     settings_model = None
     primary_metric = "f1_macro"
     metric_order = ("f1_macro", "accuracy")
-    trainers = ("tfidf",)
+    trainers = ("tfidf", "lean-tfidf")
     registered_name = "word-problems"
     route = "word-problems"
     default_label_names = ("exercise", "word problem")
@@ -120,6 +122,78 @@ def test_a_task_registered_outside_src_trains_predicts_and_serves(word_task, wor
     assert client.get("/readyz").json()["models"]["word_problem"]["ready"] is True
     client.post("/v1/word-problems", json={"rows": [{"Question": "x"}]})
     assert 'route="/v1/word-problems"' in client.get("/metrics").text
+
+
+class LeanSettings(BaseModel):
+    """The plugin trainer's own recipe section, `lean:`."""
+
+    model_config = ConfigDict(extra="forbid")
+    C: float = Field(0.5, gt=0)
+    words_only: bool = True
+
+
+class LeanTfidfTrainer:
+    """A trainer from outside src/: word n-grams only, its settings from its own section, saved as a tfidf model."""
+
+    name, kind, section, pipeline = "lean-tfidf", "tfidf", "lean", None
+    settings_model = LeanSettings
+    seen: list = []
+
+    def fit(self, ctx):
+        from mathtune.config import TfidfConfig
+        from mathtune.models.tfidf import save, tfidf_topk_variants
+        from mathtune.train.classical import fit_tfidf
+        from mathtune.train.trainers import Fitted, final_metrics
+
+        settings = ctx.recipe.section(self.section)
+        self.seen.append(settings)
+        cfg = TfidfConfig(C=settings.C, char_ngrams=(1, 1) if settings.words_only else (1, 5), min_df=1)
+        model = fit_tfidf(ctx.train.texts, ctx.y_train, cfg, ctx.recipe.train.seed)
+        save(model, ctx.work)
+        outputs = tfidf_topk_variants(model, ctx.val.texts, len(ctx.labels), ctx.task.top_k, ctx.masks)
+        metrics, ablation = final_metrics(ctx.task, ctx.y_val, outputs, ctx.labels)
+        return Fitted(metrics, [{"epoch": 1, "step": 1}], 0.1, outputs["final"], ablation=ablation)
+
+
+@pytest.fixture
+def lean_trainer():
+    from mathtune.train.trainers import register_trainer, unregister_trainer
+
+    trainer = register_trainer(LeanTfidfTrainer())
+    yield trainer
+    unregister_trainer(trainer.name)
+
+
+def test_a_plugin_trainer_brings_its_own_recipe_section_and_trains(word_task, lean_trainer, workdir):
+    _word_rows(80, 1)[["Question", "label"]].to_csv(workdir / "words.csv", index=False)
+    recipe = recipe_from_dict({"task": "word_problem", "trainer": "lean-tfidf", "data": {"train": "words.csv"},
+                               "lean": {"C": 2.0}, "tracking": "none"})
+    assert recipe.section("lean") == LeanSettings(C=2.0)
+    result = train_from_recipe(recipe, "runs/lean")
+    assert lean_trainer.seen[-1].C == 2.0 and result.metrics["f1_macro"] > 0.8
+    assert "lean:\n  C: 2.0" in (workdir / "runs/lean/recipe.yaml").read_text()  # saved as it was written
+    defaults = recipe_from_dict({"task": "word_problem", "trainer": "lean-tfidf", "data": {"train": "words.csv"}})
+    assert defaults.section("lean") == LeanSettings()  # left out: the section's defaults
+    with pytest.raises(RecipeError, match="unknown key 'lean.c'.*did you mean 'lean.C'"):
+        recipe_from_dict({"task": "word_problem", "trainer": "lean-tfidf", "data": {"train": "x"}, "lean": {"c": 1}})
+    with pytest.raises(RecipeError, match="section 'lean' is read by trainer lean-tfidf"):
+        recipe_from_dict({"task": "word_problem", "trainer": "tfidf", "data": {"train": "x"}, "lean": {"C": 1}})
+
+
+def test_registering_a_name_twice_raises(word_task, lean_trainer):
+    from mathtune.config import register_section
+    from mathtune.train.trainers import register_trainer
+
+    with pytest.raises(RecipeError, match="trainer 'lean-tfidf' is already registered"):
+        register_trainer(LeanTfidfTrainer())
+    with pytest.raises(RecipeError, match="trainer 'tfidf' is already registered"):
+        register_trainer(type("Other", (), {"name": "tfidf", "section": None})())
+    with pytest.raises(RecipeError, match="task 'word_problem' is already registered"):
+        register_task(WordProblemTask)
+    with pytest.raises(RecipeError, match="recipe section 'lean' is already registered .by trainer lean-tfidf."):
+        register_section("lean", LeanSettings, trainer="another")
+    with pytest.raises(RecipeError, match="recipe section 'tfidf' is already registered .by mathtune."):
+        register_section("tfidf", LeanSettings, trainer="another")
 
 
 def test_unknown_task_and_wrong_trainer_are_recipe_errors(workdir):

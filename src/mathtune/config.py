@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import reprlib
+from dataclasses import dataclass
 import typing
 import os
 from pathlib import Path
@@ -220,6 +221,45 @@ TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft", "embedding
                     "augment": ("tfidf", "finetune", "embedding"), "ensemble": ("ensemble",), "embedding": ("embedding",)}
 
 
+@dataclass(frozen=True)
+class PluginSection:
+    """A recipe section brought by a trainer or task registered outside mathtune: its settings model and who reads
+    it. A recipe's plugin sections are validated with their model and kept in ``Recipe.extensions``."""
+
+    name: str
+    model: type[BaseModel]
+    trainer: str | None = None
+    task: str | None = None
+
+    @property
+    def reader(self) -> str:
+        return f"trainer {self.trainer}" if self.trainer else f"task {self.task}"
+
+    def read_by(self, task: str, trainer: str) -> bool:
+        return trainer == self.trainer if self.trainer else task == self.task
+
+
+PLUGIN_SECTIONS: dict[str, PluginSection] = {}
+
+
+def register_section(name: str, model: type[BaseModel], *, trainer: str | None = None,
+                     task: str | None = None) -> PluginSection:
+    """Make ``name:`` a recipe section, read by one plugin ``trainer`` (or ``task``) and validated with ``model``
+    (register_trainer and register_task call this for a plugin's ``settings_model``). A name that is taken raises."""
+    if (trainer is None) == (task is None):
+        raise ValueError(f"section {name!r}: give the trainer or the task that reads it (one of them)")
+    if name in Recipe.model_fields or name in PLUGIN_SECTIONS:
+        owner = PLUGIN_SECTIONS[name].reader if name in PLUGIN_SECTIONS else "mathtune"
+        raise RecipeError(f"recipe section {name!r} is already registered (by {owner}); choose another name")
+    section = PluginSection(name, model, trainer, task)
+    PLUGIN_SECTIONS[name] = section
+    return section
+
+
+def unregister_section(name: str) -> None:
+    PLUGIN_SECTIONS.pop(name, None)
+
+
 class Recipe(_Strict):
     task: str = Field("topic", description="A registered task: topic, misconception, products, tutor, or your own.")
     trainer: str = Field("finetune", description="A registered trainer: tfidf, finetune, embedding, ensemble, sklearn, sft, or your own.")
@@ -236,6 +276,29 @@ class Recipe(_Strict):
     augment: AugmentConfig | None = Field(None, description="Augment rare classes of the training split (never validation).")
     ensemble: EnsembleConfig | None = Field(None, description="Members and how their probabilities are combined (trainer ensemble).")
     embedding: EmbeddingConfig | None = Field(None, description="The linear head on frozen sentence vectors (trainer embedding; the encoder is `model.name`).")
+    extensions: dict[str, Any] = Field(default_factory=dict, description="Sections of plugin trainers and tasks (register_section), validated by their own models; written in a recipe as top-level sections.")
+
+    def section(self, name: str):
+        """A section by name: a built-in one or a plugin's (``None`` when the recipe has none)."""
+        return self.extensions.get(name) if name in PLUGIN_SECTIONS else getattr(self, name, None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plugin_sections(cls, raw: Any) -> Any:
+        """Plugin sections move into ``extensions``, each validated by its model (its defaults when the recipe's
+        trainer or task reads it and the recipe leaves it out)."""
+        if not isinstance(raw, dict):
+            return raw
+        raw, extensions = dict(raw), dict(raw.get("extensions") or {})
+        task, trainer = raw.get("task", "topic"), raw.get("trainer", "finetune")
+        for name, section in PLUGIN_SECTIONS.items():
+            value = raw.pop(name, extensions.get(name))
+            if value is None and not section.read_by(task, trainer):
+                extensions.pop(name, None)
+                continue
+            extensions[name] = value if isinstance(value, section.model) else section.model.model_validate(value or {})
+        raw["extensions"] = extensions
+        return raw
 
     @model_validator(mode="after")
     def _task_defaults(self) -> "Recipe":
@@ -283,11 +346,11 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     return keys
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
-    known = _known_keys(Recipe)
+def _format_validation_error(err: ValidationError, source: str, section: str | None = None) -> str:
+    known = _known_keys(Recipe) + [k for name, s in PLUGIN_SECTIONS.items() for k in _known_keys(s.model, name + ".")]
     lines = []
     for item in err.errors():
-        key = ".".join(str(p) for p in item["loc"])
+        key = ".".join(str(p) for p in ((section,) if section else ()) + tuple(item["loc"]))
         if item["type"] == "extra_forbidden":
             guess = difflib.get_close_matches(key, known, n=1) if len(key) < 200 else []
             hint = f" (did you mean '{guess[0]}'?)" if guess else ""
@@ -382,6 +445,9 @@ def check_sections(raw: dict, source: str) -> None:
             users = " or ".join(TRAINER_SECTIONS[key])
             raise RecipeError(f"recipe {source}: section '{key}' is read by trainer {users}, and this recipe's trainer "
                               f"is {trainer}; remove the section (or change the trainer)")
+        if key in PLUGIN_SECTIONS and not PLUGIN_SECTIONS[key].read_by(task, trainer):
+            raise RecipeError(f"recipe {source}: section '{key}' is read by {PLUGIN_SECTIONS[key].reader}, and this "
+                              f"recipe's task is {task} and trainer {trainer}; remove the section")
         if key == "settings" and task in TASK_SECTIONS:
             raise RecipeError(f"recipe {source}: section 'settings' is for tasks registered outside mathtune; the "
                               f"{task} task reads section '{TASK_SECTIONS[task]}'")
@@ -394,6 +460,12 @@ def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str 
         set_key(raw, assignment)
     check_size(raw, source)
     check_sections(raw, source)
+    for name, section in PLUGIN_SECTIONS.items():  # checked here so that an error names the section's keys
+        try:
+            if raw.get(name) is not None:
+                section.model.model_validate(raw[name])
+        except ValidationError as err:
+            raise RecipeError(_format_validation_error(err, source, name)) from None
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
@@ -401,8 +473,9 @@ def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str 
 
 
 def recipe_to_yaml(recipe: Recipe) -> str:
-    """The resolved recipe, without the sections it does not use."""
+    """The resolved recipe, without the sections it does not use (plugin sections at the top level, as written)."""
     dumped = {k: v for k, v in recipe.model_dump(mode="json").items() if v is not None or k in ("labels",)}
+    dumped.update(dumped.pop("extensions", None) or {})
     return yaml.safe_dump(dumped, sort_keys=False)
 
 
@@ -417,7 +490,9 @@ def flatten(recipe: Recipe) -> dict[str, Any]:
         else:
             out[prefix[:-1]] = node
 
-    walk(recipe.model_dump(mode="json"), "")
+    dumped = recipe.model_dump(mode="json")
+    dumped.update(dumped.pop("extensions", None) or {})
+    walk(dumped, "")
     return out
 
 

@@ -17,12 +17,12 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import iterate_in_threadpool
 
 from ..metrics.answers import is_refusal
 from ..config import SolveConfig
-from ..models.solve import VOTE_TIEBREAK, overridden, solve_as, stream_cot
-from ..tasks.scope import REFUSAL, is_math_question
+from ..models.solve import VOTE_TIEBREAK, overridden, solve_as
+from ..tasks.scope import REFUSAL
+from .tutor_service import QuestionError, TutorService
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +89,6 @@ def solution_fields(solution) -> dict:
             "samples_drawn": solution.samples}
 
 
-def _solve(model, question: str, context, budget: int, solving: SolveConfig):
-    """The solution of ``question`` as ``solving`` says, on the model's own thread."""
-    return model.run(solve_as, model.generator, [question], solving, [context], budget)
-
-
 def _once(fn, *args):
     """``fn(*args)`` the first time the result is called, nothing after (a stream's place is given back once)."""
     done = threading.Event()
@@ -135,80 +130,78 @@ def build_tutor_router(app_state) -> APIRouter:
     router = APIRouter()
     settings = app_state.settings
 
-    def tutor_model():
+    def service() -> TutorService:
         model = app_state.models.get("tutor")
         if model is None:
             served = ", ".join(app_state.models) or "none"
             raise HTTPException(status_code=404, detail=f"no tutor model is served here (served: {served}); start the "
                                                         "server with --model pointing at a folder trained with a tutor recipe")
-        return model
+        return TutorService(model, settings)
+
+    def count(refused: bool) -> None:
+        app_state.metrics.predictions.labels(model="tutor", label="refused" if refused else "answered").inc()
 
     @router.post("/v1/tutor", response_model=TutorResponse, summary="Solve a math problem step by step (SSE when stream=true)")
     async def tutor(body: TutorRequest):
-        model = tutor_model()
-        question = body.question.strip()
-        if not question:
-            raise HTTPException(status_code=422, detail="question is empty; send the problem to solve")
-        if len(question) > settings.max_text_chars:
-            raise HTTPException(status_code=422, detail=f"question has {len(question)} characters, over the limit of {settings.max_text_chars}")
-        budget = min(body.max_new_tokens or model.manifest.get("max_new_tokens", 256), settings.tutor_max_new_tokens)
-        if settings.tutor_scope and not is_math_question(question):  # the server's rule, not the model's whim
+        tutor = service()
+        try:
+            question = tutor.question(body.question)
+        except QuestionError as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
+        budget = tutor.budget(body.max_new_tokens)
+        if tutor.out_of_scope(question):
             app_state.metrics.predictions.labels(model="tutor", label="out_of_scope").inc()
-            return out_of_scope(model.source, body.stream)
-        context, hits = (await model.run(model.retrieve, question, body.k)) if body.retrieval else (None, [])
+            return out_of_scope(tutor.model.source, body.stream)
+        context, hits = await tutor.retrieve(question, body.k, body.retrieval)
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
-        solving = body.solving(model)
-        started = model.gate.enter()  # 503 with Retry-After when the line is full
+        solving = body.solving(tutor.model)
         if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
-            release = _once(model.gate.leave, started)
-            events = _stream(model, question, budget, context, sources) if solving.mode == "cot" else \
-                _stream_solution(model, question, budget, context, sources, solving)
+            started = tutor.gate.enter()  # 503 with Retry-After when the line is full
+            release = _once(tutor.gate.leave, started)
+            events = _stream(tutor, question, budget, context, sources, count) if solving.mode == "cot" else \
+                _stream_solution(tutor, question, budget, context, sources, solving)
             return StreamingResponse(_released(events, release), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
         start = time.perf_counter()
-        try:
-            solution = (await _solve(model, question, context, budget, solving))[0]
-        finally:
-            model.gate.leave(started)
-        app_state.metrics.predictions.labels(model="tutor", label="refused" if solution.refused else "answered").inc()
-        return TutorResponse(model=model.source, sources=sources, new_tokens=solution.new_tokens,
+        solution = await tutor.solve(question, context, solving, budget)
+        count(solution.refused)
+        return TutorResponse(model=tutor.model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
                              truncated=solution.samples == 1 and solution.attempts == 1 and solution.new_tokens >= budget)
 
-    async def _stream_solution(model, question, budget, context, sources, solving):
-        yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
-        start = time.perf_counter()
-        try:
-            solution = (await _solve(model, question, context, budget, solving))[0]
-        except Exception:  # noqa: BLE001
-            log.exception("tutor solving failed")
-            yield _sse("error", {"error": "solving failed; the server log has the details"})
-            return
-        yield _sse("done", {"model": model.source, **solution_fields(solution),
-                            "seconds": round(time.perf_counter() - start, 3)})
-
-    async def _stream(model, question, budget, context, sources):
-        yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
-        pieces = []
-        start = time.perf_counter()
-        cancel = threading.Event()  # set when the client goes away: generation stops at the next token
-        info: dict = {}
-        try:
-            async for piece in iterate_in_threadpool(stream_cot(model.generator, question, budget, context, cancel,
-                                                                info=info)):
-                pieces.append(piece)
-                yield _sse("token", {"text": piece})
-        except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
-            log.exception("tutor generation failed")
-            yield _sse("error", {"error": "generation failed; the server log has the details"})
-            return
-        finally:
-            cancel.set()
-        answer = "".join(pieces).strip()
-        app_state.metrics.predictions.labels(model="tutor", label="refused" if is_refusal(answer) else "answered").inc()
-        yield _sse("done", {"model": model.source, "answer": answer, "steps": split_steps(answer), "method": "cot",
-                            "final_answer": model.generator.tutor_prompt.final_answer(answer), "refused": is_refusal(answer),
-                            "truncated": bool(info.get("truncated")), "seconds": round(time.perf_counter() - start, 3)})
-
     return router
+
+
+async def _stream_solution(tutor: TutorService, question, budget, context, sources, solving):
+    yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
+    start = time.perf_counter()
+    try:  # the place in the line is the stream's (taken before the response began)
+        solution = (await tutor.model.run(solve_as, tutor.model.generator, [question], solving, [context], budget))[0]
+    except Exception:  # noqa: BLE001
+        log.exception("tutor solving failed")
+        yield _sse("error", {"error": "solving failed; the server log has the details"})
+        return
+    yield _sse("done", {"model": tutor.model.source, **solution_fields(solution),
+                        "seconds": round(time.perf_counter() - start, 3)})
+
+
+async def _stream(tutor: TutorService, question, budget, context, sources, count):
+    yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
+    pieces = []
+    start = time.perf_counter()
+    cancel = threading.Event()  # set when the client goes away: generation stops at the next token
+    info: dict = {}
+    try:
+        async for piece in tutor.pieces(question, context, budget, cancel, info):
+            pieces.append(piece)
+            yield _sse("token", {"text": piece})
+    except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
+        log.exception("tutor generation failed")
+        yield _sse("error", {"error": "generation failed; the server log has the details"})
+        return
+    answer = "".join(pieces).strip()
+    count(is_refusal(answer))
+    yield _sse("done", {"model": tutor.model.source, "answer": answer, "steps": split_steps(answer), "method": "cot",
+                        "final_answer": tutor.final_answer(answer), "refused": is_refusal(answer),
+                        "truncated": bool(info.get("truncated")), "seconds": round(time.perf_counter() - start, 3)})

@@ -78,6 +78,8 @@ def register_task(cls: type) -> type:
                            "registered_name", "route") if not hasattr(cls, a)]
     if missing:
         raise TypeError(f"task {cls.__name__}: missing {', '.join(missing)} (see mathtune.tasks.base.Task)")
+    if cls.name in TASKS:
+        raise RecipeError(f"task {cls.name!r} is already registered ({TASKS[cls.name].__name__}); choose another name")
     cls.greater_is_better = higher_is_better(cls.primary_metric)
     TASKS[cls.name] = cls
     return cls

@@ -17,7 +17,7 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
-from ..config import Recipe
+from ..config import Recipe, register_section, unregister_section
 from ..errors import RecipeError
 from ..metrics.plots import confusion_matrix_png
 from ..models.folder import HF_SUBDIR
@@ -59,6 +59,9 @@ class Trainer(Protocol):
     kind: str
     section: str | None
     pipeline: Callable | None
+    # A plugin trainer may also set ``settings_model`` (a pydantic model): its ``section`` then becomes a recipe
+    # section of its own, validated by that model, with its defaults when a recipe leaves it out
+    # (``ctx.recipe.section(trainer.section)``).
 
     def fit(self, ctx: FitContext) -> Fitted: ...
 
@@ -67,8 +70,25 @@ TRAINERS: dict[str, Trainer] = {}
 
 
 def register_trainer(trainer: Trainer) -> Trainer:
+    """Make ``trainer`` known to recipes by its name (and its own recipe section, if it brings one). A name that is
+    taken raises: a second registration would silently replace the first."""
+    if trainer.name in TRAINERS:
+        raise RecipeError(f"trainer {trainer.name!r} is already registered ({type(TRAINERS[trainer.name]).__name__}); "
+                          "choose another name")
+    settings_model = getattr(trainer, "settings_model", None)
+    if settings_model is not None:
+        if not trainer.section:
+            raise RecipeError(f"trainer {trainer.name!r}: a settings_model needs a section name to read it from")
+        register_section(trainer.section, settings_model, trainer=trainer.name)
     TRAINERS[trainer.name] = trainer
     return trainer
+
+
+def unregister_trainer(name: str) -> None:
+    """Forget a trainer and the section it brought (tests, notebooks that redefine one)."""
+    trainer = TRAINERS.pop(name, None)
+    if trainer is not None and getattr(trainer, "settings_model", None) is not None:
+        unregister_section(trainer.section)
 
 
 def get_trainer(name: str) -> Trainer:

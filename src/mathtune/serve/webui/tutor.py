@@ -12,10 +12,9 @@ import random
 import threading
 import time
 
-from starlette.concurrency import iterate_in_threadpool
-
-from ...models.solve import overridden, solve_as, stream_cot
-from ...tasks.scope import REFUSAL, conversation_question, in_scope
+from ...models.solve import overridden
+from ...tasks.scope import REFUSAL, conversation_question
+from ..tutor_service import QuestionError, TutorService
 from .common import MEASURED, error_update, percent, plain_error
 from .render import LATEX, answer_markdown, math_markdown
 
@@ -170,7 +169,7 @@ def _continue(gr, state, model):
         except Exception as exc:  # noqa: BLE001
             yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
             return
-        last.update(truncated=bool(info.get("truncated")), final=model.generator.tutor_prompt.final_answer(last["a"]))
+        last.update(truncated=bool(info.get("truncated")), final=TutorService(model, state.settings).final_answer(last["a"]))
         new = turns[:-1] + [last]
         yield render(new), new, gr.update(), error_update(None), gr.update(visible=last["truncated"])
     return cont
@@ -178,17 +177,16 @@ def _continue(gr, state, model):
 
 def _streamer(state, model):
     """An async iterator of (text so far, info) for one cot answer; stops at the UI's time limit."""
-    settings = state.settings
-    budget = min(model.manifest.get("max_new_tokens", 384), settings.tutor_max_new_tokens)
+    tutor = TutorService(model, state.settings)
+    budget = tutor.budget()
 
     async def stream(prompt: str, temperature: float, seed):
-        context, _ = await model.run(model.retrieve, prompt, None)
+        context, _ = await tutor.retrieve(prompt)
         cancel, info, text = threading.Event(), {}, ""
-        deadline = time.monotonic() + settings.ui_timeout_s
-        started = model.gate.enter()  # the API's limit: a full line says when to try again
+        deadline = time.monotonic() + state.settings.ui_timeout_s
+        started = tutor.gate.enter()  # the API's line: when it is full, the message says when to try again
         try:
-            pieces = stream_cot(model.generator, prompt, budget, context, cancel, temperature, seed, info)
-            async for piece in iterate_in_threadpool(pieces):
+            async for piece in tutor.pieces(prompt, context, budget, cancel, info, temperature, seed):
                 text += piece
                 yield text, info
                 if time.monotonic() > deadline:
@@ -196,7 +194,7 @@ def _streamer(state, model):
                                        "Ask a shorter question, or try again.")
         finally:
             cancel.set()  # Stop pressed, the page closed, or the time ran out: generation ends at the next token
-            model.gate.leave(started)
+            tutor.gate.leave(started)
         yield text, info
     return stream
 
@@ -204,21 +202,22 @@ def _streamer(state, model):
 def _answerer(gr, state, model):
     settings = state.settings
     stream_text = _streamer(state, model)
-    budget = min(model.manifest.get("max_new_tokens", 384), settings.tutor_max_new_tokens)
+    tutor = TutorService(model, settings)
+    budget = tutor.budget()
 
     async def answer(text, turns, mode, temperature=0.0, seed=None):
         turns = list(turns or [])
-        q = (text or "").strip()
-        if not q:
+        if not (text or "").strip():
             yield render(turns), turns, text, error_update("Type a question first."), gr.update()
             return
-        if len(q) > settings.max_text_chars:
-            yield (render(turns), turns, text, error_update(f"Your question has {len(q)} characters; the limit is "
-                                                            f"{settings.max_text_chars}. Shorten it."), gr.update())
+        try:
+            q = tutor.question(text)
+        except QuestionError as err:
+            yield render(turns), turns, text, error_update(f"Your {err}."), gr.update()
             return
         history = history_pairs(turns)
         prompt = conversation_question(q, history)
-        if settings.tutor_scope and not in_scope(q, [h[0] for h in history]):
+        if tutor.out_of_scope(q, [h[0] for h in history]):
             new = turns + [{"q": q, "a": REFUSAL, "final": None, "note": None}]
             yield render(new), new, "", error_update(None), gr.update(visible=False)
             return
@@ -229,17 +228,16 @@ def _answerer(gr, state, model):
                 async for partial, info in stream_text(prompt, temperature, seed):
                     turn["a"] = partial
                     yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
-                turn.update(final=model.generator.tutor_prompt.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
+                turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
                             note="Step-by-step reasoning, not checked by a program: check the steps.")
             else:
                 yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
                 import asyncio
 
-                context, _ = await model.run(model.retrieve, prompt, None)
-                solving = overridden(model.generator.solving, mode=mode)  # the tutor's own vote settings stay
-                with model.gate.place():
-                    solution = (await asyncio.wait_for(model.run(solve_as, model.generator, [prompt], solving,
-                                                                 [context], budget), settings.ui_timeout_s))[0]
+                context, _ = await tutor.retrieve(prompt)
+                solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
+                solution = await asyncio.wait_for(tutor.solve(prompt, context, solving, budget),
+                                                  settings.ui_timeout_s)
                 turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution, MEASURED.get(model.source)))
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)

@@ -1,0 +1,75 @@
+"""One tutor service for the API (/v1/tutor) and the Tutor tab: the token budget, the checks of a question, the
+scope rule, retrieval, solving and streaming, behind the tutor's admission line, so the two cannot disagree."""
+
+from __future__ import annotations
+
+import threading
+from typing import AsyncIterator
+
+from starlette.concurrency import iterate_in_threadpool
+
+from ..config import SolveConfig
+from ..errors import MathtuneError
+from ..models.solve import Solution, solve_as, stream_cot
+from ..tasks.scope import in_scope
+
+# Tokens an answer may use when neither the request nor the tutor's recipe says (a trained tutor saves its own)
+DEFAULT_MAX_NEW_TOKENS = 384
+
+
+class QuestionError(MathtuneError):
+    """A question the tutor cannot take (empty, too long): the API answers 422, the Tutor tab shows the message."""
+
+
+class TutorService:
+    def __init__(self, model, settings):
+        self.model, self.settings = model, settings
+
+    @property
+    def gate(self):
+        return self.model.gate
+
+    @property
+    def solving(self) -> SolveConfig:
+        return self.model.generator.solving
+
+    def final_answer(self, text: str) -> str | None:
+        return self.model.generator.tutor_prompt.final_answer(text)
+
+    def budget(self, requested: int | None = None) -> int:
+        """Tokens for one answer: the request's, else the tutor's own, never over the server's limit."""
+        own = self.model.manifest.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
+        return min(requested or own, self.settings.tutor_max_new_tokens)
+
+    def question(self, text: str | None) -> str:
+        """The question as the tutor takes it (trimmed), or QuestionError saying what to change."""
+        question = (text or "").strip()
+        if not question:
+            raise QuestionError("question is empty; send the problem to solve")
+        if len(question) > self.settings.max_text_chars:
+            raise QuestionError(f"question has {len(question)} characters, over the limit of "
+                                f"{self.settings.max_text_chars}; shorten it")
+        return question
+
+    def out_of_scope(self, question: str, earlier: list[str] | None = None) -> bool:
+        """The server's rule, not the model's whim: not math (nor a follow-up in a math conversation)."""
+        return bool(self.settings.tutor_scope) and not in_scope(question, earlier or [])
+
+    async def retrieve(self, question: str, k: int | None = None, retrieval: bool = True):
+        return (await self.model.run(self.model.retrieve, question, k)) if retrieval else (None, [])
+
+    async def solve(self, question: str, context, solving: SolveConfig, budget: int) -> Solution:
+        """One solution as ``solving`` says, holding a place in the tutor's line while it is made."""
+        with self.gate.place():
+            return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget))[0]
+
+    async def pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
+                     temperature: float = 0.0, seed: int | None = None) -> AsyncIterator[str]:
+        """A cot answer piece by piece (programs it writes mid-answer run); ``cancel`` is set when the caller
+        stops reading (a closed page, Stop, a client gone), and generation ends at the next token."""
+        try:
+            async for piece in iterate_in_threadpool(stream_cot(self.model.generator, question, budget, context,
+                                                                cancel, temperature, seed, info)):
+                yield piece
+        finally:
+            cancel.set()

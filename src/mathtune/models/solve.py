@@ -21,6 +21,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Iterator, get_args
 
 from ..config import SolveConfig
@@ -59,11 +60,27 @@ REPAIR_REQUEST = ("The program failed: {error}\nWrite the corrected program in o
 _CODE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.S)
 
 
+class Method(str, Enum):
+    """How an answer was made: one greedy answer in a mode, or the server's scope refusal. A vote's label is
+    ``vote(<over>)`` with ``+<decider>`` when a tie-break decided (``Solution.voted_over``, ``decided_by``)."""
+
+    COT = "cot"
+    PROGRAM = "program"
+    SCOPE = "scope"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def vote_label(over: str, decided_by: str | None = None) -> str:
+    return f"vote({over})" + (f"+{decided_by}" if decided_by else "")
+
+
 @dataclass
 class Solution:
     answer: str                      # the text shown to the user
     final_answer: str | None
-    method: str                      # cot, program, or vote(<base>)
+    method: str                      # a Method, or a vote's label (vote_label)
     refused: bool = False
     program: str | None = None
     program_output: str | None = None
@@ -76,6 +93,8 @@ class Solution:
     new_tokens: int = 0
     seconds: float = 0.0
     votes: dict = field(default_factory=dict)
+    voted_over: str | None = None    # vote: the samples' mode (cot, program, mixed)
+    decided_by: Method | None = None  # vote: the tie-break's mode, when no two samples agreed and it decided
 
     @property
     def agreeing(self) -> int:
@@ -144,11 +163,12 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
     """Read one generation as a solution of ``mode`` (runs the program for ``program``)."""
     refused = is_refusal(text)
     if mode != "program" or refused:
-        return Solution(text, None if refused else tutor_prompt.final_answer(text), "cot" if mode != "program" else mode,
-                        refused, new_tokens=new_tokens, seconds=seconds)
+        return Solution(text, None if refused else tutor_prompt.final_answer(text),
+                        Method.PROGRAM if mode == "program" else Method.COT, refused, new_tokens=new_tokens,
+                        seconds=seconds)
     block = _program_block(text)
     if not block or not block[1]:  # reasoned in prose: the answer is the prose's, and says so
-        return Solution(text, tutor_prompt.final_answer(text), "cot", False, None, None, False,
+        return Solution(text, tutor_prompt.final_answer(text), Method.COT, False, None, None, False,
                         "the model wrote no program", new_tokens=new_tokens, seconds=seconds)
     before, program = block
     result = run_program(program)
@@ -165,7 +185,7 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
                                         f"Output: {result.output.strip()}" if ok else f"The program failed: {error}",
                                         (f"The answer is \\({final}\\)." if "\\" in final else f"The answer is {final}.")
                                         if final else "") if part)
-    return Solution(shown, final, "program", False, program, result.output, ok, error,
+    return Solution(shown, final, Method.PROGRAM, False, program, result.output, ok, error,
                     new_tokens=new_tokens, seconds=seconds + result.seconds + read)
 
 
@@ -401,13 +421,14 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     groups = _answer_groups(samples)
     top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]
-    method, tokens = f"vote({base})", sum(s.new_tokens for s in samples)
+    decided_by, tokens = None, sum(s.new_tokens for s in samples)
     if tiebreak and top <= 1 and len(samples) > 1:
         [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
         tokens += decider.new_tokens
         if decides(decider, tiebreak):
-            chosen, method = decider, f"vote({base})+{tiebreak}"
-    chosen.method, chosen.samples, chosen.k = method, len(samples), k
+            chosen, decided_by = decider, Method(tiebreak)
+    chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by), base, decided_by
+    chosen.samples, chosen.k = len(samples), k
     chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
     chosen.confidence = top / len(samples)
     chosen.votes = {group[0].final_answer: len(group) for group in groups}

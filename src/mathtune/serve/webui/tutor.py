@@ -12,7 +12,7 @@ import random
 import threading
 import time
 
-from ...models.solve import overridden
+from ...models.solve import Method, overridden
 from ...tasks.scope import REFUSAL, conversation_question
 from ..tutor_service import QuestionError, TutorService
 from .common import MEASURED, error_update, percent, plain_error
@@ -66,24 +66,23 @@ def render(turns: list[dict]) -> list[dict]:
 def how_checked(solution, measured: dict | None = None) -> str:
     """One line on how the answer was obtained, and for a vote, how often such votes were right (``measured``: the
     model's entry in MEASURED)."""
-    if solution.method == "program":
+    if solution.method == Method.PROGRAM:
         if solution.program_ok:
             return ("Found by a Python program that ran cleanly." if solution.attempts == 1 else
                     f"Found by a Python program that ran cleanly after {solution.attempts - 1} correction(s) of a "
                     "failed one.")
         return "The program did not run cleanly, so this answer is unchecked: read the steps."
-    if solution.method.startswith("vote"):
+    if solution.voted_over is not None:
         agree = solution.agreeing
         early = (f" Sampling stopped after {solution.samples} of {solution.k}: the rest could not change the answer."
                  if solution.samples < solution.k else "")
         vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
-        if "+" in solution.method:
-            decider = "a Python program that ran cleanly" if solution.method.endswith("program") else \
+        if solution.decided_by is not None:
+            decider = "a Python program that ran cleanly" if solution.decided_by == Method.PROGRAM else \
                 "one more step-by-step answer"
             vote += f" No two agreed, so {decider} decided."
         measured_votes = (measured or {}).get("vote_right_by_agreeing") or {}  # measured over cot with k = 5
-        right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 and solution.method.startswith("vote(cot)") \
-            else None
+        right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 and solution.voted_over == "cot" else None
         if right is not None:
             vote += (f" On grade-school problems, this model's answers {'with' if agree <= 3 else 'with at least'} "
                      f"{min(agree, 3)} agreeing sample{'s' if agree > 1 else ''} were right {percent(right)} of the time.")

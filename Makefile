@@ -8,7 +8,7 @@ CORE   := $(VENV)/.mathtune-core
 FULL   := $(VENV)/.mathtune-full
 OUT    ?= runs/demo-topic
 
-.PHONY: install install-all run test test-fast test-latest bench clean all-training all-serving docker-build docker-build-cuda
+.PHONY: install install-all run test test-fast test-latest lint bench clean all-training all-serving docker-build docker-build-cuda
 
 # What `make run` needs and nothing more: the package and its dependencies at the known-good versions.
 install: $(CORE)
@@ -32,6 +32,10 @@ run: install
 
 test: install-all
 	$(VENV)/bin/pytest -q
+
+# Lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests.
+lint: install-all
+	$(VENV)/bin/ruff check src tests bench deploy
 
 test-fast: install-all
 	$(VENV)/bin/pytest -q -m "not slow"

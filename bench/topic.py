@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from mathtune.config import ModelConfig, TrainConfig, load_recipe  # noqa: E402
+from mathtune.config import TrainConfig, load_recipe  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 
 RECIPES = ["topic-tfidf", "topic-lora", "topic-llm-lora", "topic-embedding", "topic-best"]
@@ -68,7 +68,6 @@ def trainer_baseline(recipe, texts, labels, tuned: bool) -> dict:
 
     from mathtune.models.hf import forget_gguf_origin, load_tokenizer
     from mathtune.models.registry import resolve
-
     from mathtune.train.finetune import set_seed
 
     set_seed(recipe.train.seed)

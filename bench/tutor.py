@@ -109,8 +109,8 @@ def main() -> None:
 
 
 def measure_speed(model_dir: Path, args, results: dict) -> None:
-    from mathtune.models.gguf_export import export_tutor_gguf
     from mathtune.models.generate import load_tutor
+    from mathtune.models.gguf_export import export_tutor_gguf
 
     transformers_speed = speed(load_tutor(model_dir, "transformers"), args.speed_tokens)
     llama_speed = speed(load_tutor(model_dir, "llama.cpp"), args.speed_tokens)

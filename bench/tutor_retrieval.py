@@ -27,8 +27,6 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
-from tutor_modes import problems  # noqa: E402
-
 from mathtune.config import SolveConfig  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
@@ -36,6 +34,7 @@ from mathtune.models.generate import load_tutor  # noqa: E402
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
 from mathtune.train.tutor_eval import evaluate_generator  # noqa: E402
+from tutor_modes import problems  # noqa: E402
 
 CORPORA = {"gsm8k": "gsm8k/train.jsonl", "math500": "math-hendrycks/train.jsonl"}
 

@@ -2,12 +2,11 @@
 
 import pandas as pd
 import pytest
-from mathtune.errors import DataError
 from typer.testing import CliRunner
 
-from mathtune.cli import app
-
 from conftest import write_recipe
+from mathtune.cli import app
+from mathtune.errors import DataError
 
 runner = CliRunner()
 

@@ -2,10 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from mathtune.config import load_recipe, recipe_from_dict
 from mathtune.errors import RecipeError
-
-from conftest import REPO
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 
@@ -74,7 +73,7 @@ def test_yaml_alias_bomb_is_refused_with_a_short_message(tmp_path, key):
     section, _, leaf = key.rpartition(".")
     body = f"{section}:\n  {leaf}: *a9\n" if section else f"{leaf}: *a9\n"
     path = tmp_path / "bomb.yaml"
-    path.write_text("task: topic\ntrainer: tfidf\nx-anchors:\n" + "\n".join("  " + l for l in lines) + "\n" + body)
+    path.write_text("task: topic\ntrainer: tfidf\nx-anchors:\n" + "\n".join("  " + line for line in lines) + "\n" + body)
     assert path.stat().st_size < 1500
     with pytest.raises(RecipeError, match="aliases") as err:
         load_recipe(path)

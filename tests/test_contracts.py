@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from pydantic import BaseModel, ConfigDict, Field
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
+from conftest import REPO
 from mathtune.cli import app
 from mathtune.config import recipe_from_dict
 from mathtune.errors import RecipeError
@@ -21,8 +22,6 @@ from mathtune.serve.app import create_app
 from mathtune.tasks import TASKS, register_task
 from mathtune.tasks.base import column_labels, id_label_submission, label_confusion, text_column_inputs
 from mathtune.train.run import train_from_recipe
-
-from conftest import REPO
 
 # --------------------------------------------------------------------------- a toy task, from outside src/
 

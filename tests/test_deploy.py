@@ -105,11 +105,10 @@ def _exported_metric_names(tmp_path) -> set[str]:
     import pandas as pd
     from fastapi.testclient import TestClient
 
+    from conftest import _rows
     from mathtune.config import recipe_from_dict
     from mathtune.serve.app import create_app
     from mathtune.train.run import train_from_recipe
-
-    from conftest import _rows
 
     pd.DataFrame(_rows(10, seed=1))[["Question", "label"]].to_csv(tmp_path / "t.csv", index=False)
     model = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": str(tmp_path / "t.csv")},

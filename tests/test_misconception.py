@@ -160,6 +160,6 @@ def test_limit_can_drop_rare_labels_from_training(map_csv, workdir, monkeypatch)
 
     monkeypatch.setattr(run, "stratified_subsample", drop_rare)
     train, val = load_splits(recipe(limit=60))
-    assert not any("Rare_one" in l for l in train.raw_labels) and any("Rare_one" in l for l in val.raw_labels)
+    assert not any("Rare_one" in x for x in train.raw_labels) and any("Rare_one" in x for x in val.raw_labels)
     result = train_from_recipe(recipe(limit=60), "runs/limited")
     assert result.metrics["n_unseen_labels"] >= 1

@@ -10,12 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import REPO, write_recipe
 from mathtune.cli import app
 from mathtune.config import load_recipe, recipe_from_dict
 from mathtune.models.saved import load_predictor
 from mathtune.train.run import train_from_recipe
-
-from conftest import REPO, write_recipe
 from test_misconception import make_rows
 from test_products import records
 
@@ -167,8 +166,9 @@ def test_read_only_output(topic_csv, workdir):
     import os
 
     if os.geteuid() == 0:
-        from mathtune.cli import describe_os_error
         import errno
+
+        from mathtune.cli import describe_os_error
 
         err = OSError(errno.EROFS, "Read-only file system", "/mnt/ro/model")
         assert describe_os_error(err) == "/mnt/ro/model: the file system is read-only: choose a folder on a writable disk"

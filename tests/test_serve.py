@@ -4,12 +4,11 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import _rows
 from mathtune.config import recipe_from_dict
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 from mathtune.train.run import train_from_recipe
-
-from conftest import _rows
 from test_misconception import make_rows
 from test_products import records
 
@@ -189,10 +188,9 @@ def test_concurrent_requests_share_batches(model_dirs):
 
 def test_openapi_example_bodies_are_accepted_by_the_shipped_recipes_fields():
     """The documented /v1/products example carries every field the shipped products recipes read."""
+    from conftest import REPO
     from mathtune.config import load_recipe
     from mathtune.serve.schemas import ProductsRequest
-
-    from conftest import REPO
 
     example = ProductsRequest.model_config["json_schema_extra"]["example"]["records"][0]
     for name in ("products-rf", "products-linear"):

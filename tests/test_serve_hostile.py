@@ -8,16 +8,14 @@ import asyncio
 import json
 
 import pytest
+import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
-
-import schemathesis
 from schemathesis import GenerationMode
 
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-
 from test_serve import model_dirs  # noqa: F401 - the module-scoped trained models
 
 KEY = "s3cret-key"

@@ -3,14 +3,21 @@ sockets or print megabytes are stopped and reported; cot / program / vote over a
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from mathtune.config import SolveConfig
 from mathtune.errors import MathtuneError
-from mathtune.models.solve import (MODES, PROGRAM_STOPS, PROGRAM_SYSTEM, TIEBREAKS, VOTE_TIEBREAK, extract_program,
-                                   overridden, solve, solve_as)
+from mathtune.models.solve import (
+    MODES,
+    PROGRAM_STOPS,
+    PROGRAM_SYSTEM,
+    TIEBREAKS,
+    VOTE_TIEBREAK,
+    extract_program,
+    overridden,
+    solve,
+    solve_as,
+)
 from mathtune.sandbox import check_program, run_program
 from mathtune.tasks.tutor import DEFAULT_PROMPT
 

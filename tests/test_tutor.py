@@ -84,7 +84,7 @@ def test_response_only_labels_and_packing(tiny_chat_llama):
     packed = pack(ex, 1024)
     assert len(packed.ids) < len(ex.ids)
     assert sum(map(len, packed.ids)) == sum(map(len, ex.ids))
-    assert sum(l != IGNORE for s in packed.labels for l in s) == sum(l != IGNORE for s in ex.labels for l in s)
+    assert sum(t != IGNORE for s in packed.labels for t in s) == sum(t != IGNORE for s in ex.labels for t in s)
 
 
 def _tutor_recipe(workdir, model, extra=""):

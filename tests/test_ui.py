@@ -20,7 +20,6 @@ import pytest
 
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-
 from test_serve import model_dirs  # noqa: F401  (module fixtures: trained topic, misconception, products models)
 from test_serve_tutor import tutor_dir  # noqa: F401
 

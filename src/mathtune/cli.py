@@ -12,7 +12,15 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .errors import MathtuneError
@@ -364,9 +372,8 @@ def evaluate(
     manifest = read_manifest(model_dir)
     task = manifest["task"]
     if is_generative(task_class(task)):
-        from .train.tutor_eval import evaluate_tutor_file
-
         from .models.generate import saved_solving
+        from .train.tutor_eval import evaluate_tutor_file
 
         solving = overridden(saved_solving(model_dir, manifest), **overrides)
         with progress_reporter() as reporter:
@@ -467,14 +474,13 @@ def augment(
     Example: mathtune augment train_split.csv --output train_augmented.csv --target-count 400
     """
     import pandas as pd
+    from pydantic import ValidationError
 
     from .config import AugmentConfig, BackTranslationConfig
     from .data.augment import augment_rows
-    from .data.readers import read_table, require_columns, write_table
+    from .data.readers import read_table, write_table
     from .paths import resolve_data_path
     from .tasks import TopicTask
-
-    from pydantic import ValidationError
 
     try:
         cfg = AugmentConfig(methods=method or ["numbers"], target_count=target_count, target_ratio=target_ratio,

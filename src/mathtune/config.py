@@ -7,10 +7,10 @@ An unknown key is an error that names it (and suggests the closest known key);
 from __future__ import annotations
 
 import difflib
-import reprlib
-from dataclasses import dataclass
-import typing
 import os
+import reprlib
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 

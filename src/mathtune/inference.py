@@ -13,8 +13,8 @@ from .errors import DataError
 from .io import write_json
 from .metrics.plots import confusion_matrix_png
 from .models.saved import load_predictor
-from .tasks.base import confusion_of, submission_of
 from .paths import resolve_data_path
+from .tasks.base import confusion_of, submission_of
 
 
 def evaluate_file(model_dir: str | Path, data: str | Path, text_column: str | None = None,

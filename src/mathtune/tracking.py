@@ -11,7 +11,6 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import Any
 
 from .config import Recipe, TrackingConfig, flatten
 

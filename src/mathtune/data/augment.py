@@ -179,7 +179,7 @@ def augment_rows(texts: Sequence[str], labels: Sequence[str], cfg: AugmentConfig
                                     forward_lang=bt.forward_lang, backward_lang=bt.backward_lang)
     seen = {_normalise(t) for t in texts}
     new_texts, new_labels, added, dropped = [], [], {}, 0
-    for label in sorted(needs, key=lambda l: counts[l]):  # rarest first
+    for label in sorted(needs, key=lambda label: counts[label]):  # rarest first
         need = needs[label]
         if need <= 0:
             continue

@@ -5,14 +5,13 @@ All columns are read as text (``NA`` stays the string ``NA``; the MAP data uses 
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import ast
 import gzip
 import io
 import json
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 

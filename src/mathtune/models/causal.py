@@ -19,8 +19,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import ModelError
-from .hf import (LoadedModel, _quantization_config, forget_gguf_origin, load_tokenizer, prepare_loaded,
-                 pretrained_kwargs)
+from .hf import LoadedModel, _quantization_config, forget_gguf_origin, load_tokenizer, prepare_loaded, pretrained_kwargs
 from .registry import resolve
 
 log = logging.getLogger(__name__)

@@ -37,8 +37,8 @@ def _quantization_config(cfg: ModelConfig):
             "this machine has none. Use --set model.peft=lora (or none) to train on the CPU."
         )
     try:
-        from transformers import BitsAndBytesConfig
         import bitsandbytes  # noqa: F401
+        from transformers import BitsAndBytesConfig
     except ImportError:
         raise ModelError("model.peft: qlora needs bitsandbytes: pip install 'mathtune[gpu]'") from None
     return BitsAndBytesConfig(

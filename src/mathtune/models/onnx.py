@@ -6,7 +6,6 @@ check: the ONNX model must give the same top-1 label as the PyTorch model on a f
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -149,11 +148,3 @@ def onnx_topk(session: OnnxClassifier, ids: list[list[int]], pad_id: int, batch_
             out[name][0][rows] = top
             out[name][1][rows] = np.take_along_axis(probs, top, axis=1)
     return out
-
-
-def manifest_has_onnx(manifest: dict) -> bool:
-    return bool(manifest.get("onnx", {}).get("files"))
-
-
-def describe(manifest: dict) -> str:
-    return json.dumps(manifest.get("onnx", {}))

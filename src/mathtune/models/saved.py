@@ -15,7 +15,6 @@ import numpy as np
 from ..errors import ModelError
 from ..tasks.base import candidates_of
 from ..tasks.labels import LabelMap
-
 from .folder import HF_SUBDIR, MANIFEST, load_classifier_files, read_manifest  # noqa: F401 (re-exported)
 from .kinds import get_kind
 from .tfidf import tfidf_topk_variants  # noqa: F401 (re-exported)

@@ -11,16 +11,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import mathtune
 
-from .batching import MicroBatcher
-from .guards import ApiKeyMiddleware, RequestGuard, error_body, install_error_handlers
 from ..errors import ModelError
+from .batching import MicroBatcher
+from .describe import public_description
+from .guards import ApiKeyMiddleware, RequestGuard, error_body, install_error_handlers
 from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
-from .tutor import build_tutor_router
-from .describe import public_description
-from .ui import mount_ui
 from .settings import ServeSettings
+from .tutor import build_tutor_router
+from .ui import mount_ui
 
 
 def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None,
@@ -56,6 +56,12 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     app.include_router(build_tutor_router(state))
 
     mount_ui(app, state)
+
+    def close_models() -> None:
+        for model in models.values():
+            model.close()
+
+    app.router.on_shutdown.append(close_models)
 
     @app.get("/livez", summary="Liveness: the process answers")
     async def livez() -> dict:

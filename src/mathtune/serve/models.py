@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import pandas as pd
 
@@ -31,6 +32,24 @@ def model_thread() -> ThreadPoolExecutor:
     return INFERENCE
 
 
+class Served(Protocol):
+    """What routes, the UI and the probes see of a served model: a classifier (ServedModel) or the tutor
+    (ServedTutor). ``generates`` tells them apart; nothing else asks which one it is."""
+
+    source: str
+    name: str
+    generates: bool
+    ready: bool
+    load_seconds: float
+    drift: object
+    manifest: dict
+    folder: Path | None
+
+    async def run(self, fn, *args): ...
+    def describe(self) -> dict: ...
+    def close(self) -> None: ...
+
+
 @dataclass
 class ServedModel:
     source: str
@@ -46,9 +65,22 @@ class ServedModel:
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
+    generates = False
+
     @property
     def name(self) -> str:
         return self.predictor.task
+
+    @property
+    def manifest(self) -> dict:
+        return self.predictor.manifest
+
+    @property
+    def folder(self) -> Path:
+        return self.predictor.folder
+
+    def close(self) -> None:
+        self.ready = False
 
     @property
     def task(self):
@@ -90,6 +122,14 @@ class ServedTutor:
     name: str = "tutor"
     executor: ThreadPoolExecutor = field(default_factory=model_thread)
     gate: TutorGate = field(default_factory=lambda: TutorGate(1, 8))
+    generates = True
+
+    def close(self) -> None:
+        """Free the engine's memory and threads (the server's shutdown)."""
+        self.ready = False
+        self.generator.close()
+        if self.executor is not INFERENCE:
+            self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, fn, *args):
         import asyncio

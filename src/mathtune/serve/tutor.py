@@ -13,13 +13,12 @@ import time
 from typing import Literal
 
 from fastapi import APIRouter, HTTPException
-
 from fastapi.responses import StreamingResponse
-from starlette.background import BackgroundTask
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
 
-from ..metrics.answers import is_refusal
 from ..config import SolveConfig
+from ..metrics.answers import is_refusal
 from ..models.solve import VOTE_TIEBREAK, overridden, solve_as
 from ..tasks.scope import REFUSAL
 from .tutor_service import QuestionError, TutorService

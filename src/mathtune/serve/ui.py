@@ -4,15 +4,13 @@ redirect from /. The app itself is mounted at /ui by ``mount_ui``."""
 from __future__ import annotations
 
 from pathlib import Path
-
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from .guards import KEY_COOKIE, key_matches
-
 from .describe import PLOTS
+from .guards import KEY_COOKIE, key_matches
 
 
 def mount_ui(app, app_state) -> None:

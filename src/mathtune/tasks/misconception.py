@@ -24,8 +24,8 @@ from ..data.readers import check_nonempty, require_columns
 from ..errors import DataError
 from ..metrics.classification import classification_metrics
 from ..metrics.ranking import average_precision_at_k
-from .labels import LabelMap
 from .base import parse_settings, register_task, settings_as_dict
+from .labels import LabelMap
 
 DEFAULT_PROMPT = """Analyze the student's reasoning for the following math problem.
 

@@ -18,9 +18,8 @@ from ..config import ProductsConfig
 from ..data.readers import require_columns
 from ..errors import DataError
 from ..metrics.classification import classification_metrics
+from .base import column_labels, parse_settings, register_task, settings_as_dict
 from .labels import LabelMap
-from .base import (column_labels, id_label_submission, label_confusion, parse_settings, register_task,
-                   settings_as_dict)
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 

@@ -9,8 +9,13 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.classification import classification_metrics
-from .base import (column_labels, id_label_submission, label_confusion, parse_settings, register_task,
-                   settings_as_dict, text_column_inputs)
+from .base import (
+    column_labels,
+    parse_settings,
+    register_task,
+    settings_as_dict,
+    text_column_inputs,
+)
 from .labels import LabelMap
 
 TOPIC_NAMES = [

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from ..config import TrainConfig
 from ..models.scoring import SHAPE_MULTIPLE, collate, masked_topk, score, score_variants, tokenize  # noqa: F401
-from .loop import FitResult, NullReporter, Reporter, prepare_model, train_loop
-from .loop import batch_order, set_seed  # noqa: F401  (re-exported: bench/topic.py and tests import them from here)
+from .loop import FitResult, NullReporter, Reporter, batch_order, prepare_model, set_seed, train_loop  # noqa: F401  (re-exported: bench/topic.py and tests import them from here)
 
 log = logging.getLogger(__name__)
 

@@ -28,11 +28,11 @@ from ..metrics.plots import confusion_matrix_png, training_curve_png
 from ..models.saved import MANIFEST
 from ..tasks import LabelMap
 from ..tasks.base import confusion_of, structure_of
-from .common import Split, TrainResult, load_frame, prepare_work, tracked_run  # noqa: F401 (re-exported)
-from .trainers import FitContext, Fitted, validation_variants
-from .steps import _subset, check_recipe_runnable, refit_on_all, task_for  # noqa: F401 (re-exported)
 from . import ensemble  # noqa: F401  (registers the ensemble trainer)
+from .common import Split, TrainResult, load_frame, prepare_work, tracked_run  # noqa: F401 (re-exported)
 from .loop import NullReporter, Reporter, peak_rss_mb, set_seed
+from .steps import _subset, check_recipe_runnable, refit_on_all, task_for  # noqa: F401 (re-exported)
+from .trainers import FitContext, Fitted, validation_variants
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,7 @@ from ..config import Recipe
 from ..errors import DataError
 from ..tasks.tutor import Pairs, messages
 from .distributed import Local, split_rows
-from .loop import (FitResult, NullReporter, Reporter, autocast_context, pick_device, prepare_model,
-                   train_loop)
+from .loop import FitResult, NullReporter, Reporter, autocast_context, pick_device, prepare_model, train_loop
 
 log = logging.getLogger(__name__)
 IGNORE = -100

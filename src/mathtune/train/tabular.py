@@ -7,13 +7,13 @@ or a linear or gradient-boosting option. Saved and loaded by models/tabular.py (
 
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
 from ..config import ProductsConfig
 from ..errors import ModelError
 from ..models.tabular import ALLOWED_TYPES, MODEL_FILE, full_probabilities, load, save  # noqa: F401 (re-exported)
+
 
 def build_pipeline(cfg: ProductsConfig, features: pd.DataFrame, min_class_count: int, seed: int = 0):
     from imblearn.over_sampling import SMOTE

@@ -6,7 +6,6 @@ fine-tuned report (a table and side-by-side examples, as Markdown).
 from __future__ import annotations
 
 import statistics
-
 from dataclasses import dataclass, field
 from typing import Sequence
 

@@ -19,9 +19,18 @@ from ..errors import DataError
 from ..io import replace_dir, write_json, write_text
 from ..metrics.plots import training_curve_png
 from ..models.saved import HF_SUBDIR, MANIFEST
-from ..tasks.tutor import REFUSAL_EVAL, SYSTEM_PROMPT, Pairs, TutorPrompt, TutorTask, mixed, pairs_from_frame, with_refusals
-from .loop import NullReporter, Reporter, peak_rss_mb, release_memory, set_seed
+from ..tasks.tutor import (
+    REFUSAL_EVAL,
+    SYSTEM_PROMPT,
+    Pairs,
+    TutorPrompt,
+    TutorTask,
+    mixed,
+    pairs_from_frame,
+    with_refusals,
+)
 from .common import TrainResult, load_frame, prepare_work, tracked_run
+from .loop import NullReporter, Reporter, peak_rss_mb, release_memory, set_seed
 
 log = logging.getLogger(__name__)
 GGUF_FILE = "model.gguf"
@@ -196,8 +205,8 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
     the same for the base model when tutor.compare_base is set."""
     from ..models.causal import load_causal_lm
     from ..models.generate import TransformersGenerator
-    from .tutor_eval import comparison_markdown, evaluate_generator
     from .sft import response_nll
+    from .tutor_eval import comparison_markdown, evaluate_generator
 
     cfg = recipe.tutor
     n = min(cfg.eval_samples, len(val.questions))

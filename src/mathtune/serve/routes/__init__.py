@@ -22,6 +22,6 @@ def build_router(app_state) -> APIRouter:
         router.include_router(build(served, app_state.settings))
     router.include_router(scoring.build(served, app_state.settings))
     for name, model in app_state.models.items():
-        if name not in DEDICATED and hasattr(model, "predictor"):
+        if name not in DEDICATED and not model.generates:
             add_generic_route(router, model, served.predict, app_state.settings)
     return router

@@ -9,7 +9,13 @@ from fastapi import APIRouter
 from ...tasks.misconception import describe_label
 from ..guards import check_batch
 from ..models import ServedModel
-from ..schemas import MisconceptionItem, MisconceptionPrediction, MisconceptionsRequest, MisconceptionsResponse, RankedLabel
+from ..schemas import (
+    MisconceptionItem,
+    MisconceptionPrediction,
+    MisconceptionsRequest,
+    MisconceptionsResponse,
+    RankedLabel,
+)
 from .common import Predictions
 
 

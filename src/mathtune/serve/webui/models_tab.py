@@ -25,9 +25,9 @@ SIGNAL_TITLES = {"text_length": "Text length", "unknown_word_share": "Share of u
 
 
 def trained_on(model) -> str:
-    manifest = model.manifest if hasattr(model, "manifest") else model.predictor.manifest
+    manifest = model.manifest
     data = (manifest.get("data") or {}).get("train")
-    folder = getattr(model, "folder", None) or getattr(getattr(model, "predictor", None), "folder", None)
+    folder = model.folder
     if not data and folder and (Path(folder) / "recipe.yaml").is_file():
         try:
             data = (yaml.safe_load((Path(folder) / "recipe.yaml").read_text(encoding="utf-8")) or {}).get("data", {}).get("train")
@@ -37,7 +37,7 @@ def trained_on(model) -> str:
 
 
 def teacher_card(name: str, model) -> str:
-    manifest = model.manifest if hasattr(model, "manifest") else model.predictor.manifest
+    manifest = model.manifest
     lines = [f"### {TASK_TITLES.get(name, name)}", f"**Model:** {html.escape(str(model.source))} — "
              f"{KIND_TEXT.get(manifest.get('kind'), manifest.get('kind', 'a model'))}."]
     lines.append(f"**Trained on:** {html.escape(trained_on(model))}"

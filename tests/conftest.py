@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -12,6 +13,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from mathtune.config import recipe_from_dict  # noqa: E402 (after the offline switches)
+from mathtune.train.run import train_from_recipe  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = {
@@ -167,3 +171,108 @@ def gsm8k_jsonl(workdir) -> Path:
     path = workdir / "gsm.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# --------------------------------------------------------------------------- data and models several modules use
+
+QUESTIONS = {
+    "101": ("What is 1/2 + 1/4?", "3/4", {"2/6": "Adding_across", "1/6": "Adding_across"}),
+    "202": ("Which is bigger, 0.5 or 0.45?", "0.5", {"0.45": "Longer_is_bigger"}),
+    "303": ("Simplify 6/8.", "3/4", {"6/4": "Denominator-only_change"}),
+}
+EXPLAIN = {
+    "Correct": ["I added the fractions using a common denominator", "because a half is two quarters"],
+    "Misconception": ["I added the tops and the bottoms", "the longer number is bigger", "only the bottom changes"],
+    "Neither": ["I guessed", "not sure"],
+}
+
+
+def make_rows(n_per_q: int, seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for qid, (text, right, wrongs) in QUESTIONS.items():
+        for i in range(n_per_q):
+            kind = rng.choice(["Correct", "Misconception", "Neither"])
+            if kind == "Correct":
+                answer, category, mis = right, "True_Correct", "NA"
+            elif kind == "Misconception":
+                answer = rng.choice(list(wrongs))
+                category, mis = "False_Misconception", wrongs[answer]
+            else:
+                answer = rng.choice([right, *wrongs])
+                category, mis = ("True_Neither" if answer == right else "False_Neither"), "NA"
+            rows.append({"row_id": str(len(rows)), "QuestionId": qid, "QuestionText": text, "MC_Answer": answer,
+                         "StudentExplanation": rng.choice(EXPLAIN[kind]) + f" {i}", "Category": category, "Misconception": mis})
+    return pd.DataFrame(rows)
+
+
+WORDS = {"shoes": ["running", "sneaker", "leather", "sole"], "kitchen": ["steel", "pan", "cooker", "knife"],
+         "toys": ["lego", "puzzle", "doll", "blocks"]}
+
+
+def records(n: dict, seed: int = 0) -> pd.DataFrame:
+    rng = random.Random(seed)
+    rows = []
+    for label, count in n.items():
+        for i in range(count):
+            rows.append({"title": " ".join(rng.choices(WORDS[label], k=3)), "description": f"{label} item {i}",
+                         "brand": rng.choice(["acme", "zen", ""]), "price": f"₹{rng.randint(100, 9000):,}",
+                         "also_buy": str([f"B{j}" for j in range(rng.randint(0, 4))]), "main_cat": label,
+                         "link": f"https://x/{label}/{i}"})
+    rows.append(dict(rows[0]))  # a duplicate link
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    import os
+
+    folder = tmp_path_factory.mktemp("served")
+    old = os.getcwd()
+    os.chdir(folder)
+    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
+    try:
+        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
+        make_rows(40).to_csv("map.csv", index=False)
+        records({"shoes": 30, "kitchen": 30, "toys": 10}).to_csv("products.csv", index=False)
+        topic = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"}, "tracking": "none"}), "topic")
+        mis = train_from_recipe(recipe_from_dict({"task": "misconception", "trainer": "tfidf", "tracking": "none",
+                                                  "data": {"train": "map.csv", "id_column": "row_id"},
+                                                  "tfidf": {"classifier": "logreg", "min_df": 1}}), "mis")
+        prod = train_from_recipe(recipe_from_dict({"task": "products", "trainer": "sklearn", "tracking": "none",
+                                                   "data": {"train": "products.csv", "label_column": "main_cat"},
+                                                   "products": {"text_fields": ["title"], "numeric_fields": ["price"],
+                                                                "classifier": "linear", "cv_folds": 2}}), "prod")
+    finally:
+        os.chdir(old)
+        os.environ.pop("MATHTUNE_DATA_DIR", None)
+    return [str(folder / p.output) for p in (topic, mis, prod)]
+
+
+@pytest.fixture(scope="module")
+def tutor_dir(tmp_path_factory, tiny_chat_llama):
+    from mathtune.rag.corpus import Document
+    from mathtune.rag.index import Embedder, Index, split_documents
+
+    folder = tmp_path_factory.mktemp("tutor-served")
+    old = os.getcwd()
+    os.chdir(folder)
+    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
+    try:
+        (folder / "gsm.jsonl").write_text("".join(
+            json.dumps({"question": f"what is {a} plus {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"}) + "\n"
+            for a in range(2, 22)))
+        index = Index.create(folder / "idx")
+        index.add(split_documents([Document("to add two numbers, count on from the first.", "notes.md")]), Embedder())
+        index.save()
+        recipe = recipe_from_dict({
+            "task": "tutor", "trainer": "sft", "tracking": "none", "data": {"train": "gsm.jsonl"},
+            "model": {"name": str(tiny_chat_llama), "peft": "lora", "max_length": 300, "lora": {"r": 4, "alpha": 8}},
+            "train": {"epochs": 1, "batch_size": 4},
+            "tutor": {"eval_samples": 0, "compare_base": False, "system_prompt": "solve.", "max_new_tokens": 6,
+                      "retrieval": {"index": str(folder / "idx"), "k": 1}}})
+        result = train_from_recipe(recipe, "tutor")
+    finally:
+        os.chdir(old)
+        os.environ.pop("MATHTUNE_DATA_DIR", None)
+    return str(folder / result.output)

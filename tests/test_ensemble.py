@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import make_rows
 from mathtune.config import member_recipes, recipe_from_dict
 from mathtune.errors import ModelError, RecipeError
 from mathtune.models.ensemble import combine
@@ -16,17 +17,6 @@ from mathtune.train.run import train_from_recipe
 
 SVM = {"name": "svm", "trainer": "tfidf", "tfidf": {"classifier": "linear_svc", "word_ngrams": [1, 2], "char_ngrams": [2, 4]}}
 LOGREG = {"name": "logreg", "trainer": "tfidf", "tfidf": {"classifier": "logreg", "C": 5, "word_ngrams": [1, 1], "char_ngrams": [3, 3]}}
-
-
-def _map_rows():
-    """make_rows of tests/test_misconception.py, loaded from its file (tests/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location("_map_fixture", Path(__file__).with_name("test_misconception.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.make_rows
 
 
 def _recipe(members, **ensemble):
@@ -131,7 +121,6 @@ def test_a_fine_tuned_member_and_a_tfidf_member(topic_csv, tiny_bert):
 
 
 def test_misconception_members_build_their_own_inputs(workdir):
-    make_rows = _map_rows()
 
     make_rows(30).to_csv(workdir / "map.csv", index=False)
     short = {"name": "short", "trainer": "tfidf", "tfidf": {"classifier": "logreg", "min_df": 1},
@@ -204,7 +193,6 @@ def test_an_ensemble_is_served_by_the_api(topic_csv):
 
 
 def test_a_refitted_ensemble_learns_the_question_structure_from_validation_rows_too(workdir):
-    make_rows = _map_rows()
 
     frame = make_rows(20)
     frame.to_csv(workdir / "map.csv", index=False)

@@ -1,12 +1,12 @@
 """Misconception task: prompt inputs, joint labels, MAP@3, candidate switches, grouped split, submission format."""
 
-import random
 
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import make_rows
 from mathtune.cli import app
 from mathtune.config import recipe_from_dict
 from mathtune.errors import DataError
@@ -14,36 +14,6 @@ from mathtune.metrics.ranking import map_at_k
 from mathtune.tasks import LabelMap, MisconceptionTask
 from mathtune.tasks.misconception import DEFAULT_PROMPT
 from mathtune.train.run import load_splits, train_from_recipe
-
-QUESTIONS = {
-    "101": ("What is 1/2 + 1/4?", "3/4", {"2/6": "Adding_across", "1/6": "Adding_across"}),
-    "202": ("Which is bigger, 0.5 or 0.45?", "0.5", {"0.45": "Longer_is_bigger"}),
-    "303": ("Simplify 6/8.", "3/4", {"6/4": "Denominator-only_change"}),
-}
-EXPLAIN = {
-    "Correct": ["I added the fractions using a common denominator", "because a half is two quarters"],
-    "Misconception": ["I added the tops and the bottoms", "the longer number is bigger", "only the bottom changes"],
-    "Neither": ["I guessed", "not sure"],
-}
-
-
-def make_rows(n_per_q: int, seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for qid, (text, right, wrongs) in QUESTIONS.items():
-        for i in range(n_per_q):
-            kind = rng.choice(["Correct", "Misconception", "Neither"])
-            if kind == "Correct":
-                answer, category, mis = right, "True_Correct", "NA"
-            elif kind == "Misconception":
-                answer = rng.choice(list(wrongs))
-                category, mis = "False_Misconception", wrongs[answer]
-            else:
-                answer = rng.choice([right, *wrongs])
-                category, mis = ("True_Neither" if answer == right else "False_Neither"), "NA"
-            rows.append({"row_id": str(len(rows)), "QuestionId": qid, "QuestionText": text, "MC_Answer": answer,
-                         "StudentExplanation": rng.choice(EXPLAIN[kind]) + f" {i}", "Category": category, "Misconception": mis})
-    return pd.DataFrame(rows)
 
 
 @pytest.fixture

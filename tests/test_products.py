@@ -1,34 +1,18 @@
 """Products: field parsing, SMOTE inside the pipeline, cross-validated metrics with AUC, non-pickle saving."""
 
-import random
 
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import records
 from mathtune.cli import app
 from mathtune.config import ProductsConfig, recipe_from_dict
 from mathtune.errors import ModelError, RecipeError
 from mathtune.models.saved import load_predictor
 from mathtune.tasks.products import ProductsTask, count_items, parse_number
 from mathtune.train.run import train_from_recipe
-
-WORDS = {"shoes": ["running", "sneaker", "leather", "sole"], "kitchen": ["steel", "pan", "cooker", "knife"],
-         "toys": ["lego", "puzzle", "doll", "blocks"]}
-
-
-def records(n: dict, seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for label, count in n.items():
-        for i in range(count):
-            rows.append({"title": " ".join(rng.choices(WORDS[label], k=3)), "description": f"{label} item {i}",
-                         "brand": rng.choice(["acme", "zen", ""]), "price": f"₹{rng.randint(100, 9000):,}",
-                         "also_buy": str([f"B{j}" for j in range(rng.randint(0, 4))]), "main_cat": label,
-                         "link": f"https://x/{label}/{i}"})
-    rows.append(dict(rows[0]))  # a duplicate link
-    return pd.DataFrame(rows)
 
 
 def recipe(**products):

@@ -10,13 +10,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO, write_recipe
+from conftest import REPO, make_rows, records, write_recipe
 from mathtune.cli import app
 from mathtune.config import load_recipe, recipe_from_dict
 from mathtune.models.saved import load_predictor
 from mathtune.train.run import train_from_recipe
-from test_misconception import make_rows
-from test_products import records
 
 runner = CliRunner()
 

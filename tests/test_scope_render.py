@@ -13,7 +13,6 @@ from mathtune.serve.webui.render import answer_markdown, math_markdown
 from mathtune.serve.webui.tutor import history_pairs, render
 from mathtune.tasks.scope import REFUSAL, conversation_question, in_scope, is_math_question
 from mathtune.tasks.tutor import OFF_TOPIC
-from test_serve_tutor import tutor_dir  # noqa: F401
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -1,42 +1,11 @@
 """The REST API: every route, the scoring bodies, probes, metrics, limits, auth and JSON errors."""
 
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from conftest import _rows
-from mathtune.config import recipe_from_dict
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-from mathtune.train.run import train_from_recipe
-from test_misconception import make_rows
-from test_products import records
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    import os
-
-    folder = tmp_path_factory.mktemp("served")
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
-        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
-        make_rows(40).to_csv("map.csv", index=False)
-        records({"shoes": 30, "kitchen": 30, "toys": 10}).to_csv("products.csv", index=False)
-        topic = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"}, "tracking": "none"}), "topic")
-        mis = train_from_recipe(recipe_from_dict({"task": "misconception", "trainer": "tfidf", "tracking": "none",
-                                                  "data": {"train": "map.csv", "id_column": "row_id"},
-                                                  "tfidf": {"classifier": "logreg", "min_df": 1}}), "mis")
-        prod = train_from_recipe(recipe_from_dict({"task": "products", "trainer": "sklearn", "tracking": "none",
-                                                   "data": {"train": "products.csv", "label_column": "main_cat"},
-                                                   "products": {"text_fields": ["title"], "numeric_fields": ["price"],
-                                                                "classifier": "linear", "cv_folds": 2}}), "prod")
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
-    return [str(folder / p.output) for p in (topic, mis, prod)]
 
 
 @pytest.fixture(scope="module")

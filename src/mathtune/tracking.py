@@ -85,12 +85,15 @@ class MlflowTracker(NullTracker):
         """Log the model folder as an MLflow pyfunc model and register a new version."""
         import mathtune
 
+        signature, example = model_signature(model_dir)
         info = self._mlflow.pyfunc.log_model(
             name="model",
             python_model=_make_pyfunc_instance(),
             artifacts={"model_dir": str(model_dir)},
             registered_model_name=registered_name,
             pip_requirements=[f"mathtune=={mathtune.__version__}"],
+            signature=signature,
+            input_example=example,
         )
         out = {"model_uri": info.model_uri}
         if registered_name:
@@ -101,6 +104,47 @@ class MlflowTracker(NullTracker):
 
     def end(self, status: str = "FINISHED") -> None:
         self._mlflow.end_run(status=status)
+
+
+def model_signature(model_dir: Path):
+    """The logged model's signature and input example: the task's input columns (strings) in; the label column
+    first out, then the task's typed outputs and ``reason`` (models/outputs.py). Without a signature
+    ``mlflow.pyfunc.spark_udf`` returns the first numeric column (a probability) instead of the label."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    from .models.outputs import input_columns, input_example, output_columns
+
+    inputs = Schema([ColSpec("string", name, required=False) for name in input_columns(model_dir)])
+    outputs = Schema([ColSpec(kind, name, required=False) for name, kind in output_columns(model_dir)])
+    return ModelSignature(inputs=inputs, outputs=outputs), input_example(model_dir)
+
+
+def save_pyfunc(model_dir: Path, path: Path) -> str:
+    """A mathtune model folder as a local MLflow pyfunc model (with its signature) at ``path``; its URI."""
+    import mlflow.pyfunc
+
+    import mathtune
+
+    signature, example = model_signature(model_dir)
+    mlflow.pyfunc.save_model(str(path), python_model=_make_pyfunc_instance(), artifacts={"model_dir": str(model_dir)},
+                             pip_requirements=[f"mathtune=={mathtune.__version__}"], signature=signature,
+                             input_example=example)
+    return str(path)
+
+
+def spark_udf(spark, model_uri: str, result_type: str):
+    """``mlflow.pyfunc.spark_udf`` for a pyfunc model URI, in the workers' own Python environment."""
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+
+
+def signature_of(model_uri: str):
+    """The signature of a logged or saved pyfunc model (None when it has none)."""
+    from mlflow.models import get_model_info
+
+    return get_model_info(model_uri).signature
 
 
 def _make_pyfunc_instance():
@@ -188,20 +232,20 @@ def _make_pyfunc_class() -> type:
                 self.predictor = load_predictor(folder)
 
         def predict(self, context, model_input, params=None):
+            """Rows in (the signature's input columns, or a list of texts), the outputs of models/outputs.py out:
+            the label column first, ``reason`` for a row that could not be scored."""
             import pandas as pd
 
-            if self.generator is not None:  # tutor: questions in, answers out
-                from .metrics.answers import extract_final_answer
+            from .models.outputs import labelled_frame, tutor_frame
 
+            if self.generator is not None:  # tutor: questions in, answers out, a few problems at a time
                 if isinstance(model_input, pd.DataFrame):
                     column = next((c for c in ("question", "problem", "Question") if c in model_input.columns),
                                   model_input.columns[0])
-                    questions = model_input[column].astype(str).tolist()
+                    questions = model_input[column].tolist()
                 else:
-                    questions = [str(q) for q in model_input]
-                answers = [g.text for g in self.generator.generate(questions)]
-                return pd.DataFrame({"answer": answers, "final_answer": [extract_final_answer(a) for a in answers]})
-
+                    questions = list(model_input)
+                return tutor_frame(self.generator, questions)
             column = self.predictor.manifest.get("text_column", "Question")
             if isinstance(model_input, pd.DataFrame):
                 frame = model_input
@@ -209,17 +253,7 @@ def _make_pyfunc_class() -> type:
                 frame = pd.DataFrame({column: [str(t) for t in model_input]})
             if self.predictor.task == "topic" and column not in frame.columns:
                 frame = frame.rename(columns={frame.columns[0]: column})
-            top_k = self.predictor.task_object.top_k
-            idx, prob, _, _ = self.predictor.predict_frame(frame, top_k, source="request")
-            labels = self.predictor.labels
-            out = pd.DataFrame({
-                "label": [labels.values[i] for i in idx[:, 0]],
-                "name": [labels.names[i] for i in idx[:, 0]],
-                "probability": prob[:, 0],
-            })
-            if top_k > 1:
-                out["top_labels"] = [" ".join(labels.values[i] for i in row) for row in idx]
-            return out
+            return labelled_frame(self.predictor, frame)
 
     MathtunePyfunc.__module__ = __name__
     MathtunePyfunc.__qualname__ = "MathtunePyfunc"

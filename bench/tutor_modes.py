@@ -69,6 +69,8 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
         parts.append(f"k={VOTE_K} early-stop")
     if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
         parts += ["xllamacpp", "batched" if generator.parallel else "in-turn", f"tools={TOOL_CALLS}"]
+        if mode.startswith("vote"):  # the batch is cut off once its finished samples decide the vote
+            parts.append("decided-early")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
 

@@ -334,3 +334,49 @@ def test_tool_calls_stop_at_the_limit_and_a_failing_block_shows_its_error():
     text = "".join(stream_cot(generator, "q", 1000, info=info))
     assert info["tool_calls"] == TOOL_CALLS and len(generator.calls) == TOOL_CALLS + 1
     assert "```output\nError:" in text and "NameError" in text
+
+
+class Batched(Scripted):
+    """A parallel generator: a batch's samples finish one after another (in script order) and the batch stops
+    early once ``cancel`` is set, as llama.cpp's does."""
+
+    parallel = True
+
+    def __init__(self, replies, programs=()):
+        super().__init__(replies)
+        self.programs = list(programs)  # program-mode replies (batches of two modes run side by side)
+
+    def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
+               stops=(), cancel=None, on_finish=None):
+        from mathtune.models.generate import Generation
+
+        self.calls.append({"k": k, "system": system})
+        replies = self.programs if system == PROGRAM_SYSTEM else self.replies
+        done = []
+        for i in range(k):
+            if cancel is not None and cancel.is_set():
+                replies.pop(0)  # cut off before it finished
+                continue
+            done.append(Generation(replies.pop(0), 10, 0.01))
+            if on_finish is not None:
+                on_finish(i, done[-1])
+        return done
+
+
+def test_a_batched_vote_stops_once_the_finished_samples_decide_it():
+    generator = Batched(["The answer is 72."] * 3 + ["The answer is 5.", "The answer is 6."])
+    [s] = solve(generator, ["q"], "vote", k=5, tiebreak="none")
+    assert s.final_answer == "72" and s.samples == 3 and s.k == 5 and s.confidence == 1.0
+    assert generator.calls == [{"k": 5, "system": None}]  # one batch of five, cut short after three
+    generator = Batched(["The answer is 72."] * 3 + ["The answer is 5.", "The answer is 6."])
+    [s] = solve(generator, ["q"], "vote", k=5, tiebreak="none", early_stop=False)
+    assert s.samples == 5 and s.confidence == 0.6
+
+
+def test_a_batched_mixed_vote_counts_programs_that_ran():
+    program = "```python\nprint(70 + 2)\n```"
+    generator = Batched(["The answer is 72.", "The answer is 71.", "The answer is 72."], [program, program])
+    [s] = solve(generator, ["q"], "vote", k=5, base="mixed", tiebreak="none", early_stop=False)
+    assert s.final_answer == "72" and s.votes == {"72": 4, "71": 1} and s.method == "vote(mixed)"
+    assert sorted(c["k"] for c in generator.calls) == [2, 3]
+    assert {c["system"] for c in generator.calls} == {None, PROGRAM_SYSTEM}

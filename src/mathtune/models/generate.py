@@ -74,9 +74,15 @@ class TransformersGenerator:
         return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
 
     def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
-               stops=()) -> list[Generation]:
-        return self.generate([question] * k, max_new_tokens, [context] * k, system=system, temperature=temperature,
-                             seed=seed, stops=stops)
+               stops=(), cancel=None, on_finish=None) -> list[Generation]:
+        """k answers as one padded batch; they end together, so ``on_finish`` sees each once all are done and
+        ``cancel`` cannot cut the batch short."""
+        generations = self.generate([question] * k, max_new_tokens, [context] * k, system=system,
+                                    temperature=temperature, seed=seed, stops=stops)
+        for i, g in enumerate(generations):
+            if on_finish is not None:
+                on_finish(i, g)
+        return generations
 
     def continue_answer(self, question, prefix, max_new_tokens=256, context=None, system=None, stops=(),
                         temperature=0.0, seed=None) -> Generation:

@@ -29,8 +29,10 @@ class Generator(Protocol):
         the tutor's own for this call."""
 
     def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
-               temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
-        """k sampled answers of one prompt, decoded as one batch."""
+               temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = (),
+               cancel: threading.Event | None = None, on_finish=None) -> list[Generation]:
+        """k sampled answers of one prompt, decoded as one batch; ``on_finish(index, generation)`` sees each as it
+        ends, and once ``cancel`` is set the unfinished ones stop (only finished answers are returned)."""
 
     def continue_answer(self, question: str, prefix: str, max_new_tokens: int = 256, context=None,
                         system: str | None = None, stops: Sequence[str] = (), temperature: float = 0.0,

@@ -88,11 +88,15 @@ class LlamaCppGenerator:
             body["n_cmpl"] = n
         return body
 
-    def _complete(self, body: dict, cancel: threading.Event | None = None, on_piece=None) -> list[Generation]:
-        """The ``n`` answers of one request (index order); ``on_piece(index, text)`` sees each piece as it comes."""
+    def _complete(self, body: dict, cancel: threading.Event | None = None, on_piece=None,
+                  on_finish=None) -> list[Generation]:
+        """The ``n`` answers of one request (index order); ``on_piece(index, text)`` sees each piece as it comes,
+        ``on_finish(index, generation)`` each answer as it ends. Setting ``cancel`` ends every sequence of the
+        request at its next token (those answers come back unfinished: ``finish`` None)."""
         n = body.get("n_cmpl", 1)
         texts, tokens, finish = [""] * n, [0] * n, [None] * n
         errors: list[str] = []
+        seconds0 = time.perf_counter()
 
         def piece(chunk) -> bool:  # llama.cpp's callback: True stops the request and frees its sequences
             if not isinstance(chunk, dict) or "error" in chunk or "code" in chunk:
@@ -105,8 +109,11 @@ class LlamaCppGenerator:
                     tokens[i] += 1
                     if on_piece is not None:
                         on_piece(i, text)
-                if choice.get("finish_reason"):
+                if choice.get("finish_reason") and finish[i] is None:
                     finish[i] = choice["finish_reason"]
+                    if on_finish is not None:
+                        on_finish(i, Generation(texts[i], tokens[i], time.perf_counter() - seconds0,
+                                                finish[i] == "length"))
             return bool(cancel is not None and cancel.is_set())
 
         start = time.perf_counter()
@@ -140,12 +147,21 @@ class LlamaCppGenerator:
         return list(self._pool.map(one, range(len(questions))))
 
     def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
-               temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
+               temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = (),
+               cancel: threading.Event | None = None, on_finish=None) -> list[Generation]:
         """k sampled answers of one prompt as one batch: the prompt is evaluated once, the k sequences share its
-        KV cache and decode together."""
+        KV cache and decode together. ``on_finish(index, generation)`` sees each answer as it ends; once
+        ``cancel`` is set the others stop at their next token and only the finished answers are returned."""
         body = self._body(self._chat(question, context, system), max_new_tokens, temperature, seed, stops, n=k)
-        return [Generation(cut_at_stop(g.text, body["stop"]), g.new_tokens, g.seconds, g.truncated)
-                for g in self._complete(body)]
+        finished: dict[int, Generation] = {}
+
+        def done(i: int, g: Generation) -> None:
+            finished[i] = Generation(cut_at_stop(g.text, body["stop"]), g.new_tokens, g.seconds, g.truncated)
+            if on_finish is not None:
+                on_finish(i, finished[i])
+
+        self._complete(body, cancel, on_finish=done)
+        return [finished[i] for i in sorted(finished)]
 
     def continue_answer(self, question: str, prefix: str, max_new_tokens: int = 256, context=None,
                         system: str | None = None, stops: Sequence[str] = (), temperature: float = 0.0,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from enum import Enum
@@ -255,13 +256,14 @@ def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, c
 
 
 def _sample(generator, question: str, base: str, k: int, max_new_tokens: int, context, temperature: float,
-            seed: int):
-    """k sampled generations of ``base`` for one problem, decoded as one batch."""
+            seed: int, cancel=None, on_finish=None):
+    """k sampled generations of ``base`` for one problem, decoded as one batch (see Generator.sample for
+    ``cancel`` and ``on_finish``); cot answers that stopped at a Python block go on after it runs."""
+    system = PROGRAM_SYSTEM if base == "program" else None
+    generations = generator.sample(question, k, max_new_tokens, context, system=system, stops=PROGRAM_STOPS,
+                                   temperature=temperature, seed=seed, cancel=cancel, on_finish=on_finish)
     if base == "program":
-        return generator.sample(question, k, max_new_tokens, context, system=PROGRAM_SYSTEM, stops=PROGRAM_STOPS,
-                                temperature=temperature, seed=seed)
-    generations = generator.sample(question, k, max_new_tokens, context, stops=PROGRAM_STOPS,
-                                   temperature=temperature, seed=seed)
+        return generations
     return [with_tools(generator, question, context, g, max_new_tokens, temperature=temperature, seed=seed + i)
             for i, g in enumerate(generations)]
 
@@ -362,25 +364,62 @@ def sample_modes(base: str, k: int) -> list[str]:
     return [("cot", "program")[i % 2] if base == "mixed" else base for i in range(k)]
 
 
+class _EarlyVote:
+    """Decides a vote whose samples decode together as they finish: once the answers in can no longer be outvoted
+    by the samples still decoding, ``cancel`` is set and those stop at their next token. A sample's answer here
+    is its first reading (a cot answer that stopped at a Python block has none yet; a program that fails, none
+    until it is corrected), kept so the program is not run twice."""
+
+    def __init__(self, k: int, tutor_prompt):
+        self.k, self.tutor_prompt = k, tutor_prompt
+        self.read: dict[tuple[str, str], Solution] = {}
+        self.answers: list[Solution] = []
+        self.cancel = threading.Event()
+        self._lock = threading.Lock()
+
+    def first_reading(self, mode: str, text: str, new_tokens: int) -> Solution:
+        with self._lock:
+            key = (mode, text)
+            if key not in self.read:
+                self.read[key] = solution_from_text(text, mode, self.tutor_prompt, new_tokens, 0.0)
+            return self.read[key]
+
+    def finished(self, mode: str, generation: Generation) -> None:
+        reading = self.first_reading(mode, generation.text, generation.new_tokens)
+        counted = reading if reading.program_ok is not False and not _ends_with_program(generation.text) else \
+            Solution(generation.text, None, reading.method)
+        with self._lock:
+            self.answers.append(counted)
+            if decided(_answer_groups(self.answers), self.k - len(self.answers)):
+                self.cancel.set()
+
+
 def _drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
-                    seed: int, repairs: int) -> list[Solution]:
-    """All k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
-    repairs of failed programs decode side by side."""
+                    seed: int, repairs: int, early_stop: bool = True) -> list[Solution]:
+    """The k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
+    repairs of failed programs decode side by side; with ``early_stop`` the vote ends as soon as the finished
+    samples decide it (the same answer all k would give) and the others are cut off."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = sample_modes(base, k)
     wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
+    early = _EarlyVote(k, generator.tutor_prompt)
     with ThreadPoolExecutor(max_workers=k) as pool:
         batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
-                                     seed + 100 * j) for j, (mode, n) in enumerate(wanted.items())}
+                                     seed + 100 * j, early.cancel if early_stop else None,
+                                     (lambda _i, g, mode=mode: early.finished(mode, g)) if early_stop else None)
+                   for j, (mode, n) in enumerate(wanted.items())}
         drawn = [(mode, g) for mode, batch in batches.items() for g in batch.result()]
         samples = [pool.submit(_one_sample, generator, question, context, mode, g, max_new_tokens, repairs,
-                               temperature, seed + i) for i, (mode, g) in enumerate(drawn)]
+                               temperature, seed + i, early.read.get((mode, g.text)))
+                   for i, (mode, g) in enumerate(drawn)]
         return [sample.result() for sample in samples]
 
 
-def _one_sample(generator, question, context, mode, generation, max_new_tokens, repairs, temperature, seed):
-    sample = solution_from_text(generation.text, mode, generator.tutor_prompt, generation.new_tokens, 0.0)
+def _one_sample(generator, question, context, mode, generation, max_new_tokens, repairs, temperature, seed,
+                read: Solution | None = None):
+    sample = read if read is not None and read.new_tokens == generation.new_tokens else \
+        solution_from_text(generation.text, mode, generator.tutor_prompt, generation.new_tokens, 0.0)
     return repaired(generator, question, context, generation.text, sample, max_new_tokens, repairs,
                     temperature=temperature, seed=seed)
 
@@ -414,7 +453,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
     if generator.parallel:
-        samples = _drawn_together(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs)
+        samples = _drawn_together(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
+                                  early_stop)
     else:
         samples = _drawn_in_turn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
                                  early_stop)

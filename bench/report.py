@@ -367,6 +367,35 @@ def page() -> str:
     return HEADER + "\n" + render().rstrip() + "\n"
 
 
+README_MARK, README_END = "<!-- tutor-figures -->", "<!-- /tutor-figures -->"
+
+
+def readme_figures() -> str:
+    """The README's few tutor figures, from bench/results/tutor_serving.json (bench/tutor_serving.py)."""
+    data = _load("tutor_serving")
+    if not data:
+        return "Not measured yet on this checkout: `python bench/tutor_serving.py` writes the figures."
+    served = data["served"]
+    best = max((r for r in data.get("accuracy", []) if r.get("data") == "gsm8k" and r.get("answer_accuracy")),
+               key=lambda r: r["answer_accuracy"], default=None)
+    lines = [f"On 2 CPU cores, {data['tutor']} beside a topic classifier (bench/tutor_serving.py):", "",
+             f"- a 5-sample vote takes {served['vote_vs_cot']}x the time of one step-by-step answer "
+             f"({served['vote_seconds']} s against {served['cot_seconds']} s);",
+             f"- four teachers asking at once are answered in {served['four_vs_one']}x the time of one;",
+             f"- /v1/topics answers in at most {served['topics_ms']['during_vote']['max']} ms while a vote runs "
+             f"(median {served['topics_ms']['during_vote']['median']} ms).",]
+    if best:
+        lines += [f"- best GSM8K mode on {best['n']} held-out problems: {best['mode']}, accuracy "
+                  f"{best['answer_accuracy']:.3f} at a median {best['median_seconds_per_problem']:.1f} s a problem."]
+    return "\n".join(lines)
+
+
+def with_readme_figures(readme: str) -> str:
+    start = readme.index(README_MARK) + len(README_MARK)
+    end = readme.index(README_END)
+    return readme[:start] + "\n" + readme_figures() + "\n" + readme[end:]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true")
@@ -375,6 +404,8 @@ def main() -> None:
         print(page())
         return
     PAGE.write_text(page())
+    readme = REPO / "README.md"
+    readme.write_text(with_readme_figures(readme.read_text()))
 
 
 if __name__ == "__main__":

@@ -98,5 +98,5 @@ def recipe_entry(name: str, folder: Path | None = None) -> RecipeEntry:
 
         guess = difflib.get_close_matches(key, entries, n=1)
         raise RecipeError(f"recipe {name!r}: not a shipped recipe" + (f" (did you mean {guess[0]!r}?)" if guess else "")
-                          + f"; `mathtune recipes` lists them")
+                          + "; `mathtune recipes` lists them")
     return entries[key]

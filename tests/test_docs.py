@@ -1,0 +1,50 @@
+"""The documentation says what the code and the benchmarks say: generated pages are current, links and files named
+exist, the README fits on a page."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+from conftest import REPO
+
+
+def _report():
+    spec = importlib.util.spec_from_file_location("report", REPO / "bench" / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmarks_page_and_readme_figures_are_generated_from_the_json():
+    report = _report()
+    assert (REPO / "docs" / "benchmarks.md").read_text() == report.page(), "stale: run `make docs`"
+    readme = (REPO / "README.md").read_text()
+    assert readme == report.with_readme_figures(readme), "stale README figures: run `make docs`"
+
+
+def test_the_readme_fits_on_a_page_and_its_links_exist():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    for target in re.findall(r"\]\(([^)#]+)\)", readme):
+        if not target.startswith("http"):
+            assert (REPO / target).exists(), target
+    for page in (REPO / "docs").glob("*.md"):
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+def test_the_makefile_names_only_files_that_exist():
+    makefile = (REPO / "Makefile").read_text()
+    for path in re.findall(r"(?<![\w./$-])((?:recipes|deploy|bench|docs|src|tests|\.github)/[\w./-]+)", makefile):
+        assert (REPO / path.rstrip(".")).exists(), path
+
+
+def test_every_recipe_is_listed_with_a_purpose():
+    from mathtune.catalog import shipped
+
+    entries = shipped()
+    assert {e.name for e in entries} == {p.stem for p in (REPO / "recipes").glob("*.yaml")}
+    assert all(e.purpose and e.command.startswith("mathtune ") for e in entries)
+    assert next(e for e in entries if e.name == "topic-tfidf").time.endswith("s")  # measured by bench/topic.py

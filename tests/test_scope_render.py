@@ -11,7 +11,7 @@ from mathtune.serve.settings import ServeSettings
 from mathtune.serve.webui.classify import format_diagnosis, verdict_of
 from mathtune.serve.webui.render import answer_markdown, math_markdown
 from mathtune.serve.webui.tutor import history_pairs, render
-from mathtune.tasks.scope import REFUSAL, conversation_question, in_scope, is_math_question
+from mathtune.tasks.scope import REFUSAL, in_scope, is_math_question, with_history
 from mathtune.tasks.tutor import OFF_TOPIC
 
 
@@ -61,9 +61,10 @@ def test_follow_ups_stay_in_scope_in_a_math_conversation():
 
 def test_follow_ups_carry_the_last_turns_within_the_budget():
     history = [(f"question {i}", f"answer {i}") for i in range(50)]
-    prompt = conversation_question("and then?", history, budget_chars=120)
-    assert prompt.endswith("The student now asks: and then?") and "question 49" in prompt and "question 0" not in prompt
-    assert conversation_question("What is 2 + 2?", []) == "What is 2 + 2?"
+    prompt, dropped = with_history("and then?", history, budget_chars=120)
+    assert "The student now asks: and then?" in prompt and "question 49" in prompt and "question 0" not in prompt
+    assert "keep every other quantity" in prompt and dropped == 50 - prompt.count("Student:")
+    assert with_history("What is 2 + 2?", []) == ("What is 2 + 2?", 0)
     turns = [{"q": "poem?", "a": REFUSAL}, {"q": "2+2?", "a": "4. The answer is 4.", "final": "4"}]
     assert history_pairs(turns) == [("2+2?", "4")]  # refusals are not carried
 

@@ -49,11 +49,39 @@ def test_streaming_events(client):
     assert done["answer"] == streamed.strip()
 
 
+def test_a_follow_up_is_solved_with_the_conversation_so_far(client, monkeypatch):
+    from mathtune.serve import tutor_service
+
+    asked = []
+    original = tutor_service.solve_as
+
+    def spy(generator, questions, *args, **kwargs):
+        asked.extend(questions)
+        return original(generator, questions, *args, **kwargs)
+
+    monkeypatch.setattr(tutor_service, "solve_as", spy)
+    first = "A pen costs $2 and a notebook costs $5. How much do 3 pens and 2 notebooks cost?"
+    body = client.post("/v1/tutor", json={"question": "What if she buys 4 pens instead of 3?", "retrieval": False,
+                                          "history": [{"question": first, "answer": "16"}]}).json()
+    assert body["history_dropped"] == 0 and first in asked[-1] and "Tutor: 16" in asked[-1]
+    assert "keep every other quantity" in asked[-1]
+    long = [{"question": f"what is {i} plus {i}? " + "x" * 150, "answer": str(2 * i)} for i in range(30)]
+    body = client.post("/v1/tutor", json={"question": "and the next one?", "retrieval": False, "history": long}).json()
+    assert body["history_dropped"] > 0 and "what is 29 plus 29" in asked[-1] and "what is 0 plus 0" not in asked[-1]
+    with client.stream("POST", "/v1/tutor", json={"question": "what is 4 plus 4?", "stream": True,
+                                                  "history": long}) as response:
+        text = "".join(response.iter_text())
+    first_event = text.split("\n\n")[0]
+    assert first_event.startswith("event: sources") and '"history_dropped": 0' not in first_event
+    assert '"history_dropped": ' in first_event
+
+
 @pytest.mark.parametrize("body,status,needle", [
     ({"question": "   "}, 422, "question is empty"),
     ({"question": "x" * 300}, 422, "over the limit"),
     ({"question": "hi", "k": 0}, 422, "k"),
     ({"questions": ["hi"]}, 422, "question"),
+    ({"question": "hi", "history": [{"q": "1+1?"}]}, 422, "history"),
 ])
 def test_bad_requests(client, body, status, needle):
     response = client.post("/v1/tutor", json=body)

@@ -1,7 +1,7 @@
 """POST /v1/tutor: a step-by-step answer with the retrieved sources; server-sent events when ``stream`` is true.
 
-Events of a stream: ``sources`` (the retrieved chunks, first), ``token`` (each piece of text as it is made),
-``done`` (the whole answer, its steps and final answer) or ``error``.
+Events of a stream: ``sources`` (the retrieved chunks and ``history_dropped``, first), ``token`` (each piece of
+text as it is made), ``done`` (the whole answer, its steps and final answer) or ``error``.
 """
 
 from __future__ import annotations
@@ -20,16 +20,25 @@ from starlette.background import BackgroundTask
 from ..config import SolveConfig
 from ..metrics.answers import is_refusal
 from ..models.solve import VOTE_TIEBREAK, overridden, solve_as
-from ..tasks.scope import REFUSAL
+from ..tasks.scope import REFUSAL, with_history
 from .tutor_service import QuestionError, TutorService
 
 log = logging.getLogger(__name__)
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(..., max_length=20_000, description="An earlier question of this conversation.")
+    answer: str = Field("", max_length=20_000, description="The tutor's answer to it (its final answer is enough).")
 
 
 class TutorRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
         "question": "A train travels 60 km in 45 minutes. What is its speed in km/h?", "stream": False}})
     question: str = Field(..., description="The problem, in words or LaTeX.")
+    history: list[Turn] = Field(default_factory=list, max_length=50, description="The conversation so far, oldest "
+                                "first: a follow-up (\"what if she buys 4 pens instead?\") is solved as the earlier "
+                                "problem with only that changed. The newest turns that fit the prompt budget are used.")
     stream: bool = Field(False, description="Answer as server-sent events (sources, token..., done).")
     max_new_tokens: int | None = Field(None, gt=0, description="Generation budget (the server caps it).")
     retrieval: bool = Field(True, description="Put retrieved worked examples into the prompt, when the server has an index.")
@@ -77,6 +86,7 @@ class TutorResponse(BaseModel):
     samples_drawn: int = Field(1, description="mode vote: samples drawn; fewer than `samples` when those drawn already "
                                               "decided the majority.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
+    history_dropped: int = Field(0, description="Earlier turns of `history` left out to fit the prompt budget (the oldest).")
 
 
 def solution_fields(solution) -> dict:
@@ -148,17 +158,19 @@ def build_tutor_router(app_state) -> APIRouter:
         except QuestionError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         budget = tutor.budget(body.max_new_tokens)
-        if tutor.out_of_scope(question):
+        if tutor.out_of_scope(question, [t.question for t in body.history]):
             app_state.metrics.predictions.labels(model="tutor", label="out_of_scope").inc()
             return out_of_scope(tutor.model.source, body.stream)
+        question, dropped = with_history(question, [(t.question, t.answer) for t in body.history])
         context, hits = await tutor.retrieve(question, body.k, body.retrieval)
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         solving = body.solving(tutor.model)
         if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
             started = tutor.gate.enter()  # 503 with Retry-After when the line is full
             release = _once(tutor.gate.leave, started)
-            events = _stream(tutor, question, budget, context, sources, count) if solving.mode == "cot" else \
-                _stream_solution(tutor, question, budget, context, sources, solving)
+            first = _sse("sources", {"sources": [s.model_dump() for s in sources], "history_dropped": dropped})
+            events = _stream(tutor, question, budget, context, first, count) if solving.mode == "cot" else \
+                _stream_solution(tutor, question, budget, context, first, solving)
             return StreamingResponse(_released(events, release), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
@@ -167,13 +179,14 @@ def build_tutor_router(app_state) -> APIRouter:
         count(solution.refused)
         return TutorResponse(model=tutor.model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
-                             truncated=solution.samples == 1 and solution.attempts == 1 and solution.new_tokens >= budget)
+                             truncated=solution.samples == 1 and solution.attempts == 1 and solution.new_tokens >= budget,
+                             history_dropped=dropped)
 
     return router
 
 
-async def _stream_solution(tutor: TutorService, question, budget, context, sources, solving):
-    yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
+async def _stream_solution(tutor: TutorService, question, budget, context, first: str, solving):
+    yield first
     start = time.perf_counter()
     try:  # the place in the line is the stream's (taken before the response began)
         solution = (await tutor.model.run(solve_as, tutor.model.generator, [question], solving, [context], budget))[0]
@@ -185,8 +198,8 @@ async def _stream_solution(tutor: TutorService, question, budget, context, sourc
                         "seconds": round(time.perf_counter() - start, 3)})
 
 
-async def _stream(tutor: TutorService, question, budget, context, sources, count):
-    yield _sse("sources", {"sources": [s.model_dump() for s in sources]})
+async def _stream(tutor: TutorService, question, budget, context, first: str, count):
+    yield first
     pieces = []
     start = time.perf_counter()
     cancel = threading.Event()  # set when the client goes away: generation stops at the next token

@@ -70,8 +70,11 @@ def in_scope(question: str, history_questions: list[str] | None = None) -> bool:
     return bool(history_questions) and len(question) <= 200 and bool(_FOLLOW_UP.search(question))
 
 
-def conversation_question(question: str, history: list[tuple[str, str]], budget_chars: int = 1500) -> str:
-    """A follow-up with its conversation: the last turns that fit in ``budget_chars``, newest kept first."""
+def with_history(question: str, history: list[tuple[str, str]], budget_chars: int = 1500) -> tuple[str, int]:
+    """A follow-up with its conversation, as one self-contained problem: the last earlier turns (question and
+    answer) that fit in ``budget_chars``, newest kept first, and how many older turns had to be left out. The
+    model is asked to keep every fact of the earlier problem the follow-up does not change (a follow-up "what if
+    she buys 4 pens instead?" dropped the notebooks of the problem it followed)."""
     turns: list[str] = []
     used = 0
     for asked, answered in reversed(history):
@@ -81,5 +84,8 @@ def conversation_question(question: str, history: list[tuple[str, str]], budget_
         turns.insert(0, turn)
         used += len(turn)
     if not turns:
-        return question
-    return "Earlier in this conversation:\n" + "\n\n".join(turns) + f"\n\nThe student now asks: {question}"
+        return question, len(history)
+    return ("Earlier in this conversation:\n" + "\n\n".join(turns) + f"\n\nThe student now asks: {question}\n"
+            "Treat this as the earlier problem with only what the student changes: keep every other quantity and "
+            "condition of the earlier problem, and solve it completely."), len(history) - len(turns)
+

@@ -13,7 +13,7 @@ import threading
 import time
 
 from ...models.solve import Method, overridden
-from ...tasks.scope import REFUSAL, conversation_question
+from ...tasks.scope import REFUSAL, with_history
 from ..tutor_service import QuestionError, TutorService
 from .common import MEASURED, error_update, percent, plain_error
 from .render import LATEX, answer_markdown, math_markdown
@@ -214,7 +214,9 @@ def _answerer(gr, state, model):
             yield render(turns), turns, text, error_update(f"Your {err}."), gr.update()
             return
         history = history_pairs(turns)
-        prompt = conversation_question(q, history)
+        prompt, dropped = with_history(q, history)
+        cut = (f" The {dropped} oldest question{'s' if dropped > 1 else ''} of this chat did not fit and "
+               f"{'were' if dropped > 1 else 'was'} left out." if dropped else "")
         if tutor.out_of_scope(q, [h[0] for h in history]):
             new = turns + [{"q": q, "a": REFUSAL, "final": None, "note": None}]
             yield render(new), new, "", error_update(None), gr.update(visible=False)
@@ -227,7 +229,7 @@ def _answerer(gr, state, model):
                     turn["a"] = partial
                     yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
                 turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
-                            note="Step-by-step reasoning, not checked by a program: check the steps.")
+                            note="Step-by-step reasoning, not checked by a program: check the steps." + cut)
             else:
                 yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
                 import asyncio
@@ -236,7 +238,8 @@ def _answerer(gr, state, model):
                 solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
                 solution = await asyncio.wait_for(tutor.solve(prompt, context, solving, budget),
                                                   settings.ui_timeout_s)
-                turn.update(a=solution.answer, final=solution.final_answer, note=how_checked(solution, MEASURED.get(model.source)))
+                turn.update(a=solution.answer, final=solution.final_answer,
+                            note=how_checked(solution, MEASURED.get(model.source)) + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)
             return

@@ -367,6 +367,40 @@ def page() -> str:
     return HEADER + "\n" + render().rstrip() + "\n"
 
 
+MEASURED_FILE = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
+MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_smollm2")
+
+
+def measured() -> dict:
+    """What the Tutor tab says of the bundled tutors' accuracy, from bench/tutor_modes.py's results: per data set
+    and mode the run with the most problems; for the vote over cot (k = 5), how often a vote with that many
+    agreeing samples was right."""
+    best: dict = {}
+    for name in MODES_FILES:
+        for run in (_load(name) or {}).get("runs", []):
+            if not run["model"].startswith("bundled:") or run.get("answer_accuracy") is None:
+                continue
+            key = (run["model"], run["data"], run["mode"])
+            if key not in best or run["n"] >= best[key]["n"]:
+                best[key] = run
+    out: dict = {}
+    for (model, data, mode), run in sorted(best.items()):
+        entry = out.setdefault(model, {"gsm8k": {}, "n": {}})
+        entry.setdefault(data, {})[mode] = round(run["answer_accuracy"], 3)
+        entry["n"][f"{data} {mode}"] = run["n"]
+        if mode == "vote" and data == "gsm8k" and run.get("accuracy_by_agreeing_samples"):
+            entry["vote_right_by_agreeing"] = {k: round(v["correct"] / v["n"], 2)
+                                               for k, v in run["accuracy_by_agreeing_samples"].items() if v["n"]}
+    for entry in out.values():
+        sizes = sorted({n for key, n in entry["n"].items() if key.startswith("gsm8k")})
+        entry["where"] = "bench/tutor_modes.py: GSM8K n=" + "/".join(map(str, sizes))
+    return out
+
+
+def measured_text() -> str:
+    return json.dumps(measured(), indent=1, sort_keys=True) + "\n"
+
+
 README_MARK, README_END = "<!-- tutor-figures -->", "<!-- /tutor-figures -->"
 
 
@@ -404,6 +438,7 @@ def main() -> None:
         print(page())
         return
     PAGE.write_text(page())
+    MEASURED_FILE.write_text(measured_text())
     readme = REPO / "README.md"
     readme.write_text(with_readme_figures(readme.read_text()))
 

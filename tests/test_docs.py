@@ -21,6 +21,8 @@ def test_benchmarks_page_and_readme_figures_are_generated_from_the_json():
     assert (REPO / "docs" / "benchmarks.md").read_text() == report.page(), "stale: run `make docs`"
     readme = (REPO / "README.md").read_text()
     assert readme == report.with_readme_figures(readme), "stale README figures: run `make docs`"
+    measured = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
+    assert measured.read_text() == report.measured_text(), "stale Tutor tab figures: run `make docs`"
 
 
 def test_the_readme_fits_on_a_page_and_its_links_exist():

@@ -5,22 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
+from pathlib import Path
 
 from fastapi import HTTPException
 
 from ...errors import MathtuneError
 
 # Accuracy measured by bench/tutor_modes.py (GSM8K: a fixed sample of train.jsonl; MATH-500: the first problems),
-# llama.cpp on 2 CPU cores. Shown on the Tutor tab so a teacher knows how far to trust an answer.
-MEASURED = {
-    "bundled:qwen2.5-coder-1.5b": {"gsm8k": {"cot": 0.58, "program": 0.625, "vote": 0.685},
-                                   "math500": {"cot": 0.39, "program": 0.38},
-                                   "where": "bench/tutor_modes.py: GSM8K n=200, MATH-500 n=100",
-                                   # GSM8K, k = 5, over cot: how often a vote with this many agreeing samples was
-                                   # right (n=200; 1: decided by the program tie-break where one ran)
-                                   "vote_right_by_agreeing": {"1": 0.23, "2": 0.61, "3": 0.89}},
-    "bundled:smollm2": {"gsm8k": {"cot": 0.0, "program": 0.075}, "where": "bench/tutor_modes.py: GSM8K n=40"},
-}
+# llama.cpp on 2 CPU cores, written into measured.json by `make docs` (bench/report.py; tests/test_docs.py fails when
+# it is stale). Shown on the Tutor tab so a teacher knows how far to trust an answer.
+MEASURED = json.loads((Path(__file__).with_name("measured.json")).read_text(encoding="utf-8"))
 
 # Gradio's default theme with system fonts (its default loads web fonts), and borders/links at WCAG AA contrast.
 CSS = """

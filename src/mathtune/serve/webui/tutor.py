@@ -34,8 +34,10 @@ def model_line(model) -> str:
     measured = MEASURED.get(model.source)
     name = model.source if model.source.startswith("bundled:") else (model.manifest.get("base_model") or model.source)
     if measured:
-        names = {"cot": "step by step", "program": "with a program", "vote": "by a vote of 5"}
-        modes = ", ".join(f"{percent(v)} {names[m]}" for m, v in measured["gsm8k"].items())
+        names = {"cot": "step by step", "program": "with a program", "vote": "by a vote of 5",
+                 "vote(program)": "by a vote of 5 programs", "vote(mixed)": "by a vote of 5 mixed answers",
+                 "vote+program": "by a vote of 5 with a program breaking ties"}
+        modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in measured["gsm8k"].items())
         return (f"Answering: **{name}**. It answers about {modes} of grade-school problems correctly "
                 f"({measured['where']}): check the steps.")
     accuracy = (model.manifest.get("validation") or {}).get("answer_accuracy")

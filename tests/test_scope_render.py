@@ -148,3 +148,25 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
         asyncio.run(consume())
     time.sleep(0.2)
     assert cancelled.is_set()  # generation was told to stop
+
+
+def test_a_streamed_answer_holds_back_math_until_it_closes():
+    from mathtune.serve.webui.render import settled
+
+    assert settled("Step 1: add.\n\\[ 3 \\times 2") == "Step 1: add."
+    assert settled("Step 1: \\( x \\) and \\[ y \\]") == "Step 1: \\( x \\) and \\[ y \\]"
+    assert settled("so $$ 2 +") == "so" and settled("$$a$$ then") == "$$a$$ then"
+    turn = {"q": "q", "a": "First.\n\\[ 6 \\times", "streaming": True}
+    assert "\\times" not in render([turn])[1]["content"]
+    assert "\\times" in render([{**turn, "streaming": False}])[1]["content"]
+
+
+def test_the_final_answer_keeps_the_unit_the_steps_use():
+    from mathtune.serve.webui.render import with_unit
+
+    assert with_unit("16", "3 pens cost $6 and 2 notebooks $10, so $6 + $10 = $16.\nThe answer is 16.") == "$16"
+    assert with_unit("80", "speed = 60 / 0.75 = 80 km/h") == "80 km/h"
+    assert with_unit("16", "16 apples") == "16" and with_unit("x + 1", "x + 1") == "x + 1"
+    assert with_unit("6", "$16 in all, 6 left") == "6"  # another number's dollar sign is not this one's
+    shown = render([{"q": "q", "a": "So $6 + $10 = $16.", "final": "16"}])[1]["content"]
+    assert "Final answer: \\$16" in shown and "---" not in shown

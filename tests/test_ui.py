@@ -276,7 +276,7 @@ def test_tutor_examples_send_and_errors_keep_the_question(ui):
     ui.fill(box("tutor-input"), "y" * 400)
     ui.click("#tutor-send")
     ui.wait_for_selector("#tutor-error .error-box")
-    assert "limit is 300" in ui.inner_text("#tutor-error")
+    assert "over the limit of 300" in ui.inner_text("#tutor-error")
     assert ui.input_value(box("tutor-input")) == "y" * 400
 
 

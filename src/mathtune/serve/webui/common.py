@@ -32,7 +32,18 @@ CSS = """
 #topics-table, #products-table { overflow-x: auto; max-width: calc(100vw - 24px) !important; }
 #topics-table .table-wrap, #products-table .table-wrap { max-width: 100%; overflow-x: auto; }
 @media (max-width: 500px) { .gradio-container { padding: 0 6px !important; } .tabs button { padding: 4px 8px; } }
+/* tables: words and numbers never break inside a cell; a table too wide for the screen scrolls as a unit */
+#topics-table td, #topics-table th, #products-table td, #products-table th {
+  word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
+#topics-table table, #products-table table { min-width: 520px; }
+#topics-table td:not(:first-child), #products-table td:not(:first-child) { white-space: nowrap; }
+/* phones: the conversation uses the screen's height, so the newest answer is read where it streams */
+@media (max-width: 500px) { #tutor-chat { height: 70vh !important; max-height: 70vh !important; } }
 """
+
+# Before an answer starts: bring the conversation into view (on a phone the page would stay at the input box);
+# the values pass through unchanged to the server.
+SHOW_CHAT_JS = """(...args) => { document.getElementById('tutor-chat')?.scrollIntoView({block: 'start'}); return args; }"""
 
 
 def theme():

@@ -49,3 +49,38 @@ def _inline(text: str) -> str:
 
 def _literal(text: str) -> str:
     return re.sub(r"(?<!\\)\$", r"\\$", text)
+
+
+_OPENERS = (("\\[", "\\]"), ("\\(", "\\)"))
+
+
+def settled(text: str) -> str:
+    """What of a half-streamed answer can be drawn: up to a math span that is still open (``\\[`` without its
+    ``\\]``, ``\\(`` without ``\\)``, an odd ``$$``), which is held back until it closes, so the page never shows
+    raw LaTeX that renders a moment later."""
+    cut = len(text)
+    for opener, closer in _OPENERS:
+        at = text.rfind(opener)
+        if at >= 0 and text.find(closer, at + len(opener)) < 0:
+            cut = min(cut, at)
+    if text.count("$$") % 2:
+        cut = min(cut, text.rfind("$$"))
+    return text[:cut].rstrip()
+
+
+_UNIT_AFTER = r"(?:%|percent|km/h|mph|km|cm|mm|m|kg|g|hours?|minutes?|seconds?|days?|weeks?|years?|cents?|dollars?)"
+
+
+def with_unit(final: str, answer: str) -> str:
+    """A bare number as the steps write it: "16" is "$16" when the steps write "$16", "80" is "80 km/h" when they
+    write "80 km/h" (money first, then the last unit used); anything else as it is."""
+    if not re.fullmatch(r"-?\d[\d,]*(?:\.\d+)?", final.strip()):
+        return final
+    number = re.escape(final.strip())
+    mentions = list(re.finditer(rf"(\\?\$\s?)?(?<![\d.,]){number}(?![\d.,]\d)(\s?{_UNIT_AFTER}\b)?", answer))
+    if not mentions:
+        return final
+    if any(m.group(1) for m in mentions):
+        return f"${final.strip()}"
+    units = [m.group(2) for m in mentions if m.group(2)]
+    return final.strip() + units[-1] if units else final

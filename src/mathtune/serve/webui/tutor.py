@@ -15,8 +15,8 @@ import time
 from ...models.solve import Method, overridden
 from ...tasks.scope import REFUSAL, with_history
 from ..tutor_service import QuestionError, TutorService
-from .common import MEASURED, error_update, percent, plain_error
-from .render import LATEX, answer_markdown, math_markdown
+from .common import MEASURED, SHOW_CHAT_JS, error_update, percent, plain_error
+from .render import LATEX, answer_markdown, math_markdown, settled, with_unit
 
 EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -54,9 +54,10 @@ def render(turns: list[dict]) -> list[dict]:
         messages.append({"role": "user", "content": math_markdown(turn["q"])})
         if turn.get("a") is None:
             continue
-        parts = [math_markdown(turn["a"]) or "…"]
+        text = settled(turn["a"]) if turn.get("streaming") else turn["a"]  # open math waits until it closes
+        parts = [math_markdown(text) or "…"]
         if turn.get("final"):
-            parts.append(f"---\n**Final answer: {answer_markdown(turn['final'])}**")
+            parts.append(f"**Final answer: {answer_markdown(with_unit(turn['final'], turn['a']))}**")
         if turn.get("note"):
             parts.append(f"*{turn['note']}*")
         if turn.get("truncated"):
@@ -127,7 +128,7 @@ def tutor_tab(gr, state):
     answer = _answerer(gr, state, model)
 
     outputs = [chat, turns, question, error, cont]
-    send_event = gr.on([send.click, question.submit], answer, [question, turns, mode], outputs)
+    send_event = gr.on([send.click, question.submit], answer, [question, turns, mode], outputs, js=SHOW_CHAT_JS)
     example_events = [b.click(answer, [gr.State(text), turns, mode], outputs) for b, text in zip(example_buttons, EXAMPLES)]
     retry_event = retry.click(_retry(answer), [turns, mode], outputs)
     cont_event = cont.click(_continue(gr, state, model), [turns], outputs)
@@ -228,8 +229,9 @@ def _answerer(gr, state, model):
             if mode == "cot":
                 info = {}
                 async for partial, info in stream_text(prompt, temperature, seed):
-                    turn["a"] = partial
+                    turn.update(a=partial, streaming=True)
                     yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
+                turn.pop("streaming", None)
                 turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
                             note="Step-by-step reasoning, not checked by a program: check the steps." + cut)
             else:

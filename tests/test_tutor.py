@@ -47,6 +47,8 @@ def test_final_answers_and_refusals():
     assert extract_final_answer("Add them.\nThe answer is $12.50.") == "12.50"
     assert extract_final_answer("no answer here") is None
     assert extract_final_answer("So, the answer is:\n\\[ 11400 \\]") == "11400"  # display math after the phrase
+    assert extract_final_answer("15 - 5 = 10 cakes. The answer is <10>.") == "10"  # placeholder brackets kept
+    assert extract_final_answer("The answer is x < 3 or x > 5.") == "x < 3 or x > 5"
     assert extract_final_answer("The answer is \\( \\frac{1}{2} \\).") == "\\frac{1}{2}"
     assert extract_final_answer("So, the answer is:\n\\[\n\\[") is None  # cut off before the answer: no answer
     assert extract_final_answer("The answer is \\(\\boxed{3") is None  # cut off inside the answer (it was 364)

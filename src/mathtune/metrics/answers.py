@@ -66,6 +66,8 @@ def _unwrapped(answer: str) -> str | None:
     (cut off inside it: "The answer is \\(\\boxed{3" of 364)."""
     match = _DELIMITERS.match(answer.strip())
     answer = (match.group(1) if match else answer).strip().rstrip(".").strip()
+    if re.fullmatch(r"<[^<>]+>", answer):  # "The answer is <10>." (a template's placeholder brackets kept)
+        answer = answer[1:-1].strip()
     if answer.count("{") > answer.count("}"):
         return None
     return answer if re.search(r"[A-Za-z0-9]", answer) else None

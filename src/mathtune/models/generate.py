@@ -203,7 +203,7 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
 
     from ..config import ModelConfig
     from .causal import load_causal_lm
-    from .registry import resolve
+    from .registry import BUNDLED_SOLVING, resolve
     from .saved import HF_SUBDIR, MANIFEST, read_manifest
 
     if backend not in ("transformers", "llama.cpp", "auto"):
@@ -232,6 +232,9 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         if not source.gguf_file:
             raise ModelError(f"{model}: the llama.cpp backend needs a GGUF model (a bundled model, a .gguf file or a "
                              f"tutor folder with model.gguf)")
-        return LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads, slots=slots)
-    loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
-    return TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads)
+        generator = LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads, slots=slots)
+    else:
+        loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
+        generator = TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads)
+    generator.solving = SolveConfig.model_validate(BUNDLED_SOLVING.get(str(model), {}))  # measured best, else cot
+    return generator

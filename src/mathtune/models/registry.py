@@ -38,6 +38,10 @@ BUNDLED = {
 }
 
 
+# How a bundled model solves when it is served or asked as a tutor without training (a request or `--mode` still
+# chooses): the best mode bench/tutor_modes.py measured for it on held-out GSM8K problems. Others: cot.
+BUNDLED_SOLVING: dict[str, dict] = {}
+
 # Models joined from part packages into the cache on first use (models/assemble.py).
 SPLIT: dict[str, SplitModel] = {"qwen2.5-coder-1.5b": QWEN_CODER_15B, "mpnet": MPNET_BASE}
 

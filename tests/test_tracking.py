@@ -23,7 +23,7 @@ def test_run_is_logged_and_model_registered(topic_csv, workdir):
     assert "reports/confusion_matrix.png" in artifacts and "reports/recipe.yaml" in artifacts
     model = mlflow.pyfunc.load_model("models:/test-topics/1")
     out = model.predict(pd.DataFrame({"Question": ["Find the remainder when 5^3 is divided by 7."]}))
-    assert list(out.columns) == ["label", "name", "probability"]
+    assert list(out.columns) == ["label", "name", "probability", "reason"] and out["reason"].isna().all()
     # a second run registers version 2
     second = train_from_recipe(recipe, "runs/tracked", overwrite=True)
     assert second.tracking["registered_version"] == 2

@@ -125,7 +125,9 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
 
     mlflow.set_tracking_uri("sqlite:///mlflow.db")
     answers = mlflow.pyfunc.load_model(manifest["tracking"]["registry_uri"]).predict(pd.DataFrame({"question": ["1+1?"]}))
-    assert list(answers.columns) == ["answer", "final_answer"] and len(answers) == 1
+    assert list(answers.columns) == ["final_answer", "answer", "method", "reason"] and len(answers) == 1
+    signature = mlflow.models.get_model_info(manifest["tracking"]["registry_uri"]).signature
+    assert signature.inputs.input_names() == ["question"] and signature.outputs.input_names()[0] == "final_answer"
 
     result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--samples", "2", "--json", "e.json",
                                  "--report", "e.md", "--compare-base"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -175,6 +176,19 @@ def gsm8k_jsonl(workdir) -> Path:
 
 # --------------------------------------------------------------------------- data and models several modules use
 
+
+@contextlib.contextmanager
+def data_folder(folder: Path):
+    """Work in ``folder`` with it as the data directory (a module fixture's own), then put both back."""
+    old = os.getcwd()
+    os.chdir(folder)
+    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        os.chdir(old)
+        os.environ.pop("MATHTUNE_DATA_DIR", None)
+
 QUESTIONS = {
     "101": ("What is 1/2 + 1/4?", "3/4", {"2/6": "Adding_across", "1/6": "Adding_across"}),
     "202": ("Which is bigger, 0.5 or 0.45?", "0.5", {"0.45": "Longer_is_bigger"}),
@@ -225,13 +239,9 @@ def records(n: dict, seed: int = 0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    import os
 
     folder = tmp_path_factory.mktemp("served")
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
+    with data_folder(folder):
         pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
         make_rows(40).to_csv("map.csv", index=False)
         records({"shoes": 30, "kitchen": 30, "toys": 10}).to_csv("products.csv", index=False)
@@ -243,9 +253,6 @@ def model_dirs(tmp_path_factory):
                                                    "data": {"train": "products.csv", "label_column": "main_cat"},
                                                    "products": {"text_fields": ["title"], "numeric_fields": ["price"],
                                                                 "classifier": "linear", "cv_folds": 2}}), "prod")
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
     return [str(folder / p.output) for p in (topic, mis, prod)]
 
 
@@ -255,10 +262,7 @@ def tutor_dir(tmp_path_factory, tiny_chat_llama):
     from mathtune.rag.index import Embedder, Index, split_documents
 
     folder = tmp_path_factory.mktemp("tutor-served")
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
+    with data_folder(folder):
         (folder / "gsm.jsonl").write_text("".join(
             json.dumps({"question": f"what is {a} plus {a}?", "answer": f"{a} + {a} = {2 * a}\n#### {2 * a}"}) + "\n"
             for a in range(2, 22)))
@@ -272,7 +276,15 @@ def tutor_dir(tmp_path_factory, tiny_chat_llama):
             "tutor": {"eval_samples": 0, "compare_base": False, "system_prompt": "solve.", "max_new_tokens": 6,
                       "retrieval": {"index": str(folder / "idx"), "k": 1}}})
         result = train_from_recipe(recipe, "tutor")
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
     return str(folder / result.output)
+
+
+@pytest.fixture(scope="module")
+def tiny_topic_model(tmp_path_factory) -> Path:
+    """A TF-IDF topic model trained on tiny generated questions (seconds), as a model folder."""
+    folder = tmp_path_factory.mktemp("tiny-topic")
+    with data_folder(folder):
+        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
+        result = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"},
+                                                     "tracking": "none"}), "topic")
+    return folder / result.output

@@ -7,15 +7,11 @@ import asyncio
 import threading
 import time
 
-import pandas as pd
 import pytest
 
-from conftest import _rows
-from mathtune.config import recipe_from_dict
 from mathtune.models.solve import PROGRAM_SYSTEM, solve
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
-from mathtune.train.run import train_from_recipe
 
 pytest.importorskip("xllamacpp", reason="the llama.cpp backend is not installed: run `make install-all`")
 pytestmark = pytest.mark.slow
@@ -97,24 +93,6 @@ def test_a_cot_answer_is_continued_after_its_program_runs(smollm2, monkeypatch):
     assert s.answer.startswith("First compute it.") and "```output\n42\n```" in s.answer
 
 
-@pytest.fixture(scope="module")
-def topic_dir(tmp_path_factory):
-    import os
-
-    folder = tmp_path_factory.mktemp("engine-served")
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
-        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
-        topic = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"},
-                                                    "tracking": "none"}), "topic")
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
-    return str(folder / topic.output)
-
-
 def in_engine(app) -> threading.Event:
     """Set once the served tutor's engine has started a completion."""
     generator = app.state.mathtune.models["tutor"].generator
@@ -135,10 +113,10 @@ async def _wait(event: threading.Event, seconds: float = 60) -> None:
         await asyncio.sleep(0.02)
 
 
-def test_a_classifier_answers_while_the_tutor_votes(topic_dir):
+def test_a_classifier_answers_while_the_tutor_votes(tiny_topic_model):
     import httpx
 
-    app = create_app([topic_dir], ServeSettings(tutor="bundled:smollm2", tutor_scope=False, tutor_slots=6))
+    app = create_app([str(tiny_topic_model)], ServeSettings(tutor="bundled:smollm2", tutor_scope=False, tutor_slots=6))
     started = in_engine(app)
 
     async def scenario():

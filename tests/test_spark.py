@@ -11,8 +11,6 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, _rows
-from mathtune.config import recipe_from_dict
-from mathtune.train.run import train_from_recipe
 
 pytest.importorskip("pyspark", reason="pyspark is not installed: run `make install-all` (mathtune[spark])")
 SCORE = REPO / "deploy" / "spark" / "score.py"
@@ -30,22 +28,6 @@ def spark():
     session.stop()
 
 
-@pytest.fixture(scope="module")
-def topic_model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spark-topic")
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
-        pd.DataFrame(_rows(20, seed=1))[["Question", "label"]].to_csv("topics.csv", index=False)
-        result = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"},
-                                                     "tracking": "none"}), "topic")
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
-    return folder / result.output
-
-
 def questions(tmp_path, n=40):
     frame = pd.DataFrame(_rows(n // 3 + 1, seed=7))[["Question"]].head(n)
     frame.insert(0, "id", [f"q{i}" for i in range(len(frame))])
@@ -55,12 +37,12 @@ def questions(tmp_path, n=40):
     return path, frame
 
 
-def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, topic_model, tmp_path):
+def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, tiny_topic_model, tmp_path):
     from mathtune.inference import predict_file
     from mathtune.spark import resolve_model, score_table
 
     path, frame = questions(tmp_path)
-    model = resolve_model(str(topic_model), tmp_path / "work")
+    model = resolve_model(str(tiny_topic_model), tmp_path / "work")
     assert model.result_type.startswith("struct<`label`:string")  # the label first, not a probability
     rows = score_table(spark, model, path, tmp_path / "scored")
     scored = pd.read_parquet(tmp_path / "scored").set_index("id").loc[frame["id"]]
@@ -68,14 +50,14 @@ def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, topic_model, t
     assert pd.isna(scored.loc["q3", "label"]) and "empty" in scored.loc["q3", "reason"]
     kept = frame.drop(index=3)
     kept.to_csv(tmp_path / "kept.csv", index=False)
-    predict_file(topic_model, tmp_path / "kept.csv", tmp_path / "pred.csv")
+    predict_file(tiny_topic_model, tmp_path / "kept.csv", tmp_path / "pred.csv")
     expected = pd.read_csv(tmp_path / "pred.csv", dtype=str).set_index("id")["label"]
     assert scored.loc[kept["id"], "label"].tolist() == expected.loc[kept["id"]].tolist()
     assert scored.loc[kept["id"], "reason"].isna().all()
     assert not list(tmp_path.glob(".scored.partial-*"))  # written whole, then renamed
 
 
-def test_a_registered_model_has_a_signature_that_spark_reads_as_the_label(spark, topic_model, tmp_path,
+def test_a_registered_model_has_a_signature_that_spark_reads_as_the_label(spark, tiny_topic_model, tmp_path,
                                                                            monkeypatch):
     import mlflow
 
@@ -85,7 +67,7 @@ def test_a_registered_model_has_a_signature_that_spark_reads_as_the_label(spark,
     monkeypatch.chdir(tmp_path)
     from mathtune.tracking import log_folder
 
-    info = log_folder(topic_model, register_as="spark-topics")
+    info = log_folder(tiny_topic_model, register_as="spark-topics")
     uri = info["registry_uri"]
     signature = mlflow.models.get_model_info(uri).signature
     assert signature.outputs.input_names()[0] == "label" and signature.inputs.input_names() == ["Question"]
@@ -102,10 +84,10 @@ def test_a_registered_model_has_a_signature_that_spark_reads_as_the_label(spark,
     (["--input", "missing.csv"], "--input missing.csv: no such file"),
     (["--input", "nocols.csv"], "missing column(s) Question"),
 ])
-def test_bad_input_stops_before_spark_with_one_line(topic_model, tmp_path, args, needle):
+def test_bad_input_stops_before_spark_with_one_line(tiny_topic_model, tmp_path, args, needle):
     pd.DataFrame({"id": ["1"], "text": ["x"]}).to_csv(tmp_path / "nocols.csv", index=False)
     pd.DataFrame({"id": ["1"], "Question": ["Solve 2x = 4."]}).to_csv(tmp_path / "ok.csv", index=False)
-    given = {"--model": str(topic_model), "--input": "ok.csv", "--output": "out"}
+    given = {"--model": str(tiny_topic_model), "--input": "ok.csv", "--output": "out"}
     given.update(dict(zip(args[::2], args[1::2])))
     proc = subprocess.run([sys.executable, str(SCORE), *[x for kv in given.items() for x in kv]], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)

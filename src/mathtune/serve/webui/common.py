@@ -35,7 +35,6 @@ CSS = """
 /* tables: words and numbers never break inside a cell; a table too wide for the screen scrolls as a unit */
 #topics-table td, #topics-table th, #products-table td, #products-table th {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
-#topics-table table, #products-table table { min-width: 520px; }
 #topics-table td:not(:first-child), #products-table td:not(:first-child) { white-space: nowrap; }
 /* phones: the conversation uses the screen's height, so the newest answer is read where it streams */
 @media (max-width: 500px) { #tutor-chat { height: 70vh !important; max-height: 70vh !important; } }

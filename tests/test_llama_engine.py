@@ -160,3 +160,17 @@ def test_a_full_line_gets_503_with_retry_after():
     assert "busy" in second.json()["error"] and "limit 1" in second.json()["error"]
     assert app.state.mathtune.models["tutor"].gate.active == 0  # every place was given back
     app.state.mathtune.models["tutor"].generator.close()
+
+
+def test_a_streamed_program_answer_is_the_program_answer_solve_gives(smollm2):
+    from mathtune.models.solve import stream_program
+
+    question = "What is 12 times 7? Write a Python program."
+    info: dict = {}
+    pieces = list(stream_program(smollm2, question, 96, info=info))
+    [solved] = solve(smollm2, [question], "program", max_new_tokens=96)
+    streamed = info["solution"]
+    assert len(pieces) > 1  # it came token by token
+    assert (streamed.answer, streamed.final_answer, streamed.method) == (solved.answer, solved.final_answer,
+                                                                          solved.method)
+    assert "".join(pieces).strip() and info["new_tokens"] >= solved.new_tokens - 1

@@ -170,3 +170,26 @@ def test_the_final_answer_keeps_the_unit_the_steps_use():
     assert with_unit("6", "$16 in all, 6 left") == "6"  # another number's dollar sign is not this one's
     shown = render([{"q": "q", "a": "So $6 + $10 = $16.", "final": "16"}])[1]["content"]
     assert "Final answer: \\$16" in shown and "---" not in shown
+
+
+def test_stop_is_pressable_while_an_answer_runs_and_not_after():
+    import asyncio
+
+    import gradio as gr
+
+    from mathtune.serve.webui.tutor import WORKING, with_stop
+
+    async def answer():
+        for i in range(3):
+            yield (i,)
+
+    async def collect():
+        return [u async for u in with_stop(gr, answer)()]
+
+    updates = asyncio.run(collect())
+    assert [u[0] for u in updates] == [0, 1, 2]
+    assert [u[1]["interactive"] for u in updates] == [True, True, False]
+    assert [u[1]["variant"] for u in updates] == ["stop", "stop", "secondary"]
+    # before its first words, an answer shows the working line under the question, whatever the mode
+    shown = render([{"q": "What is 2 + 2?", "a": "", "final": None, "note": None, "streaming": True}])
+    assert shown[0]["content"] == "What is 2 + 2?" and shown[1]["content"] == WORKING

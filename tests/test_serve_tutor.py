@@ -192,6 +192,13 @@ def test_modes_over_the_api(client):
                                                   "samples": 2}) as response:
         text = "".join(response.iter_text())
     assert "event: done" in text and '"method": "vote(cot)' in text
+    with client.stream("POST", "/v1/tutor", json={"question": "what is 1 plus 1?", "stream": True, "mode": "program",
+                                                  "max_new_tokens": 16, "retrieval": False}) as response:
+        events = [e for e in "".join(response.iter_text()).split("\n\n") if e.strip()]
+    assert events[0].startswith("event: sources") and events[-1].startswith("event: done")
+    assert any(e.startswith("event: token") for e in events)  # a program answer streams as it is written
+    done = json.loads(events[-1].split("data: ", 1)[1])
+    assert done["method"] in ("program", "cot") and "program_ok" in done  # then the checked answer
 
 
 def test_a_tutor_solves_as_its_recipe_says_unless_a_request_says_otherwise(client, tutor_dir, tmp_path):

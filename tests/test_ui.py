@@ -212,14 +212,17 @@ def chat_rows(page) -> int:
 
 
 def wait_idle(page) -> None:
-    page.wait_for_timeout(300)  # Gradio shows a status tracker on the outputs while an event runs
-    page.wait_for_function("!document.querySelector('#tab-tutor [data-testid=status-tracker]:not(.hide)')", timeout=60000)
+    """Until the tutor's answer is done: Stop is pressable only while one runs (and no progress overlay hides it)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("document.querySelector('#tutor-stop')?.disabled === true", timeout=60000)
+    assert page.locator("#tab-tutor [data-testid=status-tracker]:not(.hide)").count() == 0  # no countdown overlay
     page.wait_for_timeout(400)
 
 
 def test_tutor_money_math_refusal_and_chat_controls(ui):
     open_tab(ui, "Tutor")
     assert "Answering:" in ui.inner_text("#tutor-model")
+    assert ui.is_disabled("#tutor-stop")  # nothing to stop yet: grey, not red
     ui.fill(box("tutor-input"), "A pen costs $2 and a book costs $5. What is $x^2$ when the total is paid?")
     ui.click("#tutor-send")
     ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length >= 2")

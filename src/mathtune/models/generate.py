@@ -133,11 +133,11 @@ class TransformersGenerator:
         return results
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
-               info=None, prefix: str | None = None, stops: Sequence[str] = ()) -> Iterator[str]:
+               info=None, prefix: str | None = None, stops: Sequence[str] = (), system: str | None = None) -> Iterator[str]:
         from transformers import TextIteratorStreamer
 
         stops = (*self.stops, *stops)
-        ids = self.tokenizer(self.prompt(question, context, None, prefix), return_tensors="pt",
+        ids = self.tokenizer(self.prompt(question, context, system, prefix), return_tensors="pt",
                              add_special_tokens=False, return_token_type_ids=False).to(self.device)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=300)
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}

@@ -41,11 +41,12 @@ class Generator(Protocol):
 
     def stream(self, question: str, max_new_tokens: int = 256, context: str | None = None,
                cancel: threading.Event | None = None, temperature: float = 0.0, seed: int | None = None,
-               info: dict | None = None, prefix: str | None = None, stops: Sequence[str] = ()) -> Iterator[str]:
+               info: dict | None = None, prefix: str | None = None, stops: Sequence[str] = (),
+               system: str | None = None) -> Iterator[str]:
         """Pieces of the answer as they are made; setting ``cancel`` stops generation at the next token.
         ``temperature`` > 0 samples (seeded); ``info`` receives ``new_tokens`` and ``truncated`` (the answer
         reached max_new_tokens) once the stream ends; ``prefix``: the answer so far, continued; ``stops`` are added
-        to the tutor's own."""
+        to the tutor's own; ``system`` replaces the tutor's system prompt (a program answer's)."""
 
     def close(self) -> None:
         """Free the model's memory and threads."""

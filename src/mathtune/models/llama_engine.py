@@ -172,7 +172,7 @@ class LlamaCppGenerator:
         return Generation(cut_at_stop(rest.text, body["stop"]), rest.new_tokens, rest.seconds, rest.truncated)
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
-               info=None, prefix: str | None = None, stops: Sequence[str] = ()) -> Iterator[str]:
+               info=None, prefix: str | None = None, stops: Sequence[str] = (), system: str | None = None) -> Iterator[str]:
         """Pieces as llama.cpp makes them. Closing the iterator or setting ``cancel`` ends the request at the next
         token and frees its slot."""
         cancel = cancel or threading.Event()
@@ -181,7 +181,7 @@ class LlamaCppGenerator:
 
         def run():
             try:
-                body = self._body(self._chat(question, context, None, prefix), max_new_tokens, temperature, seed, stops)
+                body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops)
                 [result] = self._complete(body, cancel, lambda _i, text: pieces.put(text))
                 if info is not None:
                     info.update(new_tokens=result.new_tokens, truncated=result.truncated)

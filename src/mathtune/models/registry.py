@@ -39,8 +39,13 @@ BUNDLED = {
 
 
 # How a bundled model solves when it is served or asked as a tutor without training (a request or `--mode` still
-# chooses): the best mode bench/tutor_modes.py measured for it on held-out GSM8K problems. Others: cot.
-BUNDLED_SOLVING: dict[str, dict] = {}
+# chooses): the most accurate mode bench/tutor_modes.py measured for it on 200 held-out GSM8K problems among those
+# a teacher waits at most 20 s for (median). Others: cot. Qwen2.5-Coder-1.5B on 2 cores: program 0.625 at a median
+# 17.3 s against cot 0.58 at 11.5 s; the votes are more accurate (cot 0.665, with a program breaking ties 0.685) but
+# take 40-50 s. tests/test_docs.py checks this choice against bench/results/tutor_serving.json.
+BUNDLED_SOLVING: dict[str, dict] = {"bundled:qwen2.5-coder-1.5b": {"mode": "program"}}
+# The longest median a default mode may take per problem (the tutor issue's bound for a classroom).
+DEFAULT_MODE_SECONDS = 20.0
 
 # Models joined from part packages into the cache on first use (models/assemble.py).
 SPLIT: dict[str, SplitModel] = {"qwen2.5-coder-1.5b": QWEN_CODER_15B, "mpnet": MPNET_BASE}

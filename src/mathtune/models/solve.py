@@ -310,6 +310,28 @@ def stream_cot(generator, question: str, max_new_tokens: int, context=None, canc
                     tool_calls=calls)
 
 
+def stream_program(generator, question: str, max_new_tokens: int, context=None, cancel=None,
+                   temperature: float = 0.0, seed: int | None = None, info: dict | None = None,
+                   repairs: int = 1) -> Iterator[str]:
+    """A program answer as the model writes it (its explanation and program, piece by piece, up to where it would
+    make up an output); then the program runs in the sandbox (with ``repairs`` corrections of a failed one, not
+    streamed) and ``info["solution"]`` is the Solution ``solve(..., "program")`` would give, whose ``answer`` replaces
+    the streamed text. ``info`` also gets ``new_tokens`` and ``truncated``."""
+    text, part = "", {}
+    for piece in generator.stream(question, max_new_tokens, context, cancel, temperature, seed, part,
+                                  stops=PROGRAM_STOPS, system=PROGRAM_SYSTEM):
+        text += piece
+        yield piece
+    tokens = part.get("new_tokens", 0)
+    solution = solution_from_text(text, "program", generator.tutor_prompt, tokens, 0.0)
+    if cancel is None or not cancel.is_set():
+        sampling = {"temperature": temperature, "seed": seed} if temperature > 0 else {}
+        solution = repaired(generator, question, context, text, solution, max_new_tokens, repairs, **sampling)
+    if info is not None:
+        info.update(new_tokens=solution.new_tokens, truncated=bool(part.get("truncated")) and solution.program is None,
+                    solution=solution)
+
+
 def with_tools(generator, question: str, context, generation: Generation, max_new_tokens: int,
                **sampling) -> Generation:
     """A cot answer whose text ends with a Python block (the model stopped where it would have written the block's

@@ -165,12 +165,13 @@ def build_tutor_router(app_state) -> APIRouter:
         context, hits = await tutor.retrieve(question, body.k, body.retrieval)
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         solving = body.solving(tutor.model)
-        if body.stream:  # cot streams token by token; programs and votes are finished before they are shown
+        if body.stream:  # cot and program answers stream token by token; votes are finished before they are shown
             started = tutor.gate.enter()  # 503 with Retry-After when the line is full
             release = _once(tutor.gate.leave, started)
             first = _sse("sources", {"sources": [s.model_dump() for s in sources], "history_dropped": dropped})
-            events = _stream(tutor, question, budget, context, first, count) if solving.mode == "cot" else \
-                _stream_solution(tutor, question, budget, context, first, solving)
+            events = _stream(tutor, question, budget, context, first, count, solving.mode) \
+                if solving.mode in ("cot", "program") else _stream_solution(tutor, question, budget, context, first,
+                                                                             solving)
             return StreamingResponse(_released(events, release), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
@@ -198,19 +199,27 @@ async def _stream_solution(tutor: TutorService, question, budget, context, first
                         "seconds": round(time.perf_counter() - start, 3)})
 
 
-async def _stream(tutor: TutorService, question, budget, context, first: str, count):
+async def _stream(tutor: TutorService, question, budget, context, first: str, count, mode: str = "cot"):
+    """Token events as the answer is written, then ``done``; for a program, ``done`` carries the checked answer
+    (the program's explanation, code, its real output and the answer it printed), which replaces the tokens."""
     yield first
     pieces = []
     start = time.perf_counter()
     cancel = threading.Event()  # set when the client goes away: generation stops at the next token
     info: dict = {}
     try:
-        async for piece in tutor.pieces(question, context, budget, cancel, info):
+        async for piece in tutor.pieces(question, context, budget, cancel, info, mode=mode):
             pieces.append(piece)
             yield _sse("token", {"text": piece})
     except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
         log.exception("tutor generation failed")
         yield _sse("error", {"error": "generation failed; the server log has the details"})
+        return
+    if info.get("solution") is not None:
+        solution = info["solution"]
+        count(solution.refused)
+        yield _sse("done", {"model": tutor.model.source, **solution_fields(solution),
+                            "truncated": bool(info.get("truncated")), "seconds": round(time.perf_counter() - start, 3)})
         return
     answer = "".join(pieces).strip()
     count(is_refusal(answer))

@@ -10,7 +10,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..config import SolveConfig
 from ..errors import MathtuneError
-from ..models.solve import Solution, solve_as, stream_cot
+from ..models.solve import Solution, solve_as, stream_cot, stream_program
 from ..tasks.scope import in_scope
 
 # Tokens an answer may use when neither the request nor the tutor's recipe says (a trained tutor saves its own)
@@ -64,12 +64,18 @@ class TutorService:
             return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget))[0]
 
     async def pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
-                     temperature: float = 0.0, seed: int | None = None) -> AsyncIterator[str]:
-        """A cot answer piece by piece (programs it writes mid-answer run); ``cancel`` is set when the caller
-        stops reading (a closed page, Stop, a client gone), and generation ends at the next token."""
+                     temperature: float = 0.0, seed: int | None = None, mode: str = "cot") -> AsyncIterator[str]:
+        """An answer piece by piece: cot (programs it writes mid-answer run) or program (the explanation and program
+        as written; then ``info["solution"]`` holds the checked answer that replaces them). ``cancel`` is set when
+        the caller stops reading (a closed page, Stop, a client gone), and generation ends at the next token."""
+        if mode not in ("cot", "program"):
+            raise ValueError(f"mode {mode!r} does not stream: only cot and program answers do")
+        if mode == "program":
+            stream = stream_program(self.model.generator, question, budget, context, cancel, temperature, seed, info)
+        else:
+            stream = stream_cot(self.model.generator, question, budget, context, cancel, temperature, seed, info)
         try:
-            async for piece in iterate_in_threadpool(stream_cot(self.model.generator, question, budget, context,
-                                                                cancel, temperature, seed, info)):
+            async for piece in iterate_in_threadpool(stream):
                 yield piece
         finally:
             cancel.set()

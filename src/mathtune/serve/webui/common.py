@@ -36,6 +36,8 @@ CSS = """
 #topics-table td, #topics-table th, #products-table td, #products-table th {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
 #topics-table td:not(:first-child), #products-table td:not(:first-child) { white-space: nowrap; }
+/* the chat's label and its copy/clear icons get a band of their own: messages scroll below it, never under it */
+#tutor-chat .bubble-wrap { margin-top: 2.6rem; height: calc(100% - 2.6rem); padding-top: var(--spacing-md); }
 /* phones: the conversation uses the screen's height, so the newest answer is read where it streams */
 @media (max-width: 500px) { #tutor-chat { height: 70vh !important; max-height: 70vh !important; } }
 """

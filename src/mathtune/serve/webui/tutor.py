@@ -23,6 +23,10 @@ EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "How many clips did Natalia sell altogether in April and May?",
             "Solve 2x + 3 = 11 for x.",
             "What is the sum of the first 20 positive even numbers?"]
+# What every answer shows until its first words arrive, whichever the mode (the question stays in view above it).
+WORKING = "*Working on it… (press **Stop** to end it)*"
+
+
 def modes(solving) -> list[tuple[str, str]]:
     """The Tutor page's choices of how to solve (the vote's size is the tutor's own)."""
     return [("Step by step", "cot"), ("Write and run a program", "program"),
@@ -54,8 +58,9 @@ def render(turns: list[dict]) -> list[dict]:
         messages.append({"role": "user", "content": math_markdown(turn["q"])})
         if turn.get("a") is None:
             continue
-        text = settled(turn["a"]) if turn.get("streaming") else turn["a"]  # open math waits until it closes
-        parts = [math_markdown(text) or "…"]
+        # open math waits until it closes; trailing blank lines would leave a gap above the final answer
+        text = (settled(turn["a"]) if turn.get("streaming") else turn["a"]).rstrip()
+        parts = [math_markdown(text) or (WORKING if turn.get("streaming") else "…")]
         if turn.get("final"):
             parts.append(f"**Final answer: {answer_markdown(with_unit(turn['final'], turn['a']))}**")
         if turn.get("note"):
@@ -115,7 +120,7 @@ def tutor_tab(gr, state):
     error = gr.HTML(visible=False, elem_id="tutor-error")
     with gr.Row(equal_height=True):
         send = gr.Button("Send", variant="primary", elem_id="tutor-send", min_width=80)
-        stop = gr.Button("Stop", variant="stop", elem_id="tutor-stop", min_width=80)
+        stop = gr.Button("Stop", variant="secondary", interactive=False, elem_id="tutor-stop", min_width=80)
         cont = gr.Button("Continue", visible=False, elem_id="tutor-continue", min_width=80)
         retry = gr.Button("Retry", elem_id="tutor-retry", min_width=80)
         undo = gr.Button("Undo", elem_id="tutor-undo", min_width=80)
@@ -127,18 +132,42 @@ def tutor_tab(gr, state):
     cleared = gr.State([])
     answer = _answerer(gr, state, model)
 
-    outputs = [chat, turns, question, error, cont]
-    send_event = gr.on([send.click, question.submit], answer, [question, turns, mode], outputs, js=SHOW_CHAT_JS)
-    example_events = [b.click(answer, [gr.State(text), turns, mode], outputs) for b, text in zip(example_buttons, EXAMPLES)]
-    retry_event = retry.click(_retry(answer), [turns, mode], outputs)
-    cont_event = cont.click(_continue(gr, state, model), [turns], outputs)
-    stop.click(None, None, None, cancels=[send_event, retry_event, cont_event, *example_events])
+    # One working state for every way an answer starts: the question and a "working" line in the chat at once, Stop
+    # enabled (and red) only while an answer runs, no progress overlay or countdown over the conversation.
+    outputs = [chat, turns, question, error, cont, stop]
+    quiet = {"show_progress": "hidden"}
+    send_event = gr.on([send.click, question.submit], with_stop(gr, answer), [question, turns, mode], outputs,
+                       js=SHOW_CHAT_JS, **quiet)
+    example_events = [b.click(with_stop(gr, answer), [gr.State(text), turns, mode], outputs, js=SHOW_CHAT_JS, **quiet)
+                      for b, text in zip(example_buttons, EXAMPLES)]
+    retry_event = retry.click(with_stop(gr, _retry(answer)), [turns, mode], outputs, js=SHOW_CHAT_JS, **quiet)
+    cont_event = cont.click(with_stop(gr, _continue(gr, state, model)), [turns], outputs, js=SHOW_CHAT_JS, **quiet)
+    stop.click(lambda: stop_update(gr, False), None, stop, cancels=[send_event, retry_event, cont_event, *example_events],
+               **quiet)
     undo.click(lambda t: (render(t[:-1]), t[:-1], gr.update(visible=False)), [turns], [chat, turns, cont])
     clear.click(lambda t: (render([]), [], t, gr.update(visible=bool(t))), [turns], [chat, turns, cleared, restore])
     restore.click(lambda c: (render(c), c, gr.update(visible=False)), [cleared], [chat, turns, restore])
     chat.clear(lambda t: ([], t, gr.update(visible=bool(t))), [turns], [turns, cleared, restore])
     gr.on([send.click, retry.click], lambda: gr.update(visible=False), None, restore)
     return turns, chat  # the page draws the chat from the browser's copy when it opens (history survives a reload)
+
+
+def stop_update(gr, working: bool):
+    """Stop as it should look: red and pressable while an answer runs, grey and disabled otherwise."""
+    return gr.update(interactive=working, variant="stop" if working else "secondary")
+
+
+def with_stop(gr, handler):
+    """``handler``'s updates with Stop's state added: working for every update but the last, idle after it."""
+    async def run(*args, **kwargs):
+        last = None
+        async for update in handler(*args, **kwargs):
+            if last is not None:
+                yield (*last, stop_update(gr, True))
+            last = update
+        if last is not None:
+            yield (*last, stop_update(gr, False))
+    return run
 
 
 def _retry(answer):
@@ -181,13 +210,13 @@ def _streamer(state, model):
     tutor = TutorService(model, state.settings)
     budget = tutor.budget()
 
-    async def stream(prompt: str, temperature: float, seed):
+    async def stream(prompt: str, temperature: float, seed, mode: str = "cot"):
         context, _ = await tutor.retrieve(prompt)
         cancel, info, text = threading.Event(), {}, ""
         deadline = time.monotonic() + state.settings.ui_timeout_s
         started = tutor.gate.enter()  # the API's line: when it is full, the message says when to try again
         try:
-            async for piece in tutor.pieces(prompt, context, budget, cancel, info, temperature, seed):
+            async for piece in tutor.pieces(prompt, context, budget, cancel, info, temperature, seed, mode):
                 text += piece
                 yield text, info
                 if time.monotonic() > deadline:
@@ -224,24 +253,31 @@ def _answerer(gr, state, model):
             new = turns + [{"q": q, "a": REFUSAL, "final": None, "note": None}]
             yield render(new), new, "", error_update(None), gr.update(visible=False)
             return
-        turn = {"q": q, "a": "", "final": None, "note": None}
+        turn = {"q": q, "a": "", "final": None, "note": None, "streaming": True}
+        yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
         try:
-            if mode == "cot":
+            if mode in ("cot", "program"):  # both stream; a program's checked answer replaces what was written
                 info = {}
-                async for partial, info in stream_text(prompt, temperature, seed):
+                async for partial, info in stream_text(prompt, temperature, seed, mode):
                     turn.update(a=partial, streaming=True)
                     yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
                 turn.pop("streaming", None)
-                turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
-                            note="Step-by-step reasoning, not checked by a program: check the steps." + cut)
+                solution = info.get("solution")
+                if solution is not None:
+                    turn.update(a=solution.answer, final=solution.final_answer,
+                                truncated=bool(info.get("truncated")),
+                                note=how_checked(solution, MEASURED.get(model.source)) + cut)
+                else:
+                    turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
+                                note="Step-by-step reasoning, not checked by a program: check the steps." + cut)
             else:
-                yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
                 import asyncio
 
                 context, _ = await tutor.retrieve(prompt)
                 solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
                 solution = await asyncio.wait_for(tutor.solve(prompt, context, solving, budget),
                                                   settings.ui_timeout_s)
+                turn.pop("streaming", None)
                 turn.update(a=solution.answer, final=solution.final_answer,
                             note=how_checked(solution, MEASURED.get(model.source)) + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it

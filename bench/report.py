@@ -358,7 +358,8 @@ def spark_score(data: dict) -> list[str]:
              "| how | seconds | rows / s |", "|---|---|---|"]
     for name, run in data["runs"].items():
         lines.append(f"| {name} | {run['seconds']} | {run['rows_per_second']} |")
-    lines += ["", f"Labels equal row by row: {data['labels_equal']}. Spark's time includes starting the session, "
+    lines += ["", f"Labels equal row by row: {data['labels_equal']} ({data.get('labels_differing', '?')} differing). "
+                  "Spark's time includes starting the session, "
                   "saving the model as an MLflow pyfunc model and writing Parquet."]
     return lines
 

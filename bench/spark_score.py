@@ -64,11 +64,14 @@ def main() -> None:
         spark_seconds = time.perf_counter() - start
         spark.stop()
 
-        expected = pd.read_csv(work / "pred.csv", dtype=str).set_index("id")["label"]
-        got = pd.read_parquet(work / "scored").set_index("id")["label"]
-        equal = bool((got.loc[expected.index] == expected).all())
+        expected = pd.read_csv(work / "pred.csv", dtype=str, keep_default_na=False).set_index("id")["label"]
+        got = pd.read_parquet(work / "scored").set_index("id")["label"].reindex(expected.index)
+        differ = got.ne(expected)
+        equal = bool(len(got) == len(expected) == args.rows and not differ.any())
+        examples = [{"id": i, "predict": expected[i], "spark": None if pd.isna(got[i]) else got[i]}
+                    for i in expected.index[differ][:5]]
     result = {"benchmark": "spark_score", "cpus": os.cpu_count(), "model": "topic-tfidf", "rows": args.rows,
-              "labels_equal": equal,
+              "labels_equal": equal, "labels_differing": int(differ.sum()), "differing_examples": examples,
               "runs": {"mathtune predict (one process)": {"seconds": round(local_seconds, 1),
                                                           "rows_per_second": round(args.rows / local_seconds, 1)},
                        "Spark local[2] (spark_udf)": {"seconds": round(spark_seconds, 1),

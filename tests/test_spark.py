@@ -32,6 +32,7 @@ def questions(tmp_path, n=40):
     frame = pd.DataFrame(_rows(n // 3 + 1, seed=7))[["Question"]].head(n)
     frame.insert(0, "id", [f"q{i}" for i in range(len(frame))])
     frame.loc[3, "Question"] = ""  # a row the model cannot score
+    frame.loc[5, "Question"] = 'Find x if\n2x = "10",\nand say why.'  # a quoted field with newlines and quotes
     path = tmp_path / "questions.csv"
     frame.to_csv(path, index=False)
     return path, frame
@@ -47,6 +48,7 @@ def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, tiny_topic_mod
     rows = score_table(spark, model, path, tmp_path / "scored")
     scored = pd.read_parquet(tmp_path / "scored").set_index("id").loc[frame["id"]]
     assert rows == len(frame) and list(scored.columns)[:3] == ["label", "name", "probability"]
+    assert pd.read_parquet(tmp_path / "scored")["id"].is_unique  # a multi-line question is one row, not several
     assert pd.isna(scored.loc["q3", "label"]) and "empty" in scored.loc["q3", "reason"]
     kept = frame.drop(index=3)
     kept.to_csv(tmp_path / "kept.csv", index=False)

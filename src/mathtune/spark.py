@@ -139,6 +139,18 @@ def restore_nulls(frame, model: SparkModel):
                           if c in strings else F.col(f"`{c}`") for c in frame.columns])
 
 
+def read_table(spark, input_path):
+    """The input as a DataFrame. CSV is read as pandas and `mathtune predict` read it (RFC 4180): a quoted field may
+    hold newlines and doubled quotes. Spark's defaults (one record a line, a backslash escape) would split such a
+    question into several rows, one of them with a fragment of text for an id."""
+    if input_format(input_path) == "csv":
+        frame = spark.read.options(header=True, multiLine=True, quote='"', escape='"').csv(str(input_path))
+        # a multi-line CSV file cannot be split: read whole, it would be scored by one core of the cluster
+        cores = spark.sparkContext.defaultParallelism
+        return frame.repartition(cores) if frame.rdd.getNumPartitions() < cores else frame
+    return spark.read.parquet(str(input_path))
+
+
 def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str = "id") -> int:
     """Score every row of ``input_path`` and write Parquet (``id``, the outputs) to ``output_dir``: written to a
     temporary folder beside it and renamed, so a failed job leaves no half-written output. Returns the row count."""
@@ -147,8 +159,7 @@ def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str
     output_dir = Path(output_dir)
     if output_dir.exists():
         raise DataError(f"--output {output_dir}: already exists; choose a new folder or remove it")
-    reader = spark.read.option("header", True) if input_format(input_path) == "csv" else spark.read
-    frame = (reader.csv if input_format(input_path) == "csv" else reader.parquet)(str(input_path))
+    frame = read_table(spark, input_path)
     udf, _ = predict_udf(model, spark)
     inputs = [F.col(f"`{c}`").cast("string").alias(c) for c in model.inputs]
     scored = restore_nulls(frame.select(F.col(f"`{id_column}`").alias(id_column), udf(*inputs).alias("_out"))

@@ -364,7 +364,21 @@ def spark_score(data: dict) -> list[str]:
     return lines
 
 
-SECTIONS = (("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
+def fresh_clone(data: dict) -> list[str]:
+    steps = data["steps"]
+    lines = [f"## A fresh clone (`bench/fresh_clone.py`; commit {data['commit']}, cold pip and uv caches)", "",
+             "| step | seconds | exit status |", "|---|---|---|"]
+    names = {"install": "`make install` (venv, torch, the dependencies through uv)",
+             "train": "`make run` after it (the demo training, MLflow logging and registration)",
+             "test": "`make test` after both (the rest of the dependencies, chromium, the suite)"}
+    lines += [f"| {names.get(k, k)} | {v['seconds']} | {v['rc']} |" for k, v in steps.items()]
+    lines += ["", f"`make run` from nothing: **{data['make_run_seconds']} s** (target <= "
+                  f"{data['targets']['make_run_seconds']} s), of which training {_f(data.get('train_seconds'), 1)} s; "
+                  f"demo F1-micro {_f(data.get('f1_micro'), 3)}."]
+    return lines
+
+
+SECTIONS = (("fresh_clone", fresh_clone), ("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
             ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
             ("tutor_serving", tutor_serving), ("tutor_retrieval", tutor_retrieval), ("rag", rag),
             ("serve", serve), ("hostile", hostile), ("spark_score", spark_score))

@@ -213,7 +213,12 @@ def chat_rows(page) -> int:
 
 def wait_idle(page) -> None:
     """Until the tutor's answer is done: Stop is pressable only while one runs (and no progress overlay hides it)."""
-    page.wait_for_timeout(300)
+    from playwright.sync_api import TimeoutError as NotSeen
+
+    try:  # Stop becomes pressable with the event's first update (a fast event may be over before it is seen)
+        page.wait_for_function("document.querySelector('#tutor-stop')?.disabled === false", timeout=3000)
+    except NotSeen:
+        pass
     page.wait_for_function("document.querySelector('#tutor-stop')?.disabled === true", timeout=60000)
     assert page.locator("#tab-tutor [data-testid=status-tracker]:not(.hide)").count() == 0  # no countdown overlay
     page.wait_for_timeout(400)

@@ -158,13 +158,13 @@ def stop_update(gr, working: bool):
 
 
 def with_stop(gr, handler):
-    """``handler``'s updates with Stop's state added: working for every update but the last, idle after it."""
+    """``handler``'s updates, each shown at once with Stop working, then the last one again with Stop idle (Stop is
+    pressable from the first update, before the model's first token)."""
     async def run(*args, **kwargs):
         last = None
         async for update in handler(*args, **kwargs):
-            if last is not None:
-                yield (*last, stop_update(gr, True))
             last = update
+            yield (*update, stop_update(gr, True))
         if last is not None:
             yield (*last, stop_update(gr, False))
     return run

@@ -187,7 +187,8 @@ def test_stop_is_pressable_while_an_answer_runs_and_not_after():
         return [u async for u in with_stop(gr, answer)()]
 
     updates = asyncio.run(collect())
-    assert [u[0] for u in updates] == [0, 1, 2, 2]  # each update at once, the last again when it is done
+    assert [u[0] for u in updates[:3]] == [0, 1, 2]  # each update at once; then only Stop changes
+    assert updates[3][0] == gr.skip()
     assert [u[1]["interactive"] for u in updates] == [True, True, True, False]
     assert [u[1]["variant"] for u in updates] == ["stop", "stop", "stop", "secondary"]
     # before its first words, an answer shows the working line under the question, whatever the mode

@@ -158,15 +158,16 @@ def stop_update(gr, working: bool):
 
 
 def with_stop(gr, handler):
-    """``handler``'s updates, each shown at once with Stop working, then the last one again with Stop idle (Stop is
-    pressable from the first update, before the model's first token)."""
+    """``handler``'s updates, each shown at once with Stop working (pressable from the first update, before the
+    model's first token), then Stop idle and nothing else: the last update is not sent again, so it cannot undo what
+    the teacher did after it arrived (an Undo pressed as the answer appears)."""
     async def run(*args, **kwargs):
         last = None
         async for update in handler(*args, **kwargs):
             last = update
             yield (*update, stop_update(gr, True))
         if last is not None:
-            yield (*last, stop_update(gr, False))
+            yield (*(gr.skip() for _ in last), stop_update(gr, False))
     return run
 
 

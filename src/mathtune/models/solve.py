@@ -50,6 +50,8 @@ PROGRAM_SYSTEM = (
 # The model's own ```output block is where it would make up a result: generation stops there and the sandbox runs
 # the program instead (this also saves the tokens of an invented output and conclusion).
 PROGRAM_STOPS = ("```output",)
+# The modes whose answers stream token by token (stream_cot, stream_program); a vote is shown when it is done.
+STREAMED_MODES = ("cot", "program")
 # (The request for a program is the system prompt's alone. Said again in the user's turn, Qwen2.5-Coder-1.5B wrote
 # programs for 93% of GSM8K problems instead of about half, but solved fewer: 0.56 against 0.70 on the benchmark's
 # first 43, 0.58 against 0.63 on 24 others. Where it chooses prose, its prose is the better answer.)

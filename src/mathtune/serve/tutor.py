@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 
 from ..config import SolveConfig
 from ..metrics.answers import is_refusal
-from ..models.solve import VOTE_TIEBREAK, overridden, solve_as
+from ..models.solve import STREAMED_MODES, VOTE_TIEBREAK, overridden, solve_as
 from ..tasks.scope import REFUSAL, with_history
 from .tutor_service import QuestionError, TutorService
 
@@ -170,7 +170,7 @@ def build_tutor_router(app_state) -> APIRouter:
             release = _once(tutor.gate.leave, started)
             first = _sse("sources", {"sources": [s.model_dump() for s in sources], "history_dropped": dropped})
             events = _stream(tutor, question, budget, context, first, count, solving.mode) \
-                if solving.mode in ("cot", "program") else _stream_solution(tutor, question, budget, context, first,
+                if solving.mode in STREAMED_MODES else _stream_solution(tutor, question, budget, context, first,
                                                                              solving)
             return StreamingResponse(_released(events, release), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},

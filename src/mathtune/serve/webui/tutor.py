@@ -12,7 +12,7 @@ import random
 import threading
 import time
 
-from ...models.solve import Method, overridden
+from ...models.solve import STREAMED_MODES, Method, overridden
 from ...tasks.scope import REFUSAL, with_history
 from ..tutor_service import QuestionError, TutorService
 from .common import MEASURED, SHOW_CHAT_JS, error_update, percent, plain_error
@@ -25,6 +25,7 @@ EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "What is the sum of the first 20 positive even numbers?"]
 # What every answer shows until its first words arrive, whichever the mode (the question stays in view above it).
 WORKING = "*Working on it… (press **Stop** to end it)*"
+COT_NOTE = "Step-by-step reasoning, not checked by a program: check the steps."
 
 
 def modes(solving) -> list[tuple[str, str]]:
@@ -95,7 +96,7 @@ def how_checked(solution, measured: dict | None = None) -> str:
             vote += (f" On grade-school problems, this model's answers {'with' if agree <= 3 else 'with at least'} "
                      f"{min(agree, 3)} agreeing sample{'s' if agree > 1 else ''} were right {percent(right)} of the time.")
         return vote if right is not None and right >= 0.9 else f"{vote} Check the steps."
-    return "Step-by-step reasoning, not checked by a program: check the steps."
+    return COT_NOTE
 
 
 def history_pairs(turns: list[dict]) -> list[tuple[str, str]]:
@@ -257,7 +258,7 @@ def _answerer(gr, state, model):
         turn = {"q": q, "a": "", "final": None, "note": None, "streaming": True}
         yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
         try:
-            if mode in ("cot", "program"):  # both stream; a program's checked answer replaces what was written
+            if mode in STREAMED_MODES:  # cot and program stream; a program's checked answer replaces what was written
                 info = {}
                 async for partial, info in stream_text(prompt, temperature, seed, mode):
                     turn.update(a=partial, streaming=True)
@@ -270,7 +271,7 @@ def _answerer(gr, state, model):
                                 note=how_checked(solution, MEASURED.get(model.source)) + cut)
                 else:
                     turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
-                                note="Step-by-step reasoning, not checked by a program: check the steps." + cut)
+                                note=COT_NOTE + cut)
             else:
                 import asyncio
 

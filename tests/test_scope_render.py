@@ -24,6 +24,7 @@ from mathtune.tasks.tutor import OFF_TOPIC
     ("\\(a+b\\) and \\[c\\]", "\\(a+b\\) and \\[c\\]"),          # always math, untouched
     ("between $5 and $10 dollars", "between \\$5 and \\$10 dollars"),
     ("already escaped \\$5", "already escaped \\$5"),
+    ("Cost $2:\n```python\nprint(f\"${x}\")\n```\nand `a$b`", "Cost \\$2:\n```python\nprint(f\"${x}\")\n```\nand `a$b`"),
 ])
 def test_single_dollar_is_math_only_by_the_rule(text, expected):
     assert math_markdown(text) == expected

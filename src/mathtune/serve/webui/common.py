@@ -36,6 +36,8 @@ CSS = """
 #topics-table td, #topics-table th, #products-table td, #products-table th {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
 #topics-table td:not(:first-child), #products-table td:not(:first-child) { white-space: nowrap; }
+/* code in an answer wraps inside its bubble instead of widening the page (a phone at 390 px) */
+#tutor-chat pre, #tutor-chat code { white-space: pre-wrap !important; overflow-wrap: anywhere; max-width: 100%; }
 /* the chat's label and its copy/clear icons get a band of their own: messages scroll below it, never under it */
 #tutor-chat .bubble-wrap { margin-top: 2.6rem; height: calc(100% - 2.6rem); padding-top: var(--spacing-md); }
 /* phones: the conversation uses the screen's height, so the newest answer is read where it streams */

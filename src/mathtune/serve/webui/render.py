@@ -14,7 +14,8 @@ import re
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "\\[", "right": "\\]", "display": True},
          {"left": "\\(", "right": "\\)", "display": False}]
 
-_DISPLAY = re.compile(r"\$\$.+?\$\$", re.S)
+# $$...$$ and code (fenced blocks, inline `code`) pass through untouched: a program's "$" is Python, not money
+_DISPLAY = re.compile(r"```.*?(?:```|\Z)|`[^`\n]+`|\$\$.+?\$\$", re.S)
 # $ not escaped and not part of $$; then a non-space; ...; a non-space; a closing $ not followed by a digit or $
 _INLINE = re.compile(r"(?<![\\$])\$(?=[^\s$])((?:\\\$|[^$\n])*?[^\s\\$])\$(?![\d$])")
 
@@ -22,7 +23,7 @@ _INLINE = re.compile(r"(?<![\\$])\$(?=[^\s$])((?:\\\$|[^$\n])*?[^\s\\$])\$(?![\d
 def math_markdown(text: str) -> str:
     """``text`` with single-dollar math as ``\\(...\\)`` and every other ``$`` escaped as a literal dollar sign."""
     out, last = [], 0
-    for block in _DISPLAY.finditer(text):  # $$...$$ passes through untouched
+    for block in _DISPLAY.finditer(text):  # $$...$$ and code pass through untouched
         out.append(_inline(text[last:block.start()]))
         out.append(block.group(0))
         last = block.end()

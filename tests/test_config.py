@@ -89,7 +89,7 @@ def test_long_bad_values_are_cut_in_messages(tmp_path):
 
 
 @pytest.mark.parametrize("raw,needle", [
-    ({"task": "topic", "trainer": "tfidf", "tutor": {"max_new_tokens": 5}}, "section 'tutor' is for the tutor task"),
+    ({"task": "topic", "trainer": "tfidf", "tutor": {"max_new_tokens": 5}}, "section 'tutor' is read by the tutor task"),
     ({"task": "topic", "trainer": "finetune", "tfidf": {"min_df": 2}}, "section 'tfidf' is read by trainer tfidf"),
     ({"task": "misconception", "trainer": "tfidf", "products": {"classifier": "linear"}}, "section 'products'"),
     ({"task": "topic", "trainer": "tfidf", "model": {"name": "x"}}, "section 'model' is read by trainer finetune or sft"),
@@ -109,3 +109,26 @@ def test_only_used_sections_are_filled_and_saved():
     text = recipe_to_yaml(recipe)
     assert "tutor" not in text and "tfidf:" in text
     assert recipe_from_dict(__import__("yaml").safe_load(text)) == recipe
+
+
+def test_built_in_and_plugin_sections_follow_one_table():
+    from pydantic import BaseModel
+
+    from mathtune.config import SECTIONS, register_section, unregister_section
+
+    class Lean(BaseModel):
+        depth: int = 2
+
+    register_section("lean_table", Lean, trainer="lean")
+    try:
+        assert {"tfidf", "model", "tutor", "lean_table"} <= set(SECTIONS)
+        recipe = recipe_from_dict({"task": "topic", "trainer": "lean", "data": {"train": "t.csv"}})
+        assert recipe.section("lean_table").depth == 2 and recipe.tfidf is None and recipe.model is None
+        for misplaced in ({"trainer": "tfidf", "lean_table": {"depth": 3}}, {"trainer": "lean", "tfidf": {}}):
+            with pytest.raises(RecipeError, match=r"section '(lean_table|tfidf)' is read by trainer (lean|tfidf)"):
+                recipe_from_dict({"task": "topic", "data": {"train": "t.csv"}, **misplaced})
+    finally:
+        unregister_section("lean_table")
+    assert "lean_table" not in SECTIONS and "tfidf" in SECTIONS
+    unregister_section("tfidf")  # built-in sections stay
+    assert "tfidf" in SECTIONS

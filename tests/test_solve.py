@@ -380,3 +380,39 @@ def test_a_batched_mixed_vote_counts_programs_that_ran():
     assert s.final_answer == "72" and s.votes == {"72": 4, "71": 1} and s.method == "vote(mixed)"
     assert sorted(c["k"] for c in generator.calls) == [2, 3]
     assert {c["system"] for c in generator.calls} == {None, PROGRAM_SYSTEM}
+
+
+def _prints(value) -> str:
+    return f"```python\nprint({value})\n```"
+
+
+def test_adaptive_vote_ends_when_the_first_round_agrees():
+    generator = Scripted([_prints(72), _prints("70 + 2")])
+    [s] = solve(generator, ["q"], "vote", k=5, base="program", agree_first=2)
+    assert s.final_answer == "72" and s.samples == 2 and s.k == 5 and s.confidence == 1.0
+    assert [c["temperature"] for c in generator.calls] == [0.0, 0.7]  # the greedy answer, then one sample
+
+
+def test_adaptive_vote_draws_the_rest_when_the_first_round_disagrees_and_a_tie_goes_to_greedy():
+    generator = Scripted([_prints(72), _prints(71), _prints(72), _prints(70), _prints(71)])
+    [s] = solve(generator, ["q"], "vote", k=5, base="program", agree_first=2, early_stop=False)
+    assert s.samples == 5 and s.votes == {"72": 2, "71": 2, "70": 1} and s.final_answer == "72"
+    assert s.method == "vote(program)" and len(generator.calls) == 5
+
+
+def test_adaptive_vote_on_a_parallel_generator_draws_two_batches_and_reuses_greedy_as_tiebreak():
+    generator = Batched([_prints(72)], [_prints(71), _prints(70), _prints(69), _prints(68)])
+    [s] = solve(generator, ["q"], "vote", k=5, base="program", agree_first=2)
+    assert s.samples == 5 and s.final_answer == "72" and s.method == "vote(program)+program"
+    greedy = [c for c in generator.calls if "temperature" in c]
+    assert len(greedy) == 1 and greedy[0]["temperature"] == 0.0  # the tie-break was not asked again
+    assert sorted(c["k"] for c in generator.calls if "k" in c) == [1, 3]
+    generator = Batched([_prints(72)], [_prints(72)])
+    [s] = solve(generator, ["q"], "vote", k=5, base="program", agree_first=2)
+    assert s.samples == 2 and s.final_answer == "72" and [c.get("k") for c in generator.calls if "k" in c] == [1]
+
+
+@pytest.mark.parametrize("first", [1, -1, 10])
+def test_agree_first_must_fit_the_samples(first):
+    with pytest.raises(MathtuneError, match="agree_first"):
+        SolveConfig.checked({"mode": "vote", "samples": 5, "agree_first": first}, "solving settings: {problems}")

@@ -166,6 +166,13 @@ class SolveConfig(_Strict):
     vote_over: Literal["cot", "program", "mixed"] = Field("cot", description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each.")
     tiebreak: Literal["program", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
+    agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
+
+    @model_validator(mode="after")
+    def _first_round_within_samples(self) -> "SolveConfig":
+        if self.agree_first == 1:
+            raise ValueError("agree_first 1: a round of one answer cannot agree; choose 0 (off) or 2 to samples")
+        return self
 
     @classmethod
     def checked(cls, values, message: str, error: type[MathtuneError] = MathtuneError) -> "SolveConfig":
@@ -213,51 +220,69 @@ DEFAULT_MODELS = {"topic": "bundled:minilm", "misconception": "bundled:minilm", 
                   "products": "bundled:minilm"}
 
 
-# Sections that belong to one task or to some trainers; a recipe that carries one that is not its own is an error
-# (it would be silently ignored otherwise). Tasks registered outside this package keep their settings under
-# `settings:` (tasks/base.py).
-TASK_SECTIONS = {"misconception": "misconception", "products": "products", "tutor": "tutor"}
-TRAINER_SECTIONS = {"tfidf": ("tfidf",), "model": ("finetune", "sft", "embedding"),
-                    "augment": ("tfidf", "finetune", "embedding"), "ensemble": ("ensemble",), "embedding": ("embedding",)}
-
-
 @dataclass(frozen=True)
-class PluginSection:
-    """A recipe section brought by a trainer or task registered outside mathtune: its settings model and who reads
-    it. A recipe's plugin sections are validated with their model and kept in ``Recipe.extensions``."""
+class Section:
+    """A recipe section and who reads it: a task, or some trainers. One table (``SECTIONS``) holds every section, the
+    built-in ones (fields of ``Recipe``) and those brought by plugins (``register_section``: validated by their own
+    model, kept in ``Recipe.extensions``). A recipe that carries a section its task and trainer do not read is an
+    error (it would be silently ignored otherwise); one that reads a ``filled`` section and leaves it out gets its
+    defaults."""
 
     name: str
     model: type[BaseModel]
-    trainer: str | None = None
-    task: str | None = None
+    trainers: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    filled: bool = True
+    builtin: bool = False
 
     @property
     def reader(self) -> str:
-        return f"trainer {self.trainer}" if self.trainer else f"task {self.task}"
+        if self.tasks:
+            return f"the {' or '.join(self.tasks)} task"
+        return f"trainer {' or '.join(self.trainers)}"
 
     def read_by(self, task: str, trainer: str) -> bool:
-        return trainer == self.trainer if self.trainer else task == self.task
+        return task in self.tasks or trainer in self.trainers
 
 
-PLUGIN_SECTIONS: dict[str, PluginSection] = {}
+SECTIONS: dict[str, Section] = {section.name: section for section in (
+    Section("misconception", MisconceptionConfig, tasks=("misconception",), builtin=True),
+    Section("products", ProductsConfig, tasks=("products",), builtin=True),
+    Section("tutor", TutorConfig, tasks=("tutor",), builtin=True),
+    Section("tfidf", TfidfConfig, trainers=("tfidf",), builtin=True),
+    Section("model", ModelConfig, trainers=("finetune", "sft", "embedding"), builtin=True),
+    Section("embedding", EmbeddingConfig, trainers=("embedding",), builtin=True),
+    Section("augment", AugmentConfig, trainers=("tfidf", "finetune", "embedding"), filled=False, builtin=True),
+    Section("ensemble", EnsembleConfig, trainers=("ensemble",), filled=False, builtin=True),  # members: no default
+)}
+
+
+def plugin_sections() -> dict[str, Section]:
+    return {name: section for name, section in SECTIONS.items() if not section.builtin}
+
+
+def task_section(task: str) -> str:
+    """The section with a task's settings: its own, or ``settings`` for a task registered without one."""
+    return next((name for name, s in SECTIONS.items() if s.builtin and task in s.tasks), "settings")
 
 
 def register_section(name: str, model: type[BaseModel], *, trainer: str | None = None,
-                     task: str | None = None) -> PluginSection:
+                     task: str | None = None) -> Section:
     """Make ``name:`` a recipe section, read by one plugin ``trainer`` (or ``task``) and validated with ``model``
     (register_trainer and register_task call this for a plugin's ``settings_model``). A name that is taken raises."""
     if (trainer is None) == (task is None):
         raise ValueError(f"section {name!r}: give the trainer or the task that reads it (one of them)")
-    if name in Recipe.model_fields or name in PLUGIN_SECTIONS:
-        owner = PLUGIN_SECTIONS[name].reader if name in PLUGIN_SECTIONS else "mathtune"
+    if name in Recipe.model_fields or name in SECTIONS:
+        owner = SECTIONS[name].reader if name in SECTIONS and not SECTIONS[name].builtin else "mathtune"
         raise RecipeError(f"recipe section {name!r} is already registered (by {owner}); choose another name")
-    section = PluginSection(name, model, trainer, task)
-    PLUGIN_SECTIONS[name] = section
+    section = Section(name, model, (trainer,) if trainer else (), (task,) if task else ())
+    SECTIONS[name] = section
     return section
 
 
 def unregister_section(name: str) -> None:
-    PLUGIN_SECTIONS.pop(name, None)
+    if name in SECTIONS and not SECTIONS[name].builtin:
+        del SECTIONS[name]
 
 
 class Recipe(_Strict):
@@ -280,7 +305,7 @@ class Recipe(_Strict):
 
     def section(self, name: str):
         """A section by name: a built-in one or a plugin's (``None`` when the recipe has none)."""
-        return self.extensions.get(name) if name in PLUGIN_SECTIONS else getattr(self, name, None)
+        return self.extensions.get(name) if name in plugin_sections() else getattr(self, name, None)
 
     @model_validator(mode="before")
     @classmethod
@@ -291,7 +316,7 @@ class Recipe(_Strict):
             return raw
         raw, extensions = dict(raw), dict(raw.get("extensions") or {})
         task, trainer = raw.get("task", "topic"), raw.get("trainer", "finetune")
-        for name, section in PLUGIN_SECTIONS.items():
+        for name, section in plugin_sections().items():
             value = raw.pop(name, extensions.get(name))
             if value is None and not section.read_by(task, trainer):
                 extensions.pop(name, None)
@@ -303,16 +328,10 @@ class Recipe(_Strict):
     @model_validator(mode="after")
     def _task_defaults(self) -> "Recipe":
         """Fill the sections this recipe's task and trainer read (and only those) with their defaults."""
-        defaults = {"misconception": MisconceptionConfig, "products": ProductsConfig, "tutor": TutorConfig}
-        own = TASK_SECTIONS.get(self.task)
-        if own and getattr(self, own) is None:
-            setattr(self, own, defaults[own]())
-        if self.trainer == "tfidf" and self.tfidf is None:
-            self.tfidf = TfidfConfig()
-        if self.trainer == "embedding" and self.embedding is None:
-            self.embedding = EmbeddingConfig()
-        if self.trainer in TRAINER_SECTIONS["model"] and self.model is None:
-            self.model = ModelConfig()
+        for name, section in SECTIONS.items():
+            if section.builtin and section.filled and section.read_by(self.task, self.trainer) and \
+                    getattr(self, name) is None:
+                setattr(self, name, section.model())
         if self.model is not None and self.model.name is None:
             self.model.name = DEFAULT_MODELS.get(self.task, "bundled:minilm")
         if self.trainer == "ensemble":
@@ -347,7 +366,7 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
 
 
 def _format_validation_error(err: ValidationError, source: str, section: str | None = None) -> str:
-    known = _known_keys(Recipe) + [k for name, s in PLUGIN_SECTIONS.items() for k in _known_keys(s.model, name + ".")]
+    known = _known_keys(Recipe) + [k for name, s in plugin_sections().items() for k in _known_keys(s.model, name + ".")]
     lines = []
     for item in err.errors():
         key = ".".join(str(p) for p in ((section,) if section else ()) + tuple(item["loc"]))
@@ -436,21 +455,15 @@ def check_sections(raw: dict, source: str) -> None:
     """A section that belongs to another task or trainer is an error that names it (never silently ignored)."""
     task, trainer = raw.get("task", "topic"), raw.get("trainer", "finetune")
     for key, value in raw.items():
-        if value is None:
+        section = SECTIONS.get(key)
+        if value is None or section is None or section.read_by(task, trainer):
             continue
-        if key in TASK_SECTIONS and TASK_SECTIONS[key] != task:
-            raise RecipeError(f"recipe {source}: section '{key}' is for the {key} task, and this recipe's task is "
-                              f"{task}; remove the section (or set task: {key})")
-        if key in TRAINER_SECTIONS and trainer not in TRAINER_SECTIONS[key]:
-            users = " or ".join(TRAINER_SECTIONS[key])
-            raise RecipeError(f"recipe {source}: section '{key}' is read by trainer {users}, and this recipe's trainer "
-                              f"is {trainer}; remove the section (or change the trainer)")
-        if key in PLUGIN_SECTIONS and not PLUGIN_SECTIONS[key].read_by(task, trainer):
-            raise RecipeError(f"recipe {source}: section '{key}' is read by {PLUGIN_SECTIONS[key].reader}, and this "
-                              f"recipe's task is {task} and trainer {trainer}; remove the section")
-        if key == "settings" and task in TASK_SECTIONS:
-            raise RecipeError(f"recipe {source}: section 'settings' is for tasks registered outside mathtune; the "
-                              f"{task} task reads section '{TASK_SECTIONS[task]}'")
+        change = f"set task: {section.tasks[0]}" if section.tasks else "change the trainer"
+        raise RecipeError(f"recipe {source}: section '{key}' is read by {section.reader}, and this recipe's task is "
+                          f"{task} and trainer {trainer}; remove the section (or {change})")
+    if raw.get("settings") is not None and task_section(task) != "settings":
+        raise RecipeError(f"recipe {source}: section 'settings' is for tasks registered outside mathtune; the "
+                          f"{task} task reads section '{task_section(task)}'")
 
 
 def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "<dict>") -> Recipe:
@@ -460,7 +473,7 @@ def recipe_from_dict(raw: dict, overrides: list[str] | None = None, source: str 
         set_key(raw, assignment)
     check_size(raw, source)
     check_sections(raw, source)
-    for name, section in PLUGIN_SECTIONS.items():  # checked here so that an error names the section's keys
+    for name, section in plugin_sections().items():  # checked here so that an error names the section's keys
         try:
             if raw.get(name) is not None:
                 section.model.model_validate(raw[name])
@@ -517,7 +530,7 @@ def member_recipes(recipe: Recipe, source: str = "<recipe>") -> list[tuple[str, 
                 raise RecipeError(f"recipe {where}: '{key}' comes from the ensemble recipe; remove it from the member")
         if raw.get("trainer") in (None, "ensemble"):
             raise RecipeError(f"recipe {where}: a member needs a trainer (tfidf, finetune, ...), and cannot be an ensemble")
-        own = TASK_SECTIONS.get(recipe.task, "settings")
+        own = task_section(recipe.task)
         if own not in raw and getattr(recipe, own, None) is not None:  # the task's settings, unless the member has its own
             value = getattr(recipe, own)
             raw[own] = value.model_dump(mode="json") if isinstance(value, BaseModel) else value

@@ -88,6 +88,7 @@ def ask(
     vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
                                                           "this mode decides: program, cot or none.")] = None,
+    agree_first: Annotated[Optional[int], typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
     final answer and how it was obtained.
@@ -98,7 +99,7 @@ def ask(
     from ..models.solve import overridden
     from ..rag.retrieve import STYLES
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first)
 
     if retrieval_style not in STYLES:
         raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")

@@ -108,6 +108,7 @@ def evaluate(
     votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
     vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, cot or none.")] = None,
+    agree_first: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -121,7 +122,7 @@ def evaluate(
     from ..models.solve import overridden
     from ..tasks import is_generative, task_class
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first)
     if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
                                                               or str(model_dir).endswith(".gguf")):
         from ..train.tutor_eval import evaluate_pretrained

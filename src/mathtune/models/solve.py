@@ -194,15 +194,15 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
-          early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK) -> list[Solution]:
-    """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote); a program
-    that fails is shown its error and corrected up to ``repairs`` times."""
+          early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0) -> list[Solution]:
+    """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote, in two rounds
+    with ``agree_first``); a program that fails is shown its error and corrected up to ``repairs`` times."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
-        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak)
-                for q, c in zip(questions, contexts)]
+        return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
+                     agree_first) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
     per = (time.perf_counter() - start) / max(len(questions), 1)
@@ -215,7 +215,8 @@ def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=No
              max_new_tokens: int = 512) -> list[Solution]:
     """``solve`` with a recipe's (or a saved tutor's) solving settings."""
     return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
-                 base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak)
+                 base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak,
+                 agree_first=settings.agree_first)
 
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
@@ -419,15 +420,18 @@ class _EarlyVote:
 
 
 def _drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
-                    seed: int, repairs: int, early_stop: bool = True) -> list[Solution]:
+                    seed: int, repairs: int, early_stop: bool = True, prior: list[Solution] = (),
+                    modes: list[str] | None = None) -> list[Solution]:
     """The k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
     repairs of failed programs decode side by side; with ``early_stop`` the vote ends as soon as the finished
-    samples decide it (the same answer all k would give) and the others are cut off."""
+    samples (with the ``prior`` answers of an earlier round) decide it (the same answer all would give) and the
+    others are cut off."""
     from concurrent.futures import ThreadPoolExecutor
 
-    modes = sample_modes(base, k)
+    modes = modes or sample_modes(base, k)
     wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
-    early = _EarlyVote(k, generator.tutor_prompt)
+    early = _EarlyVote(k + len(prior), generator.tutor_prompt)
+    early.answers = list(prior)
     with ThreadPoolExecutor(max_workers=k) as pool:
         batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
                                      seed + 100 * j, early.cancel if early_stop else None,
@@ -449,44 +453,84 @@ def _one_sample(generator, question, context, mode, generation, max_new_tokens, 
 
 
 def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
-                   seed: int, repairs: int, early_stop: bool) -> list[Solution]:
-    """Samples one after another (a generator that decodes one sequence at a time), stopping once decided."""
+                   seed: int, repairs: int, early_stop: bool, prior: list[Solution] = (),
+                   modes: list[str] | None = None) -> list[Solution]:
+    """Samples one after another (a generator that decodes one sequence at a time), stopping once decided (with
+    the ``prior`` answers of an earlier round)."""
     samples: list[Solution] = []
-    for i, mode in enumerate(sample_modes(base, k)):
+    for i, mode in enumerate(modes or sample_modes(base, k)):
         g = _generate(generator, [question], mode, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
         samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, repairs, temperature,
                                    seed + i))
-        if early_stop and decided(_answer_groups(samples), k - len(samples)):
+        if early_stop and decided(_answer_groups([*prior, *samples]), k - len(samples)):
             break
     return samples
 
 
+def _drawn(generator, *args, **kwargs) -> list[Solution]:
+    """Samples drawn together on a parallel generator, in turn on a sequential one (same arguments)."""
+    return (_drawn_together if generator.parallel else _drawn_in_turn)(generator, *args, **kwargs)
+
+
+def _first_round(generator, question: str, context, max_new_tokens: int, n: int, base: str, temperature: float,
+                 seed: int, repairs: int) -> list[Solution]:
+    """The greedy answer (in the base's first mode) and n - 1 samples of the next modes, drawn together on a
+    parallel generator; the greedy answer comes first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    modes = sample_modes(base, n)
+    args = (generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        greedy = pool.submit(solve, generator, [question], modes[0], [context], max_new_tokens, repairs=repairs)
+        if not generator.parallel:  # one sequence at a time: the greedy answer first
+            greedy.result()
+        sampled = _drawn(*args, modes=modes[1:])
+        return [greedy.result()[0], *sampled]
+
+
+def _all_agree(samples: list[Solution]) -> bool:
+    groups = _answer_groups(samples)
+    return len(groups) == 1 and len(groups[0]) == len(samples)
+
+
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
-         tiebreak: str | None = None) -> Solution:
+         tiebreak: str | None = None, agree_first: int = 0) -> Solution:
     """k samples of ``base`` (cot, program, or mixed); the answer most samples agree on (math-verify equivalence),
     and the agreement among the samples drawn. A parallel generator draws all k together; a sequential one draws
     them in turn and, with ``early_stop``, stops once the rest could not change the majority (the chosen answer is
     the one all k would give, since sample i always has seed + i); ``samples`` says how many were drawn.
     With ``tiebreak`` ("cot" or "program"), when no two samples agree, one greedy answer in that mode decides (a
-    program only when it ran; ``method`` says so: ``vote(cot)+program``); the confidence stays the vote's."""
+    program only when it ran; ``method`` says so: ``vote(cot)+program``); the confidence stays the vote's.
+    With ``agree_first`` (2 to k - 1), adaptive consistency: the greedy answer and agree_first - 1 samples are drawn
+    first, and when they all agree that is the answer; otherwise the other samples are drawn and all vote, a tie
+    going to the greedy answer (which is also the tie-break when it is in the tie-break's mode)."""
     if base not in VOTE_OVER:
         raise ValueError(f"vote over {base!r}: choose {', '.join(VOTE_OVER)}")
     if tiebreak not in (None, *TIEBREAKS):
         raise ValueError(f"vote tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
     tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
-    if generator.parallel:
-        samples = _drawn_together(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
-                                  early_stop)
+    greedy = None
+    if 2 <= agree_first < k:
+        samples = _first_round(generator, question, context, max_new_tokens, agree_first, base, temperature, seed,
+                               repairs)
+        greedy = samples[0]
+        if not _all_agree(samples):
+            samples += _drawn(generator, question, context, max_new_tokens, k - agree_first, base, temperature,
+                              seed + agree_first, repairs, early_stop, prior=samples,
+                              modes=sample_modes(base, k)[agree_first:])
     else:
-        samples = _drawn_in_turn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
-                                 early_stop)
+        samples = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
+                         early_stop)
     groups = _answer_groups(samples)
     top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]
     decided_by, tokens = None, sum(s.new_tokens for s in samples)
-    if tiebreak and top <= 1 and len(samples) > 1:
+    if tiebreak and top <= 1 and len(samples) > 1 and greedy is not None and sample_modes(base, 1)[0] == tiebreak:
+        if decides(greedy, tiebreak):  # the round's greedy answer is the tie-break's answer: not asked again
+            chosen, decided_by = greedy, Method(tiebreak)
+    elif tiebreak and top <= 1 and len(samples) > 1:
         [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
         tokens += decider.new_tokens
         if decides(decider, tiebreak):

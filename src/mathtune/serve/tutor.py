@@ -53,11 +53,14 @@ class TutorRequest(BaseModel):
     tiebreak: Literal["program", "cot", "none"] | None = Field(
         None, description=f"mode vote: when no two samples agree, one greedy answer in this mode decides "
                           f"(default {VOTE_TIEBREAK}).")
+    agree_first: int | None = Field(None, ge=0, le=9, description="mode vote: draw the greedy answer and "
+                                    "agree_first - 1 samples first; when they all agree that is the answer and no "
+                                    "more are drawn (0: all samples at once; default: the tutor's own).")
 
     def solving(self, model) -> SolveConfig:
         """The tutor's own solving settings with this request's on top."""
         return overridden(model.generator.solving, mode=self.mode, samples=self.samples, vote_over=self.vote_over,
-                          tiebreak=self.tiebreak)
+                          tiebreak=self.tiebreak, agree_first=self.agree_first)
 
 
 class Source(BaseModel):

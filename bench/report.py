@@ -398,7 +398,7 @@ def page() -> str:
 
 
 MEASURED_FILE = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
-MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_smollm2")
+MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_adaptive", "tutor_modes_smollm2")
 
 
 def measured() -> dict:
@@ -456,6 +456,10 @@ def readme_figures() -> str:
         lines += [f"- on {big} held-out GSM8K problems (bench/tutor_modes.py): " + ", ".join(
             f"{r['mode']} {r['answer_accuracy']:.3f}" for r in widest) + " answer accuracy; the seconds a problem "
             "and the smaller runs on this engine are in docs/benchmarks.md."]
+    for r in sorted((r for r in measured if 100 <= r["n"] < big), key=lambda r: -r["answer_accuracy"]):
+        seconds = r.get("median_seconds_per_problem")
+        lines.append(f"- {r['mode']} on the first {r['n']} of them ({r['engine']}): {r['answer_accuracy']:.3f}"
+                     + (f" at a median {seconds:.1f} s a problem" if seconds else "") + ".")
     return "\n".join(lines)
 
 

@@ -45,7 +45,11 @@ from mathtune.train.tutor_eval import solution_metrics  # noqa: E402
 VOTE_K = 5
 VOTE_PROGRAM = "vote(program)"  # a vote over program-mode samples (mode "vote" is over cot)
 VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
-VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed"}
+# Adaptive consistency over programs: the greedy program and one sample first, three more only when they disagree
+# (solve's agree_first); a tie, and a vote with no two alike, go to the greedy program (no second greedy call).
+VOTE_ADAPTIVE = "adaptive(program)"
+AGREE_FIRST = 2
+VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed", VOTE_ADAPTIVE: "program"}
 
 
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
@@ -63,13 +67,15 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     """What shapes an answer besides the model and the problem: a change invalidates the cached lines."""
     parts = [generator.system_prompt, json.dumps(generator.tutor_prompt.to_dict(), sort_keys=True),
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
-    if mode in ("program", VOTE_PROGRAM, VOTE_MIXED):
+    if mode in ("program", VOTE_PROGRAM, VOTE_MIXED, VOTE_ADAPTIVE):
         parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
-    if mode.startswith("vote"):  # up to k samples at solve()'s default temperature and seed, stopped once decided
+    if mode in VOTE_OVER:  # up to k samples at solve()'s default temperature and seed, stopped once decided
         parts.append(f"k={VOTE_K} early-stop")
+    if mode == VOTE_ADAPTIVE:
+        parts.append(f"agree_first={AGREE_FIRST} tiebreak=greedy")
     if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
         parts += ["xllamacpp", "batched" if generator.parallel else "in-turn", f"tools={TOOL_CALLS}"]
-        if mode.startswith("vote"):  # the batch is cut off once its finished samples decide the vote
+        if mode in VOTE_OVER:  # the batch is cut off once its finished samples decide the vote
             parts.append("decided-early")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:16]
 
@@ -129,7 +135,9 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             base_mode, budget = ("vote" if mode in VOTE_OVER else mode, max_new_tokens) if data != "offtopic" \
                 else (mode if mode in ("cot", "program") else "cot", 48 if mode == "cot" else 160)
             # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
-            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, base=over, tiebreak=None)
+            adaptive = {"agree_first": AGREE_FIRST, "tiebreak": "program"} if mode == VOTE_ADAPTIVE else {}
+            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, base=over,
+                        **{"tiebreak": None, **adaptive})
             gold = answers[i] if answers else None
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),
@@ -173,7 +181,7 @@ def entry(model: str, backend: str, mode: str, name: str, solutions: list[Soluti
                             r["mode"] == cached and r["data"] == name and r["i"] < len(solutions)),
            "programs_corrected": sum(bool(s.program_ok) and s.attempts > 1 for s in solutions),
            **{k: v for k, v in metrics.items() if not isinstance(v, dict)}}
-    if mode.startswith("vote"):  # is the agreement a confidence worth showing? accuracy by votes for the answer
+    if mode in VOTE_OVER:  # is the agreement a confidence worth showing? accuracy by votes for the answer
         by: dict = {}
         for s, gold in zip(solutions, done.answers):
             top = by.setdefault(str(s.agreeing), {"n": 0, "correct": 0})
@@ -197,6 +205,9 @@ def main() -> None:
                         help=f"problems for a vote over programs (k={VOTE_K}) on the first model")
     parser.add_argument("--vote-mixed-gsm8k", type=int, default=0,
                         help=f"problems for a mixed vote (cot and program samples, k={VOTE_K}) on the first model")
+    parser.add_argument("--adaptive-gsm8k", type=int, default=0,
+                        help=f"problems for adaptive consistency over programs (agree_first={AGREE_FIRST}, "
+                             f"k={VOTE_K}) on the first model")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
@@ -217,7 +228,7 @@ def main() -> None:
         runs = [(mode, name, pairs) for name, pairs in sets.items()
                 for mode in (args.math_modes if name == "math500" and args.math_modes is not None else args.modes)]
         for mode, n in (("vote", args.vote_gsm8k), (VOTE_PROGRAM, args.vote_program_gsm8k),
-                        (VOTE_MIXED, args.vote_mixed_gsm8k)):
+                        (VOTE_MIXED, args.vote_mixed_gsm8k), (VOTE_ADAPTIVE, args.adaptive_gsm8k)):
             if n and model == args.models[0]:
                 runs.append((mode, "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[:n]
                                                     for f in ("questions", "responses", "answers")), f"gsm8k {mode}")))
@@ -227,7 +238,7 @@ def main() -> None:
             solutions = run_problems(generator, model, mode, name, pairs.questions, cache, args.max_new_tokens,
                                      deadline, pairs.answers)
             refusals = []
-            if name == "gsm8k" and not mode.startswith("vote"):
+            if name == "gsm8k" and mode not in VOTE_OVER:
                 refusals = [s.answer for s in run_problems(generator, model, mode, "offtopic", list(REFUSAL_EVAL),
                                                            cache, args.max_new_tokens, deadline)]
             if not solutions:

@@ -58,6 +58,7 @@ def test_a_missing_part_package_names_it(tmp_path):
         assemble(spec, None, tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_the_part_packages_are_not_imported(monkeypatch, tmp_path):
     """Only the installed parts of the real model are looked up by spec, never imported."""
     before = set(sys.modules)

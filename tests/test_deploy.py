@@ -142,6 +142,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_container_entrypoint_command_serves(tmp_path, topic_csv):
     """Run the image's ENTRYPOINT + CMD directly (no Docker engine here), with the model path and port swapped."""
     from mathtune.config import recipe_from_dict

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import REPO, write_recipe
@@ -21,6 +22,7 @@ def _launch(workdir: Path, recipe: Path, output: str, *extra: str) -> subprocess
                           text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_training_writes_one_model(workdir, topic_csv, tiny_bert):
     recipe = write_recipe(workdir, f"""
 task: topic

@@ -195,3 +195,15 @@ def test_stop_is_pressable_while_an_answer_runs_and_not_after():
     # before its first words, an answer shows the working line under the question, whatever the mode
     shown = render([{"q": "What is 2 + 2?", "a": "", "final": None, "note": None, "streaming": True}])
     assert shown[0]["content"] == "What is 2 + 2?" and shown[1]["content"] == WORKING
+
+
+def test_the_tutor_page_names_an_adaptive_vote_and_why_sampling_stopped():
+    from mathtune.config import SolveConfig
+    from mathtune.models.solve import Solution
+    from mathtune.serve.webui.tutor import how_checked, modes
+
+    labels = {value: label for label, value in modes(SolveConfig(vote_over="program", agree_first=2))}
+    assert labels["vote"] == "Vote of up to 5 programs, more only when the first 2 disagree"
+    assert {v: lab for lab, v in modes(SolveConfig())}["vote"] == "Vote of up to 5 answers"
+    agreed = Solution("x", "72", "vote(program)", confidence=1.0, samples=2, k=5, voted_over="program")
+    assert "Sampling stopped after 2 of 5: they all agreed." in how_checked(agreed, None)

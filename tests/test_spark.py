@@ -38,6 +38,7 @@ def questions(tmp_path, n=40):
     return path, frame
 
 
+@pytest.mark.slow
 def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, tiny_topic_model, tmp_path):
     from mathtune.inference import predict_file
     from mathtune.spark import resolve_model, score_table
@@ -59,6 +60,7 @@ def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, tiny_topic_mod
     assert not list(tmp_path.glob(".scored.partial-*"))  # written whole, then renamed
 
 
+@pytest.mark.slow
 def test_a_registered_model_has_a_signature_that_spark_reads_as_the_label(spark, tiny_topic_model, tmp_path,
                                                                            monkeypatch):
     import mlflow

@@ -128,6 +128,7 @@ def test_balanced_class_weights():
     assert weights.tolist() == pytest.approx([4 / 6, 2.0, 1.0])
 
 
+@pytest.mark.slow
 def test_sigkill_then_same_command_resumes(topic_csv, tiny_bert, workdir):
     """A real process killed with SIGKILL mid-training: the same command resumes from its last checkpoint."""
     import os

@@ -100,6 +100,7 @@ tutor: {{eval_samples: 3, max_new_tokens: 8, refusal_examples: 2, eval_batch_siz
 {extra}""", "tutor.yaml")
 
 
+@pytest.mark.slow
 def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     recipe = _tutor_recipe(workdir, tiny_chat_llama)
     result = runner.invoke(app, ["train", str(recipe), "--output", "tutor", "--set", "tutor.solve.mode=program"])
@@ -108,7 +109,7 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     manifest = json.loads((folder / "mathtune.json").read_text())
     assert manifest["task"] == "tutor" and manifest["kind"] == "generator"
     assert manifest["solve"] == {"mode": "program", "samples": 5, "vote_over": "cot", "tiebreak": "program",
-                                 "temperature": 0.7}  # the recipe's tutor.solve, kept for ask, evaluate and serve
+                                 "temperature": 0.7, "agree_first": 0}  # the recipe's tutor.solve, kept for ask, evaluate and serve
     assert manifest["merge_parity"]["identical"] == manifest["merge_parity"]["prompts"] == 4
     assert (folder / "model" / "model.safetensors").exists()
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -174,6 +175,7 @@ def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):
     assert result.exit_code == 2 and "GGUF" in result.output
 
 
+@pytest.mark.slow
 def test_sweep_runs_each_configuration(workdir, topic_csv):
     recipe = write_recipe(workdir, """
 task: topic

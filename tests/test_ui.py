@@ -22,7 +22,8 @@ from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 
 CHROMIUM = os.environ.get("MATHTUNE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: run `make browser` as root (or apt-get install chromium)")
+pytestmark = [pytest.mark.slow,  # a browser, a served app and its models: minutes, not seconds
+              pytest.mark.skipif(not CHROMIUM, reason="needs Debian's chromium: run `make browser` as root (or apt-get install chromium)")]
 ARTIFACTS = Path(os.environ.get("MATHTUNE_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts")) / "ui"
 SIZES = {"desktop": (1280, 800), "phone": (390, 844)}
 TABS = ("Topics", "Misconceptions", "Tutor", "Products", "Models")

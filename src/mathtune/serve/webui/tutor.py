@@ -30,8 +30,11 @@ COT_NOTE = "Step-by-step reasoning, not checked by a program: check the steps."
 
 def modes(solving) -> list[tuple[str, str]]:
     """The Tutor page's choices of how to solve (the vote's size is the tutor's own)."""
+    what = "programs" if solving.vote_over == "program" else "answers"
+    rounds = f", more only when the first {solving.agree_first} disagree" if 2 <= solving.agree_first < solving.samples \
+        else ""
     return [("Step by step", "cot"), ("Write and run a program", "program"),
-            (f"Vote of up to {solving.samples} answers", "vote")]
+            (f"Vote of up to {solving.samples} {what}{rounds}", "vote")]
 
 
 def model_line(model) -> str:
@@ -83,8 +86,9 @@ def how_checked(solution, measured: dict | None = None) -> str:
         return "The program did not run cleanly, so this answer is unchecked: read the steps."
     if solution.voted_over is not None:
         agree = solution.agreeing
-        early = (f" Sampling stopped after {solution.samples} of {solution.k}: the rest could not change the answer."
-                 if solution.samples < solution.k else "")
+        stopped = "they all agreed" if agree == solution.samples else "the rest could not change the answer"
+        early = f" Sampling stopped after {solution.samples} of {solution.k}: {stopped}." \
+            if solution.samples < solution.k else ""
         vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
         if solution.decided_by is not None:
             decider = "a Python program that ran cleanly" if solution.decided_by == Method.PROGRAM else \

@@ -57,15 +57,19 @@ browser:
 		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
 		echo "no chromium: the browser tests will be skipped (as root: make browser, or apt-get install chromium)"
 
+# Two workers, a test file each at a time (module fixtures are built once): the suite spends much of its time
+# waiting on processes it starts (servers, a browser, Spark, DDP), so it is faster in parallel even on 2 cores.
+PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
+
 test: install-all browser
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q $(PYTEST_PARALLEL)
 
 # Lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests.
 lint: install-all
 	$(VENV)/bin/ruff check src tests bench deploy
 
 test-fast: install-all
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PARALLEL)
 
 # The newest releases that pyproject.toml allows, in a venv of their own: run it on a schedule (the workflow in
 # .github/workflows/) so that a library release that breaks us shows as a failing test, not as a user's crash.

@@ -13,7 +13,8 @@ def test_run_is_logged_and_model_registered(topic_csv, workdir):
                                "tracking": {"register_as": "test-topics"}})
     result = train_from_recipe(recipe, "runs/tracked")
     info = result.tracking
-    assert info["tracking_uri"] == "sqlite:///mlflow.db" and (workdir / "mlflow.db").is_file()
+    # the default store, named by its absolute path (the one the run wrote, wherever it is read from)
+    assert info["tracking_uri"] == f"sqlite:///{(workdir / 'mlflow.db').resolve()}" and (workdir / "mlflow.db").is_file()
     assert info["registry_uri"] == "models:/test-topics/1"
     mlflow.set_tracking_uri(info["tracking_uri"])
     run = mlflow.get_run(info["run_id"])

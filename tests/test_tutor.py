@@ -124,7 +124,7 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     import mlflow
     import pandas as pd
 
-    mlflow.set_tracking_uri("sqlite:///mlflow.db")
+    mlflow.set_tracking_uri(manifest["tracking"]["tracking_uri"])
     answers = mlflow.pyfunc.load_model(manifest["tracking"]["registry_uri"]).predict(pd.DataFrame({"question": ["1+1?"]}))
     assert list(answers.columns) == ["final_answer", "answer", "method", "reason"] and len(answers) == 1
     signature = mlflow.models.get_model_info(manifest["tracking"]["registry_uri"]).signature

@@ -20,7 +20,15 @@ DEFAULT_URI = "sqlite:///mlflow.db"
 
 
 def tracking_uri(cfg: TrackingConfig | None = None) -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or (cfg.uri if cfg and cfg.uri else DEFAULT_URI)
+    """MLFLOW_TRACKING_URI, else the recipe's, else DEFAULT_URI; a relative sqlite path is made absolute against the
+    working folder now. MLflow caches a store by its URI, so a relative one kept writing to the folder where the
+    process first used it (a notebook that changes folder; a test worker's second test ran against the first's
+    store)."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (cfg.uri if cfg and cfg.uri else DEFAULT_URI)
+    relative = uri.removeprefix("sqlite:///")
+    if uri.startswith("sqlite:///") and relative and not relative.startswith("/") and ":memory:" not in relative:
+        uri = "sqlite:///" + str(Path(relative).resolve())
+    return uri
 
 
 class NullTracker:

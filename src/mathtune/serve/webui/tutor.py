@@ -149,6 +149,10 @@ def tutor_tab(gr, state):
     cont_event = cont.click(with_stop(gr, _continue(gr, state, model)), [turns], outputs, js=SHOW_CHAT_JS, **quiet)
     stop.click(lambda: stop_update(gr, False), None, stop, cancels=[send_event, retry_event, cont_event, *example_events],
                **quiet)
+    # Continue follows the conversation once an answer's event has ended (the answer's own last update sets it too,
+    # but a browser that applied only the newest of several quick updates missed it: the button never showed)
+    for event in (send_event, retry_event, cont_event, *example_events):
+        event.then(lambda t: gr.update(visible=bool(t and t[-1].get("truncated"))), [turns], cont, **quiet)
     undo.click(lambda t: (render(t[:-1]), t[:-1], gr.update(visible=False)), [turns], [chat, turns, cont])
     clear.click(lambda t: (render([]), [], t, gr.update(visible=bool(t))), [turns], [chat, turns, cleared, restore])
     restore.click(lambda c: (render(c), c, gr.update(visible=False)), [cleared], [chat, turns, restore])

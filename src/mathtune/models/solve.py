@@ -395,10 +395,10 @@ class _EarlyVote:
     is its first reading (a cot answer that stopped at a Python block has none yet; a program that fails, none
     until it is corrected), kept so the program is not run twice."""
 
-    def __init__(self, k: int, tutor_prompt):
-        self.k, self.tutor_prompt = k, tutor_prompt
+    def __init__(self, k: int, tutor_prompt, prior: list[Solution] = ()):
+        self.k, self.tutor_prompt = k + len(prior), tutor_prompt  # prior: an earlier round's answers, counted too
         self.read: dict[tuple[str, str], Solution] = {}
-        self.answers: list[Solution] = []
+        self.answers: list[Solution] = list(prior)
         self.cancel = threading.Event()
         self._lock = threading.Lock()
 
@@ -430,8 +430,7 @@ def _drawn_together(generator, question: str, context, max_new_tokens: int, k: i
 
     modes = modes or sample_modes(base, k)
     wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
-    early = _EarlyVote(k + len(prior), generator.tutor_prompt)
-    early.answers = list(prior)
+    early = _EarlyVote(k, generator.tutor_prompt, prior)
     with ThreadPoolExecutor(max_workers=k) as pool:
         batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
                                      seed + 100 * j, early.cancel if early_stop else None,
@@ -479,13 +478,20 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
     from concurrent.futures import ThreadPoolExecutor
 
     modes = sample_modes(base, n)
-    args = (generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False)
+
+    def greedy() -> Solution:
+        return solve(generator, [question], modes[0], [context], max_new_tokens, repairs=repairs)[0]
+
+    def sampled() -> list[Solution]:
+        return _drawn(generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False,
+                      modes=modes[1:])
+
+    if not generator.parallel:  # one sequence at a time
+        return [greedy(), *sampled()]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        greedy = pool.submit(solve, generator, [question], modes[0], [context], max_new_tokens, repairs=repairs)
-        if not generator.parallel:  # one sequence at a time: the greedy answer first
-            greedy.result()
-        sampled = _drawn(*args, modes=modes[1:])
-        return [greedy.result()[0], *sampled]
+        first = pool.submit(greedy)
+        rest = sampled()
+        return [first.result(), *rest]
 
 
 def _all_agree(samples: list[Solution]) -> bool:
@@ -527,12 +533,12 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]
     decided_by, tokens = None, sum(s.new_tokens for s in samples)
-    if tiebreak and top <= 1 and len(samples) > 1 and greedy is not None and sample_modes(base, 1)[0] == tiebreak:
-        if decides(greedy, tiebreak):  # the round's greedy answer is the tie-break's answer: not asked again
-            chosen, decided_by = greedy, Method(tiebreak)
-    elif tiebreak and top <= 1 and len(samples) > 1:
-        [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
-        tokens += decider.new_tokens
+    if tiebreak and top <= 1 and len(samples) > 1:
+        if greedy is not None and sample_modes(base, 1)[0] == tiebreak:
+            decider = greedy  # the first round's greedy answer is the tie-break's answer: not asked again
+        else:
+            [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
+            tokens += decider.new_tokens
         if decides(decider, tiebreak):
             chosen, decided_by = decider, Method(tiebreak)
     chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by), base, decided_by

@@ -168,11 +168,12 @@ class SolveConfig(_Strict):
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
     agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
 
-    @model_validator(mode="after")
-    def _first_round_within_samples(self) -> "SolveConfig":
-        if self.agree_first == 1:
-            raise ValueError("agree_first 1: a round of one answer cannot agree; choose 0 (off) or 2 to samples")
-        return self
+    @field_validator("agree_first")
+    @classmethod
+    def _a_round_can_agree(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("a round of one answer cannot agree; choose 0 (off) or 2 to samples")
+        return value
 
     @classmethod
     def checked(cls, values, message: str, error: type[MathtuneError] = MathtuneError) -> "SolveConfig":

@@ -36,7 +36,8 @@ from mathtune.data.readers import read_table  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
-from mathtune.models.solve import PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST, TOOL_CALLS, Solution, decides, solve  # noqa: E402
+from mathtune.models.solve import (CODE_PREFIX, CODE_SYSTEM, PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST,  # noqa: E402
+                                   TOOL_CALLS, Solution, decides, sample_modes, solve)
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
@@ -45,11 +46,17 @@ from mathtune.train.tutor_eval import solution_metrics  # noqa: E402
 VOTE_K = 5
 VOTE_PROGRAM = "vote(program)"  # a vote over program-mode samples (mode "vote" is over cot)
 VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
-# Adaptive consistency over programs: the greedy program and one sample first, three more only when they disagree
-# (solve's agree_first); a tie, and a vote with no two alike, go to the greedy program (no second greedy call).
-VOTE_ADAPTIVE = "adaptive(program)"
+# Adaptive consistency, adaptive(<base>): the greedy answer (in the base's first mode) and one sample first, three
+# more only when they disagree (solve's agree_first); a tie, and a vote with no two alike, go to the greedy answer
+# (no second greedy call). Over program, code (the program alone, explained in comments: about half the tokens)
+# and mixed-code (a greedy code answer and a cot sample first, then code and cot in turn).
+ADAPTIVE_OVER = ("program", "code", "mixed-code")
 AGREE_FIRST = 2
-VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed", VOTE_ADAPTIVE: "program"}
+VOTE_ADAPTIVE = "adaptive(program)"
+ADAPTIVE = {f"adaptive({base})": {"agree_first": AGREE_FIRST, "tiebreak": sample_modes(base, 1)[0]}
+            for base in ADAPTIVE_OVER}
+VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed",
+             **{f"adaptive({base})": base for base in ADAPTIVE_OVER}}
 
 
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
@@ -69,9 +76,11 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
     if mode in ("program", VOTE_PROGRAM, VOTE_MIXED, VOTE_ADAPTIVE):
         parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
+    if mode == "code" or VOTE_OVER.get(mode, "") in ("code", "mixed-code"):
+        parts += [CODE_SYSTEM, CODE_PREFIX, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
     if mode in VOTE_OVER:  # up to k samples at solve()'s default temperature and seed, stopped once decided
         parts.append(f"k={VOTE_K} early-stop")
-    if mode == VOTE_ADAPTIVE:
+    if mode in ADAPTIVE:
         parts.append(f"agree_first={AGREE_FIRST} tiebreak=greedy")
     if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
         parts += ["xllamacpp", "batched" if generator.parallel else "in-turn", f"tools={TOOL_CALLS}"]
@@ -133,9 +142,9 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
             load = os.getloadavg()[0]
             over = VOTE_OVER.get(mode, "cot")
             base_mode, budget = ("vote" if mode in VOTE_OVER else mode, max_new_tokens) if data != "offtopic" \
-                else (mode if mode in ("cot", "program") else "cot", 48 if mode == "cot" else 160)
+                else (mode if mode in ("cot", "program", "code") else "cot", 48 if mode == "cot" else 160)
             # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
-            adaptive = {"agree_first": AGREE_FIRST, "tiebreak": "program"} if mode == VOTE_ADAPTIVE else {}
+            adaptive = ADAPTIVE.get(mode, {})
             [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, base=over,
                         **{"tiebreak": None, **adaptive})
             gold = answers[i] if answers else None
@@ -206,8 +215,9 @@ def main() -> None:
     parser.add_argument("--vote-mixed-gsm8k", type=int, default=0,
                         help=f"problems for a mixed vote (cot and program samples, k={VOTE_K}) on the first model")
     parser.add_argument("--adaptive-gsm8k", type=int, default=0,
-                        help=f"problems for adaptive consistency over programs (agree_first={AGREE_FIRST}, "
-                             f"k={VOTE_K}) on the first model")
+                        help=f"problems for adaptive consistency (agree_first={AGREE_FIRST}, k={VOTE_K}) on the "
+                             "first model, over each of --adaptive-over")
+    parser.add_argument("--adaptive-over", nargs="*", default=["program"], choices=ADAPTIVE_OVER)
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
@@ -228,7 +238,8 @@ def main() -> None:
         runs = [(mode, name, pairs) for name, pairs in sets.items()
                 for mode in (args.math_modes if name == "math500" and args.math_modes is not None else args.modes)]
         for mode, n in (("vote", args.vote_gsm8k), (VOTE_PROGRAM, args.vote_program_gsm8k),
-                        (VOTE_MIXED, args.vote_mixed_gsm8k), (VOTE_ADAPTIVE, args.adaptive_gsm8k)):
+                        (VOTE_MIXED, args.vote_mixed_gsm8k),
+                        *((f"adaptive({base})", args.adaptive_gsm8k) for base in args.adaptive_over)):
             if n and model == args.models[0]:
                 runs.append((mode, "gsm8k", Pairs(*(getattr(sets["gsm8k"], f)[:n]
                                                     for f in ("questions", "responses", "answers")), f"gsm8k {mode}")))

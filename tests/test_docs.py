@@ -53,9 +53,11 @@ def test_every_recipe_is_listed_with_a_purpose():
 
 
 # The solving settings each of bench/tutor_modes.py's mode labels stands for (the others are not offered as defaults)
-BENCH_MODE_SETTINGS = {"cot": {"mode": "cot"}, "program": {"mode": "program"}, "vote": {"mode": "vote"},
-                       "adaptive(program)": {"mode": "vote", "vote_over": "program", "samples": 5, "agree_first": 2,
-                                             "tiebreak": "program"}}
+BENCH_MODE_SETTINGS = {"cot": {"mode": "cot"}, "program": {"mode": "program"}, "code": {"mode": "code"},
+                       "vote": {"mode": "vote"},
+                       **{f"adaptive({over})": {"mode": "vote", "vote_over": over, "samples": 5, "agree_first": 2,
+                                                "tiebreak": tiebreak}
+                          for over, tiebreak in (("program", "program"), ("code", "code"), ("mixed-code", "code"))}}
 
 
 def test_the_bundled_tutors_default_mode_is_the_best_measured_within_the_time_bound():

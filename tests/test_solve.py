@@ -69,9 +69,9 @@ class Scripted:
         self.replies, self.calls = list(replies), []
 
     def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
-               stops=()):
+               stops=(), prefix=None):
         return self.generate([question] * k, max_new_tokens, [context] * k, system=system, temperature=temperature,
-                             seed=seed, stops=stops)
+                             seed=seed, stops=stops, prefix=prefix)
 
     def continue_answer(self, question, prefix, max_new_tokens=256, context=None, system=None, stops=(),
                         temperature=0.0, seed=None):
@@ -81,11 +81,13 @@ class Scripted:
         return Generation(self.replies.pop(0), 10, 0.01)
 
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature=0.0, seed=None, stops=()):
+                 temperature=0.0, seed=None, stops=(), prefix=None):
         from mathtune.models.generate import Generation
 
         self.calls.append({"system": system, "temperature": temperature, "seed": seed, "stops": stops,
                            "questions": list(questions), "contexts": list(contexts or [])})
+        if prefix is not None:
+            self.calls[-1]["prefix"] = prefix
         return [Generation(self.replies.pop(0), 10, 0.01) for _ in questions]
 
 
@@ -257,7 +259,7 @@ def test_the_benchmark_composes_the_tiebreak_as_solve_does():
 
 
 def test_solving_settings_from_a_recipe_with_overrides():
-    assert MODES == ("cot", "program", "vote") and TIEBREAKS == ("program", "cot", "none")
+    assert MODES == ("cot", "program", "code", "vote") and TIEBREAKS == ("program", "code", "cot", "none")
     assert SolveConfig().tiebreak == VOTE_TIEBREAK and SolveConfig().mode == "cot"
     saved = SolveConfig(mode="vote", samples=3, vote_over="program")
     asked = overridden(saved, mode=None, samples=4, tiebreak=None)  # None: not given, the saved setting stays
@@ -296,9 +298,9 @@ class Streamed(Scripted):
     """A scripted generator that also streams: each reply in two pieces; records each stream's prefix."""
 
     def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None, info=None,
-               prefix=None, stops=()):
+               prefix=None, stops=(), system=None):
         reply = self.replies.pop(0)
-        self.calls.append({"prefix": prefix, "stops": stops})
+        self.calls.append({"prefix": prefix, "stops": stops, "system": system})
         yield reply[: len(reply) // 2]
         yield reply[len(reply) // 2:]
         if info is not None:
@@ -347,10 +349,10 @@ class Batched(Scripted):
         self.programs = list(programs)  # program-mode replies (batches of two modes run side by side)
 
     def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
-               stops=(), cancel=None, on_finish=None):
+               stops=(), cancel=None, on_finish=None, prefix=None):
         from mathtune.models.generate import Generation
 
-        self.calls.append({"k": k, "system": system})
+        self.calls.append({"k": k, "system": system} | ({"prefix": prefix} if prefix else {}))
         replies = self.programs if system == PROGRAM_SYSTEM else self.replies
         done = []
         for i in range(k):
@@ -416,3 +418,60 @@ def test_adaptive_vote_on_a_parallel_generator_draws_two_batches_and_reuses_gree
 def test_agree_first_must_fit_the_samples(first):
     with pytest.raises(MathtuneError, match="agree_first"):
         SolveConfig.checked({"mode": "vote", "samples": 5, "agree_first": first}, "solving settings: {problems}")
+
+
+def test_code_mode_continues_the_programs_opening_and_runs_it():
+    from mathtune.models.solve import CODE_PREFIX, CODE_SYSTEM
+
+    generator = Scripted(["# April's clips and half as many in May\nprint(48 + 48 // 2)\n```"])
+    [s] = solve(generator, ["q"], "code")
+    assert s.final_answer == "72" and s.method == "program" and s.program_ok and not s.refused
+    assert s.program.startswith("# April's clips") and s.answer.startswith("```python\n# April's clips")
+    assert generator.calls[0]["prefix"] == CODE_PREFIX and generator.calls[0]["system"] == CODE_SYSTEM
+    assert generator.calls[0]["stops"] == PROGRAM_STOPS
+
+
+def test_a_code_answer_that_fails_is_corrected_in_code_mode_and_one_that_declines_is_a_refusal():
+    from mathtune.models.solve import CODE_PREFIX
+
+    generator = Scripted(["print(totl)\n```", "total = 72\nprint(total)\n```"])
+    [s] = solve(generator, ["q"], "code")
+    assert s.final_answer == "72" and s.attempts == 2 and "NameError" in s.answer
+    assert [c.get("prefix") for c in generator.calls] == [CODE_PREFIX, CODE_PREFIX]  # the repair is code too
+    [s] = solve(Scripted(['print("I can only help with math questions.")\n```']), ["What is the capital of France?"],
+                "code")
+    assert s.refused and s.final_answer is None and s.answer == "I can only help with math questions."
+
+
+def test_a_streamed_code_answer_shows_the_programs_opening_first():
+    from mathtune.models.solve import CODE_PREFIX, CODE_SYSTEM, stream_program
+
+    generator = Streamed(["# six sevens\nprint(6 * 7)\n```"])
+    info: dict = {}
+    pieces = list(stream_program(generator, "What is 6 times 7?", 100, info=info, mode="code"))
+    assert pieces[0] == CODE_PREFIX and "".join(pieces) == CODE_PREFIX + "# six sevens\nprint(6 * 7)\n```"
+    assert generator.calls[0]["prefix"] == CODE_PREFIX and generator.calls[0]["system"] == CODE_SYSTEM
+    assert info["solution"].final_answer == "42" and info["solution"].program_ok
+
+
+def test_adaptive_vote_over_code_samples_from_the_opening_and_reuses_greedy_as_tiebreak():
+    from mathtune.models.solve import CODE_PREFIX
+
+    generator = Batched(["print(71)\n```", "print(70)\n```", "print(69)\n```", "print(68)\n```"])
+    generator.replies.insert(0, "print(72)\n```")  # the greedy answer (generate), then the samples
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, tiebreak="code")
+    assert s.samples == 5 and s.final_answer == "72" and s.method == "vote(code)+program"
+    assert all(c.get("prefix") == CODE_PREFIX for c in generator.calls)
+    assert len([c for c in generator.calls if "temperature" in c]) == 1  # greedy asked once
+
+
+def test_a_mixed_code_vote_starts_with_a_greedy_code_answer_and_a_cot_sample():
+    from mathtune.models.solve import CODE_PREFIX, CODE_SYSTEM, sample_modes
+
+    assert sample_modes("mixed-code", 5) == ["code", "cot", "code", "cot", "code"]
+    generator = Scripted(["print(72)\n```", "48 + 24 = 72. The answer is 72."])
+    [s] = solve(generator, ["q"], "vote", k=5, base="mixed-code", agree_first=2, tiebreak="code")
+    assert s.final_answer == "72" and s.samples == 2 and s.method == "vote(mixed-code)" and s.confidence == 1.0
+    first, second = generator.calls
+    assert first["system"] == CODE_SYSTEM and first["prefix"] == CODE_PREFIX and first["temperature"] == 0.0
+    assert second["system"] is None and "prefix" not in second and second["temperature"] == 0.7

@@ -161,10 +161,10 @@ class MixConfig(_Strict):
 class SolveConfig(_Strict):
     """How a tutor solves problems: in the evaluation after training, and by default when the trained tutor is asked
     (`mathtune ask`, `mathtune evaluate`) or served (a request's own mode, samples, ... override it)."""
-    mode: Literal["cot", "program", "vote"] = Field("cot", description="cot: step-by-step reasoning ending in the answer; program: a short Python program, run in the sandbox, prints the answer; vote: the majority answer of up to `samples` sampled solutions.")
+    mode: Literal["cot", "program", "code", "vote"] = Field("cot", description="cot: step-by-step reasoning ending in the answer; program: a sentence or two on the approach, then a short Python program, run in the sandbox, that prints the answer; code: the program alone, each step explained in a comment (about half program's tokens); vote: the majority answer of up to `samples` sampled solutions.")
     samples: int = Field(5, ge=2, le=9, description="mode vote: samples to vote over (at most: sampling stops once the rest could not change the majority).")
-    vote_over: Literal["cot", "program", "mixed"] = Field("cot", description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each.")
-    tiebreak: Literal["program", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran); none: the first answer drawn stands.")
+    vote_over: Literal["cot", "program", "code", "mixed", "mixed-code"] = Field("cot", description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each; mixed-code: code and cot samples in turn (code first).")
+    tiebreak: Literal["program", "code", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran; with agree_first, the first round's greedy answer when it is in this mode); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
     agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
 

@@ -74,11 +74,11 @@ class TransformersGenerator:
         return self.tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
 
     def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
-               stops=(), cancel=None, on_finish=None) -> list[Generation]:
+               stops=(), cancel=None, on_finish=None, prefix=None) -> list[Generation]:
         """k answers as one padded batch; they end together, so ``on_finish`` sees each once all are done and
         ``cancel`` cannot cut the batch short."""
         generations = self.generate([question] * k, max_new_tokens, [context] * k, system=system,
-                                    temperature=temperature, seed=seed, stops=stops)
+                                    temperature=temperature, seed=seed, stops=stops, prefix=prefix)
         for i, g in enumerate(generations):
             if on_finish is not None:
                 on_finish(i, g)
@@ -99,12 +99,13 @@ class TransformersGenerator:
 
     @torch.no_grad()
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
+                 prefix: str | None = None) -> list[Generation]:
         """Greedy answers (or sampled at ``temperature`` > 0, seeded); ``system`` replaces the system prompt;
         ``stops`` are added to the tutor's stop sequences; ``ignore_eos`` makes exactly max_new_tokens (for speed
-        comparisons at equal length)."""
+        comparisons at equal length); ``prefix`` begins every answer (only what follows it is returned)."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
-        prompts = [self.prompt(q, c, system) for q, c in zip(questions, contexts)]
+        prompts = [self.prompt(q, c, system, prefix) for q, c in zip(questions, contexts)]
         return self._generate(prompts, max_new_tokens, ignore_eos, temperature, seed, (*self.stops, *stops))
 
     @torch.no_grad()

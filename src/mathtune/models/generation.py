@@ -24,15 +24,18 @@ class Generator(Protocol):
 
     def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
                  contexts: Sequence[str | None] | None = None, ignore_eos: bool = False, system: str | None = None,
-                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
+                 prefix: str | None = None) -> list[Generation]:
         """Answers to ``questions``; ``system`` replaces the system prompt; ``stops`` are stop sequences added to
-        the tutor's own for this call."""
+        the tutor's own for this call; ``prefix``: every answer begins with it (the model continues it; the text
+        returned is only what follows)."""
 
     def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
                temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = (),
-               cancel: threading.Event | None = None, on_finish=None) -> list[Generation]:
+               cancel: threading.Event | None = None, on_finish=None, prefix: str | None = None) -> list[Generation]:
         """k sampled answers of one prompt, decoded as one batch; ``on_finish(index, generation)`` sees each as it
-        ends, and once ``cancel`` is set the unfinished ones stop (only finished answers are returned)."""
+        ends, and once ``cancel`` is set the unfinished ones stop (only finished answers are returned); ``prefix``
+        as in ``generate``."""
 
     def continue_answer(self, question: str, prefix: str, max_new_tokens: int = 256, context=None,
                         system: str | None = None, stops: Sequence[str] = (), temperature: float = 0.0,

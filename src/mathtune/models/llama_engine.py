@@ -131,12 +131,14 @@ class LlamaCppGenerator:
 
     # -- the Generator protocol -------------------------------------------------------------------------------------
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = ()) -> list[Generation]:
-        """Answers to ``questions``, decoded together (one request each, in parallel slots)."""
+                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
+                 prefix: str | None = None) -> list[Generation]:
+        """Answers to ``questions``, decoded together (one request each, in parallel slots); ``prefix`` begins each
+        (only what follows it is returned)."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
 
         def one(i: int) -> Generation:
-            body = self._body(self._chat(questions[i], contexts[i], system), max_new_tokens, temperature,
+            body = self._body(self._chat(questions[i], contexts[i], system, prefix), max_new_tokens, temperature,
                               None if seed is None else seed + i, stops, ignore_eos)
             [result] = self._complete(body)
             return Generation(cut_at_stop(result.text, body["stop"]), result.new_tokens, result.seconds,
@@ -148,11 +150,13 @@ class LlamaCppGenerator:
 
     def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
                temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = (),
-               cancel: threading.Event | None = None, on_finish=None) -> list[Generation]:
+               cancel: threading.Event | None = None, on_finish=None, prefix: str | None = None) -> list[Generation]:
         """k sampled answers of one prompt as one batch: the prompt is evaluated once, the k sequences share its
         KV cache and decode together. ``on_finish(index, generation)`` sees each answer as it ends; once
-        ``cancel`` is set the others stop at their next token and only the finished answers are returned."""
-        body = self._body(self._chat(question, context, system), max_new_tokens, temperature, seed, stops, n=k)
+        ``cancel`` is set the others stop at their next token and only the finished answers are returned.
+        ``prefix`` begins each answer (only what follows it is returned)."""
+        body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops,
+                          n=k)
         finished: dict[int, Generation] = {}
 
         def done(i: int, g: Generation) -> None:

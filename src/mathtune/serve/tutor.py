@@ -43,14 +43,15 @@ class TutorRequest(BaseModel):
     max_new_tokens: int | None = Field(None, gt=0, description="Generation budget (the server caps it).")
     retrieval: bool = Field(True, description="Put retrieved worked examples into the prompt, when the server has an index.")
     k: int | None = Field(None, gt=0, le=20, description="How many chunks to retrieve (default: the recipe's).")
-    mode: Literal["cot", "program", "vote"] | None = Field(
-        None, description="cot: steps; program: a Python program run in a sandbox; vote: the majority answer of "
+    mode: Literal["cot", "program", "code", "vote"] | None = Field(
+        None, description="cot: steps; program: a Python program run in a sandbox; code: the program alone, its "
+                          "steps explained in comments (faster); vote: the majority answer of "
                           "several samples. Default: the tutor's own (its recipe's tutor.solve), else cot.")
     samples: int | None = Field(None, ge=2, le=9, description="mode vote: how many samples vote (at most; default 5).")
-    vote_over: Literal["cot", "program", "mixed"] | None = Field(
-        None, description="mode vote: the mode of each sample; mixed: cot and program samples, one vote each "
+    vote_over: Literal["cot", "program", "code", "mixed", "mixed-code"] | None = Field(
+        None, description="mode vote: the mode of each sample; mixed: cot and program samples, one vote each; mixed-code: code and cot samples "
                           "(default: the tutor's own).")
-    tiebreak: Literal["program", "cot", "none"] | None = Field(
+    tiebreak: Literal["program", "code", "cot", "none"] | None = Field(
         None, description=f"mode vote: when no two samples agree, one greedy answer in this mode decides "
                           f"(default {VOTE_TIEBREAK}).")
     agree_first: int | None = Field(None, ge=0, le=9, description="mode vote: draw the greedy answer and "
@@ -78,7 +79,8 @@ class TutorResponse(BaseModel):
     sources: list[Source]
     new_tokens: int
     seconds: float
-    method: str = Field("cot", description="How the final answer was obtained: cot, program, vote(cot|program), or "
+    method: str = Field("cot", description="How the final answer was obtained: cot, program (also for mode code), "
+                        "vote(cot|program|code|mixed|mixed-code), or "
                         "vote(cot)+program when no two samples agreed and a greedy program decided.")
     program: str | None = Field(None, description="mode program: the program that was run.")
     program_output: str | None = None

@@ -10,7 +10,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..config import SolveConfig
 from ..errors import MathtuneError
-from ..models.solve import STREAMED_MODES, Solution, solve_as, stream_cot, stream_program
+from ..models.solve import PROGRAM_MODES, STREAMED_MODES, Solution, solve_as, stream_cot, stream_program
 from ..tasks.scope import in_scope
 
 # Tokens an answer may use when neither the request nor the tutor's recipe says (a trained tutor saves its own)
@@ -69,9 +69,10 @@ class TutorService:
         as written; then ``info["solution"]`` holds the checked answer that replaces them). ``cancel`` is set when
         the caller stops reading (a closed page, Stop, a client gone), and generation ends at the next token."""
         if mode not in STREAMED_MODES:
-            raise ValueError(f"mode {mode!r} does not stream: only cot and program answers do")
-        if mode == "program":
-            stream = stream_program(self.model.generator, question, budget, context, cancel, temperature, seed, info)
+            raise ValueError(f"mode {mode!r} does not stream: only cot, program and code answers do")
+        if mode in PROGRAM_MODES:
+            stream = stream_program(self.model.generator, question, budget, context, cancel, temperature, seed, info,
+                                    mode=mode)
         else:
             stream = stream_cot(self.model.generator, question, budget, context, cancel, temperature, seed, info)
         try:

@@ -12,7 +12,7 @@ import random
 import threading
 import time
 
-from ...models.solve import STREAMED_MODES, Method, overridden
+from ...models.solve import PROGRAM_MODES, STREAMED_MODES, Method, overridden
 from ...tasks.scope import REFUSAL, with_history
 from ..tutor_service import QuestionError, TutorService
 from .common import MEASURED, SHOW_CHAT_JS, error_update, percent, plain_error
@@ -30,10 +30,11 @@ COT_NOTE = "Step-by-step reasoning, not checked by a program: check the steps."
 
 def modes(solving) -> list[tuple[str, str]]:
     """The Tutor page's choices of how to solve (the vote's size is the tutor's own)."""
-    what = "programs" if solving.vote_over == "program" else "answers"
+    what = "programs" if solving.vote_over in PROGRAM_MODES else "answers"
     rounds = f", more only when the first {solving.agree_first} disagree" if 2 <= solving.agree_first < solving.samples \
         else ""
     return [("Step by step", "cot"), ("Write and run a program", "program"),
+            ("A program alone, explained in comments (faster)", "code"),
             (f"Vote of up to {solving.samples} {what}{rounds}", "vote")]
 
 
@@ -42,8 +43,10 @@ def model_line(model) -> str:
     measured = MEASURED.get(model.source)
     name = model.source if model.source.startswith("bundled:") else (model.manifest.get("base_model") or model.source)
     if measured:
-        names = {"cot": "step by step", "program": "with a program", "vote": "by a vote of 5",
-                 "vote(program)": "by a vote of 5 programs", "vote(mixed)": "by a vote of 5 mixed answers",
+        names = {"cot": "step by step", "program": "with a program", "code": "with a commented program",
+                 "vote": "by a vote of 5", "vote(program)": "by a vote of 5 programs",
+                 "adaptive(program)": "by 2 agreeing programs or a vote of 5",
+                 "adaptive(code)": "by 2 agreeing commented programs or a vote of 5", "vote(mixed)": "by a vote of 5 mixed answers",
                  "vote+program": "by a vote of 5 with a program breaking ties"}
         modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in measured["gsm8k"].items())
         return (f"Answering: **{name}**. It answers about {modes} of grade-school problems correctly "

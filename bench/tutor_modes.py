@@ -36,8 +36,18 @@ from mathtune.data.readers import read_table  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
-from mathtune.models.solve import (CODE_PREFIX, CODE_SYSTEM, PROGRAM_STOPS, PROGRAM_SYSTEM, REPAIR_REQUEST,  # noqa: E402
-                                   TOOL_CALLS, Solution, decides, sample_modes, solve)
+from mathtune.models.solve import (  # noqa: E402
+    CODE_PREFIX,
+    CODE_SYSTEM,
+    PROGRAM_STOPS,
+    PROGRAM_SYSTEM,
+    REPAIR_REQUEST,
+    TOOL_CALLS,
+    Solution,
+    decides,
+    sample_modes,
+    solve,
+)
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402

@@ -57,13 +57,16 @@ VOTE_K = 5
 VOTE_PROGRAM = "vote(program)"  # a vote over program-mode samples (mode "vote" is over cot)
 VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
 # Adaptive consistency, adaptive(<base>): the greedy answer (in the base's first mode) and one sample first, three
-# more only when they disagree (solve's agree_first); a tie, and a vote with no two alike, go to the greedy answer
-# (no second greedy call). Over program, code (the program alone, explained in comments: about half the tokens)
-# and mixed-code (a greedy code answer and a cot sample first, then code and cot in turn).
-ADAPTIVE_OVER = ("program", "code", "mixed-code")
+# more only when they disagree (solve's agree_first); a tie goes to the greedy answer's group, and a vote with no two
+# alike to the tie-break (TIEBREAK). Over program, and over code (the program alone, explained in comments: about
+# half the tokens).
+ADAPTIVE_OVER = ("program", "code")
 AGREE_FIRST = 2
 VOTE_ADAPTIVE = "adaptive(program)"
-ADAPTIVE = {f"adaptive({base})": {"agree_first": AGREE_FIRST, "tiebreak": sample_modes(base, 1)[0]}
+# A split vote goes to a greedy program-mode answer (the strongest single answer: it may also choose prose), which
+# for program is the first round's own.
+TIEBREAK = {"program": "program", "code": "program"}
+ADAPTIVE = {f"adaptive({base})": {"agree_first": AGREE_FIRST, "tiebreak": TIEBREAK[base]}
             for base in ADAPTIVE_OVER}
 VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed",
              **{f"adaptive({base})": base for base in ADAPTIVE_OVER}}
@@ -86,12 +89,14 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
              repr(list(getattr(generator, "stops", ()))), str(max_new_tokens), mode]
     if mode in ("program", VOTE_PROGRAM, VOTE_MIXED, VOTE_ADAPTIVE):
         parts += [PROGRAM_SYSTEM, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
-    if mode == "code" or VOTE_OVER.get(mode, "") in ("code", "mixed-code"):
+    if mode == "code" or VOTE_OVER.get(mode) == "code":
         parts += [CODE_SYSTEM, CODE_PREFIX, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
     if mode in VOTE_OVER:  # up to k samples at solve()'s default temperature and seed, stopped once decided
         parts.append(f"k={VOTE_K} early-stop")
     if mode in ADAPTIVE:
-        parts.append(f"agree_first={AGREE_FIRST} tiebreak=greedy")
+        tiebreak = ADAPTIVE[mode]["tiebreak"]
+        parts.append(f"agree_first={AGREE_FIRST} tiebreak=" +
+                     ("greedy" if tiebreak == sample_modes(VOTE_OVER[mode], 1)[0] else tiebreak))
     if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
         parts += ["xllamacpp", "batched" if generator.parallel else "in-turn", f"tools={TOOL_CALLS}"]
         if mode in VOTE_OVER:  # the batch is cut off once its finished samples decide the vote

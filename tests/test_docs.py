@@ -57,7 +57,7 @@ BENCH_MODE_SETTINGS = {"cot": {"mode": "cot"}, "program": {"mode": "program"}, "
                        "vote": {"mode": "vote"},
                        **{f"adaptive({over})": {"mode": "vote", "vote_over": over, "samples": 5, "agree_first": 2,
                                                 "tiebreak": tiebreak}
-                          for over, tiebreak in (("program", "program"), ("code", "code"), ("mixed-code", "code"))}}
+                          for over, tiebreak in (("program", "program"), ("code", "program"))}}
 
 
 def test_the_bundled_tutors_default_mode_is_the_best_measured_within_the_time_bound():

@@ -464,14 +464,3 @@ def test_adaptive_vote_over_code_samples_from_the_opening_and_reuses_greedy_as_t
     assert all(c.get("prefix") == CODE_PREFIX for c in generator.calls)
     assert len([c for c in generator.calls if "temperature" in c]) == 1  # greedy asked once
 
-
-def test_a_mixed_code_vote_starts_with_a_greedy_code_answer_and_a_cot_sample():
-    from mathtune.models.solve import CODE_PREFIX, CODE_SYSTEM, sample_modes
-
-    assert sample_modes("mixed-code", 5) == ["code", "cot", "code", "cot", "code"]
-    generator = Scripted(["print(72)\n```", "48 + 24 = 72. The answer is 72."])
-    [s] = solve(generator, ["q"], "vote", k=5, base="mixed-code", agree_first=2, tiebreak="code")
-    assert s.final_answer == "72" and s.samples == 2 and s.method == "vote(mixed-code)" and s.confidence == 1.0
-    first, second = generator.calls
-    assert first["system"] == CODE_SYSTEM and first["prefix"] == CODE_PREFIX and first["temperature"] == 0.0
-    assert second["system"] is None and "prefix" not in second and second["temperature"] == 0.7

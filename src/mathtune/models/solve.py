@@ -5,8 +5,7 @@
   prints the answer; the program runs in the sandbox (mathtune/sandbox.py) and its printed result is the answer;
 - ``code``: the program alone, each step explained in a comment above it (the answer begins with the program's
   opening, which the model continues): about half a program answer's tokens, and always a program;
-- ``vote``: k samples of a base mode (cot, program, code, or a mix: mixed is cot and program, mixed-code is code
-  and cot) at temperature > 0, the final answer
+- ``vote``: k samples of a base mode (cot, program, code, or mixed: cot and program) at temperature > 0, the final answer
   chosen by majority over math-verify-equivalent answers, with the agreement rate as a confidence. On a parallel
   generator (llama.cpp) the k samples decode together as one batch that shares the prompt; on a sequential one
   sampling stops as soon as the samples still to come could not change the majority (early-stopping
@@ -64,9 +63,6 @@ CODE_PREFIX = "```python\n"
 # cot uses the tutor's own prompt.
 PROGRAM_MODES = ("program", "code")
 PROMPTS = {"cot": (None, None), "program": (PROGRAM_SYSTEM, None), "code": (CODE_SYSTEM, CODE_PREFIX)}
-# A mixed vote's two modes, drawn in turn (the first is the greedy answer of an adaptive vote's first round): a
-# program and prose reasoning go wrong in different ways, so their agreeing says more than two samples of one.
-MIXES = {"mixed": ("cot", "program"), "mixed-code": ("code", "cot")}
 # The model's own ```output block is where it would make up a result: generation stops there and the sandbox runs
 # the program instead (this also saves the tokens of an invented output and conclusion).
 PROGRAM_STOPS = ("```output",)
@@ -425,9 +421,8 @@ def decides(decider: Solution, tiebreak: str) -> bool:
 
 
 def sample_modes(base: str, k: int) -> list[str]:
-    """The mode of each of k samples: all ``base``, or for a mix its two modes in turn (MIXES: mixed is cot first,
-    then program; mixed-code is code first, then cot)."""
-    return [MIXES[base][i % 2] if base in MIXES else base for i in range(k)]
+    """The mode of each of k samples: all ``base``, or for mixed cot and program in turn (cot first)."""
+    return [("cot", "program")[i % 2] if base == "mixed" else base for i in range(k)]
 
 
 class _EarlyVote:

@@ -48,8 +48,8 @@ class TutorRequest(BaseModel):
                           "steps explained in comments (faster); vote: the majority answer of "
                           "several samples. Default: the tutor's own (its recipe's tutor.solve), else cot.")
     samples: int | None = Field(None, ge=2, le=9, description="mode vote: how many samples vote (at most; default 5).")
-    vote_over: Literal["cot", "program", "code", "mixed", "mixed-code"] | None = Field(
-        None, description="mode vote: the mode of each sample; mixed: cot and program samples, one vote each; mixed-code: code and cot samples "
+    vote_over: Literal["cot", "program", "code", "mixed"] | None = Field(
+        None, description="mode vote: the mode of each sample; mixed: cot and program samples, one vote each "
                           "(default: the tutor's own).")
     tiebreak: Literal["program", "code", "cot", "none"] | None = Field(
         None, description=f"mode vote: when no two samples agree, one greedy answer in this mode decides "
@@ -80,7 +80,7 @@ class TutorResponse(BaseModel):
     new_tokens: int
     seconds: float
     method: str = Field("cot", description="How the final answer was obtained: cot, program (also for mode code), "
-                        "vote(cot|program|code|mixed|mixed-code), or "
+                        "vote(cot|program|code|mixed), or "
                         "vote(cot)+program when no two samples agreed and a greedy program decided.")
     program: str | None = Field(None, description="mode program: the program that was run.")
     program_output: str | None = None

@@ -398,7 +398,8 @@ def page() -> str:
 
 
 MEASURED_FILE = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
-MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_adaptive", "tutor_modes_smollm2")
+MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_adaptive", "tutor_modes_adaptive_code",
+               "tutor_modes_smollm2")
 
 
 def measured() -> dict:

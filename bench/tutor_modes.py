@@ -58,18 +58,17 @@ VOTE_PROGRAM = "vote(program)"  # a vote over program-mode samples (mode "vote" 
 VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
 # Adaptive consistency, adaptive(<base>): the greedy answer (in the base's first mode) and one sample first, three
 # more only when they disagree (solve's agree_first); a tie goes to the greedy answer's group, and a vote with no two
-# alike to the tie-break (TIEBREAK). Over program, and over code (the program alone, explained in comments: about
-# half the tokens).
-ADAPTIVE_OVER = ("program", "code")
+# alike to a greedy program-mode answer (the strongest single answer: it may also choose prose; for program the
+# first round's own). Over program; over code (the program alone, explained in comments: about half the tokens);
+# and code,program: a first round of code answers, a second of program answers (solve's then_over).
+ADAPTIVE_OVER = ("program", "code", "code,program")
 AGREE_FIRST = 2
 VOTE_ADAPTIVE = "adaptive(program)"
-# A split vote goes to a greedy program-mode answer (the strongest single answer: it may also choose prose), which
-# for program is the first round's own.
-TIEBREAK = {"program": "program", "code": "program"}
-ADAPTIVE = {f"adaptive({base})": {"agree_first": AGREE_FIRST, "tiebreak": TIEBREAK[base]}
-            for base in ADAPTIVE_OVER}
+ADAPTIVE = {f"adaptive({over})": {"agree_first": AGREE_FIRST, "tiebreak": "program",
+                                  "then_over": over.split(",")[1] if "," in over else None}
+            for over in ADAPTIVE_OVER}
 VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed",
-             **{f"adaptive({base})": base for base in ADAPTIVE_OVER}}
+             **{f"adaptive({over})": over.split(",")[0] for over in ADAPTIVE_OVER}}
 
 
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
@@ -94,9 +93,11 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     if mode in VOTE_OVER:  # up to k samples at solve()'s default temperature and seed, stopped once decided
         parts.append(f"k={VOTE_K} early-stop")
     if mode in ADAPTIVE:
-        tiebreak = ADAPTIVE[mode]["tiebreak"]
+        tiebreak, then_over = ADAPTIVE[mode]["tiebreak"], ADAPTIVE[mode]["then_over"]
         parts.append(f"agree_first={AGREE_FIRST} tiebreak=" +
                      ("greedy" if tiebreak == sample_modes(VOTE_OVER[mode], 1)[0] else tiebreak))
+        if then_over:
+            parts += [f"then_over={then_over}", PROGRAM_SYSTEM]
     if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
         parts += ["xllamacpp", "batched" if generator.parallel else "in-turn", f"tools={TOOL_CALLS}"]
         if mode in VOTE_OVER:  # the batch is cut off once its finished samples decide the vote

@@ -464,3 +464,19 @@ def test_adaptive_vote_over_code_samples_from_the_opening_and_reuses_greedy_as_t
     assert all(c.get("prefix") == CODE_PREFIX for c in generator.calls)
     assert len([c for c in generator.calls if "temperature" in c]) == 1  # greedy asked once
 
+
+
+def test_a_vote_can_draw_its_second_round_in_another_mode():
+    from mathtune.models.solve import CODE_SYSTEM
+
+    # round one: a greedy code answer and a code sample that disagree; round two: program samples
+    generator = Batched(["print(72)\n```", "print(71)\n```"], [_prints(72), _prints(72), _prints(70)])
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, then_over="program", tiebreak="program")
+    assert s.final_answer == "72" and s.votes == {"72": 3, "71": 1} and s.method == "vote(code,program)"
+    samples = [c for c in generator.calls if "k" in c]
+    assert [(c["k"], c["system"]) for c in samples] == [(1, CODE_SYSTEM), (3, PROGRAM_SYSTEM)]
+    generator = Batched(["print(72)\n```", "print(72)\n```"])
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, then_over="program")
+    assert s.samples == 2 and s.method == "vote(code)"  # agreed in round one: no second round, no second mode
+    assert SolveConfig.model_validate({"mode": "vote", "vote_over": "code", "then_over": "program",
+                                       "agree_first": 2}).then_over == "program"

@@ -166,6 +166,7 @@ class SolveConfig(_Strict):
     vote_over: Literal["cot", "program", "code", "mixed"] = Field("cot", description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each.")
     tiebreak: Literal["program", "code", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran; with agree_first, the first round's greedy answer when it is in this mode); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
+    then_over: Literal["cot", "program", "code", "mixed"] | None = Field(None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees (a cheap first round, a richer second); empty: vote_over.")
     agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
 
     @field_validator("agree_first")

@@ -256,14 +256,15 @@ def plain_metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
-def solving_options(mode, votes, vote_over, tiebreak, agree_first=None) -> dict:
+def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_over=None) -> dict:
     """The solving options given on the command line (None: not given), checked with a message naming the option."""
     from ..models.solve import MODES, TIEBREAKS, VOTE_OVER
 
     for option, value, choices in (("--mode", mode, MODES), ("--vote-over", vote_over, VOTE_OVER),
-                                   ("--tiebreak", tiebreak, TIEBREAKS)):
+                                   ("--then-over", then_over, VOTE_OVER), ("--tiebreak", tiebreak, TIEBREAKS)):
         if value is not None and value not in choices:
             raise MathtuneError(f"{option} {value!r}: choose {', '.join(choices)}")
     if votes is not None and not 2 <= votes <= 9:
         raise MathtuneError(f"--votes {votes}: choose 2 to 9 samples")
-    return {"mode": mode, "samples": votes, "vote_over": vote_over, "tiebreak": tiebreak, "agree_first": agree_first}
+    return {"mode": mode, "samples": votes, "vote_over": vote_over, "tiebreak": tiebreak, "agree_first": agree_first,
+            "then_over": then_over}

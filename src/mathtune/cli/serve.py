@@ -83,12 +83,13 @@ def ask(
     index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
     k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
-    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox) or vote; default: a trained tutor's tutor.solve, else cot.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox), code (the program alone, its steps in comments) or vote; default: a trained tutor's tutor.solve, else cot.")] = None,
     votes: Annotated[Optional[int], typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
-    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program or mixed.")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
                                                           "this mode decides: program, cot or none.")] = None,
     agree_first: Annotated[Optional[int], typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
+    then_over: Annotated[Optional[str], typer.Option(help="--mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
     final answer and how it was obtained.
@@ -99,7 +100,7 @@ def ask(
     from ..models.solve import overridden
     from ..rag.retrieve import STYLES
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over)
 
     if retrieval_style not in STYLES:
         raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")

@@ -104,11 +104,12 @@ def evaluate(
     samples: Annotated[Optional[int], typer.Option(help="Tutors: answer only the first N problems.")] = None,
     compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program or vote (default: a trained tutor's tutor.solve, else cot).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else cot).")] = None,
     votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
-    vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program or mixed.")] = None,
+    vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, cot or none.")] = None,
     agree_first: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
+    then_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -122,7 +123,7 @@ def evaluate(
     from ..models.solve import overridden
     from ..tasks import is_generative, task_class
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over)
     if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
                                                               or str(model_dir).endswith(".gguf")):
         from ..train.tutor_eval import evaluate_pretrained

@@ -92,8 +92,8 @@ class Method(str, Enum):
         return self.value
 
 
-def vote_label(over: str, decided_by: str | None = None) -> str:
-    return f"vote({over})" + (f"+{decided_by}" if decided_by else "")
+def vote_label(over: str, decided_by: str | None = None, then_over: str | None = None) -> str:
+    return f"vote({over}{f',{then_over}' if then_over else ''})" + (f"+{decided_by}" if decided_by else "")
 
 
 @dataclass
@@ -215,7 +215,8 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
-          early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0) -> list[Solution]:
+          early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0,
+          then_over: str | None = None) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote, in two rounds
     with ``agree_first``); a program that fails is shown its error and corrected up to ``repairs`` times."""
     if mode not in MODES:
@@ -223,7 +224,7 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
-                     agree_first) for q, c in zip(questions, contexts)]
+                     agree_first, then_over) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
     per = (time.perf_counter() - start) / max(len(questions), 1)
@@ -237,7 +238,7 @@ def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=No
     """``solve`` with a recipe's (or a saved tutor's) solving settings."""
     return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
                  base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak,
-                 agree_first=settings.agree_first)
+                 agree_first=settings.agree_first, then_over=settings.then_over)
 
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
@@ -447,7 +448,8 @@ class _EarlyVote:
 
     def finished(self, mode: str, generation: Generation) -> None:
         reading = self.first_reading(mode, generation.text, generation.new_tokens)
-        counted = reading if reading.program_ok is not False and not _ends_with_program(generation.text) else \
+        waiting = mode == "cot" and _ends_with_program(generation.text)  # its block runs, then it goes on
+        counted = reading if reading.program_ok is not False and not waiting else \
             Solution(generation.text, None, reading.method)
         with self._lock:
             self.answers.append(counted)
@@ -537,7 +539,7 @@ def _all_agree(samples: list[Solution]) -> bool:
 
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
-         tiebreak: str | None = None, agree_first: int = 0) -> Solution:
+         tiebreak: str | None = None, agree_first: int = 0, then_over: str | None = None) -> Solution:
     """k samples of ``base`` (cot, program, code, or a mix); the answer most samples agree on (math-verify equivalence),
     and the agreement among the samples drawn. A parallel generator draws all k together; a sequential one draws
     them in turn and, with ``early_stop``, stops once the rest could not change the majority (the chosen answer is
@@ -546,9 +548,13 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     program only when it ran; ``method`` says so: ``vote(cot)+program``); the confidence stays the vote's.
     With ``agree_first`` (2 to k - 1), adaptive consistency: the greedy answer and agree_first - 1 samples are drawn
     first, and when they all agree that is the answer; otherwise the other samples are drawn and all vote, a tie
-    going to the greedy answer (which is also the tie-break when it is in the tie-break's mode)."""
-    if base not in VOTE_OVER:
-        raise ValueError(f"vote over {base!r}: choose {', '.join(VOTE_OVER)}")
+    going to the greedy answer (which is also the tie-break when it is in the tie-break's mode). ``then_over``: the
+    mode of the samples drawn after a first round that disagrees (a cheap first round, a richer second; default
+    ``base``); ``method`` says both when the second round was drawn: ``vote(code,program)``."""
+    for over in (base, then_over or base):
+        if over not in VOTE_OVER:
+            raise ValueError(f"vote over {over!r}: choose {', '.join(VOTE_OVER)}")
+    then_over = then_over if then_over not in (None, base) and 2 <= agree_first < k else None
     if tiebreak not in (None, *TIEBREAKS):
         raise ValueError(f"vote tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
     tiebreak = None if tiebreak == "none" else tiebreak
@@ -558,10 +564,13 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         samples = _first_round(generator, question, context, max_new_tokens, agree_first, base, temperature, seed,
                                repairs)
         greedy = samples[0]
-        if not _all_agree(samples):
-            samples += _drawn(generator, question, context, max_new_tokens, k - agree_first, base, temperature,
+        if _all_agree(samples):
+            then_over = None  # no second round: its mode is not named
+        else:
+            second = then_over or base
+            samples += _drawn(generator, question, context, max_new_tokens, k - agree_first, second, temperature,
                               seed + agree_first, repairs, early_stop, prior=samples,
-                              modes=sample_modes(base, k)[agree_first:])
+                              modes=sample_modes(second, k)[agree_first:])
     else:
         samples = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
                          early_stop)
@@ -577,7 +586,7 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
             tokens += decider.new_tokens
         if decides(decider, tiebreak):
             chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
-    chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by), base, decided_by
+    chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by, then_over), base, decided_by
     chosen.samples, chosen.k = len(samples), k
     chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
     chosen.confidence = top / len(samples)

@@ -54,6 +54,9 @@ class TutorRequest(BaseModel):
     tiebreak: Literal["program", "code", "cot", "none"] | None = Field(
         None, description=f"mode vote: when no two samples agree, one greedy answer in this mode decides "
                           f"(default {VOTE_TIEBREAK}).")
+    then_over: Literal["cot", "program", "code", "mixed"] | None = Field(
+        None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees "
+                          "(default: the tutor's own, else vote_over).")
     agree_first: int | None = Field(None, ge=0, le=9, description="mode vote: draw the greedy answer and "
                                     "agree_first - 1 samples first; when they all agree that is the answer and no "
                                     "more are drawn (0: all samples at once; default: the tutor's own).")
@@ -61,7 +64,7 @@ class TutorRequest(BaseModel):
     def solving(self, model) -> SolveConfig:
         """The tutor's own solving settings with this request's on top."""
         return overridden(model.generator.solving, mode=self.mode, samples=self.samples, vote_over=self.vote_over,
-                          tiebreak=self.tiebreak, agree_first=self.agree_first)
+                          tiebreak=self.tiebreak, agree_first=self.agree_first, then_over=self.then_over)
 
 
 class Source(BaseModel):

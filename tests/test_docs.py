@@ -56,8 +56,9 @@ def test_every_recipe_is_listed_with_a_purpose():
 BENCH_MODE_SETTINGS = {"cot": {"mode": "cot"}, "program": {"mode": "program"}, "code": {"mode": "code"},
                        "vote": {"mode": "vote"},
                        **{f"adaptive({over})": {"mode": "vote", "vote_over": over, "samples": 5, "agree_first": 2,
-                                                "tiebreak": tiebreak}
-                          for over, tiebreak in (("program", "program"), ("code", "program"))}}
+                                                "tiebreak": "program"} for over in ("program", "code")},
+                       "adaptive(code,program)": {"mode": "vote", "vote_over": "code", "then_over": "program",
+                                                  "samples": 5, "agree_first": 2, "tiebreak": "program"}}
 
 
 def test_the_bundled_tutors_default_mode_is_the_best_measured_within_the_time_bound():

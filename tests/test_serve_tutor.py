@@ -213,7 +213,7 @@ def test_a_tutor_solves_as_its_recipe_says_unless_a_request_says_otherwise(clien
     (folder / "mathtune.json").write_text(json.dumps(manifest))
     voting = TestClient(create_app([str(folder)], ServeSettings(max_text_chars=200, tutor_max_new_tokens=8)))
     # a tutor saved before agree_first existed solves as it did: every sample at once
-    assert voting.get("/v1/models").json()["tutor"]["solve"] == {**manifest["solve"], "agree_first": 0}
+    assert voting.get("/v1/models").json()["tutor"]["solve"] == {**manifest["solve"], "agree_first": 0, "then_over": None}
     body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False}).json()
     assert body["method"] == "vote(program)" and body["samples_drawn"] == 2, body  # k = 2: one sample never decides
     body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False, "vote_over": "cot"}).json()
@@ -238,7 +238,7 @@ def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_ll
     ("answer_pattern", "(unclosed", "not a regular expression"),
     ("answer_pattern", "a" * 400, "over 300 characters"),
     ("stops", 7, "not text"),
-    ("solve", {"mode": "guess"}, "mode: Input should be 'cot', 'program' or 'vote'"),
+    ("solve", {"mode": "guess"}, "mode: Input should be 'cot', 'program', 'code' or 'vote'"),
     ("solve", {"samples": 10 ** 9}, "samples: Input should be less than or equal to 9"),
     ("solve", ["vote"], "solve has values a tutor cannot use"),
 ])

@@ -109,7 +109,7 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     manifest = json.loads((folder / "mathtune.json").read_text())
     assert manifest["task"] == "tutor" and manifest["kind"] == "generator"
     assert manifest["solve"] == {"mode": "program", "samples": 5, "vote_over": "cot", "tiebreak": "program",
-                                 "temperature": 0.7, "agree_first": 0}  # the recipe's tutor.solve, kept for ask, evaluate and serve
+                                 "temperature": 0.7, "then_over": None, "agree_first": 0}  # the recipe's tutor.solve, kept for ask, evaluate and serve
     assert manifest["merge_parity"]["identical"] == manifest["merge_parity"]["prompts"] == 4
     assert (folder / "model" / "model.safetensors").exists()
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -151,7 +151,7 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
                                  "--votes", "2", "--vote-over", "program", "--tiebreak", "none"])
     assert result.exit_code == 0 and "vote(program)" in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--tiebreak", "coin"])
-    assert result.exit_code == 2 and "--tiebreak 'coin'" in result.output and "program, cot, none" in result.output
+    assert result.exit_code == 2 and "--tiebreak 'coin'" in result.output and "program, code, cot, none" in result.output
     result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--vote-over", "vote"])
     assert result.exit_code == 2 and "--vote-over 'vote'" in result.output and "cot, program" in result.output
     result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--votes", "12"])

@@ -34,7 +34,7 @@ def _batches(items: Sequence, size: int):
 def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch_size: int = 16,
                        contexts: Sequence[str | None] | None = None, off_topic: Sequence[str] = REFUSAL_EVAL,
                        reporter=None, solving: SolveConfig | None = None) -> TutorEval:
-    """Answer every pair (and each off-topic prompt) as ``solving`` says (cot, program or vote; default: the
+    """Answer every pair (and each off-topic prompt) as ``solving`` says (cot, program, code or vote; default: the
     generator's own settings, a trained tutor's recipe) and score the answers."""
     from ..models.solve import solve, solve_as
 

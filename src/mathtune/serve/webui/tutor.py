@@ -46,7 +46,9 @@ def model_line(model) -> str:
         names = {"cot": "step by step", "program": "with a program", "code": "with a commented program",
                  "vote": "by a vote of 5", "vote(program)": "by a vote of 5 programs",
                  "adaptive(program)": "by 2 agreeing programs or a vote of 5",
-                 "adaptive(code)": "by 2 agreeing commented programs or a vote of 5", "vote(mixed)": "by a vote of 5 mixed answers",
+                 "adaptive(code)": "by 2 agreeing commented programs or a vote of 5",
+                 "adaptive(code,program)": "by 2 agreeing commented programs or a vote of 5 programs",
+                 "vote(mixed)": "by a vote of 5 mixed answers",
                  "vote+program": "by a vote of 5 with a program breaking ties"}
         modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in measured["gsm8k"].items())
         return (f"Answering: **{name}**. It answers about {modes} of grade-school problems correctly "

@@ -62,6 +62,20 @@ def test_a_mixed_vote_draws_cot_and_program_batches_side_by_side(smollm2, monkey
     assert s.method == "vote(mixed)" and s.samples == 3
 
 
+def test_code_answers_continue_the_programs_opening_greedy_and_batched(smollm2, monkeypatch):
+    from mathtune.models.solve import CODE_PREFIX
+
+    bodies = spy_requests(smollm2, monkeypatch)
+    [greedy] = smollm2.generate(["What is 12 times 7?"], 24, prefix=CODE_PREFIX)
+    samples = smollm2.sample("What is 12 times 7?", 3, 24, temperature=1.0, seed=5, prefix=CODE_PREFIX)
+    # the answer so far is the last (assistant) message, continued; only what follows it comes back
+    assert [b["messages"][-1] for b in bodies] == [{"role": "assistant", "content": CODE_PREFIX}] * 2
+    assert bodies[1]["n_cmpl"] == 3 and len(samples) == 3
+    assert all(0 < g.new_tokens <= 24 and not g.text.startswith("```python") for g in [greedy, *samples])
+    [s] = solve(smollm2, ["What is 12 times 7?"], "code", max_new_tokens=40, repairs=0)
+    assert s.answer.startswith(CODE_PREFIX) or s.refused
+
+
 def test_a_closed_stream_ends_its_request_at_the_next_token(smollm2):
     info: dict = {}
     pieces = smollm2.stream("Write a very long story about a number that loved to count.", 400, info=info)

@@ -118,14 +118,14 @@ def ask(
             out.print(piece, end="", highlight=False, soft_wrap=True)
         out.print()
     else:
-        from ..models.solve import solve_as
+        from ..models.solve import solve_as, stopped_because
 
         with console.status(f"solving ({mode})"):
             [solution] = solve_as(generator, [question], solving, [context], max_new_tokens)
         out.print(solution.answer, highlight=False, soft_wrap=True)
         how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
             + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
-            + (f" (stopped after {solution.samples} of {solution.k}: the rest could not change the answer)" if solution.samples < solution.k else "")
+            + (f" (stopped after {solution.samples} of {solution.k}: {stopped_because(solution)})" if solution.samples < solution.k else "")
         out.print(f"[bold]final answer:[/] {solution.final_answer or '(none)'} ({how})")
     for hit in sources:
         console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")

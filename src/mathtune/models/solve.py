@@ -395,6 +395,11 @@ def with_tools(generator, question: str, context, generation: Generation, max_ne
     return Generation(text, tokens, seconds, generation.truncated or tokens >= max_new_tokens)
 
 
+def stopped_because(solution: Solution) -> str:
+    """Why a vote drew fewer samples than asked: an adaptive first round that agreed, or a decided majority."""
+    return "they all agreed" if solution.agreeing == solution.samples else "the rest could not change the answer"
+
+
 def _answer_groups(samples: list[Solution]) -> list[list[Solution]]:
     """Samples grouped by math-verify-equivalent final answers, in the order the answers first appeared."""
     groups: list[list[Solution]] = []

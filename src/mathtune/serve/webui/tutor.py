@@ -12,7 +12,7 @@ import random
 import threading
 import time
 
-from ...models.solve import PROGRAM_MODES, STREAMED_MODES, Method, overridden
+from ...models.solve import PROGRAM_MODES, STREAMED_MODES, Method, overridden, stopped_because
 from ...tasks.scope import REFUSAL, with_history
 from ..tutor_service import QuestionError, TutorService
 from .common import MEASURED, SHOW_CHAT_JS, error_update, percent, plain_error
@@ -91,7 +91,7 @@ def how_checked(solution, measured: dict | None = None) -> str:
         return "The program did not run cleanly, so this answer is unchecked: read the steps."
     if solution.voted_over is not None:
         agree = solution.agreeing
-        stopped = "they all agreed" if agree == solution.samples else "the rest could not change the answer"
+        stopped = stopped_because(solution)
         early = f" Sampling stopped after {solution.samples} of {solution.k}: {stopped}." \
             if solution.samples < solution.k else ""
         vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"

@@ -399,7 +399,7 @@ def page() -> str:
 
 MEASURED_FILE = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
 MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_adaptive", "tutor_modes_adaptive_code",
-               "tutor_modes_adaptive_code_program", "tutor_modes_smollm2")
+               "tutor_modes_adaptive_code_program", "tutor_modes_code", "tutor_modes_smollm2")
 
 
 def measured() -> dict:
@@ -455,8 +455,10 @@ def readme_figures() -> str:
              f"(median {served['topics_ms']['during_vote']['median']} ms).",]
     if widest:
         lines += [f"- on {big} held-out GSM8K problems (bench/tutor_modes.py): " + ", ".join(
-            f"{r['mode']} {r['answer_accuracy']:.3f}" for r in widest) + " answer accuracy; the seconds a problem "
-            "and the smaller runs on this engine are in docs/benchmarks.md."]
+            f"{r['mode']} {r['answer_accuracy']:.3f}" + (f" ({r['median_seconds_per_problem']:.1f} s)"
+                                                         if r.get("median_seconds_per_problem") else "")
+            for r in widest) + " answer accuracy (median seconds a problem, where measured on this engine); the "
+            "other seconds and the smaller runs are in docs/benchmarks.md."]
     for r in sorted((r for r in measured if 100 <= r["n"] < big), key=lambda r: -r["answer_accuracy"]):
         seconds = r.get("median_seconds_per_problem")
         lines.append(f"- {r['mode']} on the first {r['n']} of them ({r['engine']}): {r['answer_accuracy']:.3f}"

@@ -40,10 +40,11 @@ BUNDLED = {
 
 # How a bundled model solves when it is served or asked as a tutor without training (a request or `--mode` still
 # chooses): the most accurate mode bench/tutor_modes.py measured for it on 200 held-out GSM8K problems among those
-# a teacher waits at most 20 s for (median). Others: cot. Qwen2.5-Coder-1.5B on 2 cores: program 0.625 at a median
-# 17.3 s against cot 0.58 at 11.5 s; the votes are more accurate (cot 0.665, with a program breaking ties 0.685) but
-# take 40-50 s. tests/test_docs.py checks this choice against bench/results/tutor_serving.json.
-BUNDLED_SOLVING: dict[str, dict] = {"bundled:qwen2.5-coder-1.5b": {"mode": "program"}}
+# a teacher waits at most 20 s for (median). Others: cot. Qwen2.5-Coder-1.5B on 2 cores: code 0.630 at a median
+# 6.4 s, program 0.625 at 17.3 s, cot 0.58 at 11.5 s; the votes are more accurate (cot 0.665, with a program breaking
+# ties 0.685; adaptive over programs 0.780 on 109) but take 27-50 s. tests/test_docs.py checks this choice against
+# bench/results/tutor_serving.json.
+BUNDLED_SOLVING: dict[str, dict] = {"bundled:qwen2.5-coder-1.5b": {"mode": "code"}}
 # The longest median a default mode may take per problem (the tutor issue's bound for a classroom).
 DEFAULT_MODE_SECONDS = 20.0
 

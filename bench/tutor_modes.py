@@ -61,12 +61,15 @@ VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
 # alike to a greedy program-mode answer (the strongest single answer: it may also choose prose; for program the
 # first round's own). Over program; over code (the program alone, explained in comments: about half the tokens);
 # and code,program: a first round of code answers, a second of program answers (solve's then_over).
-ADAPTIVE_OVER = ("program", "code", "code,program")
+# code,2of3: the greedy code answer and two code samples first, ended when two of the three agree (solve's
+# first_round); otherwise four more (k = 7), a split going to the greedy code answer (no answer asked again).
+ADAPTIVE_OVER = ("program", "code", "code,program", "code,2of3")
 AGREE_FIRST = 2
 VOTE_ADAPTIVE = "adaptive(program)"
 ADAPTIVE = {f"adaptive({over})": {"agree_first": AGREE_FIRST, "tiebreak": "program",
                                   "then_over": over.split(",")[1] if "," in over else None}
-            for over in ADAPTIVE_OVER}
+            for over in ADAPTIVE_OVER[:3]}
+ADAPTIVE["adaptive(code,2of3)"] = {"agree_first": 2, "first_round": 3, "k": 7, "tiebreak": "code"}
 VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed",
              **{f"adaptive({over})": over.split(",")[0] for over in ADAPTIVE_OVER}}
 
@@ -91,11 +94,13 @@ def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
     if mode == "code" or VOTE_OVER.get(mode) == "code":
         parts += [CODE_SYSTEM, CODE_PREFIX, repr(PROGRAM_STOPS), REPAIR_REQUEST, "repairs=1"]
     if mode in VOTE_OVER:  # up to k samples at solve()'s default temperature and seed, stopped once decided
-        parts.append(f"k={VOTE_K} early-stop")
+        parts.append(f"k={ADAPTIVE.get(mode, {}).get('k', VOTE_K)} early-stop")
     if mode in ADAPTIVE:
-        tiebreak, then_over = ADAPTIVE[mode]["tiebreak"], ADAPTIVE[mode]["then_over"]
+        tiebreak, then_over = ADAPTIVE[mode]["tiebreak"], ADAPTIVE[mode].get("then_over")
         parts.append(f"agree_first={AGREE_FIRST} tiebreak=" +
                      ("greedy" if tiebreak == sample_modes(VOTE_OVER[mode], 1)[0] else tiebreak))
+        if ADAPTIVE[mode].get("first_round"):
+            parts.append(f"first_round={ADAPTIVE[mode]['first_round']}")
         if then_over:
             parts += [f"then_over={then_over}", PROGRAM_SYSTEM]
     if getattr(generator, "engine", None) == "xllamacpp":  # a new engine: batched samples, tool-integrated cot
@@ -161,8 +166,8 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
                 else (mode if mode in ("cot", "program", "code") else "cot", 48 if mode == "cot" else 160)
             # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
             adaptive = ADAPTIVE.get(mode, {})
-            [s] = solve(generator, [question], base_mode, None, budget, k=VOTE_K, base=over,
-                        **{"tiebreak": None, **adaptive})
+            [s] = solve(generator, [question], base_mode, None, budget, base=over,
+                        **{"k": VOTE_K, "tiebreak": None, **adaptive})
             gold = answers[i] if answers else None
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),

@@ -218,7 +218,8 @@ def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None)
 # sample after another) and the runs on this engine (xllamacpp: batched votes), each row saying which.
 ACCURACY_FILES = {"tutor_modes.json": "llama-cpp-python", "tutor_modes_xllamacpp.json": "xllamacpp",
                   "tutor_modes_adaptive.json": "xllamacpp", "tutor_modes_adaptive_code.json": "xllamacpp",
-                  "tutor_modes_adaptive_code_program.json": "xllamacpp", "tutor_modes_code.json": "xllamacpp"}
+                  "tutor_modes_adaptive_code_program.json": "xllamacpp", "tutor_modes_code.json": "xllamacpp",
+                  "tutor_modes_adaptive_2of3.json": "xllamacpp"}
 
 
 def accuracy_table(paths: list[Path], model: str) -> list[dict]:

@@ -58,7 +58,9 @@ BENCH_MODE_SETTINGS = {"cot": {"mode": "cot"}, "program": {"mode": "program"}, "
                        **{f"adaptive({over})": {"mode": "vote", "vote_over": over, "samples": 5, "agree_first": 2,
                                                 "tiebreak": "program"} for over in ("program", "code")},
                        "adaptive(code,program)": {"mode": "vote", "vote_over": "code", "then_over": "program",
-                                                  "samples": 5, "agree_first": 2, "tiebreak": "program"}}
+                                                  "samples": 5, "agree_first": 2, "tiebreak": "program"},
+                       "adaptive(code,2of3)": {"mode": "vote", "vote_over": "code", "samples": 7, "agree_first": 2,
+                                               "first_round": 3, "tiebreak": "code"}}
 
 
 def test_the_bundled_tutors_default_mode_is_the_best_measured_within_the_time_bound():

@@ -207,3 +207,9 @@ def test_the_tutor_page_names_an_adaptive_vote_and_why_sampling_stopped():
     assert {v: lab for lab, v in modes(SolveConfig())}["vote"] == "Vote of up to 5 answers"
     agreed = Solution("x", "72", "vote(program)", confidence=1.0, samples=2, k=5, voted_over="program")
     assert "Sampling stopped after 2 of 5: they all agreed." in how_checked(agreed, None)
+    labels = {value: label for label, value in modes(SolveConfig(vote_over="code", samples=7, agree_first=2,
+                                                                 first_round=3))}
+    assert labels["vote"] == "Vote of up to 7 programs, more only when fewer than 2 of the first 3 agree"
+    two_of_three = Solution("x", "72", "vote(code)", confidence=2 / 3, samples=3, k=7, voted_over="code",
+                            first_round_ended=True)
+    assert "Sampling stopped after 3 of 7: 2 of the first 3 agreed." in how_checked(two_of_three, None)

@@ -466,6 +466,31 @@ def test_adaptive_vote_over_code_samples_from_the_opening_and_reuses_greedy_as_t
 
 
 
+def test_a_first_round_of_three_ends_the_vote_when_two_agree():
+    from mathtune.models.solve import CODE_SYSTEM, stopped_because
+
+    generator = Batched(["print(72)\n```", "print(72)\n```", "print(71)\n```"])
+    [s] = solve(generator, ["q"], "vote", k=7, base="code", agree_first=2, first_round=3, tiebreak="code")
+    assert s.final_answer == "72" and s.samples == 3 and s.k == 7 and s.votes == {"72": 2, "71": 1}
+    assert s.first_round_ended and stopped_because(s) == "2 of the first 3 agreed"
+    assert [(c["k"], c["system"]) for c in generator.calls if "k" in c] == [(2, CODE_SYSTEM)]
+    # no two of the first three agree: four more are drawn (cut off once decided) and all vote
+    generator = Batched(["print(72)\n```", "print(71)\n```", "print(70)\n```",
+                         "print(71)\n```", "print(71)\n```", "print(69)\n```", "print(68)\n```"])
+    [s] = solve(generator, ["q"], "vote", k=7, base="code", agree_first=2, first_round=3, tiebreak="code")
+    assert s.final_answer == "71" and s.samples == 6 and not s.first_round_ended
+    assert stopped_because(s) == "the rest could not change the answer"
+    assert [c["k"] for c in generator.calls if "k" in c] == [2, 4]
+
+
+@pytest.mark.parametrize("settings, wrong", [({"agree_first": 3, "first_round": 2}, "at least agree_first"),
+                                             ({"agree_first": 2, "first_round": 5}, "below samples"),
+                                             ({"agree_first": 2, "first_round": 1}, "at least agree_first")])
+def test_a_first_round_must_fit_between_agree_first_and_samples(settings, wrong):
+    with pytest.raises(MathtuneError, match=f"first_round.*{wrong}"):
+        SolveConfig.checked({"mode": "vote", "samples": 5, **settings}, "solving settings: {problems}")
+
+
 def test_a_vote_can_draw_its_second_round_in_another_mode():
     from mathtune.models.solve import CODE_SYSTEM
 

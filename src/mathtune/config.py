@@ -169,12 +169,24 @@ class SolveConfig(_Strict):
     then_over: Literal["cot", "program", "code", "mixed"] | None = Field(None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees (a cheap first round, a richer second); empty: vote_over.")
     agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
 
+    first_round: int = Field(0, ge=0, le=9, description="mode vote with agree_first: the answers drawn in the first round (the greedy one and first_round - 1 samples, together); when agree_first of them agree (2 of 3, say) that is the answer; 0: agree_first (they must all agree).")
+
     @field_validator("agree_first")
     @classmethod
     def _a_round_can_agree(cls, value: int) -> int:
         if value == 1:
             raise ValueError("a round of one answer cannot agree; choose 0 (off) or 2 to samples")
         return value
+
+    @model_validator(mode="after")
+    def _the_first_round_fits(self) -> "SolveConfig":
+        if self.first_round and self.first_round < max(self.agree_first, 2):
+            raise ValueError(f"first_round {self.first_round}: a first round holds at least agree_first "
+                             f"({max(self.agree_first, 2)}) answers")
+        if self.first_round and self.first_round >= self.samples:
+            raise ValueError(f"first_round {self.first_round}: it must be below samples ({self.samples}), or the "
+                             "second round is empty")
+        return self
 
     @classmethod
     def checked(cls, values, message: str, error: type[MathtuneError] = MathtuneError) -> "SolveConfig":

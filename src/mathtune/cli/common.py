@@ -256,7 +256,7 @@ def plain_metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
-def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_over=None) -> dict:
+def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_over=None, first_round=None) -> dict:
     """The solving options given on the command line (None: not given), checked with a message naming the option."""
     from ..models.solve import MODES, TIEBREAKS, VOTE_OVER
 
@@ -267,4 +267,4 @@ def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_ove
     if votes is not None and not 2 <= votes <= 9:
         raise MathtuneError(f"--votes {votes}: choose 2 to 9 samples")
     return {"mode": mode, "samples": votes, "vote_over": vote_over, "tiebreak": tiebreak, "agree_first": agree_first,
-            "then_over": then_over}
+            "then_over": then_over, "first_round": first_round}

@@ -90,6 +90,7 @@ def ask(
                                                           "this mode decides: program, cot or none.")] = None,
     agree_first: Annotated[Optional[int], typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
     then_over: Annotated[Optional[str], typer.Option(help="--mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
+    first_round: Annotated[Optional[int], typer.Option(help="--mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
     final answer and how it was obtained.
@@ -100,7 +101,7 @@ def ask(
     from ..models.solve import overridden
     from ..rag.retrieve import STYLES
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round)
 
     if retrieval_style not in STYLES:
         raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")

@@ -109,6 +109,7 @@ class Solution:
     program_error: str | None = None
     confidence: float | None = None  # vote: the share of samples that agree with the chosen answer
     samples: int = 1                 # vote: samples drawn (fewer than k when the rest could not change the majority)
+    first_round_ended: bool = False  # vote with agree_first: the first round agreed, so nothing more was drawn
     k: int = 1                       # vote: samples asked for
     attempts: int = 1                # programs written: 2 when a failed one was corrected
     new_tokens: int = 0
@@ -217,7 +218,7 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
           early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0,
-          then_over: str | None = None) -> list[Solution]:
+          then_over: str | None = None, first_round: int = 0) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote, in two rounds
     with ``agree_first``); a program that fails is shown its error and corrected up to ``repairs`` times."""
     if mode not in MODES:
@@ -225,7 +226,7 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
-                     agree_first, then_over) for q, c in zip(questions, contexts)]
+                     agree_first, then_over, first_round) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
     per = (time.perf_counter() - start) / max(len(questions), 1)
@@ -239,7 +240,7 @@ def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=No
     """``solve`` with a recipe's (or a saved tutor's) solving settings."""
     return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
                  base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak,
-                 agree_first=settings.agree_first, then_over=settings.then_over)
+                 agree_first=settings.agree_first, then_over=settings.then_over, first_round=settings.first_round)
 
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
@@ -397,7 +398,11 @@ def with_tools(generator, question: str, context, generation: Generation, max_ne
 
 def stopped_because(solution: Solution) -> str:
     """Why a vote drew fewer samples than asked: an adaptive first round that agreed, or a decided majority."""
-    return "they all agreed" if solution.agreeing == solution.samples else "the rest could not change the answer"
+    if solution.agreeing == solution.samples:
+        return "they all agreed"
+    if solution.first_round_ended:
+        return f"{solution.agreeing} of the first {solution.samples} agreed"
+    return "the rest could not change the answer"
 
 
 def _answer_groups(samples: list[Solution]) -> list[list[Solution]]:
@@ -538,14 +543,15 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
         return [first.result(), *rest]
 
 
-def _all_agree(samples: list[Solution]) -> bool:
-    groups = _answer_groups(samples)
-    return len(groups) == 1 and len(groups[0]) == len(samples)
+def _agreeing(samples: list[Solution]) -> int:
+    """How many samples give the most common answer."""
+    return max((len(g) for g in _answer_groups(samples)), default=0)
 
 
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
-         tiebreak: str | None = None, agree_first: int = 0, then_over: str | None = None) -> Solution:
+         tiebreak: str | None = None, agree_first: int = 0, then_over: str | None = None,
+         first_round: int = 0) -> Solution:
     """k samples of ``base`` (cot, program, code, or a mix); the answer most samples agree on (math-verify equivalence),
     and the agreement among the samples drawn. A parallel generator draws all k together; a sequential one draws
     them in turn and, with ``early_stop``, stops once the rest could not change the majority (the chosen answer is
@@ -554,29 +560,31 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     program only when it ran; ``method`` says so: ``vote(cot)+program``); the confidence stays the vote's.
     With ``agree_first`` (2 to k - 1), adaptive consistency: the greedy answer and agree_first - 1 samples are drawn
     first, and when they all agree that is the answer; otherwise the other samples are drawn and all vote, a tie
-    going to the greedy answer (which is also the tie-break when it is in the tie-break's mode). ``then_over``: the
+    going to the greedy answer (which is also the tie-break when it is in the tie-break's mode). With ``first_round``
+    (more than agree_first), the first round draws that many answers (the greedy one and first_round - 1 samples)
+    and ends the vote when agree_first of them agree (2 of 3, say). ``then_over``: the
     mode of the samples drawn after a first round that disagrees (a cheap first round, a richer second; default
     ``base``); ``method`` says both when the second round was drawn: ``vote(code,program)``."""
     for over in (base, then_over or base):
         if over not in VOTE_OVER:
             raise ValueError(f"vote over {over!r}: choose {', '.join(VOTE_OVER)}")
-    then_over = then_over if then_over not in (None, base) and 2 <= agree_first < k else None
+    first = max(first_round, agree_first)  # the first round's answers
+    adaptive = 2 <= agree_first and first < k
+    then_over = then_over if then_over not in (None, base) and adaptive else None
     if tiebreak not in (None, *TIEBREAKS):
         raise ValueError(f"vote tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
     tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
-    greedy = None
-    if 2 <= agree_first < k:
-        samples = _first_round(generator, question, context, max_new_tokens, agree_first, base, temperature, seed,
-                               repairs)
+    greedy, ended = None, False
+    if adaptive:
+        samples = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed, repairs)
         greedy = samples[0]
-        if _all_agree(samples):
-            then_over = None  # no second round: its mode is not named
+        if _agreeing(samples) >= agree_first:
+            then_over, ended = None, True  # no second round: its mode is not named
         else:
             second = then_over or base
-            samples += _drawn(generator, question, context, max_new_tokens, k - agree_first, second, temperature,
-                              seed + agree_first, repairs, early_stop, prior=samples,
-                              modes=sample_modes(second, k)[agree_first:])
+            samples += _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
+                              seed + first, repairs, early_stop, prior=samples, modes=sample_modes(second, k)[first:])
     else:
         samples = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
                          early_stop)
@@ -593,7 +601,7 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         if decides(decider, tiebreak):
             chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
     chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by, then_over), base, decided_by
-    chosen.samples, chosen.k = len(samples), k
+    chosen.samples, chosen.k, chosen.first_round_ended = len(samples), k, ended
     chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
     chosen.confidence = top / len(samples)
     chosen.votes = {group[0].final_answer: len(group) for group in groups}

@@ -60,11 +60,15 @@ class TutorRequest(BaseModel):
     agree_first: int | None = Field(None, ge=0, le=9, description="mode vote: draw the greedy answer and "
                                     "agree_first - 1 samples first; when they all agree that is the answer and no "
                                     "more are drawn (0: all samples at once; default: the tutor's own).")
+    first_round: int | None = Field(None, ge=0, le=9, description="mode vote with agree_first: answers in the first "
+                                    "round; when agree_first of them agree (2 of 3, say) that is the answer (0: "
+                                    "agree_first, they must all agree; default: the tutor's own).")
 
     def solving(self, model) -> SolveConfig:
         """The tutor's own solving settings with this request's on top."""
         return overridden(model.generator.solving, mode=self.mode, samples=self.samples, vote_over=self.vote_over,
-                          tiebreak=self.tiebreak, agree_first=self.agree_first, then_over=self.then_over)
+                          tiebreak=self.tiebreak, agree_first=self.agree_first, then_over=self.then_over,
+                          first_round=self.first_round)
 
 
 class Source(BaseModel):

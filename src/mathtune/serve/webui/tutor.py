@@ -31,8 +31,10 @@ COT_NOTE = "Step-by-step reasoning, not checked by a program: check the steps."
 def modes(solving) -> list[tuple[str, str]]:
     """The Tutor page's choices of how to solve (the vote's size is the tutor's own)."""
     what = "programs" if solving.vote_over in PROGRAM_MODES else "answers"
-    rounds = f", more only when the first {solving.agree_first} disagree" if 2 <= solving.agree_first < solving.samples \
-        else ""
+    first = max(solving.agree_first, solving.first_round)
+    rounds = "" if not 2 <= solving.agree_first or first >= solving.samples else \
+        f", more only when the first {first} disagree" if first == solving.agree_first else \
+        f", more only when fewer than {solving.agree_first} of the first {first} agree"
     return [("Step by step", "cot"), ("Write and run a program", "program"),
             ("A program alone, explained in comments (faster)", "code"),
             (f"Vote of up to {solving.samples} {what}{rounds}", "vote")]

@@ -50,6 +50,7 @@ def model_line(model) -> str:
                  "adaptive(program)": "by 2 agreeing programs or a vote of 5",
                  "adaptive(code)": "by 2 agreeing commented programs or a vote of 5",
                  "adaptive(code,program)": "by 2 agreeing commented programs or a vote of 5 programs",
+                 "adaptive(code,2of3)": "by 2 of 3 agreeing commented programs or a vote of 7",
                  "vote(mixed)": "by a vote of 5 mixed answers",
                  "vote+program": "by a vote of 5 with a program breaking ties"}
         modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in measured["gsm8k"].items())

@@ -1,0 +1,190 @@
+"""Which vote to run, chosen on problems outside the benchmark's sample: draw each answer a policy could use once
+(a bank), then replay the policies over the bank.
+
+For each dev problem (GSM8K train.jsonl in the benchmark's seeded order, from --start: the benchmark's sample is
+the first 200) the bank holds the greedy code answer, the greedy cot answer and six code samples (temperature 0.7,
+one batch), each with its final answer, whether it is right and its new tokens. A policy (a first round, the
+agreement that ends it, the answers drawn after it) is replayed on those answers; its seconds are modelled from
+the tokens each round decodes and the engine's decode step at each batch size, measured here on the same model
+(--steps) plus a fixed cost a round (prompt and sandbox, --round-seconds). The modelled seconds rank policies;
+bench/tutor_modes.py then measures the chosen one for real on the benchmark's sample.
+
+  python bench/vote_policies.py --draw 80            # add problems to bench/results/vote_bank.jsonl (resumes)
+  python bench/vote_policies.py --steps              # decode seconds a step at batch 1..6 (xllamacpp, 2 threads)
+  python bench/vote_policies.py                      # replay: bench/results/vote_policies.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+RESULTS = Path(__file__).parent / "results"
+BANK, STEPS, OUT = RESULTS / "vote_bank.jsonl", RESULTS / "vote_steps.json", RESULTS / "vote_policies.json"
+MODEL = "bundled:qwen2.5-coder-1.5b"
+SAMPLES = 6
+
+
+def draw(start: int, n: int) -> None:
+    from mathtune.metrics.answers import answers_match
+    from mathtune.models.generate import load_tutor
+    from mathtune.models.solve import _drawn_together, solve
+    from tutor_modes import problems
+
+    pairs = problems("gsm8k/train.jsonl", start + n, True)
+    generator = load_tutor(MODEL, "auto")
+    done = {(r["i"], r["v"]) for r in map(json.loads, BANK.open())} if BANK.exists() else set()
+
+    def reading(s, i):
+        return {"final": s.final_answer, "ok": bool(s.final_answer and not s.refused
+                                                    and answers_match(s.final_answer, pairs.answers[i])),
+                "tok": s.new_tokens, "ran": s.program_ok, "att": s.attempts}
+
+    for i in range(start, start + n):
+        for v in ("code", "cot", f"code{SAMPLES}"):
+            if (i, v) in done:
+                continue
+            t = time.perf_counter()
+            if v == "code" or v == "cot":
+                [s] = solve(generator, [pairs.questions[i]], v, max_new_tokens=512)
+                row = reading(s, i)
+            else:
+                drawn = _drawn_together(generator, pairs.questions[i], None, 512, SAMPLES, "code", 0.7, 0, 1, False)
+                row = {"samples": [reading(s, i) for s in drawn]}
+            row.update(i=i, v=v, sec=round(time.perf_counter() - t, 2))
+            with BANK.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+def steps(tokens: int = 200) -> None:
+    """Seconds a decode step with 1..SAMPLES sequences of one prompt (end of sequence ignored)."""
+    from mathtune.models.generate import load_tutor
+
+    generator = load_tutor(MODEL, "auto")
+    question = "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in all?"
+    out = {}
+    for n in range(1, SAMPLES + 1):
+        body = generator._body(generator._chat(question, None, None), tokens, 0.7, 1, (), ignore_eos=True, n=n)
+        start = time.perf_counter()
+        generations = generator._complete(body)
+        seconds = time.perf_counter() - start
+        out[n] = {"seconds_a_step": round(seconds / tokens, 4),
+                  "tokens_per_s": round(sum(g.new_tokens for g in generations) / seconds, 1)}
+        print(n, out[n], flush=True)
+    STEPS.write_text(json.dumps({"model": MODEL, "threads": os.cpu_count(), "tokens": tokens, "batch": out},
+                                indent=1) + "\n")
+
+
+def replay(round_seconds: float) -> dict:
+    sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
+    from mathtune.metrics.answers import answers_match
+
+    step = {int(n): v["seconds_a_step"] for n, v in json.loads(STEPS.read_text())["batch"].items()}
+    problems: dict[int, dict] = {}
+    for row in map(json.loads, BANK.open()):
+        problems.setdefault(row["i"], {})[row["v"]] = row
+    problems = {i: p for i, p in problems.items() if len(p) == 3}
+
+    def batch(answers) -> float:  # sequences that finish leave the batch
+        lengths, t, before = sorted(a["tok"] for a in answers), 0.0, 0
+        for j, length in enumerate(lengths):
+            t += (length - before) * step[min(len(lengths) - j, max(step))]
+            before = length
+        return t + round_seconds
+
+    def same(a, b) -> bool:
+        return a is not None and b is not None and answers_match(a, b)
+
+    def groups(answers):
+        out = []
+        for a in answers:
+            if a["final"] is None:
+                continue
+            for g in out:
+                if same(a["final"], g[0]["final"]):
+                    g.append(a)
+                    break
+            else:
+                out.append([a])
+        return out
+
+    def vote(answers, greedy):  # the largest group, a tie to greedy's, no two alike: greedy
+        gs = groups(answers)
+        top = max((len(g) for g in gs), default=0)
+        if top <= 1:
+            return greedy
+        tied = [g for g in gs if len(g) == top]
+        return greedy if any(greedy in g for g in tied) else tied[0][0]
+
+    def adaptive(p, first: int, agree: int, k: int):
+        code, samples = p["code"], p[f"code{SAMPLES}"]["samples"]
+        one = [code, *samples[:first - 1]]
+        t = batch(one)
+        if max((len(g) for g in groups(one)), default=0) >= agree:
+            return vote(one, code), t, True
+        rest = samples[first - 1:k - 1]
+        return vote(one + rest, code), t + batch(rest), False
+
+    def code_and_cot(p, k: int):  # greedy code and greedy cot together; on disagreement k code samples
+        code, cot, samples = p["code"], p["cot"], p[f"code{SAMPLES}"]["samples"]
+        t = batch([code, cot])
+        if same(code["final"], cot["final"]):
+            return code, t, True
+        return vote([code, cot, *samples[:k]], code), t + batch(samples[:k]), False
+
+    policies = {"greedy code": lambda p: (p["code"], batch([p["code"]]), True),
+                "greedy cot": lambda p: (p["cot"], batch([p["cot"]]), True),
+                **{f"vote of {k} code (greedy + {k - 1} samples at once)":
+                   (lambda p, k=k: (vote([p["code"], *p[f"code{SAMPLES}"]["samples"][:k - 1]], p["code"]),
+                                    batch([p["code"], *p[f"code{SAMPLES}"]["samples"][:k - 1]]), True))
+                   for k in (3, 5, 7)},
+                **{f"adaptive: {agree} of the first {first} agree, else up to {k}":
+                   (lambda p, first=first, agree=agree, k=k: adaptive(p, first, agree, k))
+                   for first, agree, k in ((2, 2, 5), (2, 2, 7), (3, 2, 5), (3, 2, 7), (3, 3, 7), (4, 2, 7),
+                                           (4, 3, 7), (5, 3, 7))},
+                **{f"greedy code and cot agree, else {k} code samples":
+                   (lambda p, k=k: code_and_cot(p, k)) for k in (3, 6)}}
+    rows = []
+    for name, policy in policies.items():
+        results = [policy(p) for p in problems.values()]
+        rows.append({"policy": name, "n": len(results),
+                     "answer_accuracy": round(sum(r[0]["ok"] for r in results) / len(results), 4),
+                     "ended_in_round_one": round(sum(r[2] for r in results) / len(results), 4),
+                     "modelled_median_seconds": round(statistics.median(r[1] for r in results), 1),
+                     "modelled_mean_seconds": round(statistics.mean(r[1] for r in results), 1)})
+    measured = {v: statistics.median(p[v]["sec"] for p in problems.values()) for v in ("code", "cot")}
+    return {"model": MODEL, "problems": sorted(problems), "round_seconds": round_seconds, "policies": rows,
+            "check": {"greedy code median seconds, measured": measured["code"],
+                      "greedy cot median seconds, measured": measured["cot"]}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--draw", type=int, default=0, help="dev problems to add to the bank")
+    parser.add_argument("--start", type=int, default=200, help="first dev problem (the benchmark uses 0-199)")
+    parser.add_argument("--steps", action="store_true", help="measure the decode step at each batch size")
+    parser.add_argument("--round-seconds", type=float, default=2.0,
+                        help="fixed seconds a round: the prompt and the sandbox")
+    args = parser.parse_args()
+    if args.draw:
+        draw(args.start, args.draw)
+    if args.steps:
+        steps()
+    if not args.draw and not args.steps:
+        result = replay(args.round_seconds)
+        OUT.write_text(json.dumps(result, indent=1) + "\n")
+        for row in result["policies"]:
+            print(f"{row['policy']:55s} {row['answer_accuracy']:.3f}  round one {row['ended_in_round_one']:.2f}  "
+                  f"median {row['modelled_median_seconds']:5.1f} s  mean {row['modelled_mean_seconds']:5.1f} s")
+        print(result["check"])
+
+
+if __name__ == "__main__":
+    main()

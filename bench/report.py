@@ -294,7 +294,7 @@ def tutor_modes(data: dict) -> list[str]:
                   "the answer they state) or a program that failed twice (no answer). \"max load\": the highest "
                   "1-minute load average when a problem started (2 cores: above 2, the machine was shared, and seconds "
                   "per problem are upper bounds). \"peak RSS\": the benchmark process's peak resident memory (VmHWM) "
-                  "after the run, model included. Per-problem results: bench/results/tutor_modes_problems.jsonl."]
+                  "after the run, model included. Per-problem results: bench/results/tutor_modes_problems.jsonl.gz."]
     for r in data.get("runs", []):
         if r.get("accuracy_by_agreeing_samples"):
             lines += ["", f"Vote agreement as a confidence ({r['model']}, {r['mode']}, {r['data']}, n = {r['n']}):", "",
@@ -349,7 +349,7 @@ def tutor_serving(data: dict) -> list[str]:
                              f"{_f(r.get('answer_accuracy'))} | {seconds} | {_f(r.get('mean_samples'), 2)} | "
                              f"{_f(r.get('max_load1'), 1)} |")
         lines += ["", f"Accuracy rows: {data.get('accuracy_source')} (bench/tutor_modes.py, per-problem rows in "
-                      "bench/results/tutor_modes_problems.jsonl)."]
+                      "bench/results/tutor_modes_problems.jsonl.gz)."]
     return lines
 
 

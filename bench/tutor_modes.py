@@ -19,6 +19,7 @@ problem started, so a timing taken on a busy machine can be seen.
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -115,15 +116,23 @@ def _sha(text: str) -> str:
 
 
 class Cache:
-    """Per-problem results, appended as they are made (a killed run loses at most the problem in progress)."""
+    """Per-problem results, appended as they are made (a killed run loses at most the problem in progress). A
+    ``.gz`` path is gzip-compressed (each append its own gzip member): the answers' text is most of its size."""
 
     def __init__(self, path: Path):
         self.path, self.rows = path, {}
         if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    self.rows[self.key(row)] = row
+            try:
+                with self._open("rt") as f:
+                    for line in f:
+                        if line.strip():
+                            row = json.loads(line)
+                            self.rows[self.key(row)] = row
+            except (EOFError, gzip.BadGzipFile, json.JSONDecodeError) as err:  # a run killed mid-write
+                print(f"{path}: kept the {len(self.rows)} rows before a cut-off line ({err})", file=sys.stderr)
+
+    def _open(self, how: str):
+        return gzip.open(self.path, how) if self.path.suffix == ".gz" else self.path.open(how[0])
 
     @staticmethod
     def key(row: dict) -> tuple:
@@ -135,7 +144,7 @@ class Cache:
     def add(self, row: dict) -> None:
         self.rows[self.key(row)] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a") as f:
+        with self._open("at") as f:
             f.write(json.dumps(row) + "\n")
 
 
@@ -242,7 +251,7 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
-    parser.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "tutor_modes_problems.jsonl")
+    parser.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "tutor_modes_problems.jsonl.gz")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_modes.json")
     args = parser.parse_args()
     deadline = time.time() + 60 * args.minutes if args.minutes is not None else float("inf")

@@ -85,6 +85,7 @@ def steps(tokens: int = 200) -> None:
 def replay(round_seconds: float) -> dict:
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
     from mathtune.metrics.answers import answers_match
+    from mathtune.models.solve import Solution, _answer_groups
 
     step = {int(n): v["seconds_a_step"] for n, v in json.loads(STEPS.read_text())["batch"].items()}
     problems: dict[int, dict] = {}
@@ -99,29 +100,22 @@ def replay(round_seconds: float) -> dict:
             before = length
         return t + round_seconds
 
+    # the vote's own rules (models/solve.py): answers grouped by math-verify equivalence, the largest group in the
+    # order the answers came (the greedy answer first, so a tie goes to it), no two alike: the greedy answer
+    def as_solution(a: dict) -> Solution:
+        s = Solution("", a["final"], "program", new_tokens=a["tok"])
+        s.row = a
+        return s
+
+    def groups(answers):
+        return [[s.row for s in g] for g in _answer_groups([as_solution(a) for a in answers])]
+
     def same(a, b) -> bool:
         return a is not None and b is not None and answers_match(a, b)
 
-    def groups(answers):
-        out = []
-        for a in answers:
-            if a["final"] is None:
-                continue
-            for g in out:
-                if same(a["final"], g[0]["final"]):
-                    g.append(a)
-                    break
-            else:
-                out.append([a])
-        return out
-
-    def vote(answers, greedy):  # the largest group, a tie to greedy's, no two alike: greedy
+    def vote(answers, greedy):
         gs = groups(answers)
-        top = max((len(g) for g in gs), default=0)
-        if top <= 1:
-            return greedy
-        tied = [g for g in gs if len(g) == top]
-        return greedy if any(greedy in g for g in tied) else tied[0][0]
+        return max(gs, key=len)[0] if gs and max(len(g) for g in gs) > 1 else greedy
 
     def adaptive(p, first: int, agree: int, k: int):
         code, samples = p["code"], p[f"code{SAMPLES}"]["samples"]

@@ -107,7 +107,7 @@ def evaluate(
     mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else cot).")] = None,
     votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
     vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
-    tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, cot or none.")] = None,
+    tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, code, cot or none.")] = None,
     agree_first: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
     then_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
     first_round: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,

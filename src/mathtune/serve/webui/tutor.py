@@ -40,6 +40,9 @@ def modes(solving) -> list[tuple[str, str]]:
             (f"Vote of up to {solving.samples} {what}{rounds}", "vote")]
 
 
+MODEL_LINE_FIGURES = 4  # how many measured modes the line above the chat names
+
+
 def model_line(model) -> str:
     """Which model answers, and how often it is right (bench/tutor_modes.py, or the tutor's own validation)."""
     measured = MEASURED.get(model.source)
@@ -53,9 +56,14 @@ def model_line(model) -> str:
                  "adaptive(code,2of3)": "by 2 of 3 agreeing commented programs or a vote of 7",
                  "vote(mixed)": "by a vote of 5 mixed answers",
                  "vote+program": "by a vote of 5 with a program breaking ties"}
-        modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in measured["gsm8k"].items())
+        # the figures measured on enough problems to mean something (100 or more), the best first: a few, not all
+        sizes = measured.get("n", {})
+        solid = [(m, v) for m, v in measured["gsm8k"].items() if sizes.get(f"gsm8k {m}", 0) >= 100]
+        shown = sorted(solid or measured["gsm8k"].items(), key=lambda mv: -mv[1])[:MODEL_LINE_FIGURES]
+        modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in shown)
         return (f"Answering: **{name}**. It answers about {modes} of grade-school problems correctly "
-                f"({measured['where']}): check the steps.")
+                f"({'bench/tutor_modes.py, 100-200 held-out GSM8K problems each' if solid else measured['where']}): "
+                f"check the steps.")
     accuracy = (model.manifest.get("validation") or {}).get("answer_accuracy")
     if accuracy is None:
         return f"Answering: **{name}**. Its accuracy has not been measured: check every step."

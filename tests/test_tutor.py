@@ -171,7 +171,14 @@ def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):
     recipe = write_recipe(workdir, "task: tutor\ntrainer: tfidf\ndata: {train: gsm.jsonl}\n", "bad.yaml")
     result = runner.invoke(app, ["train", str(recipe)])
     assert result.exit_code == 2 and "trainer sft" in result.output
-    result = runner.invoke(app, ["ask", "nowhere-model-folder", "hi", "--backend", "llama.cpp"])
+    result = runner.invoke(app, ["ask", "nowhere-model-folder", "what is 2 plus 2?", "--backend", "llama.cpp"])
+    assert result.exit_code == 2 and "GGUF" in result.output
+    # not math: the server's scope rule answers, before any model is loaded (this folder does not exist)
+    result = runner.invoke(app, ["ask", "nowhere-model-folder", "Write a poem about the sea"])
+    assert result.exit_code == 0 and "I can only help with math questions" in result.output, result.output
+    assert "final answer: (none)" in result.output and "--no-scope" in result.output
+    result = runner.invoke(app, ["ask", "nowhere-model-folder", "Write a poem about the sea", "--no-scope",
+                                 "--backend", "llama.cpp"])
     assert result.exit_code == 2 and "GGUF" in result.output
 
 

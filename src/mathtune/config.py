@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import MathtuneError, RecipeError
+from .errors import MathtuneError, RecipeError, problem_text
 
 
 class _Strict(BaseModel):
@@ -193,7 +193,7 @@ class SolveConfig(_Strict):
         try:
             return cls.model_validate(values)
         except ValidationError as err:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'solve'}: {e['msg']}" for e in err.errors())
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'solve'}: {problem_text(e)}" for e in err.errors())
             raise error(message.replace("{problems}", problems)) from None
 
 
@@ -390,7 +390,7 @@ def _format_validation_error(err: ValidationError, source: str, section: str | N
         elif item["type"] == "missing":
             lines.append(f"missing key '{key}'")
         else:
-            lines.append(f"key '{key[:80]}': {item['msg']} (got {_short(item.get('input'))})")
+            lines.append(f"key '{key[:80]}': {problem_text(item)} (got {_short(item.get('input'))})")
     if len(lines) > 10:
         lines = lines[:10] + [f"and {len(lines) - 10} more"]
     return f"recipe {source}: " + "; ".join(lines)

@@ -15,3 +15,12 @@ class DataError(MathtuneError):
 
 class ModelError(MathtuneError):
     """A model cannot be loaded, saved or used as asked."""
+
+
+def problem_text(error: dict) -> str:
+    """A pydantic error's message as a user should read it: a validator's own sentence without pydantic's
+    "Value error, " / "Assertion failed, " prefix."""
+    message = str(error.get("msg", ""))
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message

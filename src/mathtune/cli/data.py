@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from ..errors import MathtuneError
+from ..errors import MathtuneError, problem_text
 from .common import app, console, handle_errors, out, progress_reporter
 
 
@@ -84,7 +84,7 @@ def augment(
                             max_per_example=max_per_example, seed=seed,
                             back_translation=BackTranslationConfig(forward_model=forward_model, backward_model=backward_model))
     except ValidationError as exc:
-        raise MathtuneError(f"augment options: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}") from None
+        raise MathtuneError(f"augment options: {exc.errors()[0]['loc'][0]}: {problem_text(exc.errors()[0])}") from None
     path = resolve_data_path(file)
     frame = read_table(path)
     task = TopicTask()

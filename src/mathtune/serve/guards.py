@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import MathtuneError
+from ..errors import MathtuneError, problem_text
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -171,7 +171,7 @@ def check_batch(texts: list[str], settings: ServeSettings, field: str) -> None:
 def install_error_handlers(app) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError):
-        details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": e["msg"]} for e in exc.errors()]
+        details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": problem_text(e)} for e in exc.errors()]
         message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details[:5])
         return error_body(422, f"invalid request: {message}", details)
 

@@ -6,6 +6,9 @@ Each variant answers every problem greedily in ``code`` mode (the program alone,
 sandbox, one repair); the variants differ only in what comes before the problem:
 
 - ``zero-shot``: the code system prompt alone (today's default);
+- ``cot-boxed``: not a program but step-by-step prose in the way Qwen2.5 models were taught to solve math: the
+  Qwen system prompt and "Please reason step by step, and put your final answer within \\boxed{}." after the problem
+  (the tutor's own cot prompt asks for "The answer is X." lines instead);
 - ``three-shot``: the same system prompt, then three worked problems as earlier turns of the conversation, each
   answered by a commented program written for this benchmark (problems from the far end of the seeded order, 7441,
   7452 and 7457, never in any sample). The prefix is the same for every problem, so llama.cpp keeps its KV cache and
@@ -20,6 +23,7 @@ losses against zero-shot, median seconds and tokens) to bench/results/code_promp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -86,14 +90,33 @@ SHOTS = (
 )
 
 
+QWEN_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+BOXED = "\n\nPlease reason step by step, and put your final answer within \\boxed{}."
+MODES = {"zero-shot": "code", "three-shot": "code", "cot-boxed": "cot"}
+
+
 def context(variant: str):
     from mathtune.tasks.tutor import WorkedExamples
 
-    if variant == "zero-shot":
+    if variant in ("zero-shot", "cot-boxed"):
         return None
     if variant == "three-shot":
         return WorkedExamples(SHOTS)
-    raise SystemExit(f"unknown variant {variant!r}: choose zero-shot or three-shot")
+    raise SystemExit(f"unknown variant {variant!r}: choose {', '.join(MODES)}")
+
+
+@contextlib.contextmanager
+def patched_cot(boxed: bool):
+    """cot answers under the Qwen system prompt instead of the tutor's (solve's PROMPTS table, for this run)."""
+    from mathtune.models import solve
+
+    saved = solve.PROMPTS["cot"]
+    if boxed:
+        solve.PROMPTS["cot"] = (QWEN_SYSTEM, None)
+    try:
+        yield
+    finally:
+        solve.PROMPTS["cot"] = saved
 
 
 def run(variants: list[str], start: int, n: int) -> None:
@@ -112,7 +135,11 @@ def run(variants: list[str], start: int, n: int) -> None:
             if (i, v) in done:
                 continue
             t = time.perf_counter()
-            [s] = solve(generator, [pairs.questions[i]], "code", contexts=[context(v)], max_new_tokens=512)
+            question, mode = pairs.questions[i], MODES[v]
+            if v == "cot-boxed":
+                question += BOXED
+            with patched_cot(v == "cot-boxed"):
+                [s] = solve(generator, [question], mode, contexts=[context(v)], max_new_tokens=512)
             ok = bool(s.final_answer and not s.refused and answers_match(s.final_answer, pairs.answers[i]))
             row = {"i": i, "v": v, "final": s.final_answer, "gold": pairs.answers[i], "ok": ok, "tok": s.new_tokens,
                    "ran": s.program_ok, "att": s.attempts, "sec": round(time.perf_counter() - t, 2), "text": s.answer}

@@ -27,6 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 RESULTS = Path(__file__).parent / "results"
 BANK, STEPS, OUT = RESULTS / "vote_bank.jsonl", RESULTS / "vote_steps.json", RESULTS / "vote_policies.json"
+# The second-round bank: the default vote's real first round on each dev problem and, where fewer than 2 of its 3
+# answers agree, four samples in each mode a second round could draw (code, cot, program; one batch each).
+SECOND = RESULTS / "vote_second.jsonl"
+SECOND_MODES = ("code", "cot", "program")
+SECOND_K = 4
 MODEL = "bundled:qwen2.5-coder-1.5b"
 SAMPLES = 6
 
@@ -61,6 +66,43 @@ def draw(start: int, n: int) -> None:
             with BANK.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
+
+
+def draw_second(start: int, n: int) -> None:
+    """For each dev problem the default vote's first round (greedy code and two code samples, drawn as solve draws
+    them) and, when fewer than two agree, SECOND_K samples of each second-round mode, with the seeds the vote would
+    give them."""
+    from mathtune.metrics.answers import answers_match
+    from mathtune.models.generate import load_tutor
+    from mathtune.models.solve import _agreeing, _drawn_together, _first_round
+    from tutor_modes import problems
+
+    pairs = problems("gsm8k/train.jsonl", start + n, True)
+    generator = load_tutor(MODEL, "auto")
+    done = {r["i"] for r in map(json.loads, SECOND.open())} if SECOND.exists() else set()
+
+    def reading(s, i):
+        return {"final": s.final_answer, "ok": bool(s.final_answer and not s.refused
+                                                    and answers_match(s.final_answer, pairs.answers[i])),
+                "tok": s.new_tokens, "ran": s.program_ok, "att": s.attempts, "mode": str(s.method)}
+
+    for i in range(start, start + n):
+        if i in done:
+            continue
+        t = time.perf_counter()
+        first = _first_round(generator, pairs.questions[i], None, 512, 3, "code", 0.7, 0, 1)
+        row = {"i": i, "first": [reading(s, i) for s in first], "agreed": _agreeing(first) >= 2,
+               "sec_first": round(time.perf_counter() - t, 2)}
+        if not row["agreed"]:
+            for mode in SECOND_MODES:
+                t = time.perf_counter()
+                drawn = _drawn_together(generator, pairs.questions[i], None, 512, SECOND_K, mode, 0.7, 3, 1, False,
+                                        modes=[mode] * SECOND_K)
+                row[mode] = [reading(s, i) for s in drawn]
+                row[f"sec_{mode}"] = round(time.perf_counter() - t, 2)
+        with SECOND.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(json.dumps({k: v for k, v in row.items() if k.startswith(("i", "agreed", "sec"))}), flush=True)
 
 
 def steps(tokens: int = 200) -> None:
@@ -154,30 +196,76 @@ def replay(round_seconds: float) -> dict:
                      "modelled_median_seconds": round(statistics.median(r[1] for r in results), 1),
                      "modelled_mean_seconds": round(statistics.mean(r[1] for r in results), 1)})
     measured = {v: statistics.median(p[v]["sec"] for p in problems.values()) for v in ("code", "cot")}
+    second = second_rounds(batch, vote) if SECOND.exists() else None
     return {"model": MODEL, "problems": sorted(problems), "round_seconds": round_seconds, "policies": rows,
+            **({"second_round": second} if second else {}),
             "check": {"greedy code median seconds, measured": measured["code"],
                       "greedy cot median seconds, measured": measured["cot"]}}
+
+
+def second_rounds(batch, vote) -> dict:
+    """The default first round (2 of 3 code answers agree), then each second round the bank holds, replayed: all
+    seven answers vote (a tie goes to the greedy code answer), or the second round's four alone."""
+    rows = [json.loads(line) for line in SECOND.open()]
+    rows = [r for r in rows if r["agreed"] or all(m in r for m in SECOND_MODES)]
+    mixed = lambda r: [r["program"][0], r["cot"][0], r["program"][1], r["cot"][1]]  # sample_modes("mixed", 7)[3:]
+    seconds = {m: (lambda r, m=m: r[m]) for m in SECOND_MODES}
+    policies = {**{f"then {SECOND_K} {m}, all 7 vote": (seconds[m], False) for m in SECOND_MODES},
+                f"then {SECOND_K} mixed (2 program, 2 cot), all 7 vote": (mixed, False),
+                **{f"then {SECOND_K} {m}, they vote alone": (seconds[m], True) for m in ("cot", "program")}}
+    out = []
+    for name, (rest_of, alone) in policies.items():
+        results = []
+        for r in rows:
+            first, greedy = r["first"], r["first"][0]
+            if r["agreed"]:
+                results.append((vote(first, greedy), batch(first), True))
+                continue
+            rest = rest_of(r)
+            results.append((vote(rest if alone else first + rest, greedy), batch(first) + batch(rest), False))
+        two = [res for res in results if not res[2]]
+        out.append({"policy": name, "n": len(results),
+                    "answer_accuracy": round(sum(res[0]["ok"] for res in results) / len(results), 4),
+                    "went_to_round_two": len(two), "right_in_round_two": sum(res[0]["ok"] for res in two),
+                    "modelled_median_seconds": round(statistics.median(res[1] for res in results), 1),
+                    "modelled_mean_seconds": round(statistics.mean(res[1] for res in results), 1)})
+    disagreed = [r for r in rows if not r["agreed"]]
+    greedy = {m: sum(any(a["ok"] for a in r[m]) for r in disagreed) for m in SECOND_MODES}
+    return {"bank": SECOND.name, "problems": [r["i"] for r in rows], "policies": out,
+            "round_two_problems_with_a_right_sample": greedy,
+            "measured_median_seconds": {
+                "first round": statistics.median(r["sec_first"] for r in rows),
+                **{f"{SECOND_K} {m}": statistics.median(r[f"sec_{m}"] for r in disagreed) for m in SECOND_MODES}}
+            if disagreed else {}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draw", type=int, default=0, help="dev problems to add to the bank")
     parser.add_argument("--start", type=int, default=200, help="first dev problem (the benchmark uses 0-199)")
+    parser.add_argument("--draw-second", type=int, default=0,
+                        help="dev problems to add to the second-round bank (from --start)")
     parser.add_argument("--steps", action="store_true", help="measure the decode step at each batch size")
     parser.add_argument("--round-seconds", type=float, default=2.0,
                         help="fixed seconds a round: the prompt and the sandbox")
     args = parser.parse_args()
     if args.draw:
         draw(args.start, args.draw)
+    if args.draw_second:
+        draw_second(args.start, args.draw_second)
     if args.steps:
         steps()
-    if not args.draw and not args.steps:
+    if not args.draw and not args.steps and not args.draw_second:
         result = replay(args.round_seconds)
         OUT.write_text(json.dumps(result, indent=1) + "\n")
         for row in result["policies"]:
             print(f"{row['policy']:55s} {row['answer_accuracy']:.3f}  round one {row['ended_in_round_one']:.2f}  "
                   f"median {row['modelled_median_seconds']:5.1f} s  mean {row['modelled_mean_seconds']:5.1f} s")
         print(result["check"])
+        for row in result.get("second_round", {}).get("policies", []):
+            print(f"{row['policy']:55s} {row['answer_accuracy']:.3f}  round two {row['right_in_round_two']}/"
+                  f"{row['went_to_round_two']}  median {row['modelled_median_seconds']:5.1f} s  "
+                  f"mean {row['modelled_mean_seconds']:5.1f} s")
 
 
 if __name__ == "__main__":

@@ -208,11 +208,13 @@ def second_rounds(batch, vote) -> dict:
     seven answers vote (a tie goes to the greedy code answer), or the second round's four alone."""
     rows = [json.loads(line) for line in SECOND.open()]
     rows = [r for r in rows if r["agreed"] or all(m in r for m in SECOND_MODES)]
-    mixed = lambda r: [r["program"][0], r["cot"][0], r["program"][1], r["cot"][1]]  # sample_modes("mixed", 7)[3:]
-    seconds = {m: (lambda r, m=m: r[m]) for m in SECOND_MODES}
-    policies = {**{f"then {SECOND_K} {m}, all 7 vote": (seconds[m], False) for m in SECOND_MODES},
+    def mixed(r):  # sample_modes("mixed", 7)[3:]
+        return [r["program"][0], r["cot"][0], r["program"][1], r["cot"][1]]
+
+    drawn = {m: (lambda r, m=m: r[m]) for m in SECOND_MODES}
+    policies = {**{f"then {SECOND_K} {m}, all 7 vote": (drawn[m], False) for m in SECOND_MODES},
                 f"then {SECOND_K} mixed (2 program, 2 cot), all 7 vote": (mixed, False),
-                **{f"then {SECOND_K} {m}, they vote alone": (seconds[m], True) for m in ("cot", "program")}}
+                **{f"then {SECOND_K} {m}, they vote alone": (drawn[m], True) for m in ("cot", "program")}}
     out = []
     for name, (rest_of, alone) in policies.items():
         results = []

@@ -400,7 +400,7 @@ def page() -> str:
 MEASURED_FILE = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
 MODES_FILES = ("tutor_modes", "tutor_modes_xllamacpp", "tutor_modes_adaptive", "tutor_modes_adaptive_code",
                "tutor_modes_adaptive_code_program", "tutor_modes_code", "tutor_modes_adaptive_2of3", "tutor_modes_math_code",
-               "tutor_modes_smollm2")
+               "tutor_modes_math_default", "tutor_modes_smollm2")
 
 
 def measured() -> dict:

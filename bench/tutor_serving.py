@@ -219,7 +219,8 @@ def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None)
 ACCURACY_FILES = {"tutor_modes.json": "llama-cpp-python", "tutor_modes_xllamacpp.json": "xllamacpp",
                   "tutor_modes_adaptive.json": "xllamacpp", "tutor_modes_adaptive_code.json": "xllamacpp",
                   "tutor_modes_adaptive_code_program.json": "xllamacpp", "tutor_modes_code.json": "xllamacpp",
-                  "tutor_modes_adaptive_2of3.json": "xllamacpp", "tutor_modes_math_code.json": "xllamacpp"}
+                  "tutor_modes_adaptive_2of3.json": "xllamacpp", "tutor_modes_math_code.json": "xllamacpp",
+                  "tutor_modes_math_default.json": "xllamacpp"}
 
 
 def accuracy_table(paths: list[Path], model: str) -> list[dict]:

@@ -64,19 +64,13 @@ VOTE_MIXED = "vote(mixed)"      # cot and program samples in turn, one vote each
 # and code,program: a first round of code answers, a second of program answers (solve's then_over).
 # code,2of3: the greedy code answer and two code samples first, ended when two of the three agree (solve's
 # first_round); otherwise four more (k = 7), a split going to the greedy code answer (no answer asked again).
-ROUND_TWO = "gsm8k-round-two"  # --round-two-of: the problems whose first round disagreed (cache rows by their order)
-ADAPTIVE_OVER = ("program", "code", "code,program", "code,2of3", "code,2of3,cot", "code,2of3,program",
-                 "code,2of3,mixed")
+ADAPTIVE_OVER = ("program", "code", "code,program", "code,2of3")
 AGREE_FIRST = 2
 VOTE_ADAPTIVE = "adaptive(program)"
 ADAPTIVE = {f"adaptive({over})": {"agree_first": AGREE_FIRST, "tiebreak": "program",
                                   "then_over": over.split(",")[1] if "," in over else None}
             for over in ADAPTIVE_OVER[:3]}
 ADAPTIVE["adaptive(code,2of3)"] = {"agree_first": 2, "first_round": 3, "k": 7, "tiebreak": "code"}
-# The default's first round with a second round in another mode (chosen on dev problems: bench/vote_policies.py
-# --draw-second); with --round-two-of adaptive(code,2of3) run only where that first round disagreed.
-for _then in ("cot", "program", "mixed"):
-    ADAPTIVE[f"adaptive(code,2of3,{_then})"] = {**ADAPTIVE["adaptive(code,2of3)"], "then_over": _then}
 VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed",
              **{f"adaptive({over})": over.split(",")[0] for over in ADAPTIVE_OVER}}
 
@@ -90,6 +84,11 @@ def problems(name: str, n: int, shuffle: bool) -> Pairs:
     order = order[:n]
     return Pairs([pairs.questions[i] for i in order], [pairs.responses[i] for i in order],
                  [pairs.answers[i] for i in order], f"{path} ({n})")
+
+
+def head(pairs: Pairs, n: int, source: str) -> Pairs:
+    """The first ``n`` problems of ``pairs``."""
+    return Pairs(*(getattr(pairs, f)[:n] for f in ("questions", "responses", "answers")), source)
 
 
 def prompt_hash(generator, mode: str, max_new_tokens: int) -> str:
@@ -196,27 +195,6 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
     return solutions
 
 
-def round_two(cache: Cache, generator, model: str, mode: str, pairs: Pairs, n: int, max_new_tokens: int) -> list[int]:
-    """The first ``n`` problems on which ``mode``'s cached vote drew more answers than its first round."""
-    prompt, first = prompt_hash(generator, mode, max_new_tokens), ADAPTIVE[mode].get("first_round", AGREE_FIRST)
-    rows = [cache.get(model=model, backend=generator.backend, mode=mode, data="gsm8k", i=i,
-                      question=_sha(pairs.questions[i]), prompt=prompt) for i in range(n)]
-    if any(row is None for row in rows):
-        raise SystemExit(f"--round-two-of {mode}: {sum(r is None for r in rows)} of the first {n} problems have no "
-                         "cached vote in that mode; run it first")
-    return [i for i, row in enumerate(rows) if row["samples"] > first]
-
-
-def composed_votes(cache: Cache, generator, model: str, base: str, pairs: Pairs, n: int, max_new_tokens: int,
-                   second: dict[int, Solution]) -> list[Solution]:
-    """A vote that differs from ``base`` only after its first round, on the first ``n`` problems: ``base``'s cached
-    solution where the first round agreed (the same computation), the ``second`` run's (by problem) elsewhere."""
-    prompt = prompt_hash(generator, base, max_new_tokens)
-    return [second[i] if i in second else solution_from_row(
-        cache.get(model=model, backend=generator.backend, mode=base, data="gsm8k", i=i,
-                  question=_sha(pairs.questions[i]), prompt=prompt)) for i in range(n)]
-
-
 def with_tiebreak(votes: list[Solution], decider: list[Solution]) -> list[Solution]:
     """What ``solve(..., "vote", tiebreak=mode)`` answers, from the vote's and that mode's cached per-problem results:
     where no two samples agreed, the greedy answer of the other mode (deterministic on llama.cpp, so the same as a
@@ -277,9 +255,6 @@ def main() -> None:
     parser.add_argument("--adaptive-math", type=int, default=0,
                         help="problems of MATH-500 (its first, of --math) for each --adaptive-over on the first model")
     parser.add_argument("--adaptive-over", nargs="*", default=["program"], choices=ADAPTIVE_OVER)
-    parser.add_argument("--round-two-of", default=None, choices=[f"adaptive({o})" for o in ADAPTIVE_OVER],
-                        help="adaptive runs on GSM8K take only the problems where this mode's cached vote went on to "
-                             "a second round (a second round in another mode, with the same first round)")
     parser.add_argument("--max-new-tokens", type=int, default=512)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
@@ -303,17 +278,10 @@ def main() -> None:
                         (VOTE_MIXED, args.vote_mixed_gsm8k),
                         *((f"adaptive({base})", args.adaptive_gsm8k) for base in args.adaptive_over)):
             if n and model == args.models[0]:
-                keep, name = range(n), "gsm8k"
-                if args.round_two_of and mode in ADAPTIVE and mode != args.round_two_of:
-                    keep = round_two(cache, generator, model, args.round_two_of, sets["gsm8k"], n, args.max_new_tokens)
-                    name = ROUND_TWO
-                runs.append((mode, name, Pairs(*([getattr(sets["gsm8k"], f)[i] for i in keep]
-                                                 for f in ("questions", "responses", "answers")), f"gsm8k {mode}")))
+                runs.append((mode, "gsm8k", head(sets["gsm8k"], n, f"gsm8k {mode}")))
         for base in args.adaptive_over if args.adaptive_math and "math500" in sets and model == args.models[0] else ():
-            n = args.adaptive_math
-            runs.append((f"adaptive({base})", "math500", Pairs(*(getattr(sets["math500"], f)[:n] for f in
-                                                                 ("questions", "responses", "answers")),
-                                                               f"math500 adaptive({base})")))
+            runs.append((f"adaptive({base})", "math500", head(sets["math500"], args.adaptive_math,
+                                                              f"math500 adaptive({base})")))
         done: dict = {}
         for mode, name, pairs in runs:
             t = time.perf_counter()
@@ -328,22 +296,6 @@ def main() -> None:
             done[mode, name] = solutions
             results["runs"].append(entry(model, generator.backend, mode, name, solutions, pairs, refusals, cache,
                                          time.perf_counter() - t, load_seconds))
-            write_json(args.out, results)
-        for (mode, name), solutions in list(done.items()):
-            if name != ROUND_TWO:
-                continue
-            keep = round_two(cache, generator, model, args.round_two_of, sets["gsm8k"], args.adaptive_gsm8k,
-                             args.max_new_tokens)
-            if len(solutions) < len(keep):
-                continue  # composed only once every second round is in
-            composed = composed_votes(cache, generator, model, args.round_two_of, sets["gsm8k"],
-                                      args.adaptive_gsm8k, args.max_new_tokens, dict(zip(keep, solutions)))
-            row = entry(model, generator.backend, mode, "gsm8k", composed, sets["gsm8k"], [], cache, 0.0,
-                        load_seconds, n_target=args.adaptive_gsm8k)
-            row["composed"] = {"first_round_agreed": f"{len(composed) - len(keep)} problems from {args.round_two_of}'s "
-                                                     "cached votes (the same first round: same prompt, seeds, engine)",
-                               "second_round": f"{len(keep)} problems run in {mode}"}
-            results["runs"].append(row)
             write_json(args.out, results)
         if ("vote", "gsm8k") in done and ("program", "gsm8k") in done:  # the vote with the program as tie-break
             votes = done["vote", "gsm8k"]

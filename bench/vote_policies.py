@@ -36,8 +36,16 @@ MODEL = "bundled:qwen2.5-coder-1.5b"
 SAMPLES = 6
 
 
-def draw(start: int, n: int) -> None:
+def answer_row(s, gold: str) -> dict:
+    """One answer as the banks keep it: its final answer, whether it is right, its tokens, whether its program ran
+    and in how many attempts."""
     from mathtune.metrics.answers import answers_match
+
+    return {"final": s.final_answer, "ok": bool(s.final_answer and not s.refused and answers_match(s.final_answer, gold)),
+            "tok": s.new_tokens, "ran": s.program_ok, "att": s.attempts}
+
+
+def draw(start: int, n: int) -> None:
     from mathtune.models.generate import load_tutor
     from mathtune.models.solve import _drawn_together, solve
     from tutor_modes import problems
@@ -47,9 +55,7 @@ def draw(start: int, n: int) -> None:
     done = {(r["i"], r["v"]) for r in map(json.loads, BANK.open())} if BANK.exists() else set()
 
     def reading(s, i):
-        return {"final": s.final_answer, "ok": bool(s.final_answer and not s.refused
-                                                    and answers_match(s.final_answer, pairs.answers[i])),
-                "tok": s.new_tokens, "ran": s.program_ok, "att": s.attempts}
+        return answer_row(s, pairs.answers[i])
 
     for i in range(start, start + n):
         for v in ("code", "cot", f"code{SAMPLES}"):
@@ -72,7 +78,6 @@ def draw_second(start: int, n: int) -> None:
     """For each dev problem the default vote's first round (greedy code and two code samples, drawn as solve draws
     them) and, when fewer than two agree, SECOND_K samples of each second-round mode, with the seeds the vote would
     give them."""
-    from mathtune.metrics.answers import answers_match
     from mathtune.models.generate import load_tutor
     from mathtune.models.solve import _agreeing, _drawn_together, _first_round
     from tutor_modes import problems
@@ -82,9 +87,7 @@ def draw_second(start: int, n: int) -> None:
     done = {r["i"] for r in map(json.loads, SECOND.open())} if SECOND.exists() else set()
 
     def reading(s, i):
-        return {"final": s.final_answer, "ok": bool(s.final_answer and not s.refused
-                                                    and answers_match(s.final_answer, pairs.answers[i])),
-                "tok": s.new_tokens, "ran": s.program_ok, "att": s.attempts, "mode": str(s.method)}
+        return {**answer_row(s, pairs.answers[i]), "mode": str(s.method)}
 
     for i in range(start, start + n):
         if i in done:

@@ -92,14 +92,29 @@ def ui(request, browser, server):
     assert not outside, f"requests that left the machine: {outside}"
 
 
-def open_tab(page, name: str) -> None:
-    tab = page.get_by_role("tab", name=name)
-    if tab.count() and tab.is_visible():
-        tab.click()
-    else:  # on a phone Gradio folds the last tabs into a "More tabs" menu
-        page.get_by_label("More tabs").click()
-        page.locator(".overflow-dropdown button", has_text=name).click()
-    page.wait_for_timeout(300)
+def open_tab(page, name: str, attempts: int = 4) -> None:
+    """Open a tab and wait until the page says it is open (its title names the tab).
+
+    Right after a load Gradio is still measuring which tabs fit; on a phone it then folds the
+    last ones into a "More tabs" menu, so a click that lands mid-measure is retried."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(attempts):
+        tab = page.get_by_role("tab", name=name)
+        try:
+            if tab.count() and tab.first.is_visible():
+                tab.first.click(timeout=5000)
+            else:  # on a phone Gradio folds the last tabs into a "More tabs" menu
+                page.get_by_label("More tabs").click(timeout=5000)
+                page.locator(".overflow-dropdown button", has_text=name).click(timeout=5000)
+            page.wait_for_function("n => document.title.startsWith(n + ' ·')", arg=name, timeout=5000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")  # close a menu left open, then look again
+            page.wait_for_timeout(500)
+            continue
+        page.wait_for_timeout(300)
+        return
+    raise AssertionError(f"tab {name!r} did not open after {attempts} tries")
 
 
 def box(elem_id: str) -> str:

@@ -198,11 +198,11 @@ def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None)
     generator.generate(["What is 2 + 2?"], 8)
     timings = {}
     for name, run in (("cot", lambda: solve(generator, [problem], "cot", max_new_tokens=512)),
-                      ("vote_batched", lambda: _drawn_together(generator, problem, None, 512, k, "cot", 0.7, 0, 1)),
+                      ("vote_batched", lambda: _drawn_together(generator, problem, None, 512, k, "cot", 0.7, 0, 1)[0]),
                       ("vote_batched_all_samples", lambda: _drawn_together(generator, problem, None, 512, k, "cot",
-                                                                           0.7, 0, 1, early_stop=False)),
+                                                                           0.7, 0, 1, early_stop=False)[0]),
                       ("vote_in_turn", lambda: _drawn_in_turn(generator, problem, None, 512, k, "cot", 0.7, 0, 1,
-                                                              early_stop=False))):
+                                                              early_stop=False)[0])):
         start = time.perf_counter()
         result = run()
         timings[name] = {"seconds": round(time.perf_counter() - start, 2),

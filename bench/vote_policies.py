@@ -66,7 +66,7 @@ def draw(start: int, n: int) -> None:
                 [s] = solve(generator, [pairs.questions[i]], v, max_new_tokens=512)
                 row = reading(s, i)
             else:
-                drawn = _drawn_together(generator, pairs.questions[i], None, 512, SAMPLES, "code", 0.7, 0, 1, False)
+                drawn = _drawn_together(generator, pairs.questions[i], None, 512, SAMPLES, "code", 0.7, 0, 1, False)[0]
                 row = {"samples": [reading(s, i) for s in drawn]}
             row.update(i=i, v=v, sec=round(time.perf_counter() - t, 2))
             with BANK.open("a") as f:
@@ -100,7 +100,7 @@ def draw_second(start: int, n: int) -> None:
             for mode in SECOND_MODES:
                 t = time.perf_counter()
                 drawn = _drawn_together(generator, pairs.questions[i], None, 512, SECOND_K, mode, 0.7, 3, 1, False,
-                                        modes=[mode] * SECOND_K)
+                                        modes=[mode] * SECOND_K)[0]
                 row[mode] = [reading(s, i) for s in drawn]
                 row[f"sec_{mode}"] = round(time.perf_counter() - t, 2)
         with SECOND.open("a") as f:

@@ -213,3 +213,8 @@ def test_the_tutor_page_names_an_adaptive_vote_and_why_sampling_stopped():
     two_of_three = Solution("x", "72", "vote(code)", confidence=2 / 3, samples=3, k=7, voted_over="code",
                             first_round_ended=True)
     assert "Sampling stopped after 3 of 7: 2 of the first 3 agreed." in how_checked(two_of_three, None)
+    labels = {value: label for label, value in modes(SolveConfig(vote_over="code", samples=7, agree_first=2,
+                                                                 first_round=3, time_budget=60))}
+    assert labels["vote"].endswith("fewer than 2 of the first 3 agree, within 60 s")
+    cut = Solution("x", "72", "vote(code)", confidence=2 / 4, samples=4, k=7, voted_over="code", out_of_time=True)
+    assert "Sampling stopped after 4 of 7: the time budget ran out." in how_checked(cut, None)

@@ -3,6 +3,8 @@ sockets or print megabytes are stopped and reported; cot / program / vote over a
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from mathtune.config import SolveConfig
@@ -481,6 +483,71 @@ def test_a_first_round_of_three_ends_the_vote_when_two_agree():
     assert s.final_answer == "71" and s.samples == 6 and not s.first_round_ended
     assert stopped_because(s) == "the rest could not change the answer"
     assert [c["k"] for c in generator.calls if "k" in c] == [2, 4]
+
+
+class Slow(Batched):
+    """A parallel generator whose samples each take ``delay`` seconds to finish (greedy answers come at once)."""
+
+    def __init__(self, replies, delay):
+        super().__init__(replies)
+        self.delay = delay
+
+    def sample(self, question, k, max_new_tokens=256, context=None, system=None, temperature=0.7, seed=None,
+               stops=(), cancel=None, on_finish=None, prefix=None):
+        from mathtune.models.generate import Generation
+
+        self.calls.append({"k": k, "system": system})
+        done = []
+        for i in range(k):
+            if cancel is None or not cancel.is_set():
+                time.sleep(self.delay)
+            if cancel is not None and cancel.is_set():
+                self.replies.pop(0)  # cut off before it finished
+                continue
+            done.append(Generation(self.replies.pop(0), 10, self.delay))
+            if on_finish is not None:
+                on_finish(i, done[-1])
+        return done
+
+
+def test_a_time_budget_cuts_the_second_round_and_the_finished_samples_vote():
+    from mathtune.models.solve import stopped_because
+
+    replies = ["print(72)\n```", "print(71)\n```", "print(70)\n```",  # round one disagrees
+               "print(71)\n```", "print(1 / 0)\n```", "print(69)\n```", "print(68)\n```"]
+    start = time.perf_counter()
+    [s] = solve(Slow(list(replies), 0.4), ["q"], "vote", k=7, base="code", agree_first=2, first_round=3,
+                tiebreak="code", time_budget=1.4)
+    # round one's two samples take 0.8 s, round two's first 0.4 s more; the budget runs out during its second
+    assert s.out_of_time and s.samples == 4 and s.k == 7 and stopped_because(s) == "the time budget ran out"
+    assert s.final_answer == "71" and s.votes == {"72": 1, "71": 2, "70": 1}
+    assert time.perf_counter() - start < 2.4  # not the 2.4 s round two would take on top of round one's 0.8
+    # without a budget all of round two is drawn, the failed program corrected (from the replies left)
+    [s] = solve(Slow(list(replies) + ["print(71)\n```"], 0.01), ["q"], "vote", k=7, base="code", agree_first=2,
+                first_round=3, tiebreak="code", early_stop=False)
+    assert not s.out_of_time and s.samples == 7 and s.votes == {"72": 1, "71": 3, "70": 1, "69": 1, "68": 1}
+
+
+def test_a_time_budget_keeps_one_answer_and_stops_a_vote_drawn_in_turn():
+    # all samples at once: the budget is spent before any finishes, so the first one in ends the vote
+    [s] = solve(Slow(["The answer is 5."] * 5, 0.3), ["q"], "vote", k=5, tiebreak="none", time_budget=0.1)
+    assert s.out_of_time and s.samples == 1 and s.final_answer == "5"
+
+    class SlowInTurn(Scripted):
+        def generate(self, *args, **kwargs):
+            time.sleep(0.3)
+            return super().generate(*args, **kwargs)
+
+    generator = SlowInTurn(["The answer is 5.", "The answer is 6.", "The answer is 5.", "The answer is 7."])
+    [s] = solve(generator, ["q"], "vote", k=4, tiebreak="cot", time_budget=0.5)
+    # two drawn (0.6 s), no third; no two agree, but out of time no tie-break is asked: the first answer stands
+    assert s.out_of_time and s.samples == 2 and s.final_answer == "5" and len(generator.calls) == 2
+
+
+def test_a_time_budget_is_checked():
+    with pytest.raises(MathtuneError, match="time_budget") as err:
+        SolveConfig.checked({"mode": "vote", "time_budget": 0}, "solving settings: {problems}")
+    assert "greater than 0" in str(err.value)
 
 
 @pytest.mark.parametrize("settings, wrong", [({"agree_first": 3, "first_round": 2}, "at least agree_first"),

@@ -256,7 +256,8 @@ def plain_metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
-def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_over=None, first_round=None) -> dict:
+def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_over=None, first_round=None,
+                    time_budget=None) -> dict:
     """The solving options given on the command line (None: not given), checked with a message naming the option."""
     from ..models.solve import MODES, TIEBREAKS, VOTE_OVER
 
@@ -266,5 +267,7 @@ def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_ove
             raise MathtuneError(f"{option} {value!r}: choose {', '.join(choices)}")
     if votes is not None and not 2 <= votes <= 9:
         raise MathtuneError(f"--votes {votes}: choose 2 to 9 samples")
+    if time_budget is not None and not 0 < time_budget <= 3600:
+        raise MathtuneError(f"--time-budget {time_budget:g}: choose more than 0 and at most 3600 seconds")
     return {"mode": mode, "samples": votes, "vote_over": vote_over, "tiebreak": tiebreak, "agree_first": agree_first,
-            "then_over": then_over, "first_round": first_round}
+            "then_over": then_over, "first_round": first_round, "time_budget": time_budget}

@@ -91,6 +91,7 @@ def ask(
     agree_first: Annotated[Optional[int], typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
     then_over: Annotated[Optional[str], typer.Option(help="--mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
     first_round: Annotated[Optional[int], typer.Option(help="--mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="--mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
     scope: Annotated[bool, typer.Option(help="A question that is not math gets the server's short refusal without asking the model (tasks/scope.py), as `mathtune serve` does; --no-scope asks the model anyway.")] = True,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
@@ -102,7 +103,8 @@ def ask(
     from ..models.solve import overridden
     from ..rag.retrieve import STYLES
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round,
+                                time_budget)
     if scope:
         from ..tasks.scope import REFUSAL, in_scope
 

@@ -111,6 +111,7 @@ def evaluate(
     agree_first: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
     then_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
     first_round: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
+    time_budget: Annotated[Optional[float], typer.Option(help="Tutors, --mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -124,7 +125,8 @@ def evaluate(
     from ..models.solve import overridden
     from ..tasks import is_generative, task_class
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round)
+    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round,
+                                time_budget)
     if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
                                                               or str(model_dir).endswith(".gguf")):
         from ..train.tutor_eval import evaluate_pretrained

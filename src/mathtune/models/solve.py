@@ -110,6 +110,7 @@ class Solution:
     confidence: float | None = None  # vote: the share of samples that agree with the chosen answer
     samples: int = 1                 # vote: samples drawn (fewer than k when the rest could not change the majority)
     first_round_ended: bool = False  # vote with agree_first: the first round agreed, so nothing more was drawn
+    out_of_time: bool = False        # vote with a time budget: it ran out, so the samples still drawing were cut
     k: int = 1                       # vote: samples asked for
     attempts: int = 1                # programs written: 2 when a failed one was corrected
     new_tokens: int = 0
@@ -218,15 +219,16 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
           early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0,
-          then_over: str | None = None, first_round: int = 0) -> list[Solution]:
+          then_over: str | None = None, first_round: int = 0, time_budget: float | None = None) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote, in two rounds
-    with ``agree_first``); a program that fails is shown its error and corrected up to ``repairs`` times."""
+    with ``agree_first``, within ``time_budget`` seconds each when given); a program that fails is shown its error
+    and corrected up to ``repairs`` times."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
-                     agree_first, then_over, first_round) for q, c in zip(questions, contexts)]
+                     agree_first, then_over, first_round, time_budget) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
     per = (time.perf_counter() - start) / max(len(questions), 1)
@@ -240,7 +242,8 @@ def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=No
     """``solve`` with a recipe's (or a saved tutor's) solving settings."""
     return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
                  base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak,
-                 agree_first=settings.agree_first, then_over=settings.then_over, first_round=settings.first_round)
+                 agree_first=settings.agree_first, then_over=settings.then_over, first_round=settings.first_round,
+                 time_budget=settings.time_budget)
 
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
@@ -302,6 +305,8 @@ def _sample(generator, question: str, base: str, k: int, max_new_tokens: int, co
                                    temperature=temperature, seed=seed, cancel=cancel, on_finish=finished, **prefixed)
     if base in PROGRAM_MODES:
         return [_begun(prefix, g) for g in generations]
+    if cancel is not None and cancel.is_set():  # decided, or out of time: a block left to run is not run
+        return generations
     return [with_tools(generator, question, context, g, max_new_tokens, temperature=temperature, seed=seed + i)
             for i, g in enumerate(generations)]
 
@@ -398,6 +403,8 @@ def with_tools(generator, question: str, context, generation: Generation, max_ne
 
 def stopped_because(solution: Solution) -> str:
     """Why a vote drew fewer samples than asked: an adaptive first round that agreed, or a decided majority."""
+    if solution.out_of_time:
+        return "the time budget ran out"
     if solution.agreeing == solution.samples:
         return "they all agreed"
     if solution.first_round_ended:
@@ -443,12 +450,21 @@ class _EarlyVote:
     is its first reading (a cot answer that stopped at a Python block has none yet; a program that fails, none
     until it is corrected), kept so the program is not run twice."""
 
-    def __init__(self, k: int, tutor_prompt, prior: list[Solution] = ()):
+    def __init__(self, k: int, tutor_prompt, prior: list[Solution] = (), early_stop: bool = True):
         self.k, self.tutor_prompt = k + len(prior), tutor_prompt  # prior: an earlier round's answers, counted too
+        self.early_stop = early_stop
         self.read: dict[tuple[str, str], Solution] = {}
         self.answers: list[Solution] = list(prior)
         self.cancel = threading.Event()
+        self.out_of_time = False  # the time budget ran out: the next answer in (or one already in) ends the vote
         self._lock = threading.Lock()
+
+    def time_is_up(self) -> None:
+        """The vote's time budget is spent: the samples still decoding stop once there is an answer to give."""
+        with self._lock:
+            self.out_of_time = True
+            if self.answers:
+                self.cancel.set()
 
     def first_reading(self, mode: str, text: str, new_tokens: int) -> Solution:
         with self._lock:
@@ -464,32 +480,45 @@ class _EarlyVote:
             Solution(generation.text, None, reading.method)
         with self._lock:
             self.answers.append(counted)
-            if decided(_answer_groups(self.answers), self.k - len(self.answers)):
+            if self.out_of_time or \
+                    self.early_stop and decided(_answer_groups(self.answers), self.k - len(self.answers)):
                 self.cancel.set()
 
 
 def _drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
                     seed: int, repairs: int, early_stop: bool = True, prior: list[Solution] = (),
-                    modes: list[str] | None = None) -> list[Solution]:
+                    modes: list[str] | None = None, deadline: float | None = None) -> tuple[list[Solution], bool]:
     """The k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
     repairs of failed programs decode side by side; with ``early_stop`` the vote ends as soon as the finished
     samples (with the ``prior`` answers of an earlier round) decide it (the same answer all would give) and the
-    others are cut off."""
+    others are cut off. At ``deadline`` (a ``time.perf_counter()`` reading) the samples still decoding are cut off
+    too, once one answer is in (with the ``prior`` ones), and failed programs are no longer corrected. Returns the
+    samples and whether the deadline cut any off."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = modes or sample_modes(base, k)
     wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
-    early = _EarlyVote(k, generator.tutor_prompt, prior)
-    with ThreadPoolExecutor(max_workers=k) as pool:
-        batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
-                                     seed + 100 * j, early.cancel if early_stop else None,
-                                     (lambda _i, g, mode=mode: early.finished(mode, g)) if early_stop else None)
-                   for j, (mode, n) in enumerate(wanted.items())}
-        drawn = [(mode, g) for mode, batch in batches.items() for g in batch.result()]
-        samples = [pool.submit(_one_sample, generator, question, context, mode, g, max_new_tokens, repairs,
-                               temperature, seed + i, early.read.get((mode, g.text)))
-                   for i, (mode, g) in enumerate(drawn)]
-        return [sample.result() for sample in samples]
+    early = _EarlyVote(k, generator.tutor_prompt, prior, early_stop)
+    watched = early_stop or deadline is not None
+    timer = threading.Timer(max(deadline - time.perf_counter(), 0.0), early.time_is_up) if deadline else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        with ThreadPoolExecutor(max_workers=k) as pool:
+            batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
+                                         seed + 100 * j, early.cancel if watched else None,
+                                         (lambda _i, g, mode=mode: early.finished(mode, g)) if watched else None)
+                       for j, (mode, n) in enumerate(wanted.items())}
+            drawn = [(mode, g) for mode, batch in batches.items() for g in batch.result()]
+            late = early.out_of_time
+            samples = [pool.submit(_one_sample, generator, question, context, mode, g, max_new_tokens,
+                                   0 if late else repairs, temperature, seed + i, early.read.get((mode, g.text)))
+                       for i, (mode, g) in enumerate(drawn)]
+            return [sample.result() for sample in samples], late and len(drawn) < k
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _one_sample(generator, question, context, mode, generation, max_new_tokens, repairs, temperature, seed,
@@ -497,26 +526,31 @@ def _one_sample(generator, question, context, mode, generation, max_new_tokens, 
     sample = read if read is not None and read.new_tokens == generation.new_tokens else \
         solution_from_text(generation.text, mode, generator.tutor_prompt, generation.new_tokens, 0.0)
     return repaired(generator, question, context, generation.text, sample, max_new_tokens, repairs,
-                    temperature=temperature, seed=seed)
+                    mode if mode in PROGRAM_MODES else "program", temperature=temperature, seed=seed)
 
 
 def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
                    seed: int, repairs: int, early_stop: bool, prior: list[Solution] = (),
-                   modes: list[str] | None = None) -> list[Solution]:
+                   modes: list[str] | None = None, deadline: float | None = None) -> tuple[list[Solution], bool]:
     """Samples one after another (a generator that decodes one sequence at a time), stopping once decided (with
-    the ``prior`` answers of an earlier round)."""
+    the ``prior`` answers of an earlier round), or at ``deadline`` once there is an answer; the samples, and
+    whether the deadline stopped them."""
     samples: list[Solution] = []
     for i, mode in enumerate(modes or sample_modes(base, k)):
+        if deadline is not None and time.perf_counter() >= deadline and (prior or samples):
+            return samples, True
         g = _generate(generator, [question], mode, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
-        samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, repairs, temperature,
-                                   seed + i))
+        late = deadline is not None and time.perf_counter() >= deadline
+        samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, 0 if late else repairs,
+                                   temperature, seed + i))
         if early_stop and decided(_answer_groups([*prior, *samples]), k - len(samples)):
             break
-    return samples
+    return samples, False
 
 
-def _drawn(generator, *args, **kwargs) -> list[Solution]:
-    """Samples drawn together on a parallel generator, in turn on a sequential one (same arguments)."""
+def _drawn(generator, *args, **kwargs) -> tuple[list[Solution], bool]:
+    """Samples drawn together on a parallel generator, in turn on a sequential one (same arguments), and whether a
+    deadline cut them short."""
     return (_drawn_together if generator.parallel else _drawn_in_turn)(generator, *args, **kwargs)
 
 
@@ -533,7 +567,7 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
 
     def sampled() -> list[Solution]:
         return _drawn(generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False,
-                      modes=modes[1:])
+                      modes=modes[1:])[0]
 
     if not generator.parallel:  # one sequence at a time
         return [greedy(), *sampled()]
@@ -551,7 +585,7 @@ def _agreeing(samples: list[Solution]) -> int:
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
          tiebreak: str | None = None, agree_first: int = 0, then_over: str | None = None,
-         first_round: int = 0) -> Solution:
+         first_round: int = 0, time_budget: float | None = None) -> Solution:
     """k samples of ``base`` (cot, program, code, or a mix); the answer most samples agree on (math-verify equivalence),
     and the agreement among the samples drawn. A parallel generator draws all k together; a sequential one draws
     them in turn and, with ``early_stop``, stops once the rest could not change the majority (the chosen answer is
@@ -564,7 +598,10 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     (more than agree_first), the first round draws that many answers (the greedy one and first_round - 1 samples)
     and ends the vote when agree_first of them agree (2 of 3, say). ``then_over``: the
     mode of the samples drawn after a first round that disagrees (a cheap first round, a richer second; default
-    ``base``); ``method`` says both when the second round was drawn: ``vote(code,program)``."""
+    ``base``); ``method`` says both when the second round was drawn: ``vote(code,program)``.
+    With ``time_budget`` (seconds), once the vote has taken that long the samples still being drawn stop and the
+    answer is voted from those finished (at least one: the first round, with agree_first, always completes);
+    failed programs are no longer corrected, nor a tie-break asked, and ``out_of_time`` says so."""
     for over in (base, then_over or base):
         if over not in VOTE_OVER:
             raise ValueError(f"vote over {over!r}: choose {', '.join(VOTE_OVER)}")
@@ -575,7 +612,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         raise ValueError(f"vote tiebreak {tiebreak!r}: choose {', '.join(TIEBREAKS)}")
     tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
-    greedy, ended = None, False
+    deadline = start + time_budget if time_budget else None
+    greedy, ended, late = None, False, False
     if adaptive:
         samples = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed, repairs)
         greedy = samples[0]
@@ -583,11 +621,13 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
             then_over, ended = None, True  # no second round: its mode is not named
         else:
             second = then_over or base
-            samples += _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
-                              seed + first, repairs, early_stop, prior=samples, modes=sample_modes(second, k)[first:])
+            more, late = _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
+                                seed + first, repairs, early_stop, prior=samples,
+                                modes=sample_modes(second, k)[first:], deadline=deadline)
+            samples += more
     else:
-        samples = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
-                         early_stop)
+        samples, late = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
+                               early_stop, deadline=deadline)
     groups = _answer_groups(samples)
     top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]
@@ -595,13 +635,15 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     if tiebreak and top <= 1 and len(samples) > 1:
         if greedy is not None and sample_modes(base, 1)[0] == tiebreak:
             decider = greedy  # the first round's greedy answer is the tie-break's answer: not asked again
+        elif deadline is not None and time.perf_counter() >= deadline:
+            decider = None  # out of time: the first answer drawn stands
         else:
             [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
             tokens += decider.new_tokens
-        if decides(decider, tiebreak):
+        if decider is not None and decides(decider, tiebreak):
             chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
     chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by, then_over), base, decided_by
-    chosen.samples, chosen.k, chosen.first_round_ended = len(samples), k, ended
+    chosen.samples, chosen.k, chosen.first_round_ended, chosen.out_of_time = len(samples), k, ended, late
     chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
     chosen.confidence = top / len(samples)
     chosen.votes = {group[0].final_answer: len(group) for group in groups}

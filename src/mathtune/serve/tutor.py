@@ -63,12 +63,15 @@ class TutorRequest(BaseModel):
     first_round: int | None = Field(None, ge=0, le=9, description="mode vote with agree_first: answers in the first "
                                     "round; when agree_first of them agree (2 of 3, say) that is the answer (0: "
                                     "agree_first, they must all agree; default: the tutor's own).")
+    time_budget: float | None = Field(None, gt=0, le=3600, description="mode vote: seconds the vote may take; then "
+                                      "the samples still being drawn stop and the answer is voted from those "
+                                      "finished (default: the tutor's own, else no limit).")
 
     def solving(self, model) -> SolveConfig:
         """The tutor's own solving settings with this request's on top."""
         return overridden(model.generator.solving, mode=self.mode, samples=self.samples, vote_over=self.vote_over,
                           tiebreak=self.tiebreak, agree_first=self.agree_first, then_over=self.then_over,
-                          first_round=self.first_round)
+                          first_round=self.first_round, time_budget=self.time_budget)
 
 
 class Source(BaseModel):
@@ -97,6 +100,8 @@ class TutorResponse(BaseModel):
     confidence: float | None = Field(None, description="mode vote: the share of samples drawn that agree with the answer.")
     samples_drawn: int = Field(1, description="mode vote: samples drawn; fewer than `samples` when those drawn already "
                                               "decided the majority.")
+    out_of_time: bool = Field(False, description="mode vote: the time budget ran out, so the samples still being "
+                                                 "drawn were cut off and those finished voted.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
     history_dropped: int = Field(0, description="Earlier turns of `history` left out to fit the prompt budget (the oldest).")
 
@@ -107,7 +112,7 @@ def solution_fields(solution) -> dict:
             "refused": solution.refused, "method": solution.method, "program": solution.program,
             "program_output": solution.program_output, "program_ok": solution.program_ok,
             "program_attempts": solution.attempts, "confidence": solution.confidence,
-            "samples_drawn": solution.samples}
+            "samples_drawn": solution.samples, "out_of_time": solution.out_of_time}
 
 
 def _once(fn, *args):

@@ -37,7 +37,8 @@ def modes(solving) -> list[tuple[str, str]]:
         f", more only when fewer than {solving.agree_first} of the first {first} agree"
     return [("Step by step", "cot"), ("Write and run a program", "program"),
             ("A program alone, explained in comments (faster)", "code"),
-            (f"Vote of up to {solving.samples} {what}{rounds}", "vote")]
+            (f"Vote of up to {solving.samples} {what}{rounds}"
+             + (f", within {solving.time_budget:g} s" if solving.time_budget else ""), "vote")]
 
 
 MODEL_LINE_FIGURES = 4  # how many measured modes the line above the chat names

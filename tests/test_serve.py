@@ -75,6 +75,7 @@ def test_bad_input_gets_json_4xx(client, body, status, needle):
 def test_malformed_json_oversized_body_and_unknown_route(client):
     bad = client.post("/v1/topics", content=b"{not json", headers={"content-type": "application/json"})
     assert bad.status_code == 422 and "error" in bad.json()
+    assert "body: not valid JSON at character 1 (Expecting property name" in bad.json()["error"]
     big = client.post("/v1/topics", content=b"x" * 30_000, headers={"content-type": "application/json"})
     assert big.status_code == 413 and "limit" in big.json()["error"]
     missing = client.post("/v1/nope", json={})

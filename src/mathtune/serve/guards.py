@@ -168,10 +168,21 @@ def check_batch(texts: list[str], settings: ServeSettings, field: str) -> None:
             raise HTTPException(status_code=422, detail=f"{field}[{i}] has {len(str(text))} characters, over the limit of {settings.max_text_chars}")
 
 
+def _detail(error: dict) -> dict:
+    """One validation error as the 422 body lists it: the field and what is wrong with it."""
+    if error.get("type") == "json_invalid":  # its location is a character offset into the body, not a field
+        at = error["loc"][-1] if len(error["loc"]) > 1 else None
+        why = (error.get("ctx") or {}).get("error") or error.get("msg", "")
+        where = f" at character {at}" if isinstance(at, int) else ""
+        return {"field": "", "problem": f"not valid JSON{where} ({why}); send a JSON object, with "
+                                        "Content-Type: application/json"}
+    return {"field": ".".join(str(p) for p in error["loc"] if p != "body"), "problem": problem_text(error)}
+
+
 def install_error_handlers(app) -> None:
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError):
-        details = [{"field": ".".join(str(p) for p in e["loc"] if p != "body"), "problem": problem_text(e)} for e in exc.errors()]
+        details = [_detail(e) for e in exc.errors()]
         message = "; ".join(f"{d['field'] or 'body'}: {d['problem']}" for d in details[:5])
         return error_body(422, f"invalid request: {message}", details)
 

@@ -278,3 +278,14 @@ def test_a_tutor_trained_before_retrieval_styles_keeps_passages(tutor_dir, tmp_p
     assert load_tutor_model("older", folder, ServeSettings()).style == "passages"  # as it was trained
     chosen = load_tutor_model("older", folder, ServeSettings(tutor_retrieval_style="examples"))
     assert chosen.style == "examples"
+
+
+def test_the_server_caps_a_votes_time_budget():
+    from mathtune.config import SolveConfig
+    from mathtune.serve.tutor_service import TutorService
+
+    capped = TutorService(None, ServeSettings(tutor_time_budget=30))
+    assert capped.within_time(SolveConfig(mode="vote", time_budget=60)).time_budget == 30  # cut to the limit
+    assert capped.within_time(SolveConfig(mode="vote")).time_budget == 30  # none asked: the limit
+    assert capped.within_time(SolveConfig(mode="vote", time_budget=10)).time_budget == 10  # less is kept
+    assert TutorService(None, ServeSettings()).within_time(SolveConfig(mode="vote")).time_budget is None

@@ -35,5 +35,6 @@ class ServeSettings(BaseSettings):
     ui_timeout_s: float = Field(300.0, gt=0, description="The web UI gives up on a request after this many seconds and says so.")
     drift_min_requests: int = Field(100, gt=0, description="No drift alarm before this many requests are in the window.")
     tutor_max_new_tokens: int = Field(512, gt=0, description="Upper limit on max_new_tokens per tutor request.")
+    tutor_time_budget: float | None = Field(None, gt=0, le=3600, description="Upper limit on the seconds a tutor vote may take: a request's time_budget and the tutor's own are cut to it, and a vote without one gets it (then the samples still being drawn stop and those finished vote).")
     threads: int | None = Field(None, gt=0, description="CPU threads for the models (default: all cores).")
     mlflow_ui_url: str | None = Field(None, description="Base URL of an MLflow UI; the Models page links each run there.")

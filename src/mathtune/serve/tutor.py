@@ -207,7 +207,8 @@ async def _stream_solution(tutor: TutorService, question, budget, context, first
     yield first
     start = time.perf_counter()
     try:  # the place in the line is the stream's (taken before the response began)
-        solution = (await tutor.model.run(solve_as, tutor.model.generator, [question], solving, [context], budget))[0]
+        solution = (await tutor.model.run(solve_as, tutor.model.generator, [question], tutor.within_time(solving),
+                                          [context], budget))[0]
     except Exception:  # noqa: BLE001
         log.exception("tutor solving failed")
         yield _sse("error", {"error": "solving failed; the server log has the details"})

@@ -41,6 +41,13 @@ class TutorService:
         own = self.model.manifest.get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)
         return min(requested or own, self.settings.tutor_max_new_tokens)
 
+    def within_time(self, solving: SolveConfig) -> SolveConfig:
+        """``solving`` with its vote's time budget cut to the server's limit (MATHTUNE_TUTOR_TIME_BUDGET), if any."""
+        limit = self.settings.tutor_time_budget
+        if limit is None or (solving.time_budget is not None and solving.time_budget <= limit):
+            return solving
+        return solving.model_copy(update={"time_budget": limit})
+
     def question(self, text: str | None) -> str:
         """The question as the tutor takes it (trimmed), or QuestionError saying what to change."""
         question = (text or "").strip()
@@ -61,7 +68,8 @@ class TutorService:
     async def solve(self, question: str, context, solving: SolveConfig, budget: int) -> Solution:
         """One solution as ``solving`` says, holding a place in the tutor's line while it is made."""
         with self.gate.place():
-            return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget))[0]
+            return (await self.model.run(solve_as, self.model.generator, [question], self.within_time(solving),
+                                         [context], budget))[0]
 
     async def pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
                      temperature: float = 0.0, seed: int | None = None, mode: str = "cot") -> AsyncIterator[str]:

@@ -528,6 +528,14 @@ def test_a_time_budget_cuts_the_second_round_and_the_finished_samples_vote():
     assert not s.out_of_time and s.samples == 7 and s.votes == {"72": 1, "71": 3, "70": 1, "69": 1, "68": 1}
 
 
+def test_a_first_round_that_spends_the_budget_begins_no_second():
+    generator = Slow(["print(72)\n```", "print(71)\n```", "print(70)\n```", "print(71)\n```"], 0.3)
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, first_round=3, tiebreak="code",
+                time_budget=0.2)
+    assert s.out_of_time and s.samples == 3 and s.final_answer == "72"  # the split goes to the greedy answer
+    assert [c["k"] for c in generator.calls if "k" in c] == [2]  # round two never asked for
+
+
 def test_a_time_budget_keeps_one_answer_and_stops_a_vote_drawn_in_turn():
     # all samples at once: the budget is spent before any finishes, so the first one in ends the vote
     [s] = solve(Slow(["The answer is 5."] * 5, 0.3), ["q"], "vote", k=5, tiebreak="none", time_budget=0.1)

@@ -619,6 +619,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         greedy = samples[0]
         if _agreeing(samples) >= agree_first:
             then_over, ended = None, True  # no second round: its mode is not named
+        elif deadline is not None and time.perf_counter() >= deadline:
+            then_over, late = None, True  # the first round took the whole budget: no second round is begun
         else:
             second = then_over or base
             more, late = _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,

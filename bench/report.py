@@ -353,6 +353,30 @@ def tutor_serving(data: dict) -> list[str]:
     return lines
 
 
+def time_budget(data: dict) -> list[str]:
+    names = {"gsm8k": "GSM8K (held-out sample)", "math500": "MATH-500 (first problems)"}
+    lines = [f"## A vote's time budget (`bench/time_budget.py`; {data['model']}, {data['mode']}, "
+             f"{data['budget_seconds']:g} s)", "",
+             "| problems | budget | n | answer accuracy | s / problem: median / mean / p90 / max |", "|---|---|---|---|---|"]
+    for name, s in data["sets"].items():
+        for label, row in (("none", s["without_budget"]), (f"{data['budget_seconds']:g} s", s["with_budget"])):
+            lines.append(f"| {names.get(name, name)} | {label} | {row['n']} | {_f(row['answer_accuracy'])} | "
+                         f"{row['median_seconds']} / {row['mean_seconds']} / {row['p90_seconds']} / "
+                         f"{row['max_seconds']} |")
+    lines += ["", "Solved again with the budget: every problem the vote took over "
+                  f"{data['margin']:g} x the budget on; the budget cut "
+              + ", ".join(f"{s['cut_by_budget']} of {s['solved_again']} on {names.get(n, n)} (right before / after: "
+                          f"{s['right_before_of_cut']} / {s['right_after_of_cut']} of those cut, "
+                          f"{s['right_before_of_solved_again']} / {s['right_after_of_solved_again']} of all solved "
+                          "again)" for n, s in data["sets"].items())
+              + ". A vote solved again may come out otherwise even where no budget cut it: llama.cpp's batches are "
+                "not bit-for-bit repeatable. The other problems keep their answers: a vote that ends before its "
+                "budget never sees it ("
+              + ", ".join(f"{s['checks_same_answer']} of {s['checks']}" for s in data["sets"].values())
+              + " solved again as a check gave the same answer)."]
+    return lines
+
+
 def spark_score(data: dict) -> list[str]:
     lines = [f"## Spark batch scoring (`bench/spark_score.py`; {data['model']}, {data['rows']} questions)", "",
              "| how | seconds | rows / s |", "|---|---|---|"]
@@ -380,7 +404,8 @@ def fresh_clone(data: dict) -> list[str]:
 
 SECTIONS = (("fresh_clone", fresh_clone), ("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
             ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
-            ("tutor_serving", tutor_serving), ("tutor_retrieval", tutor_retrieval), ("rag", rag),
+            ("tutor_serving", tutor_serving), ("time_budget", time_budget), ("tutor_retrieval", tutor_retrieval),
+            ("rag", rag),
             ("serve", serve), ("hostile", hostile), ("spark_score", spark_score))
 
 

@@ -119,6 +119,8 @@ def main() -> None:
             "solved_again": len(rerun), "cut_by_budget": sum(r["out_of_time"] for r in rerun),
             "right_before_of_solved_again": sum(r["cached_correct"] for r in rerun),
             "right_after_of_solved_again": sum(r["correct"] for r in rerun),
+            "right_before_of_cut": sum(r["cached_correct"] for r in rerun if r["out_of_time"]),
+            "right_after_of_cut": sum(r["correct"] for r in rerun if r["out_of_time"]),
             "checks": len(checks), "checks_same_answer": sum(
                 r["final"] == r["cached_final"] or right(r["final"], r["cached_final"]) for r in checks)}
         write_json(args.out, results)

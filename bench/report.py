@@ -359,7 +359,10 @@ def time_budget(data: dict) -> list[str]:
              f"{data['budget_seconds']:g} s)", "",
              "| problems | budget | n | answer accuracy | s / problem: median / mean / p90 / max |", "|---|---|---|---|---|"]
     for name, s in data["sets"].items():
-        for label, row in (("none", s["without_budget"]), (f"{data['budget_seconds']:g} s", s["with_budget"])):
+        rows = [("none", s["without_budget"]), (f"{data['budget_seconds']:g} s", s["with_budget"])]
+        if "with_budget_all" in s:  # further problems, solved with the budget only
+            rows.append((f"{data['budget_seconds']:g} s (all)", s["with_budget_all"]))
+        for label, row in rows:
             lines.append(f"| {names.get(name, name)} | {label} | {row['n']} | {_f(row['answer_accuracy'])} | "
                          f"{row['median_seconds']} / {row['mean_seconds']} / {row['p90_seconds']} / "
                          f"{row['max_seconds']} |")
@@ -373,7 +376,10 @@ def time_budget(data: dict) -> list[str]:
                 "not bit-for-bit repeatable. The other problems keep their answers: a vote that ends before its "
                 "budget never sees it ("
               + ", ".join(f"{s['checks_same_answer']} of {s['checks']}" for s in data["sets"].values())
-              + " solved again as a check gave the same answer)."]
+              + " solved again as a check gave the same answer)."
+              + "".join(f" {names.get(n, n)}'s further {s['solved_only_with_budget']} problems were solved with the "
+                        f"budget only; it cut {s['cut_of_solved_only_with_budget']} of them."
+                        for n, s in data["sets"].items() if "solved_only_with_budget" in s)]
     return lines
 
 
@@ -489,6 +495,16 @@ def readme_figures() -> str:
         seconds = r.get("median_seconds_per_problem")
         lines.append(f"- {r['mode']} on the first {r['n']} of them ({r['engine']}): {r['answer_accuracy']:.3f}"
                      + (f" at a median {seconds:.1f} s a problem" if seconds else "") + ".")
+    timed = _load("time_budget")
+    if timed and "math500" in timed["sets"]:
+        s = timed["sets"]["math500"]
+        both, alone = s["without_budget"], s.get("with_budget_all", s["with_budget"])
+        lines.append(f"- {timed['mode']} stops its second round after {timed['budget_seconds']:g} s "
+                     f"(bench/time_budget.py): on MATH-500's first {alone['n']} problems "
+                     f"{alone['answer_accuracy']:.3f} at a median {alone['median_seconds']:.1f} s (the longest "
+                     f"{alone['max_seconds']:.0f} s); without the budget, on the first {both['n']}, "
+                     f"{both['answer_accuracy']:.3f} at a median {both['median_seconds']:.1f} s (the longest "
+                     f"{both['max_seconds']:.0f} s).")
     return "\n".join(lines)
 
 

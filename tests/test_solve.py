@@ -108,6 +108,17 @@ def test_program_mode_runs_the_program_and_shows_it():
     assert generator.calls[0]["stops"] == PROGRAM_STOPS and generator.calls[0]["questions"] == ["q"]
 
 
+@pytest.mark.parametrize("program, shown", [("import sympy\nprint(sympy.Integer(1) / 0)", "zoo"),
+                                            ("print(float('nan'))", "nan"), ("def f():\n    pass\nprint(f())", "None")])
+def test_a_program_that_prints_no_value_is_corrected(program, shown):
+    generator = Scripted([f"```python\n{program}\n```", "```python\nprint(72)\n```"])
+    [s] = solve(generator, ["q"], "program")
+    assert s.final_answer == "72" and s.attempts == 2  # shown the reason and corrected
+    assert f"the program printed {shown}, which is not a value" in generator.calls[1]["questions"][0]
+    [s] = solve(Scripted([f"```python\n{program}\n```"]), ["q"], "program", repairs=0)
+    assert s.final_answer is None and not s.program_ok  # never counted as an answer (nor in a vote)
+
+
 def test_program_mode_shows_only_what_came_before_the_program():
     reply = "Half of 48 is 24.\n```python\nprint(48 + 24)\n```\nSo the answer is \\boxed{99}."
     [s] = solve(Scripted([reply]), ["q"], "program")

@@ -182,6 +182,16 @@ def _program_answer(output: str) -> str | None:
     return f"{value:.12g}"
 
 
+# What a program prints when its computation went wrong: never an answer (sympy's complex infinity, NaN, None)
+NOT_VALUES = frozenset({"zoo", "-zoo", "nan", "-nan", "none", "undefined"})
+
+
+def _printed_no_value(output: str) -> bool:
+    """Whether the last line a program printed is not a value at all (``zoo`` from dividing by zero, ``nan``)."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    return bool(lines) and lines[-1].lower() in NOT_VALUES
+
+
 def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seconds: float) -> Solution:
     """Read one generation as a solution of ``mode`` (runs the program for ``program`` and ``code``; a code answer's
     text begins with CODE_PREFIX)."""
@@ -208,6 +218,10 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
     ok, error = result.ok, result.error
     if ok and final is None:  # ran without printing an answer (e.g. a program cut off at the token limit)
         ok, error = False, "the program printed nothing; it must print the final answer"
+    elif ok and _printed_no_value(result.output):  # sympy's zoo (a division by zero), nan, a function's None
+        ok, error, final = False, (f"the program printed {result.output.strip().splitlines()[-1].strip()}, which is "
+                                   "not a value (a division by zero, an undefined result, or a function that "
+                                   "returned nothing); it must print the final answer"), None
     shown = "\n".join(part for part in (explanation, f"```python\n{program}\n```",
                                         f"Output: {result.output.strip()}" if ok else f"The program failed: {error}",
                                         (f"The answer is \\({final}\\)." if "\\" in final else f"The answer is {final}.")

@@ -289,3 +289,11 @@ def test_the_server_caps_a_votes_time_budget():
     assert capped.within_time(SolveConfig(mode="vote")).time_budget == 30  # none asked: the limit
     assert capped.within_time(SolveConfig(mode="vote", time_budget=10)).time_budget == 10  # less is kept
     assert TutorService(None, ServeSettings()).within_time(SolveConfig(mode="vote")).time_budget is None
+    from mathtune.serve.describe import public_description
+
+    class Described:  # what /v1/models shows: the budget a vote will get, the cap included
+        def describe(self):
+            return {"folder": "", "solve": SolveConfig(mode="vote", time_budget=60).model_dump()}
+
+    shown = public_description("tutor", Described(), ServeSettings(tutor_time_budget=30))
+    assert shown["solve"]["time_budget"] == 30

@@ -149,6 +149,53 @@ def test_disconnected_stream_stops_generating(tutor_dir):
     assert steps["n"] < 500, steps["n"]
 
 
+def test_a_vote_whose_client_goes_away_stops_sampling(tutor_dir):
+    """A vote (not streamed) whose client disconnects stops before its next sample: its sequences are freed."""
+    import asyncio
+    import time
+
+    app = create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=300))
+    model = app.state.mathtune.models["tutor"].generator.model
+    steps = {"n": 0}
+    original = model.forward
+
+    def counting(*args, **kwargs):
+        steps["n"] += 1
+        time.sleep(0.005)  # nine samples of up to 300 tokens: over 13 s
+        return original(*args, **kwargs)
+
+    model.forward = counting
+    body = json.dumps({"question": "what is 5 plus 5?", "mode": "vote", "samples": 9, "vote_over": "cot",
+                       "tiebreak": "none", "max_new_tokens": 300, "retrieval": False}).encode()
+    sent: list[dict] = []
+
+    async def scenario():
+        sent_body = False
+
+        async def receive():
+            nonlocal sent_body
+            if not sent_body:
+                sent_body = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return {"type": "http.disconnect"}  # the client is gone as soon as it has asked
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/v1/tutor", "raw_path": b"/v1/tutor", "query_string": b"",
+                 "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http",
+                 "server": ("t", 80), "client": ("c", 1), "root_path": "", "app": app}
+        await asyncio.wait_for(app(scope, receive, send), timeout=30)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        model.forward = original
+    # the sample being decoded when the disconnect was seen finishes; none of the other eight is begun
+    assert steps["n"] <= 2 * 300 + 10, steps["n"]
+    assert sent and sent[0]["status"] == 200
+
+
 def test_the_whole_prompt_is_saved_and_read_back(tutor_dir, tmp_path):
     """System prompt, layout, retrieval header, stops, answer pattern and refusal travel with the model."""
     import shutil

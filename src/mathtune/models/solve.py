@@ -233,16 +233,17 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
           early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0,
-          then_over: str | None = None, first_round: int = 0, time_budget: float | None = None) -> list[Solution]:
+          then_over: str | None = None, first_round: int = 0, time_budget: float | None = None,
+          stop: threading.Event | None = None) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote, in two rounds
     with ``agree_first``, within ``time_budget`` seconds each when given); a program that fails is shown its error
-    and corrected up to ``repairs`` times."""
+    and corrected up to ``repairs`` times. Setting ``stop`` (a client gone) ends a vote's sampling at the next token."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
-                     agree_first, then_over, first_round, time_budget) for q, c in zip(questions, contexts)]
+                     agree_first, then_over, first_round, time_budget, stop) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
     generations = _generate(generator, questions, mode, max_new_tokens, contexts)
     per = (time.perf_counter() - start) / max(len(questions), 1)
@@ -252,12 +253,12 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
 
 
 def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=None,
-             max_new_tokens: int = 512) -> list[Solution]:
+             max_new_tokens: int = 512, stop: threading.Event | None = None) -> list[Solution]:
     """``solve`` with a recipe's (or a saved tutor's) solving settings."""
     return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
                  base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak,
                  agree_first=settings.agree_first, then_over=settings.then_over, first_round=settings.first_round,
-                 time_budget=settings.time_budget)
+                 time_budget=settings.time_budget, stop=stop)
 
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:
@@ -458,6 +459,16 @@ def sample_modes(base: str, k: int) -> list[str]:
     return [("cot", "program")[i % 2] if base == "mixed" else base for i in range(k)]
 
 
+class _Either:
+    """Set when either event is (what a batch checks at each token: the vote decided, or the client gone)."""
+
+    def __init__(self, *events):
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+
 class _EarlyVote:
     """Decides a vote whose samples decode together as they finish: once the answers in can no longer be outvoted
     by the samples still decoding, ``cancel`` is set and those stop at their next token. A sample's answer here
@@ -501,19 +512,21 @@ class _EarlyVote:
 
 def _drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
                     seed: int, repairs: int, early_stop: bool = True, prior: list[Solution] = (),
-                    modes: list[str] | None = None, deadline: float | None = None) -> tuple[list[Solution], bool]:
+                    modes: list[str] | None = None, deadline: float | None = None,
+                    stop: threading.Event | None = None) -> tuple[list[Solution], bool]:
     """The k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
     repairs of failed programs decode side by side; with ``early_stop`` the vote ends as soon as the finished
     samples (with the ``prior`` answers of an earlier round) decide it (the same answer all would give) and the
     others are cut off. At ``deadline`` (a ``time.perf_counter()`` reading) the samples still decoding are cut off
-    too, once one answer is in (with the ``prior`` ones), and failed programs are no longer corrected. Returns the
-    samples and whether the deadline cut any off."""
+    too, once one answer is in (with the ``prior`` ones), and failed programs are no longer corrected; so are they
+    all once ``stop`` is set (the client is gone). Returns the samples and whether the deadline cut any off."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = modes or sample_modes(base, k)
     wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
     early = _EarlyVote(k, generator.tutor_prompt, prior, early_stop)
-    watched = early_stop or deadline is not None
+    watched = early_stop or deadline is not None or stop is not None
+    cancel = _Either(early.cancel, stop) if stop is not None else early.cancel
     timer = threading.Timer(max(deadline - time.perf_counter(), 0.0), early.time_is_up) if deadline else None
     if timer is not None:
         timer.daemon = True
@@ -521,13 +534,14 @@ def _drawn_together(generator, question: str, context, max_new_tokens: int, k: i
     try:
         with ThreadPoolExecutor(max_workers=k) as pool:
             batches = {mode: pool.submit(_sample, generator, question, mode, n, max_new_tokens, context, temperature,
-                                         seed + 100 * j, early.cancel if watched else None,
+                                         seed + 100 * j, cancel if watched else None,
                                          (lambda _i, g, mode=mode: early.finished(mode, g)) if watched else None)
                        for j, (mode, n) in enumerate(wanted.items())}
             drawn = [(mode, g) for mode, batch in batches.items() for g in batch.result()]
             late = early.out_of_time
+            gone = stop is not None and stop.is_set()
             samples = [pool.submit(_one_sample, generator, question, context, mode, g, max_new_tokens,
-                                   0 if late else repairs, temperature, seed + i, early.read.get((mode, g.text)))
+                                   0 if late or gone else repairs, temperature, seed + i, early.read.get((mode, g.text)))
                        for i, (mode, g) in enumerate(drawn)]
             return [sample.result() for sample in samples], late and len(drawn) < k
     finally:
@@ -545,7 +559,8 @@ def _one_sample(generator, question, context, mode, generation, max_new_tokens, 
 
 def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
                    seed: int, repairs: int, early_stop: bool, prior: list[Solution] = (),
-                   modes: list[str] | None = None, deadline: float | None = None) -> tuple[list[Solution], bool]:
+                   modes: list[str] | None = None, deadline: float | None = None,
+                   stop: threading.Event | None = None) -> tuple[list[Solution], bool]:
     """Samples one after another (a generator that decodes one sequence at a time), stopping once decided (with
     the ``prior`` answers of an earlier round), or at ``deadline`` once there is an answer; the samples, and
     whether the deadline stopped them."""
@@ -553,6 +568,8 @@ def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: in
     for i, mode in enumerate(modes or sample_modes(base, k)):
         if deadline is not None and time.perf_counter() >= deadline and (prior or samples):
             return samples, True
+        if stop is not None and stop.is_set():
+            break
         g = _generate(generator, [question], mode, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
         late = deadline is not None and time.perf_counter() >= deadline
         samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, 0 if late else repairs,
@@ -569,9 +586,10 @@ def _drawn(generator, *args, **kwargs) -> tuple[list[Solution], bool]:
 
 
 def _first_round(generator, question: str, context, max_new_tokens: int, n: int, base: str, temperature: float,
-                 seed: int, repairs: int) -> list[Solution]:
+                 seed: int, repairs: int, stop: threading.Event | None = None) -> list[Solution]:
     """The greedy answer (in the base's first mode) and n - 1 samples of the next modes, drawn together on a
-    parallel generator; the greedy answer comes first."""
+    parallel generator; the greedy answer comes first. ``stop`` ends the samples (not the greedy answer, which is
+    bounded by the token budget)."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = sample_modes(base, n)
@@ -581,7 +599,7 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
 
     def sampled() -> list[Solution]:
         return _drawn(generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False,
-                      modes=modes[1:])[0]
+                      modes=modes[1:], stop=stop)[0]
 
     if not generator.parallel:  # one sequence at a time
         return [greedy(), *sampled()]
@@ -599,7 +617,7 @@ def _agreeing(samples: list[Solution]) -> int:
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
          tiebreak: str | None = None, agree_first: int = 0, then_over: str | None = None,
-         first_round: int = 0, time_budget: float | None = None) -> Solution:
+         first_round: int = 0, time_budget: float | None = None, stop: threading.Event | None = None) -> Solution:
     """k samples of ``base`` (cot, program, code, or a mix); the answer most samples agree on (math-verify equivalence),
     and the agreement among the samples drawn. A parallel generator draws all k together; a sequential one draws
     them in turn and, with ``early_stop``, stops once the rest could not change the majority (the chosen answer is
@@ -615,7 +633,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     ``base``); ``method`` says both when the second round was drawn: ``vote(code,program)``.
     With ``time_budget`` (seconds), once the vote has taken that long the samples still being drawn stop and the
     answer is voted from those finished (at least one: the first round, with agree_first, always completes);
-    failed programs are no longer corrected, nor a tie-break asked, and ``out_of_time`` says so."""
+    failed programs are no longer corrected, nor a tie-break asked, and ``out_of_time`` says so. Setting ``stop``
+    (the client is gone) ends the sampling at the next token, begins no further round and asks no tie-break."""
     for over in (base, then_over or base):
         if over not in VOTE_OVER:
             raise ValueError(f"vote over {over!r}: choose {', '.join(VOTE_OVER)}")
@@ -629,21 +648,27 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     deadline = start + time_budget if time_budget else None
     greedy, ended, late = None, False, False
     if adaptive:
-        samples = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed, repairs)
+        samples = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed, repairs,
+                               stop)
         greedy = samples[0]
         if _agreeing(samples) >= agree_first:
             then_over, ended = None, True  # no second round: its mode is not named
+        elif stop is not None and stop.is_set():
+            then_over = None  # nobody is waiting for a second round
         elif deadline is not None and time.perf_counter() >= deadline:
             then_over, late = None, True  # the first round took the whole budget: no second round is begun
         else:
             second = then_over or base
             more, late = _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
                                 seed + first, repairs, early_stop, prior=samples,
-                                modes=sample_modes(second, k)[first:], deadline=deadline)
+                                modes=sample_modes(second, k)[first:], deadline=deadline, stop=stop)
             samples += more
     else:
         samples, late = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
-                               early_stop, deadline=deadline)
+                               early_stop, deadline=deadline, stop=stop)
+        if not samples:  # stopped before any sample finished: there is no answer, and nobody to give it to
+            return Solution("", None, vote_label(base), voted_over=base, samples=0, k=k,
+                            seconds=time.perf_counter() - start)
     groups = _answer_groups(samples)
     top = max((len(g) for g in groups), default=0)
     chosen = max(groups, key=len)[0] if groups else samples[0]
@@ -651,8 +676,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     if tiebreak and top <= 1 and len(samples) > 1:
         if greedy is not None and sample_modes(base, 1)[0] == tiebreak:
             decider = greedy  # the first round's greedy answer is the tie-break's answer: not asked again
-        elif deadline is not None and time.perf_counter() >= deadline:
-            decider = None  # out of time: the first answer drawn stands
+        elif deadline is not None and time.perf_counter() >= deadline or stop is not None and stop.is_set():
+            decider = None  # out of time (or nobody waiting): the first answer drawn stands
         else:
             [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
             tokens += decider.new_tokens

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
@@ -168,7 +168,7 @@ def build_tutor_router(app_state) -> APIRouter:
         app_state.metrics.predictions.labels(model="tutor", label="refused" if refused else "answered").inc()
 
     @router.post("/v1/tutor", response_model=TutorResponse, summary="Solve a math problem step by step (SSE when stream=true)")
-    async def tutor(body: TutorRequest):
+    async def tutor(body: TutorRequest, request: Request):
         tutor = service()
         try:
             question = tutor.question(body.question)
@@ -193,7 +193,7 @@ def build_tutor_router(app_state) -> APIRouter:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
         start = time.perf_counter()
-        solution = await tutor.solve(question, context, solving, budget)
+        solution = await tutor.solve_for(request, question, context, solving, budget)
         count(solution.refused)
         return TutorResponse(model=tutor.model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
@@ -206,13 +206,16 @@ def build_tutor_router(app_state) -> APIRouter:
 async def _stream_solution(tutor: TutorService, question, budget, context, first: str, solving):
     yield first
     start = time.perf_counter()
+    stop = threading.Event()  # set when the client goes away (the stream is closed): the vote's samples stop
     try:  # the place in the line is the stream's (taken before the response began)
         solution = (await tutor.model.run(solve_as, tutor.model.generator, [question], tutor.within_time(solving),
-                                          [context], budget))[0]
+                                          [context], budget, stop))[0]
     except Exception:  # noqa: BLE001
         log.exception("tutor solving failed")
         yield _sse("error", {"error": "solving failed; the server log has the details"})
         return
+    finally:
+        stop.set()
     yield _sse("done", {"model": tutor.model.source, **solution_fields(solution),
                         "seconds": round(time.perf_counter() - start, 3)})
 

@@ -65,11 +65,39 @@ class TutorService:
     async def retrieve(self, question: str, k: int | None = None, retrieval: bool = True):
         return (await self.model.run(self.model.retrieve, question, k)) if retrieval else (None, [])
 
-    async def solve(self, question: str, context, solving: SolveConfig, budget: int) -> Solution:
-        """One solution as ``solving`` says, holding a place in the tutor's line while it is made."""
+    async def solve(self, question: str, context, solving: SolveConfig, budget: int,
+                    stop: threading.Event | None = None) -> Solution:
+        """One solution as ``solving`` says, holding a place in the tutor's line while it is made; setting ``stop``
+        (the asker is gone) ends a vote's sampling at the next token."""
         with self.gate.place():
             return (await self.model.run(solve_as, self.model.generator, [question], self.within_time(solving),
-                                         [context], budget))[0]
+                                         [context], budget, stop))[0]
+
+    async def solve_for(self, request, question: str, context, solving: SolveConfig, budget: int) -> Solution:
+        """``solve`` for an HTTP request: when its client goes away before the answer, the vote's samples stop at
+        their next token, so its sequences are free for the next teacher. (The request's own receive channel is
+        listened on, as a streamed response does: Request.is_disconnected cannot see through Starlette's
+        BaseHTTPMiddleware.)"""
+        import asyncio
+
+        async def client_gone() -> None:
+            try:
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+            except Exception:  # noqa: BLE001 - a channel that fails is a client that is gone
+                return
+
+        stop = threading.Event()
+        task = asyncio.ensure_future(self.solve(question, context, solving, budget, stop))
+        listener = asyncio.ensure_future(client_gone())
+        try:
+            done, _ = await asyncio.wait({task, listener}, return_when=asyncio.FIRST_COMPLETED)
+            if listener in done and not task.done():
+                stop.set()
+            return await task
+        finally:
+            listener.cancel()
+            stop.set()
 
     async def pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
                      temperature: float = 0.0, seed: int | None = None, mode: str = "cot") -> AsyncIterator[str]:

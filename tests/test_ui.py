@@ -256,14 +256,21 @@ def test_tutor_money_math_refusal_and_chat_controls(ui):
     ui.wait_for_selector("#tutor-continue", state="visible", timeout=15000)
     ui.click("#tutor-continue")
     wait_idle(ui)
+    stored = "localStorage.getItem('mathtune-tutor-turns')"  # the conversation as Gradio keeps it (encrypted)
     ui.fill(box("tutor-input"), "Write a poem about autumn.")
+    kept = ui.evaluate(stored)
     ui.press(box("tutor-input"), "Enter")
     ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('I can only help with math')")
     assert chat_rows(ui) == 4
+    # the browser state is written after the event ends, and to localStorage a moment later: on a busy machine a
+    # reload before that reads an older chat, so each step waits until its own copy is written
+    ui.wait_for_function(f"v => {stored} !== v", arg=kept, timeout=30000)
+    kept = ui.evaluate(stored)
     ui.click("#tutor-undo")
     ui.wait_for_function("document.querySelectorAll('#tutor-chat .message-row').length === 2")
-    wait_idle(ui)  # the browser state is written after the event ends; a reload before that reads the old chat
-    ui.wait_for_timeout(2000)  # and Gradio writes it to localStorage a moment later
+    wait_idle(ui)
+    ui.wait_for_function(f"v => {stored} !== v", arg=kept, timeout=30000)
+    ui.wait_for_timeout(500)
     ui.reload()  # the conversation is kept in the browser
     ui.wait_for_selector("#tabs")
     open_tab(ui, "Tutor")

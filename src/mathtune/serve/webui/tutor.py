@@ -302,8 +302,12 @@ def _answerer(gr, state, model):
 
                 context, _ = await tutor.retrieve(prompt)
                 solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
-                solution = await asyncio.wait_for(tutor.solve(prompt, context, solving, budget),
-                                                  settings.ui_timeout_s)
+                stop = threading.Event()  # Stop, a closed page or the time limit: the vote's samples stop too
+                try:
+                    solution = await asyncio.wait_for(tutor.solve(prompt, context, solving, budget, stop),
+                                                      settings.ui_timeout_s)
+                finally:
+                    stop.set()
                 turn.pop("streaming", None)
                 turn.update(a=solution.answer, final=solution.final_answer,
                             note=how_checked(solution, MEASURED.get(model.source)) + cut)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -95,102 +97,81 @@ def test_no_tutor_served_is_404(tmp_path):
     assert response.status_code == 404 and "no tutor model" in response.json()["error"]
 
 
-def test_disconnected_stream_stops_generating(tutor_dir):
-    """A streaming client that goes away frees the inference thread within a second."""
-    import asyncio
-    import time
-
-    from mathtune.serve.models import INFERENCE
-
-    app = create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4000))
-    generator = app.state.mathtune.models["tutor"].generator
-    model = generator.model
+@contextmanager
+def _counted_steps(model, delay: float):
+    """The model's forward passes, each made ``delay`` seconds slower (a slow model), counted in ``steps["n"]``."""
     steps = {"n": 0}
     original = model.forward
 
     def counting(*args, **kwargs):
         steps["n"] += 1
-        time.sleep(0.01)  # a slow model: 4000 tokens would take over 40 s
+        time.sleep(delay)
         return original(*args, **kwargs)
 
     model.forward = counting
-    body = json.dumps({"question": "what is 5 plus 5?", "stream": True, "max_new_tokens": 4000,
-                       "retrieval": False}).encode()
-    tokens = asyncio.Event()
+    try:
+        yield steps
+    finally:
+        model.forward = original
+
+
+def _ask_then_leave(app, body: dict, leave_when=None) -> list[dict]:
+    """POST ``body`` to /v1/tutor straight through the ASGI app, as a client that disconnects right after sending
+    it, or once a message the server sends satisfies ``leave_when``; the messages sent."""
+    import asyncio
+
+    sent: list[dict] = []
 
     async def scenario():
-        sent_body = False
+        left = asyncio.Event()
+        if leave_when is None:
+            left.set()
+        messages = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
 
         async def receive():
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await tokens.wait()
+            if messages:
+                return messages.pop(0)
+            await left.wait()
             return {"type": "http.disconnect"}
 
         async def send(message):
-            if message["type"] == "http.response.body" and b"event: token" in message.get("body", b""):
-                tokens.set()
+            sent.append(message)
+            if leave_when is not None and leave_when(message):
+                left.set()
 
         scope = {"type": "http", "method": "POST", "path": "/v1/tutor", "raw_path": b"/v1/tutor", "query_string": b"",
                  "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http",
                  "server": ("t", 80), "client": ("c", 1), "root_path": "", "app": app}
         await asyncio.wait_for(app(scope, receive, send), timeout=30)
 
-    try:
-        asyncio.run(scenario())
+    asyncio.run(scenario())
+    return sent
+
+
+def test_disconnected_stream_stops_generating(tutor_dir):
+    """A streaming client that goes away frees the inference thread within a second."""
+    from mathtune.serve.models import INFERENCE
+
+    app = create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4000))
+    model = app.state.mathtune.models["tutor"].generator.model
+    with _counted_steps(model, 0.01) as steps:  # a slow model: 4000 tokens would take over 40 s
+        _ask_then_leave(app, {"question": "what is 5 plus 5?", "stream": True, "max_new_tokens": 4000,
+                              "retrieval": False},
+                        leave_when=lambda m: m["type"] == "http.response.body" and b"event: token" in m.get("body", b""))
         start = time.perf_counter()
         INFERENCE.submit(lambda: None).result(timeout=10)
         freed = time.perf_counter() - start
-    finally:
-        model.forward = original
     assert freed < 1.0, freed
     assert steps["n"] < 500, steps["n"]
 
 
 def test_a_vote_whose_client_goes_away_stops_sampling(tutor_dir):
     """A vote (not streamed) whose client disconnects stops before its next sample: its sequences are freed."""
-    import asyncio
-    import time
-
     app = create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=300))
     model = app.state.mathtune.models["tutor"].generator.model
-    steps = {"n": 0}
-    original = model.forward
-
-    def counting(*args, **kwargs):
-        steps["n"] += 1
-        time.sleep(0.005)  # nine samples of up to 300 tokens: over 13 s
-        return original(*args, **kwargs)
-
-    model.forward = counting
-    body = json.dumps({"question": "what is 5 plus 5?", "mode": "vote", "samples": 9, "vote_over": "cot",
-                       "tiebreak": "none", "max_new_tokens": 300, "retrieval": False}).encode()
-    sent: list[dict] = []
-
-    async def scenario():
-        sent_body = False
-
-        async def receive():
-            nonlocal sent_body
-            if not sent_body:
-                sent_body = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return {"type": "http.disconnect"}  # the client is gone as soon as it has asked
-
-        async def send(message):
-            sent.append(message)
-
-        scope = {"type": "http", "method": "POST", "path": "/v1/tutor", "raw_path": b"/v1/tutor", "query_string": b"",
-                 "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http",
-                 "server": ("t", 80), "client": ("c", 1), "root_path": "", "app": app}
-        await asyncio.wait_for(app(scope, receive, send), timeout=30)
-
-    try:
-        asyncio.run(scenario())
-    finally:
-        model.forward = original
+    with _counted_steps(model, 0.005) as steps:  # nine samples of up to 300 tokens: over 13 s
+        sent = _ask_then_leave(app, {"question": "what is 5 plus 5?", "mode": "vote", "samples": 9, "vote_over": "cot",
+                                     "tiebreak": "none", "max_new_tokens": 300, "retrieval": False})
     # the sample being decoded when the disconnect was seen finishes; none of the other eight is begun
     assert steps["n"] <= 2 * 300 + 10, steps["n"]
     assert sent and sent[0]["status"] == 200

@@ -12,8 +12,9 @@ def public_description(name: str, model, settings) -> dict:
     folder = info.pop("folder")
     info["plots"] = [f"/v1/models/{name}/plots/{p}" for p in PLOTS if folder and (Path(folder) / p).is_file()]
     info["mlflow_ui_url"] = settings.mlflow_ui_url
-    limit = getattr(settings, "tutor_time_budget", None)
-    solve = info.get("solve")
-    if solve is not None and limit is not None:  # the server's cap is what a vote gets
-        solve["time_budget"] = min(solve.get("time_budget") or limit, limit)
+    if info.get("solve") is not None:  # what a vote gets: the tutor's own budget within the server's cap
+        from ..config import SolveConfig
+        from .tutor_service import within_time
+
+        info["solve"] = within_time(SolveConfig.model_validate(info["solve"]), settings.tutor_time_budget).model_dump()
     return info

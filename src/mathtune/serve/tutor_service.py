@@ -17,6 +17,13 @@ from ..tasks.scope import in_scope
 DEFAULT_MAX_NEW_TOKENS = 384
 
 
+def within_time(solving: SolveConfig, limit: float | None) -> SolveConfig:
+    """``solving`` with its vote's time budget cut to ``limit`` seconds (a vote without one gets it); None: as it is."""
+    if limit is None or (solving.time_budget is not None and solving.time_budget <= limit):
+        return solving
+    return solving.model_copy(update={"time_budget": limit})
+
+
 class QuestionError(MathtuneError):
     """A question the tutor cannot take (empty, too long): the API answers 422, the Tutor tab shows the message."""
 
@@ -43,10 +50,7 @@ class TutorService:
 
     def within_time(self, solving: SolveConfig) -> SolveConfig:
         """``solving`` with its vote's time budget cut to the server's limit (MATHTUNE_TUTOR_TIME_BUDGET), if any."""
-        limit = self.settings.tutor_time_budget
-        if limit is None or (solving.time_budget is not None and solving.time_budget <= limit):
-            return solving
-        return solving.model_copy(update={"time_budget": limit})
+        return within_time(solving, self.settings.tutor_time_budget)
 
     def question(self, text: str | None) -> str:
         """The question as the tutor takes it (trimmed), or QuestionError saying what to change."""

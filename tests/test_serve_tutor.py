@@ -317,6 +317,10 @@ def test_the_server_caps_a_votes_time_budget():
     assert capped.within_time(SolveConfig(mode="vote")).time_budget == 30  # none asked: the limit
     assert capped.within_time(SolveConfig(mode="vote", time_budget=10)).time_budget == 10  # less is kept
     assert TutorService(None, ServeSettings()).within_time(SolveConfig(mode="vote")).time_budget is None
+    from types import SimpleNamespace
+
+    served = SimpleNamespace(generator=SimpleNamespace(solving=SolveConfig(mode="vote", time_budget=60)))
+    assert TutorService(served, ServeSettings(tutor_time_budget=30)).solving.time_budget == 30  # what the page offers
     from mathtune.serve.describe import public_description
 
     class Described:  # what /v1/models shows: the budget a vote will get, the cap included

@@ -38,7 +38,8 @@ class TutorService:
 
     @property
     def solving(self) -> SolveConfig:
-        return self.model.generator.solving
+        """The tutor's own solving settings, its vote's time budget within the server's cap."""
+        return self.within_time(self.model.generator.solving)
 
     def final_answer(self, text: str) -> str | None:
         return self.model.generator.tutor_prompt.final_answer(text)

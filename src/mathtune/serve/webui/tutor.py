@@ -136,7 +136,8 @@ def tutor_tab(gr, state):
     chat = gr.Chatbot(label="Conversation with the tutor", elem_id="tutor-chat", latex_delimiters=LATEX,
                       buttons=["copy", "copy_all"], height=480, autoscroll=True, feedback_options=None,
                       placeholder="Ask a math question below, or pick an example.")
-    mode = gr.Radio(modes(model.generator.solving), value=model.generator.solving.mode, label="How to solve", elem_id="tutor-mode")
+    solving = TutorService(model, state.settings).solving  # the vote as it runs here: within the server's time cap
+    mode = gr.Radio(modes(solving), value=solving.mode, label="How to solve", elem_id="tutor-mode")
     question = gr.Textbox(label="Your question", lines=1, max_lines=8, elem_id="tutor-input",
                           placeholder="Type a math problem; $...$ for math, $5 is money.")
     error = gr.HTML(visible=False, elem_id="tutor-error")

@@ -87,6 +87,10 @@ def test_unserved_task_is_404(model_dirs):
     only_topics = TestClient(create_app(model_dirs[:1]))
     response = only_topics.post("/v1/products", json={"records": [{"title": "x"}]})
     assert response.status_code == 404 and "no products model" in response.json()["error"]
+    # the task nobody serves is said first, whatever the body lacks
+    for route, body in (("/v1/products", {}), ("/v1/misconceptions", {"items": "x"})):
+        response = only_topics.post(route, json=body)
+        assert response.status_code == 404 and "model is served here" in response.json()["error"], route
 
 
 def test_api_key(model_dirs):

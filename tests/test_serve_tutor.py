@@ -95,6 +95,8 @@ def test_no_tutor_served_is_404(tmp_path):
     app = create_app({}, ServeSettings())
     response = TestClient(app).post("/v1/tutor", json={"question": "1+1?"})
     assert response.status_code == 404 and "no tutor model" in response.json()["error"]
+    response = TestClient(app).post("/v1/tutor", json={"mode": "nonsense"})  # said before the body's faults
+    assert response.status_code == 404 and "no tutor model" in response.json()["error"]
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Literal
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
@@ -168,8 +168,8 @@ def build_tutor_router(app_state) -> APIRouter:
         app_state.metrics.predictions.labels(model="tutor", label="refused" if refused else "answered").inc()
 
     @router.post("/v1/tutor", response_model=TutorResponse, summary="Solve a math problem step by step (SSE when stream=true)")
-    async def tutor(body: TutorRequest, request: Request):
-        tutor = service()
+    async def tutor(body: TutorRequest, request: Request, tutor: TutorService = Depends(service)):
+        # the dependency runs before the body is checked: with no tutor served, any body is a 404
         try:
             question = tutor.question(body.question)
         except QuestionError as err:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException
 
 from ..models import ServedModel
 
@@ -21,6 +21,13 @@ class Predictions:
             raise HTTPException(status_code=404, detail=f"no {task} model is served here (served: {served}); start the "
                                                         f"server with --model pointing at one")
         return model
+
+    def served(self, task: str):
+        """A route dependency: a request for a task nobody serves is a 404 before its body is read, so a client
+        learns that first, not which fields its body lacks."""
+        def dependency() -> None:
+            self.model_for(task)
+        return Depends(dependency)
 
     async def predict(self, model: ServedModel, frame: pd.DataFrame, k: int):
         # each request is checked on its own before it may share a batch: a record missing a field gets its

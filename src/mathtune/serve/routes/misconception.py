@@ -44,7 +44,8 @@ async def diagnose(served: Predictions, settings, items: list[MisconceptionItem]
 def build(served: Predictions, settings) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/misconceptions", response_model=MisconceptionsResponse,
+    @router.post("/v1/misconceptions", dependencies=[served.served("misconception")],
+                 response_model=MisconceptionsResponse,
                  summary="Rank Category:Misconception labels for student explanations")
     async def misconceptions(body: MisconceptionsRequest) -> MisconceptionsResponse:
         return (await diagnose(served, settings, body.items))[0]

@@ -23,7 +23,8 @@ async def classify_products(served: Predictions, settings, records: list[dict]) 
 def build(served: Predictions, settings) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/products", response_model=ProductsResponse, summary="Classify product records into categories")
+    @router.post("/v1/products", dependencies=[served.served("products")],
+                 response_model=ProductsResponse, summary="Classify product records into categories")
     async def products(body: ProductsRequest) -> ProductsResponse:
         return await classify_products(served, settings, body.records)
 

@@ -28,7 +28,8 @@ async def classify_topics(served: Predictions, settings, questions: list[str]) -
 def build(served: Predictions, settings) -> APIRouter:
     router = APIRouter()
 
-    @router.post("/v1/topics", response_model=TopicsResponse, summary="Classify math questions by topic")
+    @router.post("/v1/topics", dependencies=[served.served("topic")],
+                 response_model=TopicsResponse, summary="Classify math questions by topic")
     async def topics_route(body: TopicsRequest) -> TopicsResponse:
         return await classify_topics(served, settings, body.questions)
 

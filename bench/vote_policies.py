@@ -93,7 +93,7 @@ def draw_second(start: int, n: int) -> None:
         if i in done:
             continue
         t = time.perf_counter()
-        first = _first_round(generator, pairs.questions[i], None, 512, 3, "code", 0.7, 0, 1)
+        first = _first_round(generator, pairs.questions[i], None, 512, 3, "code", 0.7, 0, 1)[0]
         row = {"i": i, "first": [reading(s, i) for s in first], "agreed": _agreeing(first) >= 2,
                "sec_first": round(time.perf_counter() - t, 2)}
         if not row["agreed"]:

@@ -3,6 +3,7 @@ sockets or print megabytes are stopped and reported; cot / program / vote over a
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -83,11 +84,13 @@ class Scripted:
         return Generation(self.replies.pop(0), 10, 0.01)
 
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature=0.0, seed=None, stops=(), prefix=None):
+                 temperature=0.0, seed=None, stops=(), prefix=None, cancel=None):
         from mathtune.models.generate import Generation
 
         self.calls.append({"system": system, "temperature": temperature, "seed": seed, "stops": stops,
                            "questions": list(questions), "contexts": list(contexts or [])})
+        if cancel is not None:
+            self.calls[-1]["cancel"] = cancel
         if prefix is not None:
             self.calls[-1]["prefix"] = prefix
         return [Generation(self.replies.pop(0), 10, 0.01) for _ in questions]
@@ -539,12 +542,86 @@ def test_a_time_budget_cuts_the_second_round_and_the_finished_samples_vote():
     assert not s.out_of_time and s.samples == 7 and s.votes == {"72": 1, "71": 3, "70": 1, "69": 1, "68": 1}
 
 
-def test_a_first_round_that_spends_the_budget_begins_no_second():
+def test_a_first_round_that_spends_the_budget_stops_its_samples_and_begins_no_second():
+    # the greedy answer is in at once; the budget runs out while the first sample decodes: it and the next stop
     generator = Slow(["print(72)\n```", "print(71)\n```", "print(70)\n```", "print(71)\n```"], 0.3)
     [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, first_round=3, tiebreak="code",
                 time_budget=0.2)
-    assert s.out_of_time and s.samples == 3 and s.final_answer == "72"  # the split goes to the greedy answer
+    assert s.out_of_time and s.samples == 1 and s.final_answer == "72"
     assert [c["k"] for c in generator.calls if "k" in c] == [2]  # round two never asked for
+    # one sample in before the budget, the other cut: the two answers in disagree, the split goes to greedy
+    generator = Slow(["print(72)\n```", "print(71)\n```", "print(70)\n```", "print(71)\n```"], 0.3)
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, first_round=3, tiebreak="code",
+                time_budget=0.45)
+    assert s.out_of_time and s.samples == 2 and s.votes == {"72": 1, "71": 1} and s.final_answer == "72"
+    # two that agree still end the vote, as they would have in time
+    generator = Slow(["print(72)\n```", "print(72)\n```", "print(70)\n```"], 0.3)
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, first_round=3, tiebreak="code",
+                time_budget=0.45)
+    assert s.first_round_ended and s.samples == 2 and s.final_answer == "72"
+    # with no budget the whole round is drawn
+    generator = Slow(["print(72)\n```", "print(71)\n```", "print(71)\n```"], 0.05)
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, first_round=3, tiebreak="code")
+    assert not s.out_of_time and s.samples == 3 and s.final_answer == "71"
+
+
+def test_a_first_round_past_the_budget_waits_for_its_first_answer():
+    # nothing in at the deadline: the first answer of the round to come in (here a sample) ends the round
+    class SlowGreedy(Slow):
+        def generate(self, *args, **kwargs):
+            time.sleep(0.5)
+            return super().generate(*args, **kwargs)
+
+    generator = SlowGreedy(["print(71)\n```", "print(70)\n```", "print(72)\n```"], 0.3)
+    start = time.perf_counter()
+    [s] = solve(generator, ["q"], "vote", k=5, base="code", agree_first=2, first_round=3, tiebreak="code",
+                time_budget=0.1)
+    # the first sample is in at 0.3 s, past the budget: the second stops; the greedy answer still completes
+    assert s.out_of_time and s.samples == 2 and time.perf_counter() - start < 0.8
+
+
+class Stalling(Batched):
+    """A parallel generator whose greedy answers (a tie-break, a correction) take ``delay`` seconds unless cancelled
+    first; its samples come at once."""
+
+    def __init__(self, replies, delay):
+        super().__init__(replies)
+        self.delay = delay
+
+    def generate(self, questions, *args, cancel=None, **kwargs):
+        end = time.perf_counter() + self.delay  # a token every 10 ms, each checking cancel (only is_set is promised)
+        while time.perf_counter() < end and not (cancel is not None and cancel.is_set()):
+            time.sleep(0.01)
+        return super().generate(questions, *args, cancel=cancel, **kwargs)
+
+
+def test_the_budget_cuts_a_tiebreak_under_way_and_it_decides_nothing():
+    replies = ["The answer is 5.", "The answer is 6.", "The answer is 7.", "```python\nprint(8)\n```"]
+    start = time.perf_counter()
+    [s] = solve(Stalling(list(replies), 5.0), ["q"], "vote", k=3, tiebreak="program", time_budget=0.3,
+                early_stop=False)
+    assert time.perf_counter() - start < 2.0  # not the tie-break's 5 s
+    assert s.out_of_time and s.decided_by is None and s.final_answer == "5" and s.samples == 3
+    # in time, the same tie-break decides
+    [s] = solve(Stalling(list(replies), 0.05), ["q"], "vote", k=3, tiebreak="program", time_budget=30,
+                early_stop=False)
+    assert not s.out_of_time and s.final_answer == "8" and s.method == "vote(cot)+program"
+
+
+def test_the_budget_cuts_a_correction_under_way_and_the_failed_program_stands():
+    replies = ["print(1 / 0)\n```", "print(1 / 0)\n```", "print(71)\n```", "print(72)\n```"]
+    start = time.perf_counter()
+    [s] = solve(Stalling(list(replies), 5.0), ["q"], "vote", k=2, base="code", tiebreak="none", time_budget=0.3,
+                early_stop=False)
+    assert time.perf_counter() - start < 2.0  # not the corrections' 5 s
+    assert s.final_answer is None and not s.program_ok and s.attempts == 1
+
+
+def test_stop_ends_a_greedy_answer_too():
+    generator = Scripted(["The answer is 5."])
+    stop = threading.Event()
+    [s] = solve(generator, ["q"], "cot", stop=stop)
+    assert s.final_answer == "5" and generator.calls[0]["cancel"] is stop  # handed to the generator
 
 
 def test_a_time_budget_keeps_one_answer_and_stops_a_vote_drawn_in_turn():

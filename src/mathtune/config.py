@@ -169,7 +169,7 @@ class SolveConfig(_Strict):
     then_over: Literal["cot", "program", "code", "mixed"] | None = Field(None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees (a cheap first round, a richer second); empty: vote_over.")
     agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
     first_round: int = Field(0, ge=0, le=9, description="mode vote with agree_first: the answers drawn in the first round (the greedy one and first_round - 1 samples, together); when agree_first of them agree (2 of 3, say) that is the answer; 0: agree_first (they must all agree).")
-    time_budget: float | None = Field(None, gt=0, le=3600, description="mode vote: seconds a vote may take; once they are spent, the samples still being drawn stop and the answer is voted from those finished (at least one: with agree_first the first round always completes), without correcting failed programs or asking a tie-break. Empty: no limit.")
+    time_budget: float | None = Field(None, gt=0, le=3600, description="mode vote: seconds a vote may take; once they are spent, the samples still being drawn stop and the answer is voted from those finished (at least one: with agree_first the first round's greedy answer always completes, and its samples still decoding stop once an answer of the round is in), without correcting failed programs or asking a tie-break. Empty: no limit.")
 
     @field_validator("agree_first")
     @classmethod

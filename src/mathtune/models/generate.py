@@ -100,17 +100,18 @@ class TransformersGenerator:
     @torch.no_grad()
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
                  temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
-                 prefix: str | None = None) -> list[Generation]:
+                 prefix: str | None = None, cancel: threading.Event | None = None) -> list[Generation]:
         """Greedy answers (or sampled at ``temperature`` > 0, seeded); ``system`` replaces the system prompt;
         ``stops`` are added to the tutor's stop sequences; ``ignore_eos`` makes exactly max_new_tokens (for speed
-        comparisons at equal length); ``prefix`` begins every answer (only what follows it is returned)."""
+        comparisons at equal length); ``prefix`` begins every answer (only what follows it is returned);
+        ``cancel`` stops the batch at the next token."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
         prompts = [self.prompt(q, c, system, prefix) for q, c in zip(questions, contexts)]
-        return self._generate(prompts, max_new_tokens, ignore_eos, temperature, seed, (*self.stops, *stops))
+        return self._generate(prompts, max_new_tokens, ignore_eos, temperature, seed, (*self.stops, *stops), cancel)
 
     @torch.no_grad()
     def _generate(self, prompts: list[str], max_new_tokens: int, ignore_eos: bool, temperature: float,
-                  seed: int | None, stops: Sequence[str]) -> list[Generation]:
+                  seed: int | None, stops: Sequence[str], cancel: threading.Event | None = None) -> list[Generation]:
         sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature > 0 else {"do_sample": False}
         if temperature > 0 and seed is not None:
             torch.manual_seed(seed)
@@ -121,6 +122,10 @@ class TransformersGenerator:
         with self._lock:
             limits = ({"min_new_tokens": max_new_tokens} if ignore_eos
                       else {"stopping_criteria": self._stopping(batch["input_ids"].shape[1], stops)})
+            if cancel is not None:
+                from transformers import StoppingCriteriaList
+
+                limits.setdefault("stopping_criteria", StoppingCriteriaList()).append(StopOnEvent(cancel))
             out = self.model.generate(**batch, max_new_tokens=max_new_tokens, **sampling,
                                       pad_token_id=self.tokenizer.pad_token_id, **limits)
         seconds = time.perf_counter() - start

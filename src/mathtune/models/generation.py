@@ -25,10 +25,11 @@ class Generator(Protocol):
     def generate(self, questions: Sequence[str], max_new_tokens: int = 256,
                  contexts: Sequence[str | None] | None = None, ignore_eos: bool = False, system: str | None = None,
                  temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
-                 prefix: str | None = None) -> list[Generation]:
+                 prefix: str | None = None, cancel: threading.Event | None = None) -> list[Generation]:
         """Answers to ``questions``; ``system`` replaces the system prompt; ``stops`` are stop sequences added to
         the tutor's own for this call; ``prefix``: every answer begins with it (the model continues it; the text
-        returned is only what follows)."""
+        returned is only what follows); once ``cancel`` is set, generation stops at the next token (the answers
+        come back as far as they got)."""
 
     def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
                temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = (),

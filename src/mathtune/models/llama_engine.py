@@ -132,15 +132,15 @@ class LlamaCppGenerator:
     # -- the Generator protocol -------------------------------------------------------------------------------------
     def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
                  temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
-                 prefix: str | None = None) -> list[Generation]:
+                 prefix: str | None = None, cancel: threading.Event | None = None) -> list[Generation]:
         """Answers to ``questions``, decoded together (one request each, in parallel slots); ``prefix`` begins each
-        (only what follows it is returned)."""
+        (only what follows it is returned); ``cancel`` stops them all at the next token."""
         contexts = list(contexts) if contexts is not None else [None] * len(questions)
 
         def one(i: int) -> Generation:
             body = self._body(self._chat(questions[i], contexts[i], system, prefix), max_new_tokens, temperature,
                               None if seed is None else seed + i, stops, ignore_eos)
-            [result] = self._complete(body)
+            [result] = self._complete(body, cancel)
             return Generation(cut_at_stop(result.text, body["stop"]), result.new_tokens, result.seconds,
                               result.truncated)
 

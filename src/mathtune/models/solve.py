@@ -23,6 +23,7 @@ import math
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Iterator, get_args
@@ -237,7 +238,8 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
           stop: threading.Event | None = None) -> list[Solution]:
     """Solutions of ``questions`` in ``mode`` (greedy for cot/program; k sampled ones voted for vote, in two rounds
     with ``agree_first``, within ``time_budget`` seconds each when given); a program that fails is shown its error
-    and corrected up to ``repairs`` times. Setting ``stop`` (a client gone) ends a vote's sampling at the next token."""
+    and corrected up to ``repairs`` times. Setting ``stop`` (a client gone) ends generation at the next token (a
+    vote's sampling; a greedy answer comes back as far as it got)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
@@ -245,10 +247,11 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
                      agree_first, then_over, first_round, time_budget, stop) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
-    generations = _generate(generator, questions, mode, max_new_tokens, contexts)
+    cancelled = {"cancel": stop} if stop is not None else {}
+    generations = _generate(generator, questions, mode, max_new_tokens, contexts, **cancelled)
     per = (time.perf_counter() - start) / max(len(questions), 1)
     solutions = [solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, per) for g in generations]
-    return [repaired(generator, q, c, g.text, s, max_new_tokens, repairs, mode)
+    return [repaired(generator, q, c, g.text, s, max_new_tokens, repairs, mode, **cancelled)
             for q, c, g, s in zip(questions, contexts, generations, solutions)]
 
 
@@ -273,11 +276,17 @@ def repaired(generator, question: str, context, text: str, solution: Solution, m
     of the conversation, writes a corrected program, up to ``repairs`` times. The answer shows every attempt."""
     history = context if isinstance(context, WorkedExamples) else WorkedExamples((), context or None)
     turns, request = list(history.pairs), question
+    cancel = sampling.get("cancel")
     while solution.program is not None and not solution.program_ok and solution.attempts <= repairs:
+        if cancel is not None and cancel.is_set():  # out of time, or nobody waiting: the failed program stands
+            break
         turns.append((request, text))
         request = REPAIR_REQUEST.format(error=solution.program_error)
         [g] = _generate(generator, [request], mode, max_new_tokens,
                         [WorkedExamples(tuple(turns), history.passages)], **sampling)
+        if cancel is not None and cancel.is_set():  # cut off while correcting: the half-written program is not run
+            solution.new_tokens, solution.seconds = solution.new_tokens + g.new_tokens, solution.seconds + g.seconds
+            break
         fixed = solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, g.seconds)
         text, attempts = g.text, solution.attempts + 1
         if fixed.program is None:  # no corrected program: the failed attempt stands, with what it cost
@@ -298,13 +307,18 @@ def _begun(prefix: str | None, generation: Generation) -> Generation:
     return Generation(prefix + generation.text, generation.new_tokens, generation.seconds, generation.truncated)
 
 
-def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, contexts, **sampling):
+def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, contexts, cancel=None, **sampling):
+    """Greedy (or ``sampling``) answers in ``mode``; once ``cancel`` is set they stop at the next token, and a cot
+    answer's Python block is no longer run."""
     system, prefix = PROMPTS[mode]
     prefixed = {"prefix": prefix} if prefix else {}
+    cancelled = {"cancel": cancel} if cancel is not None else {}  # a generator that predates cancel still works
     generations = generator.generate(questions, max_new_tokens, contexts, system=system, stops=PROGRAM_STOPS,
-                                     **prefixed, **sampling)
+                                     **prefixed, **cancelled, **sampling)
     if mode in PROGRAM_MODES:
         return [_begun(prefix, g) for g in generations]
+    if cancel is not None and cancel.is_set():
+        return generations
     return [with_tools(generator, q, c, g, max_new_tokens, **sampling)
             for q, c, g in zip(questions, contexts, generations)]
 
@@ -469,6 +483,27 @@ class _Either:
         return any(e.is_set() for e in self.events)
 
 
+@contextmanager
+def _expiring(deadline: float | None):
+    """An event set at ``deadline`` (a ``time.perf_counter()`` reading; never without one)."""
+    event = threading.Event()
+    timer = threading.Timer(max(deadline - time.perf_counter(), 0.0), event.set) if deadline is not None else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        yield event
+    finally:
+        if timer is not None:
+            timer.cancel()
+
+
+def _ending(*events) -> _Either | None:
+    """Set once any of ``events`` (None: left out) is; None when there are none."""
+    given = [e for e in events if e is not None]
+    return _Either(*given) if given else None
+
+
 class _EarlyVote:
     """Decides a vote whose samples decode together as they finish: once the answers in can no longer be outvoted
     by the samples still decoding, ``cancel`` is set and those stop at their next token. A sample's answer here
@@ -513,13 +548,15 @@ class _EarlyVote:
 def _drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
                     seed: int, repairs: int, early_stop: bool = True, prior: list[Solution] = (),
                     modes: list[str] | None = None, deadline: float | None = None,
-                    stop: threading.Event | None = None) -> tuple[list[Solution], bool]:
+                    stop: threading.Event | None = None,
+                    expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
     """The k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
     repairs of failed programs decode side by side; with ``early_stop`` the vote ends as soon as the finished
     samples (with the ``prior`` answers of an earlier round) decide it (the same answer all would give) and the
     others are cut off. At ``deadline`` (a ``time.perf_counter()`` reading) the samples still decoding are cut off
-    too, once one answer is in (with the ``prior`` ones), and failed programs are no longer corrected; so are they
-    all once ``stop`` is set (the client is gone). Returns the samples and whether the deadline cut any off."""
+    too, once one answer is in (with the ``prior`` ones), and failed programs are no longer corrected (a correction
+    under way stops once ``expired``, the vote's deadline event, is set); so are they all once ``stop`` is set (the
+    client is gone). Returns the samples and whether the deadline cut any off."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = modes or sample_modes(base, k)
@@ -541,7 +578,8 @@ def _drawn_together(generator, question: str, context, max_new_tokens: int, k: i
             late = early.out_of_time
             gone = stop is not None and stop.is_set()
             samples = [pool.submit(_one_sample, generator, question, context, mode, g, max_new_tokens,
-                                   0 if late or gone else repairs, temperature, seed + i, early.read.get((mode, g.text)))
+                                   0 if late or gone else repairs, temperature, seed + i, early.read.get((mode, g.text)),
+                                   _ending(expired, stop))
                        for i, (mode, g) in enumerate(drawn)]
             return [sample.result() for sample in samples], late and len(drawn) < k
     finally:
@@ -550,17 +588,19 @@ def _drawn_together(generator, question: str, context, max_new_tokens: int, k: i
 
 
 def _one_sample(generator, question, context, mode, generation, max_new_tokens, repairs, temperature, seed,
-                read: Solution | None = None):
+                read: Solution | None = None, cancel=None):
     sample = read if read is not None and read.new_tokens == generation.new_tokens else \
         solution_from_text(generation.text, mode, generator.tutor_prompt, generation.new_tokens, 0.0)
+    cancelled = {"cancel": cancel} if cancel is not None else {}
     return repaired(generator, question, context, generation.text, sample, max_new_tokens, repairs,
-                    mode if mode in PROGRAM_MODES else "program", temperature=temperature, seed=seed)
+                    mode if mode in PROGRAM_MODES else "program", temperature=temperature, seed=seed, **cancelled)
 
 
 def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
                    seed: int, repairs: int, early_stop: bool, prior: list[Solution] = (),
                    modes: list[str] | None = None, deadline: float | None = None,
-                   stop: threading.Event | None = None) -> tuple[list[Solution], bool]:
+                   stop: threading.Event | None = None,
+                   expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
     """Samples one after another (a generator that decodes one sequence at a time), stopping once decided (with
     the ``prior`` answers of an earlier round), or at ``deadline`` once there is an answer; the samples, and
     whether the deadline stopped them."""
@@ -573,7 +613,7 @@ def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: in
         g = _generate(generator, [question], mode, max_new_tokens, [context], temperature=temperature, seed=seed + i)[0]
         late = deadline is not None and time.perf_counter() >= deadline
         samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, 0 if late else repairs,
-                                   temperature, seed + i))
+                                   temperature, seed + i, cancel=_ending(expired, stop)))
         if early_stop and decided(_answer_groups([*prior, *samples]), k - len(samples)):
             break
     return samples, False
@@ -586,27 +626,54 @@ def _drawn(generator, *args, **kwargs) -> tuple[list[Solution], bool]:
 
 
 def _first_round(generator, question: str, context, max_new_tokens: int, n: int, base: str, temperature: float,
-                 seed: int, repairs: int, stop: threading.Event | None = None) -> list[Solution]:
+                 seed: int, repairs: int, stop: threading.Event | None = None,
+                 deadline: float | None = None) -> tuple[list[Solution], bool]:
     """The greedy answer (in the base's first mode) and n - 1 samples of the next modes, drawn together on a
     parallel generator; the greedy answer comes first. ``stop`` ends the samples (not the greedy answer, which is
-    bounded by the token budget)."""
+    bounded by the token budget). At ``deadline`` the samples still decoding stop as soon as one answer of the
+    round is in (the greedy one always completes); returns the answers and whether the deadline cut any off."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = sample_modes(base, n)
+    cut = threading.Event()  # set past the deadline once an answer is in: the samples still decoding stop
+    greedy_done = threading.Event()
+
+    def past_deadline() -> bool:
+        return deadline is not None and time.perf_counter() >= deadline
 
     def greedy() -> Solution:
-        return solve(generator, [question], modes[0], [context], max_new_tokens, repairs=repairs)[0]
+        try:
+            return solve(generator, [question], modes[0], [context], max_new_tokens, repairs=repairs)[0]
+        finally:
+            greedy_done.set()
+            if past_deadline():
+                cut.set()
 
     def sampled() -> list[Solution]:
+        ending = cut if stop is None else _Either(stop, cut)
         return _drawn(generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False,
-                      modes=modes[1:], stop=stop)[0]
+                      modes=modes[1:], stop=ending, deadline=deadline)[0]
 
-    if not generator.parallel:  # one sequence at a time
-        return [greedy(), *sampled()]
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        first = pool.submit(greedy)
-        rest = sampled()
-        return [first.result(), *rest]
+    def cut_if_answered() -> None:
+        if greedy_done.is_set():
+            cut.set()
+
+    timer = threading.Timer(max(deadline - time.perf_counter(), 0.0), cut_if_answered) if deadline else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    try:
+        if not generator.parallel:  # one sequence at a time
+            answers = [greedy(), *sampled()]
+        else:
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                first = pool.submit(greedy)
+                rest = sampled()
+                answers = [first.result(), *rest]
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return answers, len(answers) < n and past_deadline() and not (stop is not None and stop.is_set())
 
 
 def _agreeing(samples: list[Solution]) -> int:
@@ -632,7 +699,8 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     mode of the samples drawn after a first round that disagrees (a cheap first round, a richer second; default
     ``base``); ``method`` says both when the second round was drawn: ``vote(code,program)``.
     With ``time_budget`` (seconds), once the vote has taken that long the samples still being drawn stop and the
-    answer is voted from those finished (at least one: the first round, with agree_first, always completes);
+    answer is voted from those finished (at least one: with agree_first, the first round's greedy answer always
+    completes, and its samples still decoding stop once an answer of the round is in);
     failed programs are no longer corrected, nor a tie-break asked, and ``out_of_time`` says so. Setting ``stop``
     (the client is gone) ends the sampling at the next token, begins no further round and asks no tie-break."""
     for over in (base, then_over or base):
@@ -646,46 +714,50 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
     tiebreak = None if tiebreak == "none" else tiebreak
     start = time.perf_counter()
     deadline = start + time_budget if time_budget else None
-    greedy, ended, late = None, False, False
-    if adaptive:
-        samples = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed, repairs,
-                               stop)
-        greedy = samples[0]
-        if _agreeing(samples) >= agree_first:
-            then_over, ended = None, True  # no second round: its mode is not named
-        elif stop is not None and stop.is_set():
-            then_over = None  # nobody is waiting for a second round
-        elif deadline is not None and time.perf_counter() >= deadline:
-            then_over, late = None, True  # the first round took the whole budget: no second round is begun
+    with _expiring(deadline) as expired:  # set at the deadline: a correction or tie-break under way stops
+        greedy, ended, late = None, False, False
+        if adaptive:
+            samples, late = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed,
+                                         repairs, stop, deadline)
+            greedy = samples[0]
+            if _agreeing(samples) >= agree_first:
+                then_over, ended = None, True  # no second round: its mode is not named
+            elif stop is not None and stop.is_set():
+                then_over = None  # nobody is waiting for a second round
+            elif deadline is not None and time.perf_counter() >= deadline:
+                then_over, late = None, True  # the first round took the whole budget: no second round is begun
+            else:
+                second = then_over or base
+                more, late = _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
+                                    seed + first, repairs, early_stop, prior=samples,
+                                    modes=sample_modes(second, k)[first:], deadline=deadline, stop=stop, expired=expired)
+                samples += more
         else:
-            second = then_over or base
-            more, late = _drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
-                                seed + first, repairs, early_stop, prior=samples,
-                                modes=sample_modes(second, k)[first:], deadline=deadline, stop=stop)
-            samples += more
-    else:
-        samples, late = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
-                               early_stop, deadline=deadline, stop=stop)
-        if not samples:  # stopped before any sample finished: there is no answer, and nobody to give it to
-            return Solution("", None, vote_label(base), voted_over=base, samples=0, k=k,
-                            seconds=time.perf_counter() - start)
-    groups = _answer_groups(samples)
-    top = max((len(g) for g in groups), default=0)
-    chosen = max(groups, key=len)[0] if groups else samples[0]
-    decided_by, tokens = None, sum(s.new_tokens for s in samples)
-    if tiebreak and top <= 1 and len(samples) > 1:
-        if greedy is not None and sample_modes(base, 1)[0] == tiebreak:
-            decider = greedy  # the first round's greedy answer is the tie-break's answer: not asked again
-        elif deadline is not None and time.perf_counter() >= deadline or stop is not None and stop.is_set():
-            decider = None  # out of time (or nobody waiting): the first answer drawn stands
-        else:
-            [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs)
-            tokens += decider.new_tokens
-        if decider is not None and decides(decider, tiebreak):
-            chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
-    chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by, then_over), base, decided_by
-    chosen.samples, chosen.k, chosen.first_round_ended, chosen.out_of_time = len(samples), k, ended, late
-    chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
-    chosen.confidence = top / len(samples)
-    chosen.votes = {group[0].final_answer: len(group) for group in groups}
-    return chosen
+            samples, late = _drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
+                                   early_stop, deadline=deadline, stop=stop, expired=expired)
+            if not samples:  # stopped before any sample finished: there is no answer, and nobody to give it to
+                return Solution("", None, vote_label(base), voted_over=base, samples=0, k=k,
+                                seconds=time.perf_counter() - start)
+        groups = _answer_groups(samples)
+        top = max((len(g) for g in groups), default=0)
+        chosen = max(groups, key=len)[0] if groups else samples[0]
+        decided_by, tokens = None, sum(s.new_tokens for s in samples)
+        if tiebreak and top <= 1 and len(samples) > 1:
+            if greedy is not None and sample_modes(base, 1)[0] == tiebreak:
+                decider = greedy  # the first round's greedy answer is the tie-break's answer: not asked again
+            elif deadline is not None and time.perf_counter() >= deadline or stop is not None and stop.is_set():
+                decider = None  # out of time (or nobody waiting): the first answer drawn stands
+            else:  # a tie-break the budget (or the client) cuts off decides nothing
+                halt = _ending(expired, stop)
+                [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs, stop=halt)
+                tokens += decider.new_tokens
+                if halt is not None and halt.is_set():
+                    decider, late = None, late or expired.is_set()
+            if decider is not None and decides(decider, tiebreak):
+                chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
+        chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by, then_over), base, decided_by
+        chosen.samples, chosen.k, chosen.first_round_ended, chosen.out_of_time = len(samples), k, ended, late
+        chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start
+        chosen.confidence = top / len(samples)
+        chosen.votes = {group[0].final_answer: len(group) for group in groups}
+        return chosen

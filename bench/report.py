@@ -332,6 +332,11 @@ def tutor_serving(data: dict) -> list[str]:
     if "four_same_seconds" in served:
         lines.append(f"| four teachers at once, one problem / it alone | {served['four_same_seconds']} s / "
                      f"{served['cot_seconds']} s = **{served['four_same_vs_one']}x** | <= {targets['four_vs_one']}x |")
+    each = served.get("four_each_vs_alone")
+    if each:
+        lines.append(f"| four teachers at once, four problems: each teacher's wait / the same question alone | "
+                     f"{', '.join(f'{x}x' for x in each['each'])}: mean **{each['mean']}x**, at most "
+                     f"**{each['max']}x** (per token at most {each['per_token_max']}x) | <= {targets['four_vs_one']}x |")
     polled = served.get("polled")
     if polled:
         lines += [f"| while /v1/topics is polled 10 times a second: vote / cot | {polled['vote_seconds']} s / "
@@ -481,8 +486,10 @@ def readme_figures() -> str:
              f"({served['vote_seconds']} s against {served['cot_seconds']} s);",
              f"- four teachers asking at once are answered in {served['four_vs_one']}x the mean time of one (four "
              f"different problems; the longest alone takes {max(served['alone_seconds'])} s)"
-             + (f", {served['four_same_vs_one']}x when they ask the same problem;" if "four_same_vs_one" in served
-                else ";"),
+             + (f", {served['four_same_vs_one']}x when they ask the same problem" if "four_same_vs_one" in served
+                else "")
+             + (f"; each teacher waits {served['four_each_vs_alone']['mean']}x as long as alone on average, at most "
+                f"{served['four_each_vs_alone']['max']}x;" if "four_each_vs_alone" in served else ";"),
              f"- /v1/topics answers in at most {served['topics_ms']['during_vote']['max']} ms while a vote runs "
              f"(median {served['topics_ms']['during_vote']['median']} ms).",]
     if widest:

@@ -15,7 +15,9 @@ bench/tutor_modes.py's held-out sample. Measured, each the issue's ratio with it
   (what every vote cost before samples were batched).
 - ``four_vs_one``: four cot answers to four problems asked at once: the time until the last is done / the mean time
   of the same four asked alone; target <= 2. Their lengths differ (the longest bounds the four), so also
-  ``four_same_vs_one``: one problem asked by four clients at once / the same problem asked alone.
+  ``four_same_vs_one``: one problem asked by four clients at once / the same problem asked alone, and
+  ``four_each_vs_alone``: each teacher's own wait when the four ask at once / the same question's wait alone
+  (each, mean, max; and per token, as an answer drawn beside others can come out a few tokens longer).
 
 Every ratio is measured with nothing else asked of the server; ``polled`` repeats the vote and the four while
 /v1/topics is polled (the topics latencies come from those runs), with the cot answer it is compared with.
@@ -182,6 +184,16 @@ def served_figures(base: str, problem: str, k: int) -> dict:
     out["four_at_once_tokens"] = [r["new_tokens"] for r in results]
     out["four_vs_one"] = round(four_wall / mean_alone, 2)
     out["four_vs_longest_alone"] = round(four_wall / max(a["wall_seconds"] for a in alone), 2)
+    # each teacher's own wait: their answer's time when four ask at once / the same question's time alone (and the
+    # same per token, since an answer drawn beside others may come out a little longer or shorter)
+    each = [r["wall_seconds"] / a["wall_seconds"] for r, a in zip(results, alone)]
+    per_token = [(r["wall_seconds"] / max(r["new_tokens"], 1)) / (a["wall_seconds"] / max(a["new_tokens"], 1))
+                 for r, a in zip(results, alone)]
+    out["four_each_seconds"] = [r["wall_seconds"] for r in results]
+    out["four_each_vs_alone"] = {"each": [round(x, 2) for x in each], "mean": round(statistics.mean(each), 2),
+                                 "max": round(max(each), 2),
+                                 "per_token": [round(x, 2) for x in per_token],
+                                 "per_token_max": round(max(per_token), 2)}
     out["four_same_seconds"] = round(same_wall, 2)
     out["four_same_tokens"] = [r["new_tokens"] for r in same]
     out["four_same_vs_one"] = round(same_wall / cot["wall_seconds"], 2)

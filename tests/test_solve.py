@@ -617,6 +617,22 @@ def test_the_budget_cuts_a_correction_under_way_and_the_failed_program_stands():
     assert s.final_answer is None and not s.program_ok and s.attempts == 1
 
 
+def test_the_budget_cuts_a_correction_of_the_first_rounds_greedy_answer():
+    class SlowRepairs(Slow):
+        def generate(self, questions, *args, cancel=None, **kwargs):
+            end = time.perf_counter() + (5.0 if cancel is not None else 0.0)
+            while time.perf_counter() < end and not (cancel is not None and cancel.is_set()):
+                time.sleep(0.01)  # a correction (the greedy answer is asked without cancel): 5 s unless cancelled
+            return super().generate(questions, *args, cancel=cancel, **kwargs)
+
+    replies = ["print(1 / 0)\n```", "print(72)\n```", "print(71)\n```", "print(70)\n```"]
+    start = time.perf_counter()
+    [s] = solve(SlowRepairs(replies, 0.1), ["q"], "vote", k=5, base="code", agree_first=2, first_round=3,
+                tiebreak="code", time_budget=0.5)
+    assert time.perf_counter() - start < 2.0  # not the correction's 5 s
+    assert s.out_of_time and s.samples == 3 and s.final_answer == "72"  # the greedy answer's program failed
+
+
 def test_stop_ends_a_greedy_answer_too():
     generator = Scripted(["The answer is 5."])
     stop = threading.Event()

@@ -627,11 +627,13 @@ def _drawn(generator, *args, **kwargs) -> tuple[list[Solution], bool]:
 
 def _first_round(generator, question: str, context, max_new_tokens: int, n: int, base: str, temperature: float,
                  seed: int, repairs: int, stop: threading.Event | None = None,
-                 deadline: float | None = None) -> tuple[list[Solution], bool]:
+                 deadline: float | None = None,
+                 expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
     """The greedy answer (in the base's first mode) and n - 1 samples of the next modes, drawn together on a
     parallel generator; the greedy answer comes first. ``stop`` ends the samples (not the greedy answer, which is
     bounded by the token budget). At ``deadline`` the samples still decoding stop as soon as one answer of the
-    round is in (the greedy one always completes); returns the answers and whether the deadline cut any off."""
+    round is in (the greedy one always completes, but a correction of its program stops once ``expired``, the
+    vote's deadline event, is set); returns the answers and whether the deadline cut any off."""
     from concurrent.futures import ThreadPoolExecutor
 
     modes = sample_modes(base, n)
@@ -643,7 +645,13 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
 
     def greedy() -> Solution:
         try:
-            return solve(generator, [question], modes[0], [context], max_new_tokens, repairs=repairs)[0]
+            start = time.perf_counter()
+            [g] = _generate(generator, [question], modes[0], max_new_tokens, [context])
+            answer = solution_from_text(g.text, modes[0], generator.tutor_prompt, g.new_tokens,
+                                        time.perf_counter() - start)
+            cancelled = {"cancel": _ending(expired, stop)} if expired is not None or stop is not None else {}
+            return repaired(generator, question, context, g.text, answer, max_new_tokens, repairs, modes[0],
+                            **cancelled)
         finally:
             greedy_done.set()
             if past_deadline():
@@ -718,7 +726,7 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         greedy, ended, late = None, False, False
         if adaptive:
             samples, late = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed,
-                                         repairs, stop, deadline)
+                                         repairs, stop, deadline, expired)
             greedy = samples[0]
             if _agreeing(samples) >= agree_first:
                 then_over, ended = None, True  # no second round: its mode is not named

@@ -360,8 +360,11 @@ def tutor_serving(data: dict) -> list[str]:
 
 def time_budget(data: dict) -> list[str]:
     names = {"gsm8k": "GSM8K (held-out sample)", "math500": "MATH-500 (first problems)"}
+    rules = {1: "the budget cuts the second round's samples", 2: "the budget cuts the samples of either round "
+             "and corrections or tie-breaks under way", 3: "the budget cuts the samples of either round (the first "
+             "round's greedy answer completes) and corrections or tie-breaks under way"}
     lines = [f"## A vote's time budget (`bench/time_budget.py`; {data['model']}, {data['mode']}, "
-             f"{data['budget_seconds']:g} s)", "",
+             f"{data['budget_seconds']:g} s)", "", f"Rule: {rules.get(data.get('rule', 1), data.get('rule'))}.", "",
              "| problems | budget | n | answer accuracy | s / problem: median / mean / p90 / max |", "|---|---|---|---|---|"]
     for name, s in data["sets"].items():
         rows = [("none", s["without_budget"]), (f"{data['budget_seconds']:g} s", s["with_budget"])]
@@ -506,7 +509,8 @@ def readme_figures() -> str:
     if timed and "math500" in timed["sets"]:
         s = timed["sets"]["math500"]
         both, alone = s["without_budget"], s.get("with_budget_all", s["with_budget"])
-        lines.append(f"- {timed['mode']} stops its second round after {timed['budget_seconds']:g} s "
+        cuts = "its samples" if timed.get("rule", 1) >= 2 else "its second round"
+        lines.append(f"- {timed['mode']} stops {cuts} after {timed['budget_seconds']:g} s "
                      f"(bench/time_budget.py): on MATH-500's first {alone['n']} problems "
                      f"{alone['answer_accuracy']:.3f} at a median {alone['median_seconds']:.1f} s (the longest "
                      f"{alone['max_seconds']:.0f} s); without the budget, on the first {both['n']}, "

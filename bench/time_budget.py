@@ -38,9 +38,18 @@ from tutor_modes import ADAPTIVE, Cache, _sha, problems, prompt_hash  # noqa: E4
 MODEL, MODE = "bundled:qwen2.5-coder-1.5b", "adaptive(code,2of3)"
 # What the budget cuts. 1: the second round's samples (the first round always completed; a correction or tie-break
 # begun before the deadline ran to its end). 2: also the first round's samples (its greedy answer completes) and a
-# correction or tie-break under way. A row solved under an earlier rule is kept when it ended before the deadline
-# (the rules differ only past it), else solved again.
-RULE = 2
+# correction of a sample or a tie-break under way. 3: also a correction of the first round's greedy answer.
+# A row solved under an earlier rule is kept where the rules cannot differ, else solved again: SAME_UNTIL[rule] is
+# how long past the deadline that rule and this one agree (rule 1 differs from the deadline on; a rule-2 vote that
+# ended within 1.5 s of it had no greedy correction under way).
+RULE = 3
+SAME_UNTIL = {1: 0.0, 2: 1.5}
+
+
+def current(row: dict) -> bool:
+    """Whether the row stands for this rule: solved under it, or where an earlier rule cannot differ from it."""
+    rule = row.get("rule", 1)
+    return rule == RULE or row["seconds"] < row["budget"] + SAME_UNTIL.get(rule, -1e9)
 SETS = {"gsm8k": ("gsm8k/train.jsonl", True), "math500": ("math-hendrycks/math500_test.jsonl", False)}
 
 
@@ -74,7 +83,7 @@ def main() -> None:
         for line in bank.read_text().splitlines():
             row = json.loads(line)
             key = (row["data"], row["i"], row["budget"])
-            if row.get("rule", 1) == RULE or row["seconds"] < row["budget"] and key not in done:
+            if current(row) and (key not in done or row.get("rule", 1) >= done[key].get("rule", 1)):
                 done[key] = row
     cache = Cache(args.cache)
     generator = load_tutor(MODEL, "auto")
@@ -103,8 +112,6 @@ def main() -> None:
                 after.append(cached)
                 continue
             key = (name, i, args.budget)
-            if key in done and done[key].get("rule", 1) != RULE and done[key]["seconds"] >= args.budget:
-                del done[key]  # the deadline fired under an earlier rule: solve it again under this one
             if key not in done:
                 if time.time() > stop:
                     break

@@ -88,6 +88,15 @@ def test_a_closed_stream_ends_its_request_at_the_next_token(smollm2):
     assert smollm2.generate(["What is 2 + 2?"], 4)[0].new_tokens <= 4  # the slot is free for the next request
 
 
+def test_a_cancelled_greedy_answer_stops_at_the_next_token(smollm2):
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    [g] = smollm2.generate(["Write a very long story about a number that loved to count."], 400,
+                           ignore_eos=True, cancel=cancel)
+    assert 0 < g.new_tokens < 300, g.new_tokens  # stopped where it was, not run to the 400-token budget
+    assert smollm2.generate(["What is 2 + 2?"], 4)[0].new_tokens <= 4  # the slot is free for the next request
+
+
 def test_a_cot_answer_is_continued_after_its_program_runs(smollm2, monkeypatch):
     """Tool-integrated reasoning on the real engine: the sandbox's output goes where the model stopped."""
     from mathtune.models.generation import Generation

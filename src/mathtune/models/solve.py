@@ -763,6 +763,7 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
                     decider, late = None, late or expired.is_set()
             if decider is not None and decides(decider, tiebreak):
                 chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
+        late = late or expired.is_set() and not ended  # the deadline came while it still drew or corrected answers
         chosen.method, chosen.voted_over, chosen.decided_by = vote_label(base, decided_by, then_over), base, decided_by
         chosen.samples, chosen.k, chosen.first_round_ended, chosen.out_of_time = len(samples), k, ended, late
         chosen.new_tokens, chosen.seconds = tokens, time.perf_counter() - start

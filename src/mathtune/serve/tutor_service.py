@@ -73,14 +73,14 @@ class TutorService:
     async def solve(self, question: str, context, solving: SolveConfig, budget: int,
                     stop: threading.Event | None = None) -> Solution:
         """One solution as ``solving`` says, holding a place in the tutor's line while it is made; setting ``stop``
-        (the asker is gone) ends a vote's sampling at the next token."""
+        (the asker is gone) ends generation at the next token (a vote's samples, a single answer, a correction)."""
         with self.gate.place():
             return (await self.model.run(solve_as, self.model.generator, [question], self.within_time(solving),
                                          [context], budget, stop))[0]
 
     async def solve_for(self, request, question: str, context, solving: SolveConfig, budget: int) -> Solution:
-        """``solve`` for an HTTP request: when its client goes away before the answer, the vote's samples stop at
-        their next token, so its sequences are free for the next teacher. (The request's own receive channel is
+        """``solve`` for an HTTP request: when its client goes away before the answer, generation (a vote's samples,
+        or a single answer) stops at the next token, so its sequences are free for the next teacher. (The request's own receive channel is
         listened on, as a streamed response does: Request.is_disconnected cannot see through Starlette's
         BaseHTTPMiddleware.)"""
         import asyncio

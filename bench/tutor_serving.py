@@ -287,7 +287,8 @@ def main() -> None:
               "load1_at_end": round(os.getloadavg()[0], 2), "served": served, "engine": baseline, "targets": targets,
               "met": {"topics_max_during_vote_ms": served["topics_ms"]["during_vote"]["max"] <= 250,
                       "vote_vs_cot": served["vote_vs_cot"] <= 2.5, "four_vs_one": served["four_vs_one"] <= 2.0,
-                      "four_same_vs_one": served["four_same_vs_one"] <= 2.0},
+                      "four_same_vs_one": served["four_same_vs_one"] <= 2.0,
+                      "four_each_vs_alone_max": served["four_each_vs_alone"]["max"] <= 2.0},
               "accuracy": accuracy_table(args.accuracy, args.tutor),
               "accuracy_source": ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
                                            for p in args.accuracy)}

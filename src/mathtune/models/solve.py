@@ -689,6 +689,16 @@ def _agreeing(samples: list[Solution]) -> int:
     return max((len(g) for g in _answer_groups(samples)), default=0)
 
 
+def _tiebreak_answer(generator, question: str, context, max_new_tokens: int, tiebreak: str, repairs: int,
+                     halt) -> tuple[Solution | None, int]:
+    """The greedy answer in ``tiebreak``'s mode that decides a vote in which no two samples agree, and its tokens;
+    None when ``halt`` (the vote's deadline, or its client gone) is set before or while it is made."""
+    if halt is not None and halt.is_set():
+        return None, 0  # out of time (or nobody waiting): the first answer drawn stands
+    [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs, stop=halt)
+    return (None if halt is not None and halt.is_set() else decider), decider.new_tokens
+
+
 def vote(generator, question: str, context: str | None, max_new_tokens: int, k: int, base: str,
          temperature: float, seed: int, repairs: int = 1, early_stop: bool = True,
          tiebreak: str | None = None, agree_first: int = 0, then_over: str | None = None,
@@ -753,14 +763,10 @@ def vote(generator, question: str, context: str | None, max_new_tokens: int, k: 
         if tiebreak and top <= 1 and len(samples) > 1:
             if greedy is not None and sample_modes(base, 1)[0] == tiebreak:
                 decider = greedy  # the first round's greedy answer is the tie-break's answer: not asked again
-            elif deadline is not None and time.perf_counter() >= deadline or stop is not None and stop.is_set():
-                decider = None  # out of time (or nobody waiting): the first answer drawn stands
-            else:  # a tie-break the budget (or the client) cuts off decides nothing
-                halt = _ending(expired, stop)
-                [decider] = solve(generator, [question], tiebreak, [context], max_new_tokens, repairs=repairs, stop=halt)
-                tokens += decider.new_tokens
-                if halt is not None and halt.is_set():
-                    decider, late = None, late or expired.is_set()
+            else:
+                decider, spent = _tiebreak_answer(generator, question, context, max_new_tokens, tiebreak, repairs,
+                                                  _ending(expired, stop))
+                tokens += spent
             if decider is not None and decides(decider, tiebreak):
                 chosen, decided_by = decider, Method.PROGRAM if tiebreak in PROGRAM_MODES else Method(tiebreak)
         late = late or expired.is_set() and not ended  # the deadline came while it still drew or corrected answers

@@ -64,8 +64,10 @@ class TutorRequest(BaseModel):
                                     "round; when agree_first of them agree (2 of 3, say) that is the answer (0: "
                                     "agree_first, they must all agree; default: the tutor's own).")
     time_budget: float | None = Field(None, gt=0, le=3600, description="mode vote: seconds the vote may take; then "
-                                      "the samples still being drawn stop and the answer is voted from those "
-                                      "finished (default: the tutor's own, else no limit).")
+                                      "the samples still being drawn stop (in either round; the first round's "
+                                      "greedy answer completes), as does a correction or tie-break under way, and "
+                                      "the answer is voted from those finished (default: the tutor's own, else no "
+                                      "limit).")
 
     def solving(self, model) -> SolveConfig:
         """The tutor's own solving settings with this request's on top."""
@@ -100,8 +102,8 @@ class TutorResponse(BaseModel):
     confidence: float | None = Field(None, description="mode vote: the share of samples drawn that agree with the answer.")
     samples_drawn: int = Field(1, description="mode vote: samples drawn; fewer than `samples` when those drawn already "
                                               "decided the majority.")
-    out_of_time: bool = Field(False, description="mode vote: the time budget ran out, so the samples still being "
-                                                 "drawn were cut off and those finished voted.")
+    out_of_time: bool = Field(False, description="mode vote: the time budget ran out while the vote still drew "
+                                                 "or corrected answers: those were cut off and the finished ones voted.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
     history_dropped: int = Field(0, description="Earlier turns of `history` left out to fit the prompt budget (the oldest).")
 

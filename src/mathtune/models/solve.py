@@ -247,11 +247,10 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
                      agree_first, then_over, first_round, time_budget, stop) for q, c in zip(questions, contexts)]
     start = time.perf_counter()
-    cancelled = {"cancel": stop} if stop is not None else {}
-    generations = _generate(generator, questions, mode, max_new_tokens, contexts, **cancelled)
+    generations = _generate(generator, questions, mode, max_new_tokens, contexts, cancel=stop)
     per = (time.perf_counter() - start) / max(len(questions), 1)
     solutions = [solution_from_text(g.text, mode, generator.tutor_prompt, g.new_tokens, per) for g in generations]
-    return [repaired(generator, q, c, g.text, s, max_new_tokens, repairs, mode, **cancelled)
+    return [repaired(generator, q, c, g.text, s, max_new_tokens, repairs, mode, cancel=stop)
             for q, c, g, s in zip(questions, contexts, generations, solutions)]
 
 
@@ -312,7 +311,7 @@ def _generate(generator, questions: list[str], mode: str, max_new_tokens: int, c
     answer's Python block is no longer run."""
     system, prefix = PROMPTS[mode]
     prefixed = {"prefix": prefix} if prefix else {}
-    cancelled = {"cancel": cancel} if cancel is not None else {}  # a generator that predates cancel still works
+    cancelled = {"cancel": cancel} if cancel is not None else {}  # a generator that predates cancel: without one
     generations = generator.generate(questions, max_new_tokens, contexts, system=system, stops=PROGRAM_STOPS,
                                      **prefixed, **cancelled, **sampling)
     if mode in PROGRAM_MODES:
@@ -483,6 +482,16 @@ class _Either:
         return any(e.is_set() for e in self.events)
 
 
+class _Both:
+    """Set when all the events are (past the deadline, and an answer in)."""
+
+    def __init__(self, *events):
+        self.events = events
+
+    def is_set(self) -> bool:
+        return all(e.is_set() for e in self.events)
+
+
 @contextmanager
 def _expiring(deadline: float | None):
     """An event set at ``deadline`` (a ``time.perf_counter()`` reading; never without one)."""
@@ -591,9 +600,8 @@ def _one_sample(generator, question, context, mode, generation, max_new_tokens, 
                 read: Solution | None = None, cancel=None):
     sample = read if read is not None and read.new_tokens == generation.new_tokens else \
         solution_from_text(generation.text, mode, generator.tutor_prompt, generation.new_tokens, 0.0)
-    cancelled = {"cancel": cancel} if cancel is not None else {}
     return repaired(generator, question, context, generation.text, sample, max_new_tokens, repairs,
-                    mode if mode in PROGRAM_MODES else "program", temperature=temperature, seed=seed, **cancelled)
+                    mode if mode in PROGRAM_MODES else "program", temperature=temperature, seed=seed, cancel=cancel)
 
 
 def _drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
@@ -637,11 +645,10 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
     from concurrent.futures import ThreadPoolExecutor
 
     modes = sample_modes(base, n)
-    cut = threading.Event()  # set past the deadline once an answer is in: the samples still decoding stop
     greedy_done = threading.Event()
-
-    def past_deadline() -> bool:
-        return deadline is not None and time.perf_counter() >= deadline
+    # the samples stop when the client is gone, or past the deadline once the greedy answer is in (once one of them
+    # is in, _drawn's own deadline stops the others)
+    ending = _ending(stop, _Both(expired, greedy_done) if expired is not None else None)
 
     def greedy() -> Solution:
         try:
@@ -649,39 +656,24 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
             [g] = _generate(generator, [question], modes[0], max_new_tokens, [context])
             answer = solution_from_text(g.text, modes[0], generator.tutor_prompt, g.new_tokens,
                                         time.perf_counter() - start)
-            cancelled = {"cancel": _ending(expired, stop)} if expired is not None or stop is not None else {}
             return repaired(generator, question, context, g.text, answer, max_new_tokens, repairs, modes[0],
-                            **cancelled)
+                            cancel=_ending(expired, stop))
         finally:
             greedy_done.set()
-            if past_deadline():
-                cut.set()
 
     def sampled() -> list[Solution]:
-        ending = cut if stop is None else _Either(stop, cut)
         return _drawn(generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False,
                       modes=modes[1:], stop=ending, deadline=deadline)[0]
 
-    def cut_if_answered() -> None:
-        if greedy_done.is_set():
-            cut.set()
-
-    timer = threading.Timer(max(deadline - time.perf_counter(), 0.0), cut_if_answered) if deadline else None
-    if timer is not None:
-        timer.daemon = True
-        timer.start()
-    try:
-        if not generator.parallel:  # one sequence at a time
-            answers = [greedy(), *sampled()]
-        else:
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                first = pool.submit(greedy)
-                rest = sampled()
-                answers = [first.result(), *rest]
-    finally:
-        if timer is not None:
-            timer.cancel()
-    return answers, len(answers) < n and past_deadline() and not (stop is not None and stop.is_set())
+    if not generator.parallel:  # one sequence at a time
+        answers = [greedy(), *sampled()]
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first = pool.submit(greedy)
+            rest = sampled()
+            answers = [first.result(), *rest]
+    late = deadline is not None and time.perf_counter() >= deadline
+    return answers, len(answers) < n and late and not (stop is not None and stop.is_set())
 
 
 def _agreeing(samples: list[Solution]) -> int:

@@ -80,9 +80,9 @@ class TutorService:
 
     async def solve_for(self, request, question: str, context, solving: SolveConfig, budget: int) -> Solution:
         """``solve`` for an HTTP request: when its client goes away before the answer, generation (a vote's samples,
-        or a single answer) stops at the next token, so its sequences are free for the next teacher. (The request's own receive channel is
-        listened on, as a streamed response does: Request.is_disconnected cannot see through Starlette's
-        BaseHTTPMiddleware.)"""
+        or a single answer) stops at the next token, so its sequences are free for the next teacher. (The request's
+        own receive channel is listened on, as a streamed response does: Request.is_disconnected cannot see through
+        Starlette's BaseHTTPMiddleware.)"""
         import asyncio
 
         async def client_gone() -> None:

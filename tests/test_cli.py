@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import write_recipe
@@ -108,6 +109,7 @@ def test_non_utf8_and_empty_text_exit_2(workdir):
     assert result.exit_code == 2 and "empty" in result.output and "data row 2" in result.output
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="QLoRA runs where there is a GPU")
 def test_qlora_on_cpu_stops_clearly(workdir, topic_csv):
     result = run("train", "recipes/topic-qlora.yaml" if False else write_recipe(workdir, TFIDF), "--set", "trainer=finetune",
                  "--set", "model.peft=qlora")

@@ -9,13 +9,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from conftest import REPO, write_recipe
 
 
 def _launch(workdir: Path, recipe: Path, output: str, *extra: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
+    paths = [str(REPO / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                            str(REPO / "deploy" / "accelerate" / "cpu-2proc.yaml"), "-m", "mathtune.cli", "train",
                            str(recipe), "--output", output, *extra], cwd=workdir, env=env, capture_output=True,
@@ -23,6 +25,7 @@ def _launch(workdir: Path, recipe: Path, output: str, *extra: str) -> subprocess
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(torch.cuda.is_available(), reason="cpu-2proc.yaml is the CPU-only (gloo) launch; a GPU machine uses ddp.yaml")
 def test_two_process_ddp_training_writes_one_model(workdir, topic_csv, tiny_bert):
     recipe = write_recipe(workdir, f"""
 task: topic

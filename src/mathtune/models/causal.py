@@ -19,7 +19,16 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import ModelError
-from .hf import LoadedModel, _quantization_config, forget_gguf_origin, load_tokenizer, prepare_loaded, pretrained_kwargs
+from .hf import (
+    LoadedModel,
+    _quantization_config,
+    forget_gguf_origin,
+    is_quantized_peft,
+    load_tokenizer,
+    merge_quantized,
+    prepare_loaded,
+    pretrained_kwargs,
+)
 from .registry import resolve
 
 log = logging.getLogger(__name__)
@@ -111,24 +120,14 @@ class MergeReport:
 
 
 def _merged_copy(model, dtype: torch.dtype, cfg: ModelConfig | None):
-    if getattr(model, "is_loaded_in_4bit", False) or _is_quantized_peft(model):
-        # QLoRA: the base is 4-bit; merge into a freshly loaded 16-bit base instead
-        from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
+    if is_quantized_peft(model):
+        # QLoRA: the base is 4-bit; merge into a freshly loaded 16-bit copy holding its dequantized weights
         if cfg is None:
             raise ModelError("merging a QLoRA adapter needs the model config to reload the 16-bit base")
-        plain = cfg.model_copy(update={"peft": "lora"})
-        fresh = load_causal_lm(plain, dtype=dtype).model.to(next(model.parameters()).device)
-        set_peft_model_state_dict(fresh, get_peft_model_state_dict(model))
-        return fresh.merge_and_unload()
+        plain = cfg.model_copy(update={"peft": "lora", "gradient_checkpointing": False})
+        return merge_quantized(model, load_causal_lm(plain, dtype=dtype).model)
     clone = copy.deepcopy(model).to(dtype)
     return clone.merge_and_unload() if hasattr(clone, "merge_and_unload") else clone
-
-
-def _is_quantized_peft(model) -> bool:
-    base = getattr(model, "base_model", None)
-    inner = getattr(base, "model", None)
-    return bool(getattr(inner, "is_loaded_in_4bit", False))
 
 
 def merge_with_parity(model, tokenizer, cfg: ModelConfig | None = None, prompts: list[str] | None = None,

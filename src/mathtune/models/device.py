@@ -27,7 +27,25 @@ def autocast_context(precision: str, device: torch.device):
 
 
 def pick_device(model) -> torch.device:
+    """Where ``model`` is: its inputs go there."""
     try:
         return next(model.parameters()).device if torch.cuda.is_available() else torch.device("cpu")
     except StopIteration:
         return torch.device("cpu")
+
+
+def training_device(model) -> torch.device:
+    """Where to train ``model``: the GPU it was put on (a 4-bit model is loaded there), else the first GPU when
+    there is one, else the CPU."""
+    current = pick_device(model)
+    if current.type == "cpu" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return current
+
+
+def place(model):
+    """A loaded model, moved to the first GPU when there is one, to generate or score there (a model that
+    transformers already placed, such as a 4-bit one, stays where it is)."""
+    if torch.cuda.is_available() and not getattr(model, "hf_device_map", None):
+        model.to(training_device(model))
+    return model

@@ -19,6 +19,7 @@ import torch
 from ..config import SolveConfig
 from ..errors import ModelError
 from ..tasks.tutor import DEFAULT_PROMPT, DEFAULT_STOPS, TutorPrompt, messages  # noqa: F401 (DEFAULT_STOPS re-exported)
+from .device import place
 from .generation import Generation, Generator, cut_at_stop  # noqa: F401 (re-exported)
 from .llama_engine import DEFAULT_SLOTS, LlamaCppGenerator, xllamacpp_available
 
@@ -228,7 +229,7 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
             generator = LlamaCppGenerator(folder / manifest["gguf"], threads=threads, tutor_prompt=saved, slots=slots)
         else:
             loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
-            generator = TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads, tutor_prompt=saved)
+            generator = TransformersGenerator(place(loaded.model), loaded.tokenizer, threads=threads, tutor_prompt=saved)
         generator.solving = saved_solving(folder, manifest)
         return generator
     source = resolve(str(model))
@@ -241,6 +242,6 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         generator = LlamaCppGenerator(Path(source.path) / source.gguf_file, threads=threads, slots=slots)
     else:
         loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
-        generator = TransformersGenerator(loaded.model, loaded.tokenizer, threads=threads)
+        generator = TransformersGenerator(place(loaded.model), loaded.tokenizer, threads=threads)
     generator.solving = SolveConfig.model_validate(BUNDLED_SOLVING.get(str(model), {}))  # measured best, else cot
     return generator

@@ -75,14 +75,16 @@ def pretrained_kwargs(source: ModelSource, quant, **extra) -> dict[str, Any]:
     return kwargs
 
 
-def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str]) -> LoadedModel:
+def load_classifier(cfg: ModelConfig, num_labels: int, id2label: dict[int, str],
+                    dtype: torch.dtype | None = None) -> LoadedModel:
     from transformers import AutoModelForSequenceClassification
 
     source = resolve(cfg.name, cfg.gguf_file)
     quant = _quantization_config(cfg)
     tokenizer = load_tokenizer(source)
     kwargs = pretrained_kwargs(source, quant, num_labels=num_labels, id2label=id2label,
-                               label2id={v: k for k, v in id2label.items()})
+                               label2id={v: k for k, v in id2label.items()},
+                               **({"dtype": dtype} if dtype is not None else {}))
     try:
         model = AutoModelForSequenceClassification.from_pretrained(source.path, **kwargs)
     except Exception as exc:  # noqa: BLE001 - missing/truncated weights, a config with wrong types
@@ -152,8 +154,55 @@ def _add_lora(model, cfg: ModelConfig, quantized: bool, task_type: str = "SEQ_CL
                          "(e.g. [query, value] for BERT, [q_proj, v_proj] for Llama/Qwen).") from None
 
 
-def merge_for_saving(model):
-    """A plain transformers model with the LoRA weights merged in (so serving needs no peft)."""
-    if hasattr(model, "merge_and_unload"):
-        return model.merge_and_unload()
-    return model
+def merge_for_saving(model, cfg: ModelConfig | None = None):
+    """A plain transformers model with the LoRA weights merged in (so serving needs no peft). A QLoRA model is
+    merged into a 16-bit copy of its base (`merge_quantized`): saved as is, it would need bitsandbytes and a GPU
+    to serve."""
+    if not hasattr(model, "merge_and_unload"):
+        return model
+    if is_quantized_peft(model):
+        if cfg is None:
+            raise ModelError("merging a QLoRA adapter needs the model config to reload the 16-bit base")
+        config = model.config
+        dtype = torch.bfloat16 if cuda_available() and torch.cuda.is_bf16_supported() else torch.float32
+        plain = cfg.model_copy(update={"peft": "lora", "gradient_checkpointing": False})
+        fresh = load_classifier(plain, config.num_labels, {int(k): v for k, v in config.id2label.items()},
+                                dtype=dtype).model
+        return merge_quantized(model, fresh)
+    return model.merge_and_unload()
+
+
+def is_quantized_peft(model) -> bool:
+    """A peft model on a 4-bit (bitsandbytes) base."""
+    if getattr(model, "is_loaded_in_4bit", False):
+        return True
+    inner = getattr(getattr(model, "base_model", None), "model", None)
+    return bool(getattr(inner, "is_loaded_in_4bit", False))
+
+
+def merge_quantized(trained, fresh):
+    """Merge a QLoRA model's adapters into ``fresh``: the same model with the same LoRA layers on an unquantized
+    base. The adapters were trained against the 4-bit (NF4) base, so ``fresh`` first takes that base's weights,
+    dequantized, in place of the original ones: the merged model computes what the trained one did (up to the
+    16-bit rounding), where merging into the original weights would shift every layer by the quantization error."""
+    from bitsandbytes.functional import dequantize_4bit
+    from bitsandbytes.nn import Linear4bit
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    device = next(p.device for p in trained.parameters() if p.device.type != "meta")
+    fresh.to(device)
+    targets = dict(fresh.named_modules())
+    copied = 0
+    for name, module in trained.named_modules():
+        state = getattr(module.weight, "quant_state", None) if isinstance(module, Linear4bit) else None
+        if state is None or name not in targets:
+            continue
+        weight = targets[name].weight
+        weight.data.copy_(dequantize_4bit(module.weight.data, state).to(weight.dtype).reshape(weight.shape))
+        copied += 1
+    if not copied:
+        raise ModelError("merging a QLoRA adapter: no 4-bit layer of the trained model matched the 16-bit copy; "
+                         "nothing was saved")
+    log.info("QLoRA merge: %d dequantized 4-bit layers copied into the 16-bit base", copied)
+    set_peft_model_state_dict(fresh, get_peft_model_state_dict(trained))
+    return fresh.merge_and_unload()

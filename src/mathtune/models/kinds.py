@@ -14,6 +14,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from ..errors import ModelError
+from .device import place
 from .folder import HF_SUBDIR, load_classifier_files
 
 
@@ -82,6 +83,7 @@ class TransformerKind:
         predictor._tokenizer, predictor._model = load_classifier_files(predictor.folder / HF_SUBDIR)
         predictor._model.eval()
         if backend == "torch":
+            place(predictor._model)  # on the GPU when there is one
             return
         from .onnx import OnnxClassifier
 

@@ -26,7 +26,13 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ModelError
-from ..models.device import autocast_context, bf16_supported, pick_device, uses_bf16  # noqa: F401 (re-exported)
+from ..models.device import (  # noqa: F401 (re-exported)
+    autocast_context,
+    bf16_supported,
+    pick_device,
+    training_device,
+    uses_bf16,
+)
 from .distributed import current, trainable_state  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -91,7 +97,7 @@ def store_frozen_in_bf16(model) -> list[torch.nn.Parameter]:
 def prepare_model(model, cfg: TrainConfig, dist) -> tuple[torch.device, Callable, list[torch.nn.Parameter]]:
     """Move the model to its device; the autocast to train under; for LoRA on a bf16 CPU, the frozen base stored
     in bf16 (returned, to cast back to fp32 after training so that adapters merge in full precision)."""
-    device = dist.device if dist.world > 1 else pick_device(model)
+    device = dist.device if dist.world > 1 else training_device(model)
     if device.type == "cpu" or not getattr(model, "hf_device_map", None):
         model.to(device)
     params = list(model.parameters())

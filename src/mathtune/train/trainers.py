@@ -208,7 +208,7 @@ class FinetuneTrainer:
         )
         if not dist.is_main:
             return Fitted({}, fitted.history, fitted.train_seconds)
-        model = merge_for_saving(dist.unwrap(loaded.model))
+        model = merge_for_saving(dist.unwrap(loaded.model), recipe.model)
         reporter.start("validate best epoch", len(ctx.val.texts))
         val_ids = tokenize(loaded.tokenizer, ctx.val.texts, recipe.model.max_length)
         outputs, _ = score_variants(model, val_ids, loaded.tokenizer.pad_token_id, recipe.train.eval_batch_size,

@@ -12,6 +12,7 @@ from typing import Sequence
 from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal
 from ..metrics.generation import bleu, rouge
+from ..models.device import place
 from ..tasks.tutor import REFUSAL_EVAL, Pairs
 
 HEADLINE = ("answer_accuracy", "rougeL", "rouge1", "rouge2", "bleu", "perplexity", "refusal_rate",
@@ -188,6 +189,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     system = saved.system
     max_new = manifest.get("max_new_tokens", 256)
     loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
+    place(loaded.model)
     generator = load_tutor(folder, backend) if backend != "transformers" else \
         TransformersGenerator(loaded.model, loaded.tokenizer, tutor_prompt=saved)
     solving = solving or saved_solving(folder, manifest)
@@ -197,7 +199,7 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     base = None
     if compare_base:
         base_cfg = ModelConfig(name=manifest["base_model"], gguf_file=manifest.get("base_gguf_file"), peft="none")
-        base_model = load_causal_lm(base_cfg).model
+        base_model = place(load_causal_lm(base_cfg).model)
         base = evaluate_generator(TransformersGenerator(base_model, loaded.tokenizer, tutor_prompt=saved), pairs, max_new,
                                   reporter=reporter, solving=solving)
         base.metrics.update(response_nll(base_model, examples, loaded.tokenizer.pad_token_id, 16, reporter=reporter))

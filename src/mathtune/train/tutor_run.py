@@ -204,6 +204,7 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
     """Perplexity on every validation solution; generation metrics on the first tutor.eval_samples problems;
     the same for the base model when tutor.compare_base is set."""
     from ..models.causal import load_causal_lm
+    from ..models.device import place
     from ..models.generate import TransformersGenerator
     from .sft import response_nll
     from .tutor_eval import comparison_markdown, evaluate_generator
@@ -231,7 +232,8 @@ def _evaluate(recipe: Recipe, merged, tok, val: Pairs, val_ex, val_ctx, reporter
     base_gen = None
     if cfg.compare_base:
         release_memory()
-        base = load_causal_lm(ModelConfig(name=recipe.model.name, gguf_file=recipe.model.gguf_file, peft="none")).model
+        base = place(load_causal_lm(ModelConfig(name=recipe.model.name, gguf_file=recipe.model.gguf_file,
+                                                peft="none")).model)
         base_metrics, base_gen = run(base, "base")
         metrics["base"] = base_metrics
         del base

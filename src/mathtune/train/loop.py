@@ -101,9 +101,23 @@ def prepare_model(model, cfg: TrainConfig, dist) -> tuple[torch.device, Callable
     if device.type == "cpu" or not getattr(model, "hf_device_map", None):
         model.to(device)
     params = list(model.parameters())
+    trained_in_fp32(params)
     lora = any(p.requires_grad for p in params) and any(not p.requires_grad for p in params)
     cast_back = store_frozen_in_bf16(model) if lora and uses_bf16(cfg.precision, device) and device.type == "cpu" else []
     return device, autocast_context(cfg.precision, device), cast_back
+
+
+def trained_in_fp32(params: list[torch.nn.Parameter]) -> int:
+    """The parameters that train, in fp32: a checkpoint stored in bf16 (most recent LLMs) loads in bf16, and
+    AdamW's updates to bf16 weights are rounded away once they fall below 1/256 of the weight, so a fully
+    fine-tuned model would stop learning; autocast still runs the matmuls in bf16 (the usual mixed precision:
+    fp32 master weights, bf16 compute). Frozen weights keep their type. Returns how many were cast."""
+    cast = [p for p in params if p.requires_grad and p.dtype in (torch.bfloat16, torch.float16)]
+    for param in cast:
+        param.data = param.data.to(torch.float32)
+    if cast:
+        log.info("%d trainable tensors stored in 16 bits are trained in fp32", len(cast))
+    return len(cast)
 
 
 def release_memory() -> None:

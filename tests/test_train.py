@@ -240,3 +240,17 @@ def test_lora_on_the_top_layers_only(tiny_llama):
                                                                                  "target_modules": ["q_proj", "v_proj"]}))
     adapted = {name.split(".layers.")[1].split(".")[0] for name, _ in loaded.model.named_parameters() if "lora_" in name}
     assert adapted == {"1"}  # the top one of 2 layers; the lower layer has no adapter, so backpropagation stops above it
+
+
+def test_weights_stored_in_16_bits_train_in_fp32():
+    """A bf16 checkpoint loads as bf16: its trainable weights are trained in fp32 (AdamW's small updates to bf16
+    weights round away), frozen ones keep their type."""
+    from mathtune.train.loop import trained_in_fp32
+
+    trained, frozen = torch.nn.Linear(4, 4).to(torch.bfloat16), torch.nn.Linear(4, 4).to(torch.bfloat16)
+    frozen.requires_grad_(False)
+    assert trained_in_fp32([*trained.parameters(), *frozen.parameters()]) == 2
+    assert trained.weight.dtype == trained.bias.dtype == torch.float32 and frozen.weight.dtype == torch.bfloat16
+    weight = torch.nn.Parameter(torch.ones(1, dtype=torch.bfloat16))
+    weight.data -= 1e-4  # what AdamW's step does at learning rate 1e-4: lost in bf16
+    assert weight.item() == 1.0

@@ -8,7 +8,7 @@ CORE   := $(VENV)/.mathtune-core
 FULL   := $(VENV)/.mathtune-full
 OUT    ?= runs/demo-topic
 
-.PHONY: install install-all run test test-fast test-latest lint docs models browser bench clean all-training all-serving docker-build docker-build-cuda
+.PHONY: install install-all run test test-fast test-gpu test-latest lint docs models browser bench clean all-training all-serving docker-build docker-build-cuda
 
 # Installs run through uv (parallel downloads and unpacking: the package's dependencies in 10 s here with a cold
 # cache, against about 3 min with pip), with pip as the fallback wherever uv cannot be had or cannot reach the
@@ -70,6 +70,12 @@ lint: install-all
 
 test-fast: install-all
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PARALLEL)
+
+# On a machine with a CUDA GPU: training (LoRA, full, QLoRA with bitsandbytes) and serving there, on tiny models
+# (tests/test_gpu.py; `make test` skips them where there is no GPU). PyPI's torch wheel for Linux is a CUDA build.
+test-gpu: install-all
+	$(call install,-e ".[gpu]")
+	$(VENV)/bin/pytest -q -m gpu
 
 # The newest releases that pyproject.toml allows, in a venv of their own: run it on a schedule (the workflow in
 # .github/workflows/) so that a library release that breaks us shows as a failing test, not as a user's crash.

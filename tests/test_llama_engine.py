@@ -174,15 +174,59 @@ def test_a_full_line_gets_503_with_retry_after():
         async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as client:
             first = asyncio.create_task(client.post("/v1/tutor", json=body))
             await _wait(started)
-            second = await client.post("/v1/tutor", json=body)
-            return await first, second
+            other = await client.post("/v1/tutor", json={**body, "question": "Count from 1 to 300."})
+            same = await client.post("/v1/tutor", json=body)  # waits for the answer being made: no place taken
+            return await first, other, same
 
-    first, second = asyncio.run(scenario())
-    assert first.status_code == 200
-    assert second.status_code == 503 and int(second.headers["Retry-After"]) >= 1
-    assert "busy" in second.json()["error"] and "limit 1" in second.json()["error"]
+    first, other, same = asyncio.run(scenario())
+    assert first.status_code == 200 and first.json()["reused"] == "none"
+    assert other.status_code == 503 and int(other.headers["Retry-After"]) >= 1
+    assert "busy" in other.json()["error"] and "limit 1" in other.json()["error"]
+    assert same.status_code == 200 and same.json()["reused"] == "joined"
+    assert same.json()["answer"] == first.json()["answer"]
     assert app.state.mathtune.models["tutor"].gate.active == 0  # every place was given back
     app.state.mathtune.models["tutor"].generator.close()
+
+
+def test_teachers_asking_the_same_problem_share_one_answer():
+    """Four clients ask one vote at once: it is drawn once (one completion per sample, not four times that), all
+    four get the same answer, a later ask is answered from the cache at once; a different budget is another answer."""
+    import httpx
+
+    app = create_app({}, ServeSettings(tutor="bundled:smollm2", tutor_scope=False, tutor_slots=4))
+    generator = app.state.mathtune.models["tutor"].generator
+    completions, original = [], generator._complete
+
+    def counted(body, *args, **kwargs):
+        completions.append(body)
+        return original(body, *args, **kwargs)
+
+    generator._complete = counted
+    body = {"question": "What is 6 times 7?", "mode": "vote", "samples": 3, "vote_over": "cot", "tiebreak": "none",
+            "max_new_tokens": 48, "retrieval": False}
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as client:
+            four = await asyncio.gather(*[client.post("/v1/tutor", json=body) for _ in range(4)])
+            once = len(completions)
+            later = await client.post("/v1/tutor", json=body)
+            after_cache = len(completions)
+            other = await client.post("/v1/tutor", json={**body, "max_new_tokens": 40})
+            metrics = await client.get("/metrics")
+            return four, once, later, after_cache, other, metrics.text
+
+    four, once, later, after_cache, other, metrics = asyncio.run(scenario())
+    assert all(r.status_code == 200 for r in four)
+    assert sorted(r.json()["reused"] for r in four) == ["joined", "joined", "joined", "none"]
+    assert len({r.json()["answer"] for r in four}) == 1
+    assert 1 <= once <= 3 + 1  # one vote's samples (and at most one tie-break), not four votes' worth
+    assert later.json()["reused"] == "cache" and later.json()["answer"] == four[0].json()["answer"]
+    assert after_cache == once and later.json()["seconds"] < 0.5
+    assert other.json()["reused"] == "none" and len(completions) > once
+    assert 'mathtune_tutor_answers_total{reuse="joined"} 3.0' in metrics
+    assert 'mathtune_tutor_answers_total{reuse="cache"} 1.0' in metrics
+    generator.close()
 
 
 def test_a_streamed_program_answer_is_the_program_answer_solve_gives(smollm2):

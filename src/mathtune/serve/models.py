@@ -16,6 +16,7 @@ from ..errors import ModelError
 from ..models.saved import Predictor, load_predictor, read_manifest
 from .admission import TutorGate
 from .drift import DriftMonitor
+from .shared import SharedAnswers
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +123,7 @@ class ServedTutor:
     name: str = "tutor"
     executor: ThreadPoolExecutor = field(default_factory=model_thread)
     gate: TutorGate = field(default_factory=lambda: TutorGate(1, 8))
+    shared: SharedAnswers = field(default_factory=lambda: SharedAnswers(0))
     generates = True
 
     def close(self) -> None:
@@ -174,6 +176,7 @@ def engine_for(model: "ServedTutor", settings) -> "ServedTutor":
         parallel, model.executor = 1, INFERENCE
         generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
     model.gate = TutorGate(parallel, waiting)
+    model.shared = SharedAnswers(settings.tutor_answer_cache if settings else 256)
     model.executor.submit(generator.generate, ["What is 1 + 1?"], 4).result()
     model.ready = True
     return model

@@ -31,6 +31,9 @@ class Metrics:
                                    registry=self.registry)
         self.confidence = Histogram("mathtune_prediction_confidence", "Top-1 probability", ["model"], registry=self.registry,
                                     buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0))
+        self.tutor_answers = Counter("mathtune_tutor_answers_total", "Tutor answers (/v1/tutor, not streamed token by "
+                                     "token) by how they were had: none (made for the request), cache, joined "
+                                     "(another request was making it)", ["reuse"], registry=self.registry)
 
         self.drift = Gauge("mathtune_drift", "Drift of a served signal against the training reference",
                            ["model", "signal", "measure"], registry=self.registry)

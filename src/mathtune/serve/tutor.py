@@ -19,7 +19,7 @@ from starlette.background import BackgroundTask
 
 from ..config import SolveConfig
 from ..metrics.answers import is_refusal
-from ..models.solve import STREAMED_MODES, VOTE_TIEBREAK, overridden, solve_as
+from ..models.solve import STREAMED_MODES, VOTE_TIEBREAK, overridden
 from ..tasks.scope import REFUSAL, with_history
 from .tutor_service import QuestionError, TutorService
 
@@ -106,6 +106,11 @@ class TutorResponse(BaseModel):
                                                  "or corrected answers: those were cut off and the finished ones voted.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
     history_dropped: int = Field(0, description="Earlier turns of `history` left out to fit the prompt budget (the oldest).")
+    reused: Literal["none", "cache", "joined"] = Field(
+        "none", description="none: answered for this request; cache: the same request (question, history, context, "
+                            "solving settings, budget) was answered before and this is that answer; joined: the same "
+                            "request was being answered and this one waited for it. Answers are deterministic (greedy, "
+                            "or a vote with fixed seeds), so a shared answer is the one this request would get.")
 
 
 def solution_fields(solution) -> dict:
@@ -195,12 +200,13 @@ def build_tutor_router(app_state) -> APIRouter:
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
         start = time.perf_counter()
-        solution = await tutor.solve_for(request, question, context, solving, budget)
+        solution, reuse = await tutor.solve_for(request, question, context, solving, budget)
         count(solution.refused)
+        app_state.metrics.tutor_answers.labels(reuse=reuse).inc()
         return TutorResponse(model=tutor.model.source, sources=sources, new_tokens=solution.new_tokens,
                              seconds=round(time.perf_counter() - start, 3), **solution_fields(solution),
                              truncated=solution.samples == 1 and solution.attempts == 1 and solution.new_tokens >= budget,
-                             history_dropped=dropped)
+                             history_dropped=dropped, reused=reuse)
 
     return router
 
@@ -210,15 +216,14 @@ async def _stream_solution(tutor: TutorService, question, budget, context, first
     start = time.perf_counter()
     stop = threading.Event()  # set when the client goes away (the stream is closed): the vote's samples stop
     try:  # the place in the line is the stream's (taken before the response began)
-        solution = (await tutor.model.run(solve_as, tutor.model.generator, [question], tutor.within_time(solving),
-                                          [context], budget, stop))[0]
+        solution, reuse = await tutor.answer(question, context, solving, budget, stop, place=False)
     except Exception:  # noqa: BLE001
         log.exception("tutor solving failed")
         yield _sse("error", {"error": "solving failed; the server log has the details"})
         return
     finally:
         stop.set()
-    yield _sse("done", {"model": tutor.model.source, **solution_fields(solution),
+    yield _sse("done", {"model": tutor.model.source, **solution_fields(solution), "reused": reuse,
                         "seconds": round(time.perf_counter() - start, 3)})
 
 

@@ -4,6 +4,7 @@ scope rule, retrieval, solving and streaming, behind the tutor's admission line,
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from typing import AsyncIterator
 
 from starlette.concurrency import iterate_in_threadpool
@@ -12,6 +13,7 @@ from ..config import SolveConfig
 from ..errors import MathtuneError
 from ..models.solve import PROGRAM_MODES, STREAMED_MODES, Solution, solve_as, stream_cot, stream_program
 from ..tasks.scope import in_scope
+from .shared import answer_key
 
 # Tokens an answer may use when neither the request nor the tutor's recipe says (a trained tutor saves its own)
 DEFAULT_MAX_NEW_TOKENS = 384
@@ -70,16 +72,28 @@ class TutorService:
     async def retrieve(self, question: str, k: int | None = None, retrieval: bool = True):
         return (await self.model.run(self.model.retrieve, question, k)) if retrieval else (None, [])
 
+    async def answer(self, question: str, context, solving: SolveConfig, budget: int,
+                     stop: threading.Event | None = None, place: bool = True) -> tuple[Solution, str]:
+        """One solution as ``solving`` says and how it was had: "none" (made for this request, holding a place in
+        the tutor's line while it was made, unless ``place`` is false: the caller holds one), "cache" (the same
+        request was answered before) or "joined" (the same request was being answered: this one waited for it; see
+        serve/shared.py). Setting ``stop`` (the asker is gone) ends generation at the next token (a vote's samples,
+        a single answer, a correction) once no other request waits for the same answer."""
+        solving = self.within_time(solving)
+
+        async def make(halt: threading.Event) -> Solution:
+            with self.gate.place() if place else nullcontext():
+                return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget,
+                                             halt))[0]
+        return await self.model.shared.answer(answer_key(question, context, solving, budget), make, stop)
+
     async def solve(self, question: str, context, solving: SolveConfig, budget: int,
                     stop: threading.Event | None = None) -> Solution:
-        """One solution as ``solving`` says, holding a place in the tutor's line while it is made; setting ``stop``
-        (the asker is gone) ends generation at the next token (a vote's samples, a single answer, a correction)."""
-        with self.gate.place():
-            return (await self.model.run(solve_as, self.model.generator, [question], self.within_time(solving),
-                                         [context], budget, stop))[0]
+        """``answer``'s solution alone."""
+        return (await self.answer(question, context, solving, budget, stop))[0]
 
-    async def solve_for(self, request, question: str, context, solving: SolveConfig, budget: int) -> Solution:
-        """``solve`` for an HTTP request: when its client goes away before the answer, generation (a vote's samples,
+    async def solve_for(self, request, question: str, context, solving: SolveConfig, budget: int) -> tuple[Solution, str]:
+        """``answer`` for an HTTP request: when its client goes away before the answer, generation (a vote's samples,
         or a single answer) stops at the next token, so its sequences are free for the next teacher. (The request's
         own receive channel is listened on, as a streamed response does: Request.is_disconnected cannot see through
         Starlette's BaseHTTPMiddleware.)"""
@@ -93,7 +107,7 @@ class TutorService:
                 return
 
         stop = threading.Event()
-        task = asyncio.ensure_future(self.solve(question, context, solving, budget, stop))
+        task = asyncio.ensure_future(self.answer(question, context, solving, budget, stop))
         listener = asyncio.ensure_future(client_gone())
         try:
             done, _ = await asyncio.wait({task, listener}, return_when=asyncio.FIRST_COMPLETED)

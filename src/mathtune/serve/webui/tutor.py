@@ -26,6 +26,9 @@ EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
 # What every answer shows until its first words arrive, whichever the mode (the question stays in view above it).
 WORKING = "*Working on it… (press **Stop** to end it)*"
 COT_NOTE = "Step-by-step reasoning, not checked by a program: check the steps."
+# Said beside an answer another request had already asked for (serve/shared.py): the same answer, not a new one
+REUSED = {"cache": " This problem was asked here before, in the same words and mode: this is the answer given then.",
+          "joined": " Someone else asked this problem at the same moment: you share one answer."}
 
 
 def modes(solving) -> list[tuple[str, str]]:
@@ -305,13 +308,13 @@ def _answerer(gr, state, model):
                 solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
                 stop = threading.Event()  # Stop, a closed page or the time limit: the vote's samples stop too
                 try:
-                    solution = await asyncio.wait_for(tutor.solve(prompt, context, solving, budget, stop),
-                                                      settings.ui_timeout_s)
+                    solution, reuse = await asyncio.wait_for(tutor.answer(prompt, context, solving, budget, stop),
+                                                             settings.ui_timeout_s)
                 finally:
                     stop.set()
                 turn.pop("streaming", None)
                 turn.update(a=solution.answer, final=solution.final_answer,
-                            note=how_checked(solution, MEASURED.get(model.source)) + cut)
+                            note=how_checked(solution, MEASURED.get(model.source)) + REUSED.get(reuse, "") + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)
             return

@@ -332,6 +332,12 @@ def tutor_serving(data: dict) -> list[str]:
     if "four_same_seconds" in served:
         lines.append(f"| four teachers at once, one problem / it alone | {served['four_same_seconds']} s / "
                      f"{served['cot_seconds']} s = **{served['four_same_vs_one']}x** | <= {targets['four_vs_one']}x |")
+    shared = served.get("shared")
+    if shared:
+        lines.append(f"| the same, on a server that shares answers (the default): one made, three wait for it / it "
+                     f"alone | {shared['four_same_seconds']} s / {served['cot_seconds']} s = "
+                     f"**{shared['four_same_vs_one']}x** ({', '.join(shared['four_same_reused'])}); asked again: "
+                     f"{shared['again_seconds']} s ({shared['again_reused']}) | <= {targets['four_vs_one']}x |")
     each = served.get("four_each_vs_alone")
     if each:
         lines.append(f"| four teachers at once, four problems: each teacher's wait / the same question alone | "
@@ -516,6 +522,9 @@ def readme_figures() -> str:
              f"- four teachers asking at once are answered in {served['four_vs_one']}x the mean time of one (four "
              f"different problems; the longest alone takes {max(served['alone_seconds'])} s)"
              + (f", {served['four_same_vs_one']}x when they ask the same problem" if "four_same_vs_one" in served
+                else "")
+             + (f" ({served['shared']['four_same_vs_one']}x with answer sharing, the default: one answer is made and "
+                f"the others wait for it; asked again, {served['shared']['again_seconds']} s)" if "shared" in served
                 else "")
              + (f"; each teacher waits {served['four_each_vs_alone']['mean']}x as long as alone on average, at most "
                 f"{served['four_each_vs_alone']['max']}x;" if "four_each_vs_alone" in served else ";"),

@@ -19,6 +19,10 @@ bench/tutor_modes.py's held-out sample. Measured, each the issue's ratio with it
   ``four_each_vs_alone``: each teacher's own wait when the four ask at once / the same question's wait alone
   (each, mean, max; and per token, as an answer drawn beside others can come out a few tokens longer).
 
+These run on a server that does not share answers (MATHTUNE_TUTOR_ANSWER_CACHE=0), so each request is answered
+anew. ``shared``: the same four clients with one problem on a server that shares (the default, serve/shared.py):
+one answer is made and the other three wait for it; then a fifth asks it again and gets the kept answer.
+
 Every ratio is measured with nothing else asked of the server; ``polled`` repeats the vote and the four while
 /v1/topics is polled (the topics latencies come from those runs), with the cot answer it is compared with.
 
@@ -71,8 +75,9 @@ def topic_model(args, workdir: Path) -> str:
     return str(out)
 
 
-def start_server(topic: str, tutor: str, port: int, log) -> subprocess.Popen:
-    env = {**os.environ, "MATHTUNE_TUTOR_SCOPE": "false"}
+def start_server(topic: str, tutor: str, port: int, log, share: bool = False) -> subprocess.Popen:
+    # without sharing, every request is answered anew (the figures measure the engine, and ask one problem often)
+    env = {**os.environ, "MATHTUNE_TUTOR_SCOPE": "false", "MATHTUNE_TUTOR_ANSWER_CACHE": "256" if share else "0"}
     proc = subprocess.Popen([sys.executable, "-m", "mathtune.cli", "serve", "--model", topic, "--tutor", tutor,
                              "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log)
     deadline = time.time() + 900
@@ -200,6 +205,19 @@ def served_figures(base: str, problem: str, k: int) -> dict:
     return out
 
 
+def shared_figures(base: str, problem: str, alone_seconds: float) -> dict:
+    """On a server that shares answers (the default): four clients ask the problem at once (one answer is made, the
+    other three wait for it), then a fifth asks it again (the kept answer); against the same cot answer alone,
+    measured on the unsharing server in this run."""
+    tutor(base, "What is 2 + 2?", max_new_tokens=8)  # warm
+    wall, four = at_once(base, [problem] * 4)
+    again = tutor(base, problem, mode="cot")
+    return {"four_same_seconds": round(wall, 2), "four_same_vs_one": round(wall / alone_seconds, 2),
+            "four_same_reused": sorted(r["reused"] for r in four),
+            "four_same_answers_alike": len({r["answer"] for r in four}) == 1,
+            "again_seconds": again["wall_seconds"], "again_reused": again["reused"]}
+
+
 def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None) -> dict:
     """The same vote with samples drawn one after another (the engine as it was used before batching), beside one
     batched vote and one cot answer, all in this process on one engine."""
@@ -281,6 +299,13 @@ def main() -> None:
             finally:
                 server.terminate()
                 server.wait(timeout=60)
+            port = free_port()
+            server = start_server(topic, args.tutor, port, log, share=True)
+            try:
+                served["shared"] = shared_figures(f"http://127.0.0.1:{port}", problem, served["cot_seconds"])
+            finally:
+                server.terminate()
+                server.wait(timeout=60)
     baseline = in_turn_baseline(args.tutor, problem, args.k, args.threads)
     targets = {"topics_max_during_vote_ms": 250, "vote_vs_cot": 2.5, "four_vs_one": 2.0}
     result = {"benchmark": "tutor_serving", "cpus": os.cpu_count(), "tutor": args.tutor, "k": args.k,
@@ -288,6 +313,7 @@ def main() -> None:
               "met": {"topics_max_during_vote_ms": served["topics_ms"]["during_vote"]["max"] <= 250,
                       "vote_vs_cot": served["vote_vs_cot"] <= 2.5, "four_vs_one": served["four_vs_one"] <= 2.0,
                       "four_same_vs_one": served["four_same_vs_one"] <= 2.0,
+                      "four_same_shared_vs_one": served["shared"]["four_same_vs_one"] <= 2.0,
                       "four_each_vs_alone_max": served["four_each_vs_alone"]["max"] <= 2.0},
               "accuracy": accuracy_table(args.accuracy, args.tutor),
               "accuracy_source": ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)

@@ -331,3 +331,22 @@ def test_the_server_caps_a_votes_time_budget():
 
     shown = public_description("tutor", Described(), ServeSettings(tutor_time_budget=30))
     assert shown["solve"]["time_budget"] == 30
+
+
+def test_the_same_request_again_is_the_kept_answer_streamed_or_not(client):
+    def streamed(body):
+        with client.stream("POST", "/v1/tutor", json={**body, "stream": True}) as response:
+            text = "".join(response.iter_text())
+        events = [block.split("\n") for block in text.strip().split("\n\n")]
+        tokens = "".join(json.loads(e[1].removeprefix("data: "))["text"] for e in events if e[0] == "event: token")
+        return tokens, json.loads(events[-1][1].removeprefix("data: "))
+
+    body = {"question": "what is 9 plus 9?", "retrieval": False, "mode": "cot"}
+    first, again = client.post("/v1/tutor", json=body).json(), client.post("/v1/tutor", json=body).json()
+    assert (first["reused"], again["reused"]) == ("none", "cache") and first["answer"] == again["answer"]
+    assert client.post("/v1/tutor", json={**body, "max_new_tokens": 5}).json()["reused"] == "none"  # another budget
+    (tokens, done), (tokens_again, done_again) = streamed(body), streamed(body)
+    assert (done["reused"], done_again["reused"]) == ("none", "cache")  # a stream is kept apart from the answer
+    assert tokens == tokens_again and done["answer"] == done_again["answer"]
+    metrics = client.get("/metrics").text
+    assert 'mathtune_tutor_answers_total{reuse="cache"}' in metrics

@@ -121,5 +121,86 @@ def test_the_key_covers_everything_that_changes_an_answer():
               answer_key("What is 2 + 2?", "Example: 1 + 1 = 2", solving, 384),
               answer_key("What is 2 + 2?", None, SolveConfig(mode="vote", samples=7), 384),
               answer_key("What is 2 + 2?", None, solving.model_copy(update={"time_budget": 30.0}), 384),
-              answer_key("What is 2 + 2?", None, solving, 200)]
+              answer_key("What is 2 + 2?", None, solving, 200),
+              answer_key("What is 2 + 2?", None, solving, 384, seed=7)]
     assert base not in others and len(set(others)) == len(others)
+
+
+def _writer(calls: list, n: int = 20, delay: float = 0.01, fail_at: int | None = None):
+    def write(cancel: threading.Event, info: dict):
+        calls.append(cancel)
+
+        async def pieces():
+            for i in range(n):
+                if cancel.is_set():
+                    return
+                if fail_at == i:
+                    raise RuntimeError("engine died")
+                await asyncio.sleep(delay)
+                yield f"{i} "
+            info["truncated"] = False
+        return pieces()
+    return write
+
+
+async def _read(shared, key, write, cancel=None, leave_after=None):
+    info, got = {}, []
+    reader = shared.stream(key, write, info, cancel)
+    async for piece in reader:
+        got.append(piece)
+        if leave_after is not None and len(got) >= leave_after:
+            await reader.aclose()  # the client went away
+            break
+    return "".join(got), info
+
+
+def test_a_stream_is_written_once_for_everyone_who_reads_it():
+    shared, calls = SharedAnswers(4), []
+
+    async def scenario():
+        first = asyncio.ensure_future(_read(shared, "s", _writer(calls)))
+        await asyncio.sleep(0.08)  # the second joins when some pieces are already written
+        second = asyncio.ensure_future(_read(shared, "s", _writer(calls)))
+        together = await asyncio.gather(first, second)
+        return together, await _read(shared, "s", _writer(calls))
+
+    (first, second), again = asyncio.run(scenario())
+    whole = "".join(f"{i} " for i in range(20))
+    assert len(calls) == 1
+    assert first[0] == second[0] == again[0] == whole  # the late reader got the pieces written before it came
+    assert (first[1]["reused"], second[1]["reused"], again[1]["reused"]) == ("none", "joined", "cache")
+    assert again[1]["truncated"] is False  # what the writer said travels with the kept stream
+
+
+def test_a_stream_stops_when_its_last_reader_goes():
+    shared, calls = SharedAnswers(4), []
+    own_cancel = threading.Event()
+
+    async def scenario():
+        staying = asyncio.ensure_future(_read(shared, "s", _writer(calls, 60), cancel=own_cancel))
+        await asyncio.sleep(0.02)
+        leaving = await _read(shared, "s", _writer(calls, 60), leave_after=3)
+        await asyncio.sleep(0.05)
+        writing_after_one_left = not calls[0].is_set()
+        own_cancel.set()  # the other reader stops too (Stop pressed)
+        stayed = await asyncio.wait_for(staying, 2)
+        await asyncio.sleep(0.05)
+        return leaving, writing_after_one_left, stayed
+
+    leaving, writing_after_one_left, stayed = asyncio.run(scenario())
+    assert leaving[0] == "0 1 2 " and writing_after_one_left
+    assert calls[0].is_set() and len(stayed[0].split()) < 60
+    assert len(shared) == 0  # a stream cut short is not kept
+
+
+def test_a_failed_stream_fails_every_reader_and_is_not_kept():
+    shared, calls = SharedAnswers(4), []
+
+    async def scenario():
+        results = await asyncio.gather(*[_read(shared, "s", _writer(calls, fail_at=5)) for _ in range(2)],
+                                       return_exceptions=True)
+        return results, await _read(shared, "s", _writer(calls))
+
+    results, after = asyncio.run(scenario())
+    assert [str(r) for r in results] == ["engine died", "engine died"] and len(calls) == 2
+    assert after[1]["reused"] == "none"

@@ -255,12 +255,13 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
 
 
 def solve_as(generator, questions: list[str], settings: SolveConfig, contexts=None,
-             max_new_tokens: int = 512, stop: threading.Event | None = None) -> list[Solution]:
-    """``solve`` with a recipe's (or a saved tutor's) solving settings."""
+             max_new_tokens: int = 512, stop: threading.Event | None = None, seed: int = 0) -> list[Solution]:
+    """``solve`` with a recipe's (or a saved tutor's) solving settings; ``seed``: a vote's first sample's seed
+    (another seed, another set of samples: "try again")."""
     return solve(generator, questions, settings.mode, contexts, max_new_tokens, k=settings.samples,
                  base=settings.vote_over, temperature=settings.temperature, tiebreak=settings.tiebreak,
                  agree_first=settings.agree_first, then_over=settings.then_over, first_round=settings.first_round,
-                 time_budget=settings.time_budget, stop=stop)
+                 time_budget=settings.time_budget, stop=stop, seed=seed)
 
 
 def overridden(settings: SolveConfig, **overrides) -> SolveConfig:

@@ -193,7 +193,8 @@ def build_tutor_router(app_state) -> APIRouter:
             started = tutor.gate.enter()  # 503 with Retry-After when the line is full
             release = _once(tutor.gate.leave, started)
             first = _sse("sources", {"sources": [s.model_dump() for s in sources], "history_dropped": dropped})
-            events = _stream(tutor, question, budget, context, first, count, solving.mode) \
+            events = _stream(tutor, question, budget, context, first, count, solving.mode,
+                             lambda reuse: app_state.metrics.tutor_answers.labels(reuse=reuse).inc()) \
                 if solving.mode in STREAMED_MODES else _stream_solution(tutor, question, budget, context, first,
                                                                              solving)
             return StreamingResponse(_released(events, release), media_type="text/event-stream",
@@ -227,7 +228,8 @@ async def _stream_solution(tutor: TutorService, question, budget, context, first
                         "seconds": round(time.perf_counter() - start, 3)})
 
 
-async def _stream(tutor: TutorService, question, budget, context, first: str, count, mode: str = "cot"):
+async def _stream(tutor: TutorService, question, budget, context, first: str, count, mode: str = "cot",
+                  count_reuse=lambda reuse: None):
     """Token events as the answer is written, then ``done``; for a program, ``done`` carries the checked answer
     (the program's explanation, code, its real output and the answer it printed), which replaces the tokens."""
     yield first
@@ -236,21 +238,23 @@ async def _stream(tutor: TutorService, question, budget, context, first: str, co
     cancel = threading.Event()  # set when the client goes away: generation stops at the next token
     info: dict = {}
     try:
-        async for piece in tutor.pieces(question, context, budget, cancel, info, mode=mode):
+        async for piece in tutor.shared_pieces(question, context, budget, cancel, info, mode=mode):
             pieces.append(piece)
             yield _sse("token", {"text": piece})
     except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream
         log.exception("tutor generation failed")
         yield _sse("error", {"error": "generation failed; the server log has the details"})
         return
+    count_reuse(info.get("reused", "none"))
     if info.get("solution") is not None:
         solution = info["solution"]
         count(solution.refused)
-        yield _sse("done", {"model": tutor.model.source, **solution_fields(solution),
+        yield _sse("done", {"model": tutor.model.source, **solution_fields(solution), "reused": info.get("reused"),
                             "truncated": bool(info.get("truncated")), "seconds": round(time.perf_counter() - start, 3)})
         return
     answer = "".join(pieces).strip()
     count(is_refusal(answer))
     yield _sse("done", {"model": tutor.model.source, "answer": answer, "steps": split_steps(answer), "method": "cot",
                         "final_answer": tutor.final_answer(answer), "refused": is_refusal(answer),
+                        "reused": info.get("reused"),
                         "truncated": bool(info.get("truncated")), "seconds": round(time.perf_counter() - start, 3)})

@@ -13,7 +13,7 @@ from ..config import SolveConfig
 from ..errors import MathtuneError
 from ..models.solve import PROGRAM_MODES, STREAMED_MODES, Solution, solve_as, stream_cot, stream_program
 from ..tasks.scope import in_scope
-from .shared import answer_key
+from .shared import SharedAnswers, answer_key
 
 # Tokens an answer may use when neither the request nor the tutor's recipe says (a trained tutor saves its own)
 DEFAULT_MAX_NEW_TOKENS = 384
@@ -33,6 +33,9 @@ class QuestionError(MathtuneError):
 class TutorService:
     def __init__(self, model, settings):
         self.model, self.settings = model, settings
+        # a served tutor's (serve/models.py engine_for); a model without one shares nothing
+        shared = getattr(model, "shared", None)
+        self.shared = shared if shared is not None else SharedAnswers(0)
 
     @property
     def gate(self):
@@ -73,19 +76,20 @@ class TutorService:
         return (await self.model.run(self.model.retrieve, question, k)) if retrieval else (None, [])
 
     async def answer(self, question: str, context, solving: SolveConfig, budget: int,
-                     stop: threading.Event | None = None, place: bool = True) -> tuple[Solution, str]:
+                     stop: threading.Event | None = None, place: bool = True, seed: int = 0) -> tuple[Solution, str]:
         """One solution as ``solving`` says and how it was had: "none" (made for this request, holding a place in
         the tutor's line while it was made, unless ``place`` is false: the caller holds one), "cache" (the same
         request was answered before) or "joined" (the same request was being answered: this one waited for it; see
         serve/shared.py). Setting ``stop`` (the asker is gone) ends generation at the next token (a vote's samples,
-        a single answer, a correction) once no other request waits for the same answer."""
+        a single answer, a correction) once no other request waits for the same answer. ``seed``: a vote's first
+        sample's (another seed draws other samples: a new answer, not the shared one)."""
         solving = self.within_time(solving)
 
         async def make(halt: threading.Event) -> Solution:
             with self.gate.place() if place else nullcontext():
                 return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget,
-                                             halt))[0]
-        return await self.model.shared.answer(answer_key(question, context, solving, budget), make, stop)
+                                             halt, seed))[0]
+        return await self.shared.answer(answer_key(question, context, solving, budget, seed), make, stop)
 
     async def solve(self, question: str, context, solving: SolveConfig, budget: int,
                     stop: threading.Event | None = None) -> Solution:
@@ -135,3 +139,20 @@ class TutorService:
                 yield piece
         finally:
             cancel.set()
+
+    async def shared_pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
+                            temperature: float = 0.0, seed: int | None = None,
+                            mode: str = "cot") -> AsyncIterator[str]:
+        """``pieces``, shared with the requests that ask for the same stream (serve/shared.py) when it is
+        deterministic (greedy, or sampled with a seed); ``info["reused"]`` says how it was had."""
+        if not self.shared.enabled or (temperature > 0 and seed is None):
+            info["reused"] = "none"
+            async for piece in self.pieces(question, context, budget, cancel, info, temperature, seed, mode):
+                yield piece
+            return
+        key = "stream:" + answer_key(question, context, {"mode": mode, "temperature": temperature}, budget, seed or 0)
+
+        def write(halt: threading.Event, written: dict) -> AsyncIterator[str]:
+            return self.pieces(question, context, budget, halt, written, temperature, seed, mode)
+        async for piece in self.shared.stream(key, write, info, cancel):
+            yield piece

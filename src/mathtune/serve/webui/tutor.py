@@ -247,7 +247,7 @@ def _streamer(state, model):
         deadline = time.monotonic() + state.settings.ui_timeout_s
         started = tutor.gate.enter()  # the API's line: when it is full, the message says when to try again
         try:
-            async for piece in tutor.pieces(prompt, context, budget, cancel, info, temperature, seed, mode):
+            async for piece in tutor.shared_pieces(prompt, context, budget, cancel, info, temperature, seed, mode):
                 text += piece
                 yield text, info
                 if time.monotonic() > deadline:
@@ -297,10 +297,11 @@ def _answerer(gr, state, model):
                 if solution is not None:
                     turn.update(a=solution.answer, final=solution.final_answer,
                                 truncated=bool(info.get("truncated")),
-                                note=how_checked(solution, MEASURED.get(model.source)) + cut)
+                                note=how_checked(solution, MEASURED.get(model.source))
+                                + REUSED.get(info.get("reused"), "") + cut)
                 else:
                     turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
-                                note=COT_NOTE + cut)
+                                note=COT_NOTE + REUSED.get(info.get("reused"), "") + cut)
             else:
                 import asyncio
 
@@ -308,8 +309,9 @@ def _answerer(gr, state, model):
                 solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
                 stop = threading.Event()  # Stop, a closed page or the time limit: the vote's samples stop too
                 try:
-                    solution, reuse = await asyncio.wait_for(tutor.answer(prompt, context, solving, budget, stop),
-                                                             settings.ui_timeout_s)
+                    # "Try again" draws the vote's samples with another seed: a new vote, not the shared one
+                    solution, reuse = await asyncio.wait_for(tutor.answer(prompt, context, solving, budget, stop,
+                                                                          seed=seed or 0), settings.ui_timeout_s)
                 finally:
                     stop.set()
                 turn.pop("streaming", None)

@@ -4,6 +4,7 @@ classifier without blocking it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -185,6 +186,39 @@ def test_a_full_line_gets_503_with_retry_after():
     assert same.status_code == 200 and same.json()["reused"] == "joined"
     assert same.json()["answer"] == first.json()["answer"]
     assert app.state.mathtune.models["tutor"].gate.active == 0  # every place was given back
+    app.state.mathtune.models["tutor"].generator.close()
+
+
+def test_a_stream_that_is_being_written_is_joined_even_when_the_line_is_full():
+    import httpx
+
+    app = create_app({}, ServeSettings(tutor="bundled:smollm2", tutor_scope=False, tutor_slots=2,
+                                       tutor_parallel_requests=1, tutor_max_waiting=0))
+    started = in_engine(app)
+    body = {"question": "Count from 1 to 100, one number a line.", "max_new_tokens": 200, "retrieval": False,
+            "mode": "cot", "stream": True}
+
+    def events(text: str) -> list[tuple[str, dict]]:
+        blocks = [b.split("\n") for b in text.strip().split("\n\n")]
+        return [(b[0].removeprefix("event: "), json.loads(b[1].removeprefix("data: "))) for b in blocks]
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as client:
+            first = asyncio.create_task(client.post("/v1/tutor", json=body))
+            await _wait(started)
+            other = await client.post("/v1/tutor", json={**body, "question": "Count from 1 to 300."})
+            same = await client.post("/v1/tutor", json=body)
+            return await first, other, same
+
+    first, other, same = asyncio.run(scenario())
+    assert other.status_code == 503  # the line is full: one stream is being written
+    assert first.status_code == same.status_code == 200
+    (_, done), (_, done_same) = events(first.text)[-1], events(same.text)[-1]
+    assert (done["reused"], done_same["reused"]) == ("none", "joined") and done["answer"] == done_same["answer"]
+    tokens = ["".join(d["text"] for e, d in events(r.text) if e == "token") for r in (first, same)]
+    assert tokens[0] == tokens[1] and tokens[0].strip()
+    assert app.state.mathtune.models["tutor"].gate.active == 0
     app.state.mathtune.models["tutor"].generator.close()
 
 

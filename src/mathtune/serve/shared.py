@@ -80,6 +80,11 @@ class SharedAnswers:
     def __len__(self) -> int:
         return len(self._done)
 
+    def has(self, key: str) -> bool:
+        """Whether a request for ``key`` now would take no work: its answer or stream is kept or being made."""
+        with self._lock:
+            return key in self._done or key in self._making or key in self._streams
+
     def clear(self) -> None:
         with self._lock:
             self._done.clear()

@@ -190,13 +190,16 @@ def build_tutor_router(app_state) -> APIRouter:
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         solving = body.solving(tutor.model)
         if body.stream:  # cot and program answers stream token by token; votes are finished before they are shown
-            started = tutor.gate.enter()  # 503 with Retry-After when the line is full
-            release = _once(tutor.gate.leave, started)
+            streamed = solving.mode in STREAMED_MODES
+            # a stream that another request is writing (or wrote) takes no place; any other waits in the line, or
+            # gets 503 with Retry-After when it is full
+            shared = tutor.takes_no_work(question, context, budget, solving, mode=solving.mode if streamed else None)
+            started = None if shared else tutor.gate.enter()
+            release = _once(tutor.gate.leave, started) if started is not None else (lambda: None)
             first = _sse("sources", {"sources": [s.model_dump() for s in sources], "history_dropped": dropped})
             events = _stream(tutor, question, budget, context, first, count, solving.mode,
-                             lambda reuse: app_state.metrics.tutor_answers.labels(reuse=reuse).inc()) \
-                if solving.mode in STREAMED_MODES else _stream_solution(tutor, question, budget, context, first,
-                                                                             solving)
+                             lambda reuse: app_state.metrics.tutor_answers.labels(reuse=reuse).inc(), place=shared) \
+                if streamed else _stream_solution(tutor, question, budget, context, first, solving, place=shared)
             return StreamingResponse(_released(events, release), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
@@ -212,12 +215,12 @@ def build_tutor_router(app_state) -> APIRouter:
     return router
 
 
-async def _stream_solution(tutor: TutorService, question, budget, context, first: str, solving):
+async def _stream_solution(tutor: TutorService, question, budget, context, first: str, solving, place: bool = False):
     yield first
     start = time.perf_counter()
     stop = threading.Event()  # set when the client goes away (the stream is closed): the vote's samples stop
-    try:  # the place in the line is the stream's (taken before the response began)
-        solution, reuse = await tutor.answer(question, context, solving, budget, stop, place=False)
+    try:  # the place in the line is the stream's (taken before the response began), unless it expected to share
+        solution, reuse = await tutor.answer(question, context, solving, budget, stop, place=place)
     except Exception:  # noqa: BLE001
         log.exception("tutor solving failed")
         yield _sse("error", {"error": "solving failed; the server log has the details"})
@@ -229,7 +232,7 @@ async def _stream_solution(tutor: TutorService, question, budget, context, first
 
 
 async def _stream(tutor: TutorService, question, budget, context, first: str, count, mode: str = "cot",
-                  count_reuse=lambda reuse: None):
+                  count_reuse=lambda reuse: None, place: bool = False):
     """Token events as the answer is written, then ``done``; for a program, ``done`` carries the checked answer
     (the program's explanation, code, its real output and the answer it printed), which replaces the tokens."""
     yield first
@@ -238,7 +241,7 @@ async def _stream(tutor: TutorService, question, budget, context, first: str, co
     cancel = threading.Event()  # set when the client goes away: generation stops at the next token
     info: dict = {}
     try:
-        async for piece in tutor.shared_pieces(question, context, budget, cancel, info, mode=mode):
+        async for piece in tutor.shared_pieces(question, context, budget, cancel, info, mode=mode, place=place):
             pieces.append(piece)
             yield _sse("token", {"text": piece})
     except Exception:  # noqa: BLE001 - the client gets a readable event instead of a cut stream

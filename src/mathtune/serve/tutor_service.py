@@ -140,19 +140,40 @@ class TutorService:
         finally:
             cancel.set()
 
-    async def shared_pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
-                            temperature: float = 0.0, seed: int | None = None,
-                            mode: str = "cot") -> AsyncIterator[str]:
-        """``pieces``, shared with the requests that ask for the same stream (serve/shared.py) when it is
-        deterministic (greedy, or sampled with a seed); ``info["reused"]`` says how it was had."""
+    def _stream_key(self, question: str, context, budget: int, temperature: float, seed: int | None,
+                    mode: str) -> str | None:
+        """The key a stream is shared under; None when it is not shared (sharing off, or sampled without a seed)."""
         if not self.shared.enabled or (temperature > 0 and seed is None):
+            return None
+        return "stream:" + answer_key(question, context, {"mode": mode, "temperature": temperature}, budget, seed or 0)
+
+    def takes_no_work(self, question: str, context, budget: int, solving: SolveConfig | None = None,
+                      temperature: float = 0.0, seed: int | None = None, mode: str | None = None) -> bool:
+        """Whether this request would be answered by sharing (kept, or being made for another request): then it
+        takes no place in the tutor's line. A stream's ``mode`` (cot, program, code), else ``solving``'s answer."""
+        if mode is not None:
+            key = self._stream_key(question, context, budget, temperature, seed, mode)
+        else:
+            key = answer_key(question, context, self.within_time(solving), budget, seed or 0) \
+                if self.shared.enabled else None
+        return key is not None and self.shared.has(key)
+
+    async def shared_pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
+                            temperature: float = 0.0, seed: int | None = None, mode: str = "cot",
+                            place: bool = False) -> AsyncIterator[str]:
+        """``pieces``, shared with the requests that ask for the same stream (serve/shared.py) when it is
+        deterministic (greedy, or sampled with a seed); ``info["reused"]`` says how it was had. ``place``: the
+        caller holds no place in the tutor's line (it expected to share), so a stream written for it takes one."""
+        key = self._stream_key(question, context, budget, temperature, seed, mode)
+        if key is None:
             info["reused"] = "none"
             async for piece in self.pieces(question, context, budget, cancel, info, temperature, seed, mode):
                 yield piece
             return
-        key = "stream:" + answer_key(question, context, {"mode": mode, "temperature": temperature}, budget, seed or 0)
 
-        def write(halt: threading.Event, written: dict) -> AsyncIterator[str]:
-            return self.pieces(question, context, budget, halt, written, temperature, seed, mode)
+        async def write(halt: threading.Event, written: dict) -> AsyncIterator[str]:
+            with self.gate.place() if place else nullcontext():
+                async for piece in self.pieces(question, context, budget, halt, written, temperature, seed, mode):
+                    yield piece
         async for piece in self.shared.stream(key, write, info, cancel):
             yield piece

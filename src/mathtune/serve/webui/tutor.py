@@ -245,9 +245,12 @@ def _streamer(state, model):
         context, _ = await tutor.retrieve(prompt)
         cancel, info, text = threading.Event(), {}, ""
         deadline = time.monotonic() + state.settings.ui_timeout_s
-        started = tutor.gate.enter()  # the API's line: when it is full, the message says when to try again
+        # the API's line (when it is full, the message says when to try again); none for a stream already shared
+        shared = tutor.takes_no_work(prompt, context, budget, temperature=temperature, seed=seed, mode=mode)
+        started = None if shared else tutor.gate.enter()
         try:
-            async for piece in tutor.shared_pieces(prompt, context, budget, cancel, info, temperature, seed, mode):
+            async for piece in tutor.shared_pieces(prompt, context, budget, cancel, info, temperature, seed, mode,
+                                                   place=shared):
                 text += piece
                 yield text, info
                 if time.monotonic() > deadline:
@@ -255,7 +258,8 @@ def _streamer(state, model):
                                        "Ask a shorter question, or try again.")
         finally:
             cancel.set()  # Stop pressed, the page closed, or the time ran out: generation ends at the next token
-            tutor.gate.leave(started)
+            if started is not None:
+                tutor.gate.leave(started)
         yield text, info
     return stream
 

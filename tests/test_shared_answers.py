@@ -204,3 +204,34 @@ def test_a_failed_stream_fails_every_reader_and_is_not_kept():
     results, after = asyncio.run(scenario())
     assert [str(r) for r in results] == ["engine died", "engine died"] and len(calls) == 2
     assert after[1]["reused"] == "none"
+
+
+def test_another_seed_is_another_vote_and_the_seed_reaches_the_solver(monkeypatch):
+    """The Tutor tab's "Try again" on a vote passes a new seed: a new vote, not the kept one."""
+    from mathtune.serve import tutor_service
+    from mathtune.serve.admission import TutorGate
+    from mathtune.serve.settings import ServeSettings
+
+    seeds = []
+
+    def fake_solve_as(generator, questions, settings, contexts, budget, stop, seed):
+        seeds.append(seed)
+        return [SimpleNamespace(answer=f"vote with seed {seed}", out_of_time=False)]
+
+    monkeypatch.setattr(tutor_service, "solve_as", fake_solve_as)
+
+    async def run(fn, *args):
+        return fn(*args)
+
+    model = SimpleNamespace(gate=TutorGate(1, 0), shared=SharedAnswers(8), run=run,
+                            generator=SimpleNamespace(solving=SolveConfig(mode="vote")))
+    tutor = tutor_service.TutorService(model, ServeSettings())
+    solving = SolveConfig(mode="vote")
+
+    async def scenario():
+        return [await tutor.answer("What is 6 times 7?", None, solving, 64, seed=s) for s in (0, 0, 12345)]
+
+    first, again, retried = asyncio.run(scenario())
+    assert seeds == [0, 12345]
+    assert (first[1], again[1], retried[1]) == ("none", "cache", "none")
+    assert retried[0].answer == "vote with seed 12345" and model.gate.active == 0

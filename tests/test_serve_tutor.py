@@ -350,3 +350,5 @@ def test_the_same_request_again_is_the_kept_answer_streamed_or_not(client):
     assert tokens == tokens_again and done["answer"] == done_again["answer"]
     metrics = client.get("/metrics").text
     assert 'mathtune_tutor_answers_total{reuse="cache"}' in metrics
+    shared = client.get("/v1/models").json()["tutor"]["shared_answers"]
+    assert shared["size"] == 256 and shared["kept"] >= 3  # the answer, the other budget's, the stream

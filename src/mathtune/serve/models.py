@@ -143,6 +143,8 @@ class ServedTutor:
                 "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
                 "retrieval": bool(self.retriever), "retrieval_style": self.style if self.retriever else None,
                 "solve": self.generator.solving.model_dump(),  # what /v1/tutor does when a request does not say
+                # answers and streams kept to give again to the same request (serve/shared.py), and the most kept
+                "shared_answers": {"kept": len(self.shared), "size": self.shared.size},
                 "folder": str(self.folder) if self.folder else ""}
 
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:

@@ -334,10 +334,11 @@ def tutor_serving(data: dict) -> list[str]:
                      f"{served['cot_seconds']} s = **{served['four_same_vs_one']}x** | <= {targets['four_vs_one']}x |")
     shared = served.get("shared")
     if shared:
-        lines.append(f"| the same, on a server that shares answers (the default): one made, three wait for it / it "
-                     f"alone | {shared['four_same_seconds']} s / {served['cot_seconds']} s = "
-                     f"**{shared['four_same_vs_one']}x** ({', '.join(shared['four_same_reused'])}); asked again: "
-                     f"{shared['again_seconds']} s ({shared['again_reused']}) | <= {targets['four_vs_one']}x |")
+        lines.append(f"| the same, requests joining the answer being made (the default): one made, three join it / "
+                     f"it alone | {shared['four_same_seconds']} s / {served['cot_seconds']} s = "
+                     f"**{shared['four_same_vs_one']}x** ({', '.join(shared['four_same_reused'])}); asked again with "
+                     f"kept answers on: {shared['again_seconds']} s ({shared['again_reused']}) | <= "
+                     f"{targets['four_vs_one']}x |")
     each = served.get("four_each_vs_alone")
     if each:
         lines.append(f"| four teachers at once, four problems: each teacher's wait / the same question alone | "
@@ -523,9 +524,8 @@ def readme_figures() -> str:
              f"different problems; the longest alone takes {max(served['alone_seconds'])} s)"
              + (f", {served['four_same_vs_one']}x when they ask the same problem" if "four_same_vs_one" in served
                 else "")
-             + (f" ({served['shared']['four_same_vs_one']}x with answer sharing, the default: one answer is made and "
-                f"the others wait for it; asked again, {served['shared']['again_seconds']} s)" if "shared" in served
-                else "")
+             + (f" ({served['shared']['four_same_vs_one']}x as they join one answer, the default; asked again, "
+                f"{served['shared']['again_seconds']} s with kept answers on)" if "shared" in served else "")
              + (f"; each teacher waits {served['four_each_vs_alone']['mean']}x as long as alone on average, at most "
                 f"{served['four_each_vs_alone']['max']}x;" if "four_each_vs_alone" in served else ";"),
              f"- /v1/topics answers in at most {served['topics_ms']['during_vote']['max']} ms while a vote runs "

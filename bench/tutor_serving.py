@@ -19,9 +19,10 @@ bench/tutor_modes.py's held-out sample. Measured, each the issue's ratio with it
   ``four_each_vs_alone``: each teacher's own wait when the four ask at once / the same question's wait alone
   (each, mean, max; and per token, as an answer drawn beside others can come out a few tokens longer).
 
-These run on a server that does not share answers (MATHTUNE_TUTOR_ANSWER_CACHE=0), so each request is answered
-anew. ``shared``: the same four clients with one problem on a server that shares (the default, serve/shared.py):
-one answer is made and the other three wait for it; then a fifth asks it again and gets the kept answer.
+These run on a server that does not share answers (MATHTUNE_TUTOR_SHARE_ANSWERS=false), so each request is answered
+anew. ``shared``: the same four clients with one problem on a server that shares (serve/shared.py): one answer is
+made and the other three join it (the default); then a fifth asks it again and gets the kept answer (kept answers
+are not the default: MATHTUNE_TUTOR_ANSWER_CACHE=256 here).
 
 Every ratio is measured with nothing else asked of the server; ``polled`` repeats the vote and the four while
 /v1/topics is polled (the topics latencies come from those runs), with the cot answer it is compared with.
@@ -76,8 +77,10 @@ def topic_model(args, workdir: Path) -> str:
 
 
 def start_server(topic: str, tutor: str, port: int, log, share: bool = False) -> subprocess.Popen:
-    # without sharing, every request is answered anew (the figures measure the engine, and ask one problem often)
-    env = {**os.environ, "MATHTUNE_TUTOR_SCOPE": "false", "MATHTUNE_TUTOR_ANSWER_CACHE": "256" if share else "0"}
+    # without sharing, every request is answered anew (the figures measure the engine, and ask one problem often);
+    # with it, requests join the same answer being made (the default) and finished answers are kept (not the default)
+    env = {**os.environ, "MATHTUNE_TUTOR_SCOPE": "false", "MATHTUNE_TUTOR_SHARE_ANSWERS": "true" if share else "false",
+           "MATHTUNE_TUTOR_ANSWER_CACHE": "256" if share else "0"}
     proc = subprocess.Popen([sys.executable, "-m", "mathtune.cli", "serve", "--model", topic, "--tutor", tutor,
                              "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log, stderr=log)
     deadline = time.time() + 900
@@ -206,9 +209,9 @@ def served_figures(base: str, problem: str, k: int) -> dict:
 
 
 def shared_figures(base: str, problem: str, alone_seconds: float) -> dict:
-    """On a server that shares answers (the default): four clients ask the problem at once (one answer is made, the
-    other three wait for it), then a fifth asks it again (the kept answer); against the same cot answer alone,
-    measured on the unsharing server in this run."""
+    """On a server that shares answers: four clients ask the problem at once (one answer is made, the other three
+    join it: the default), then a fifth asks it again (the kept answer: MATHTUNE_TUTOR_ANSWER_CACHE); against the
+    same cot answer alone, measured on the unsharing server in this run."""
     tutor(base, "What is 2 + 2?", max_new_tokens=8)  # warm
     wall, four = at_once(base, [problem] * 4)
     again = tutor(base, problem, mode="cot")

@@ -333,7 +333,10 @@ def test_the_server_caps_a_votes_time_budget():
     assert shown["solve"]["time_budget"] == 30
 
 
-def test_the_same_request_again_is_the_kept_answer_streamed_or_not(client):
+def test_the_same_request_again_is_the_kept_answer_streamed_or_not(tutor_dir):
+    client = TestClient(create_app([tutor_dir], ServeSettings(max_text_chars=200, tutor_max_new_tokens=8,
+                                                              tutor_answer_cache=16)))
+
     def streamed(body):
         with client.stream("POST", "/v1/tutor", json={**body, "stream": True}) as response:
             text = "".join(response.iter_text())
@@ -351,4 +354,7 @@ def test_the_same_request_again_is_the_kept_answer_streamed_or_not(client):
     metrics = client.get("/metrics").text
     assert 'mathtune_tutor_answers_total{reuse="cache"}' in metrics
     shared = client.get("/v1/models").json()["tutor"]["shared_answers"]
-    assert shared["size"] == 256 and shared["kept"] >= 3  # the answer, the other budget's, the stream
+    assert shared == {"joined": True, "size": 16, "kept": 3}  # the answer, the other budget's, the stream
+    assert client.get("/v1/models").json()["tutor"]["shared_answers"]["kept"] == 3
+    kept_off = TestClient(create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=8)))  # the default keeps none
+    assert [kept_off.post("/v1/tutor", json=body).json()["reused"] for _ in range(2)] == ["none", "none"]

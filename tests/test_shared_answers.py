@@ -41,7 +41,7 @@ def test_the_same_key_is_made_once_and_kept():
     assert again == (first[0][0], "cache")
 
 
-def test_the_oldest_answer_goes_first_and_size_0_keeps_none():
+def test_the_oldest_answer_goes_first_and_size_0_keeps_none_but_joins():
     shared, made = SharedAnswers(2), []
 
     async def ask(key):
@@ -53,12 +53,15 @@ def test_the_oldest_answer_goes_first_and_size_0_keeps_none():
     # a, b made; a from the cache (now the newest); c made and b dropped; b made again and a dropped; so a again
     assert asyncio.run(scenario()) == ["none", "none", "cache", "none", "none", "none"]
     assert len(shared) == 2
-    off, made_off = SharedAnswers(0), []
+    off, made_off = SharedAnswers(0, join=False), []
 
-    async def twice():
-        return await asyncio.gather(off.answer("k", _maker(made_off)), off.answer("k", _maker(made_off)))
+    async def twice(shared):
+        return await asyncio.gather(shared.answer("k", _maker(made_off)), shared.answer("k", _maker(made_off)))
 
-    assert [how for _, how in asyncio.run(twice())] == ["none", "none"] and len(made_off) == 2
+    assert [how for _, how in asyncio.run(twice(off))] == ["none", "none"] and len(made_off) == 2
+    joining = SharedAnswers(0)  # the server's default: requests at the same time join, nothing is kept
+    assert [how for _, how in asyncio.run(twice(joining))] == ["none", "joined"] and len(made_off) == 3
+    assert len(joining) == 0 and asyncio.run(joining.answer("k", _maker(made_off)))[1] == "none"
 
 
 def test_an_answer_stops_only_when_everyone_waiting_for_it_has_gone():

@@ -123,7 +123,7 @@ class ServedTutor:
     name: str = "tutor"
     executor: ThreadPoolExecutor = field(default_factory=model_thread)
     gate: TutorGate = field(default_factory=lambda: TutorGate(1, 8))
-    shared: SharedAnswers = field(default_factory=lambda: SharedAnswers(0))
+    shared: SharedAnswers = field(default_factory=lambda: SharedAnswers(0, join=False))
     generates = True
 
     def close(self) -> None:
@@ -143,8 +143,8 @@ class ServedTutor:
                 "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
                 "retrieval": bool(self.retriever), "retrieval_style": self.style if self.retriever else None,
                 "solve": self.generator.solving.model_dump(),  # what /v1/tutor does when a request does not say
-                # answers and streams kept to give again to the same request (serve/shared.py), and the most kept
-                "shared_answers": {"kept": len(self.shared), "size": self.shared.size},
+                # whether requests join the same answer being made, answers kept and the most kept (serve/shared.py)
+                "shared_answers": {"joined": self.shared.join, "kept": len(self.shared), "size": self.shared.size},
                 "folder": str(self.folder) if self.folder else ""}
 
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:
@@ -178,7 +178,8 @@ def engine_for(model: "ServedTutor", settings) -> "ServedTutor":
         parallel, model.executor = 1, INFERENCE
         generator.executor = INFERENCE  # streaming generation runs on the inference thread as well
     model.gate = TutorGate(parallel, waiting)
-    model.shared = SharedAnswers(settings.tutor_answer_cache if settings else 256)
+    model.shared = SharedAnswers(settings.tutor_answer_cache if settings else 0,
+                                 join=settings.tutor_share_answers if settings else True)
     model.executor.submit(generator.generate, ["What is 1 + 1?"], 4).result()
     model.ready = True
     return model

@@ -1,10 +1,11 @@
-"""Teachers who ask the tutor the same thing share one answer.
+"""Teachers who ask the tutor the same thing at the same time share one answer.
 
-A classroom works one worksheet: thirty students may ask the same problem within a minute. Every tutor answer the
-server makes is deterministic by contract (greedy decoding; a vote's samples have fixed seeds), so the same
-question, with the same context, solving settings and token budget, has one answer to give. ``SharedAnswers`` keeps
-the last ``size`` finished answers, and a request for an answer still being made waits for that one instead of
-making it again: it takes no place in the tutor's line and no decode slot.
+A classroom works one worksheet: many students may ask the same problem at once. Every tutor answer the server
+makes is deterministic by contract (greedy decoding; a vote's samples have fixed seeds), so the same question, with
+the same context, solving settings and token budget, has one answer to give. A request for an answer still being
+made waits for that one instead of making it again ("joined"): it uses no decode slot, though it still holds its
+place in the tutor's line (the line's limit and its 503 stay what they say). ``SharedAnswers`` can also keep the
+last ``size`` finished answers to give again at once ("cache"; off unless the server is told a size).
 
 An answer cut short is never kept: one stopped because everyone who asked for it went away, or a vote cut by its
 time budget (asked again on a quieter server, it may finish). A generation stops early only when the last of the
@@ -65,8 +66,8 @@ class _Stream:
 
 
 class SharedAnswers:
-    def __init__(self, size: int = 256, keep: Callable[[object], bool] | None = None):
-        self.size = size
+    def __init__(self, size: int = 0, keep: Callable[[object], bool] | None = None, join: bool = True):
+        self.size, self.join = size, join
         self.keep = keep or (lambda solution: not getattr(solution, "out_of_time", False))
         self._done: OrderedDict[str, object] = OrderedDict()
         self._making: dict[str, _Making] = {}
@@ -75,15 +76,15 @@ class SharedAnswers:
 
     @property
     def enabled(self) -> bool:
-        return self.size > 0
+        return self.join or self.size > 0
 
     def __len__(self) -> int:
         return len(self._done)
 
-    def has(self, key: str) -> bool:
-        """Whether a request for ``key`` now would take no work: its answer or stream is kept or being made."""
+    def kept(self, key: str) -> bool:
+        """Whether the answer or stream for ``key`` is kept: a request for it now is answered at once."""
         with self._lock:
-            return key in self._done or key in self._making or key in self._streams
+            return key in self._done
 
     def clear(self) -> None:
         with self._lock:
@@ -91,7 +92,8 @@ class SharedAnswers:
 
     def _finished(self, key: str, making: _Making, task: asyncio.Future) -> None:
         with self._lock:
-            self._making.pop(key, None)
+            if self._making.get(key) is making:
+                self._making.pop(key)
             if task.cancelled():
                 making.future.cancel()
                 return
@@ -100,7 +102,7 @@ class SharedAnswers:
                 making.future.set_exception(error)
                 return
             solution = task.result()
-            if not making.abandoned and self.keep(solution):
+            if not making.abandoned and self.size > 0 and self.keep(solution):
                 self._done[key] = solution
                 self._done.move_to_end(key)
                 while len(self._done) > self.size:
@@ -118,10 +120,12 @@ class SharedAnswers:
             if key in self._done and not isinstance(self._done[key], _Stream):
                 self._done.move_to_end(key)
                 return self._done[key], "cache"
-            making = self._making.get(key)
+            making = self._making.get(key) if self.join else None
             reuse: Reuse = "joined" if making is not None else "none"
             if making is None:
-                making = self._making[key] = _Making()
+                making = _Making()
+                if self.join:
+                    self._making[key] = making
             making.waiters += 1
         if reuse == "none":
             task = asyncio.ensure_future(make(making.stop))
@@ -167,10 +171,12 @@ class SharedAnswers:
                 self._done.move_to_end(key)
             else:
                 kept = None
-                streaming = self._streams.get(key)
+                streaming = self._streams.get(key) if self.join else None
                 reuse: Reuse = "joined" if streaming is not None else "none"
                 if streaming is None:
-                    streaming = self._streams[key] = _Streaming()
+                    streaming = _Streaming()
+                    if self.join:
+                        self._streams[key] = streaming
                 streaming.readers += 1
         if kept is not None:
             for piece in kept.pieces:
@@ -216,8 +222,9 @@ class SharedAnswers:
         finally:
             with self._lock:
                 streaming.finished = True
-                self._streams.pop(key, None)
-                if streaming.error is None and not streaming.abandoned:
+                if self._streams.get(key) is streaming:
+                    self._streams.pop(key)
+                if streaming.error is None and not streaming.abandoned and self.size > 0:
                     self._done[key] = _Stream(tuple(streaming.pieces), dict(streaming.info))
                     self._done.move_to_end(key)
                     while len(self._done) > self.size:

@@ -191,9 +191,9 @@ def build_tutor_router(app_state) -> APIRouter:
         solving = body.solving(tutor.model)
         if body.stream:  # cot and program answers stream token by token; votes are finished before they are shown
             streamed = solving.mode in STREAMED_MODES
-            # a stream that another request is writing (or wrote) takes no place; any other waits in the line, or
-            # gets 503 with Retry-After when it is full
-            shared = tutor.takes_no_work(question, context, budget, solving, mode=solving.mode if streamed else None)
+            # a kept stream or answer is given at once and takes no place; any other (one joining a stream another
+            # request is writing too) holds a place in the line, or gets 503 with Retry-After when it is full
+            shared = tutor.is_kept(question, context, budget, solving, mode=solving.mode if streamed else None)
             started = None if shared else tutor.gate.enter()
             release = _once(tutor.gate.leave, started) if started is not None else (lambda: None)
             first = _sse("sources", {"sources": [s.model_dump() for s in sources], "history_dropped": dropped})
@@ -219,7 +219,7 @@ async def _stream_solution(tutor: TutorService, question, budget, context, first
     yield first
     start = time.perf_counter()
     stop = threading.Event()  # set when the client goes away (the stream is closed): the vote's samples stop
-    try:  # the place in the line is the stream's (taken before the response began), unless it expected to share
+    try:  # the place in the line is the stream's (taken before the response began), unless its answer was kept
         solution, reuse = await tutor.answer(question, context, solving, budget, stop, place=place)
     except Exception:  # noqa: BLE001
         log.exception("tutor solving failed")

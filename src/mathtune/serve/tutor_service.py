@@ -35,7 +35,7 @@ class TutorService:
         self.model, self.settings = model, settings
         # a served tutor's (serve/models.py engine_for); a model without one shares nothing
         shared = getattr(model, "shared", None)
-        self.shared = shared if shared is not None else SharedAnswers(0)
+        self.shared = shared if shared is not None else SharedAnswers(0, join=False)
 
     @property
     def gate(self):
@@ -77,19 +77,20 @@ class TutorService:
 
     async def answer(self, question: str, context, solving: SolveConfig, budget: int,
                      stop: threading.Event | None = None, place: bool = True, seed: int = 0) -> tuple[Solution, str]:
-        """One solution as ``solving`` says and how it was had: "none" (made for this request, holding a place in
-        the tutor's line while it was made, unless ``place`` is false: the caller holds one), "cache" (the same
-        request was answered before) or "joined" (the same request was being answered: this one waited for it; see
-        serve/shared.py). Setting ``stop`` (the asker is gone) ends generation at the next token (a vote's samples,
-        a single answer, a correction) once no other request waits for the same answer. ``seed``: a vote's first
-        sample's (another seed draws other samples: a new answer, not the shared one)."""
+        """One solution as ``solving`` says and how it was had: "none" (made for this request), "joined" (the same
+        request was being answered: this one waited for it) or "cache" (kept from an earlier request; see
+        serve/shared.py). Unless its answer is kept, the request holds a place in the tutor's line while it waits
+        (``place`` false: the caller holds one). Setting ``stop`` (the asker is gone) ends generation at the next
+        token (a vote's samples, a single answer, a correction) once no other request waits for the same answer.
+        ``seed``: a vote's first sample's (another seed draws other samples: a new answer, not the shared one)."""
         solving = self.within_time(solving)
+        key = answer_key(question, context, solving, budget, seed)
 
         async def make(halt: threading.Event) -> Solution:
-            with self.gate.place() if place else nullcontext():
-                return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget,
-                                             halt, seed))[0]
-        return await self.shared.answer(answer_key(question, context, solving, budget, seed), make, stop)
+            return (await self.model.run(solve_as, self.model.generator, [question], solving, [context], budget,
+                                         halt, seed))[0]
+        with self.gate.place() if place and not self.shared.kept(key) else nullcontext():
+            return await self.shared.answer(key, make, stop)
 
     async def solve(self, question: str, context, solving: SolveConfig, budget: int,
                     stop: threading.Event | None = None) -> Solution:
@@ -147,23 +148,23 @@ class TutorService:
             return None
         return "stream:" + answer_key(question, context, {"mode": mode, "temperature": temperature}, budget, seed or 0)
 
-    def takes_no_work(self, question: str, context, budget: int, solving: SolveConfig | None = None,
-                      temperature: float = 0.0, seed: int | None = None, mode: str | None = None) -> bool:
-        """Whether this request would be answered by sharing (kept, or being made for another request): then it
-        takes no place in the tutor's line. A stream's ``mode`` (cot, program, code), else ``solving``'s answer."""
+    def is_kept(self, question: str, context, budget: int, solving: SolveConfig | None = None,
+                temperature: float = 0.0, seed: int | None = None, mode: str | None = None) -> bool:
+        """Whether this request's answer is kept (serve/shared.py): then it is given at once and takes no place in
+        the tutor's line. A stream's ``mode`` (cot, program, code), else ``solving``'s answer."""
         if mode is not None:
             key = self._stream_key(question, context, budget, temperature, seed, mode)
         else:
-            key = answer_key(question, context, self.within_time(solving), budget, seed or 0) \
-                if self.shared.enabled else None
-        return key is not None and self.shared.has(key)
+            key = answer_key(question, context, self.within_time(solving), budget, seed or 0)
+        return key is not None and self.shared.kept(key)
 
     async def shared_pieces(self, question: str, context, budget: int, cancel: threading.Event, info: dict,
                             temperature: float = 0.0, seed: int | None = None, mode: str = "cot",
                             place: bool = False) -> AsyncIterator[str]:
         """``pieces``, shared with the requests that ask for the same stream (serve/shared.py) when it is
         deterministic (greedy, or sampled with a seed); ``info["reused"]`` says how it was had. ``place``: the
-        caller holds no place in the tutor's line (it expected to share), so a stream written for it takes one."""
+        caller holds no place in the tutor's line (its stream was kept when it asked), so a stream written for it
+        after all takes one."""
         key = self._stream_key(question, context, budget, temperature, seed, mode)
         if key is None:
             info["reused"] = "none"

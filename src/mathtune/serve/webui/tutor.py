@@ -245,8 +245,8 @@ def _streamer(state, model):
         context, _ = await tutor.retrieve(prompt)
         cancel, info, text = threading.Event(), {}, ""
         deadline = time.monotonic() + state.settings.ui_timeout_s
-        # the API's line (when it is full, the message says when to try again); none for a stream already shared
-        shared = tutor.takes_no_work(prompt, context, budget, temperature=temperature, seed=seed, mode=mode)
+        # the API's line (when it is full, the message says when to try again); none for a kept stream
+        shared = tutor.is_kept(prompt, context, budget, temperature=temperature, seed=seed, mode=mode)
         started = None if shared else tutor.gate.enter()
         try:
             async for piece in tutor.shared_pieces(prompt, context, budget, cancel, info, temperature, seed, mode,

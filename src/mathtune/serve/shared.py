@@ -40,22 +40,37 @@ def answer_key(question: str, context, solving, budget: int, seed: int = 0) -> s
 
 
 @dataclass
-class _Making:
-    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+class _Shared:
+    """What is being made for the requests waiting on it: they set nothing but ``waiters``; the last to go sets
+    ``stop`` (the maker may set it itself when it ends, so ``abandoned`` says why it was set)."""
     stop: threading.Event = field(default_factory=threading.Event)
     waiters: int = 0
-    abandoned: bool = False  # everyone waiting for it went away (the maker may set ``stop`` itself when it ends)
+    abandoned: bool = False
+
+    @property
+    def over(self) -> bool:
+        raise NotImplementedError
 
 
 @dataclass
-class _Streaming:
+class _Making(_Shared):
+    future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+
+    @property
+    def over(self) -> bool:
+        return self.future.done()
+
+
+@dataclass
+class _Streaming(_Shared):
     pieces: list = field(default_factory=list)
     info: dict = field(default_factory=dict)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    readers: int = 0
-    abandoned: bool = False  # every reader went away (the writer sets ``cancel`` itself when it ends)
     finished: bool = False
     error: BaseException | None = None
+
+    @property
+    def over(self) -> bool:
+        return self.finished
 
 
 @dataclass(frozen=True)
@@ -90,23 +105,47 @@ class SharedAnswers:
         with self._lock:
             self._done.clear()
 
+    def _enter(self, table: dict, key: str, new) -> tuple[_Shared, Reuse]:
+        """Under the lock: the entry being made for ``key`` with one more waiter ("joined"), else a new one ("none"),
+        which the next request for ``key`` joins when joining is on."""
+        entry = table.get(key) if self.join else None
+        reuse: Reuse = "joined" if entry is not None else "none"
+        if entry is None:
+            entry = new()
+            if self.join:
+                table[key] = entry
+        entry.waiters += 1
+        return entry, reuse
+
+    def _leave(self, entry: _Shared) -> None:
+        """A waiter has gone; the last one stops the making (its sequences are freed at the next token)."""
+        with self._lock:
+            entry.waiters -= 1
+            if entry.waiters <= 0 and not entry.over:
+                entry.abandoned = True
+                entry.stop.set()
+
+    def _ended(self, table: dict, key: str, entry: _Shared, value, keep: bool) -> None:
+        """Under the lock: ``entry`` is made; ``value`` is kept (the oldest kept one going) when ``keep`` allows."""
+        if table.get(key) is entry:
+            table.pop(key)
+        if keep and not entry.abandoned and self.size > 0:
+            self._done[key] = value
+            self._done.move_to_end(key)
+            while len(self._done) > self.size:
+                self._done.popitem(last=False)
+
     def _finished(self, key: str, making: _Making, task: asyncio.Future) -> None:
         with self._lock:
-            if self._making.get(key) is making:
-                self._making.pop(key)
-            if task.cancelled():
-                making.future.cancel()
-                return
-            error = task.exception()
-            if error is not None:
-                making.future.set_exception(error)
+            if task.cancelled() or task.exception() is not None:
+                self._ended(self._making, key, making, None, keep=False)
+                if task.cancelled():
+                    making.future.cancel()
+                else:
+                    making.future.set_exception(task.exception())
                 return
             solution = task.result()
-            if not making.abandoned and self.size > 0 and self.keep(solution):
-                self._done[key] = solution
-                self._done.move_to_end(key)
-                while len(self._done) > self.size:
-                    self._done.popitem(last=False)
+            self._ended(self._making, key, making, solution, keep=self.keep(solution))
         making.future.set_result(solution)
 
     async def answer(self, key: str, make: Callable[[threading.Event], Awaitable[object]],
@@ -120,13 +159,7 @@ class SharedAnswers:
             if key in self._done and not isinstance(self._done[key], _Stream):
                 self._done.move_to_end(key)
                 return self._done[key], "cache"
-            making = self._making.get(key) if self.join else None
-            reuse: Reuse = "joined" if making is not None else "none"
-            if making is None:
-                making = _Making()
-                if self.join:
-                    self._making[key] = making
-            making.waiters += 1
+            making, reuse = self._enter(self._making, key, _Making)
         if reuse == "none":
             task = asyncio.ensure_future(make(making.stop))
             task.add_done_callback(lambda t: self._finished(key, making, t))
@@ -134,14 +167,9 @@ class SharedAnswers:
 
         def leave() -> None:
             nonlocal gone
-            if gone:
-                return
-            gone = True
-            with self._lock:
-                making.waiters -= 1
-                if making.waiters <= 0 and not making.future.done():
-                    making.abandoned = True
-                    making.stop.set()  # nobody is waiting for it any more: its sequences are freed at the next token
+            if not gone:
+                gone = True
+                self._leave(making)
 
         waiting = asyncio.wrap_future(making.future)
         try:
@@ -171,13 +199,7 @@ class SharedAnswers:
                 self._done.move_to_end(key)
             else:
                 kept = None
-                streaming = self._streams.get(key) if self.join else None
-                reuse: Reuse = "joined" if streaming is not None else "none"
-                if streaming is None:
-                    streaming = _Streaming()
-                    if self.join:
-                        self._streams[key] = streaming
-                streaming.readers += 1
+                streaming, reuse = self._enter(self._streams, key, _Streaming)
         if kept is not None:
             for piece in kept.pieces:
                 yield piece
@@ -191,11 +213,7 @@ class SharedAnswers:
             nonlocal gone
             if not gone:
                 gone = True
-                with self._lock:
-                    streaming.readers -= 1
-                    if streaming.readers <= 0 and not streaming.finished:
-                        streaming.abandoned = True
-                        streaming.cancel.set()
+                self._leave(streaming)
 
         read = 0
         try:
@@ -215,17 +233,12 @@ class SharedAnswers:
 
     async def _write(self, key: str, streaming: _Streaming, make) -> None:
         try:
-            async for piece in make(streaming.cancel, streaming.info):
+            async for piece in make(streaming.stop, streaming.info):
                 streaming.pieces.append(piece)
         except Exception as error:  # noqa: BLE001 - every reader raises it
             streaming.error = error
         finally:
             with self._lock:
                 streaming.finished = True
-                if self._streams.get(key) is streaming:
-                    self._streams.pop(key)
-                if streaming.error is None and not streaming.abandoned and self.size > 0:
-                    self._done[key] = _Stream(tuple(streaming.pieces), dict(streaming.info))
-                    self._done.move_to_end(key)
-                    while len(self._done) > self.size:
-                        self._done.popitem(last=False)
+                self._ended(self._streams, key, streaming, _Stream(tuple(streaming.pieces), dict(streaming.info)),
+                            keep=streaming.error is None)

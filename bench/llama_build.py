@@ -18,32 +18,27 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "bench" / "results" / "llama_build.json"
-QUESTION = "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in all?"
 
 
 def measure(model: str, tokens: int) -> dict:
     """In this process: the engine's CPU features and the seconds a decode step with 1 and 4 sequences."""
-    sys.path.insert(0, str(REPO / "src"))
+    sys.path[:0] = [str(REPO / "src"), str(REPO / "bench")]
     import xllamacpp
 
     from mathtune.models.generate import load_tutor
+    from vote_policies import decode_step
 
     generator = load_tutor(model, "llama.cpp")
     generator.generate(["What is 1 + 1?"], 4)
     out = {"xllamacpp": str(Path(xllamacpp.__file__).parent), "system_info": xllamacpp.get_system_info()}
     for n in (1, 4):
-        body = generator._body(generator._chat(QUESTION, None, None), tokens, 0.7, 1, (), ignore_eos=True, n=n)
-        start = time.perf_counter()
-        generations = generator._complete(body)
-        seconds = time.perf_counter() - start
-        out[f"step_{n}"] = round(seconds / tokens, 4)
-        out[f"tokens_{n}"] = sum(g.new_tokens for g in generations)
+        step, made = decode_step(generator, n, tokens)
+        out[f"step_{n}"], out[f"tokens_{n}"] = round(step, 4), made
     generator.close()
     return out
 

@@ -108,20 +108,27 @@ def draw_second(start: int, n: int) -> None:
         print(json.dumps({k: v for k, v in row.items() if k.startswith(("i", "agreed", "sec"))}), flush=True)
 
 
+STEP_QUESTION = "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in all?"
+
+
+def decode_step(generator, n: int, tokens: int) -> tuple[float, int]:
+    """Seconds a decode step with ``n`` sequences of one prompt, ``tokens`` steps (end of sequence ignored), on a
+    llama.cpp generator; and the tokens made."""
+    body = generator._body(generator._chat(STEP_QUESTION, None, None), tokens, 0.7, 1, (), ignore_eos=True, n=n)
+    start = time.perf_counter()
+    generations = generator._complete(body)
+    return (time.perf_counter() - start) / tokens, sum(g.new_tokens for g in generations)
+
+
 def steps(tokens: int = 200) -> None:
     """Seconds a decode step with 1..SAMPLES sequences of one prompt (end of sequence ignored)."""
     from mathtune.models.generate import load_tutor
 
     generator = load_tutor(MODEL, "auto")
-    question = "Natalia sold clips to 48 of her friends in April, and half as many in May. How many in all?"
     out = {}
     for n in range(1, SAMPLES + 1):
-        body = generator._body(generator._chat(question, None, None), tokens, 0.7, 1, (), ignore_eos=True, n=n)
-        start = time.perf_counter()
-        generations = generator._complete(body)
-        seconds = time.perf_counter() - start
-        out[n] = {"seconds_a_step": round(seconds / tokens, 4),
-                  "tokens_per_s": round(sum(g.new_tokens for g in generations) / seconds, 1)}
+        step, made = decode_step(generator, n, tokens)
+        out[n] = {"seconds_a_step": round(step, 4), "tokens_per_s": round(made / (step * tokens), 1)}
         print(n, out[n], flush=True)
     STEPS.write_text(json.dumps({"model": MODEL, "threads": os.cpu_count(), "tokens": tokens, "batch": out},
                                 indent=1) + "\n")

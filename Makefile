@@ -8,7 +8,7 @@ CORE   := $(VENV)/.mathtune-core
 FULL   := $(VENV)/.mathtune-full
 OUT    ?= runs/demo-topic
 
-.PHONY: install install-all run test test-fast test-gpu test-latest lint docs models browser bench clean all-training all-serving docker-build docker-build-cuda
+.PHONY: install install-all run test test-fast test-gpu test-latest lint docs models browser sandbox bench clean all-training all-serving docker-build docker-build-cuda
 
 # Installs run through uv (parallel downloads and unpacking: the package's dependencies in 10 s here with a cold
 # cache, against about 3 min with pip), with pip as the fallback wherever uv cannot be had or cannot reach the
@@ -57,18 +57,26 @@ browser:
 		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
 		echo "no chromium: the browser tests will be skipped (as root: make browser, or apt-get install chromium)"
 
+# The tutor's programs run behind bubblewrap (Debian's bubblewrap package; user namespaces must be allowed): as
+# root, install it if missing. Without it, program modes are refused and the sandbox's tests are skipped.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; }; }; } || \
+		echo "no bubblewrap: program modes are refused (as root: make sandbox, or apt-get install bubblewrap)"
+
 # Two workers, a test file each at a time (module fixtures are built once): the suite spends much of its time
 # waiting on processes it starts (servers, a browser, Spark, DDP), so it is faster in parallel even on 2 cores.
 PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
-test: install-all browser
+test: install-all browser sandbox
 	$(VENV)/bin/pytest -q $(PYTEST_PARALLEL)
 
 # Lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests.
 lint: install-all
 	$(VENV)/bin/ruff check src tests bench deploy
 
-test-fast: install-all
+test-fast: install-all sandbox
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PARALLEL)
 
 # On a machine with a CUDA GPU: training (LoRA, full, QLoRA with bitsandbytes) and serving there, on tiny models

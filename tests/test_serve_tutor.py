@@ -358,3 +358,82 @@ def test_the_same_request_again_is_the_kept_answer_streamed_or_not(tutor_dir):
     assert client.get("/v1/models").json()["tutor"]["shared_answers"]["kept"] == 3
     kept_off = TestClient(create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=8)))  # the default keeps none
     assert [kept_off.post("/v1/tutor", json=body).json()["reused"] for _ in range(2)] == ["none", "none"]
+
+
+class _HostileGenerator:
+    """A tutor that answers every question with the program a hostile question made the real one write (#46)."""
+
+    backend = "scripted"
+
+    def __init__(self, real, program: str):
+        self.real, self.program = real, program
+        self.tutor_prompt, self.solving = real.tutor_prompt, real.solving
+
+    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
+                 temperature=0.0, seed=None, stops=(), prefix=None, cancel=None):
+        from mathtune.models.generation import Generation
+
+        opening = "" if prefix else "```python\n"  # a code answer is begun for the model
+        return [Generation(f"{opening}{self.program}\n```", 40, 0.01) for _ in questions]
+
+    def close(self):
+        self.real.close()
+
+
+@pytest.mark.skipif(__import__("mathtune.sandbox", fromlist=["x"]).current_boundary().kind != "kernel",
+                    reason="no kernel boundary on this host")
+def test_a_hostile_program_from_the_model_stays_in_the_sandbox(client, monkeypatch, tmp_path):
+    import os
+
+    monkeypatch.setenv("MATHTUNE_API_KEY", "sk-not-for-programs")
+    marker = tmp_path / "ran"
+    program = "\n".join([
+        "import fractions",
+        "mods = fractions.sys.modules",
+        "posix = mods['posix']",
+        "out = []",
+        f"for path in ('/proc/{os.getpid()}/environ', '/etc/hostname', '/proc/self/environ'):",
+        "    try:",
+        "        out.append(posix.read(posix.open(path, 0), 4096))",
+        "    except Exception as exc:",
+        "        out.append(str(exc))",
+        "try:",
+        f"    posix.kill({os.getpid()}, 9)",
+        "except Exception as exc:",
+        "    out.append(str(exc))",
+        "try:",
+        "    r, w = posix.pipe()",
+        "    mods['_frozen_importlib']._gcd_import('_posixsubprocess').fork_exec("
+        f"[b'/bin/sh', b'-c', b'touch {marker}'], [b'/bin/sh'], True, (w,), None, None, -1, -1, -1, -1, -1, -1, r, "
+        "w, False, False, -1, None, None, None, -1, None, False)",
+        "except Exception as exc:",
+        "    out.append(str(exc))",
+        "print(out)",
+    ])
+    model = client.app.state.mathtune.models["tutor"]
+    monkeypatch.setattr(model, "generator", _HostileGenerator(model.generator, program))
+    response = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "code", "retrieval": False})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["program_ok"] is True and "sk-not-for-programs" not in response.text, {k: v for k, v in body.items() if "program" in k}
+    assert "No such file or directory" in body["program_output"] and "Operation not permitted" in body["program_output"]
+    assert not marker.exists()
+    assert client.get("/readyz").status_code == 200  # the server lives
+    assert client.get("/v1/models").json()["tutor"]["sandbox"]["kind"] == "kernel"
+
+
+def test_program_modes_are_422_where_the_host_runs_no_programs(client, monkeypatch):
+    from mathtune.sandbox import run
+
+    monkeypatch.setattr(run.shutil, "which", lambda name: None)
+    monkeypatch.delenv("MATHTUNE_SANDBOX", raising=False)
+    run._probe.cache_clear()
+    try:
+        for body in ({"mode": "program"}, {"mode": "code", "stream": True}, {"mode": "vote", "vote_over": "mixed"}):
+            response = client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False, **body})
+            assert response.status_code == 422 and "runs no" in response.json()["error"], response.text
+            assert "mode cot" in response.json()["error"]
+        assert client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "cot"}).status_code == 200
+        assert client.get("/v1/models").json()["tutor"]["sandbox"]["kind"] == "none"
+    finally:
+        run._probe.cache_clear()

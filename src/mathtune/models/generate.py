@@ -22,6 +22,7 @@ from ..tasks.tutor import DEFAULT_PROMPT, DEFAULT_STOPS, TutorPrompt, messages  
 from .device import place
 from .generation import Generation, Generator, cut_at_stop  # noqa: F401 (re-exported)
 from .llama_engine import DEFAULT_SLOTS, LlamaCppGenerator, xllamacpp_available
+from .solve import runnable
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         else:
             loaded = load_causal_lm(ModelConfig(name=str(folder / HF_SUBDIR), peft="none"))
             generator = TransformersGenerator(place(loaded.model), loaded.tokenizer, threads=threads, tutor_prompt=saved)
-        generator.solving = saved_solving(folder, manifest)
+        generator.solving = runnable(saved_solving(folder, manifest), str(folder))
         return generator
     source = resolve(str(model))
     if backend == "auto":
@@ -243,5 +244,6 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
     else:
         loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
         generator = TransformersGenerator(place(loaded.model), loaded.tokenizer, threads=threads)
-    generator.solving = SolveConfig.model_validate(BUNDLED_SOLVING.get(str(model), {}))  # measured best, else cot
+    # measured best, else cot
+    generator.solving = runnable(SolveConfig.model_validate(BUNDLED_SOLVING.get(str(model), {})), str(model))
     return generator

@@ -19,6 +19,7 @@ Every solution says how its final answer was obtained (``method``), and for prog
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -30,10 +31,11 @@ from typing import Iterator, get_args
 
 from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal
-from ..sandbox import run_program
+from ..sandbox import ProgramResult, current_boundary, require_programs, run_program
 from ..tasks.tutor import WorkedExamples
 from .generation import Generation
 
+log = logging.getLogger(__name__)
 MODES = get_args(SolveConfig.model_fields["mode"].annotation)              # cot, program, code, vote
 VOTE_OVER = get_args(SolveConfig.model_fields["vote_over"].annotation)    # cot, program, code, mixed
 TIEBREAKS = get_args(SolveConfig.model_fields["tiebreak"].annotation)     # program, code, cot, none
@@ -231,6 +233,22 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
                     new_tokens=new_tokens, seconds=seconds + result.seconds + read)
 
 
+def program_kinds(settings: SolveConfig) -> set[str]:
+    """The modes of ``settings`` whose answers are programs (a vote's samples in either round; a tie-break that
+    cannot run its program just decides nothing)."""
+    used = {settings.mode} | ({settings.vote_over, settings.then_over} if settings.mode == "vote" else set())
+    return used & {"program", "code", "mixed"}
+
+
+def runnable(settings: SolveConfig, what: str) -> SolveConfig:
+    """``settings``, or step by step (cot) where they need programs and this host runs none (said in the log)."""
+    if program_kinds(settings) and not current_boundary().runs_programs:
+        log.error("%s solves with programs (%s), which this host cannot run: it answers step by step (cot) instead",
+                  what, ", ".join(sorted(program_kinds(settings))))
+        return SolveConfig(mode="cot")
+    return settings
+
+
 def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max_new_tokens: int = 512,
           k: int = 5, base: str = "cot", temperature: float = 0.7, seed: int = 0, repairs: int = 1,
           early_stop: bool = True, tiebreak: str | None = VOTE_TIEBREAK, agree_first: int = 0,
@@ -242,6 +260,8 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
     vote's sampling; a greedy answer comes back as far as it got)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
+    if {mode} & {"program", "code"} or mode == "vote" and {base, then_over} & {"program", "code", "mixed"}:
+        require_programs(f"mode {mode}" + (f" over {base}" if mode == "vote" else ""))
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
@@ -355,6 +375,21 @@ def _ends_with_program(text: str) -> str | None:
     return code if code.strip() and "```" not in code else None
 
 
+def _tool_run(program: str):
+    """A block written mid-answer, run where this host runs programs; else a result that says it was not run."""
+    if not current_boundary().runs_programs:
+        return ProgramResult(False, "", "not run: this server runs no programs", 0.0)
+    return run_program(program)
+
+
+def _shown(result: ProgramResult) -> str:
+    return ((result.output.strip() or "(no output)") if result.ok else f"Error: {result.error}")[:2000]
+
+
+def _tool_output(program: str) -> str:
+    return _shown(_tool_run(program))
+
+
 def stream_cot(generator, question: str, max_new_tokens: int, context=None, cancel=None, temperature: float = 0.0,
                seed: int | None = None, info: dict | None = None) -> Iterator[str]:
     """A cot answer piece by piece, with tool-integrated reasoning as in ``with_tools``: where the model stops after
@@ -372,9 +407,7 @@ def stream_cot(generator, question: str, max_new_tokens: int, context=None, canc
         if program is None or calls >= TOOL_CALLS or tokens >= max_new_tokens or part.get("truncated") or \
                 (cancel is not None and cancel.is_set()):
             break
-        result = run_program(program)
-        shown = (result.output.strip() or "(no output)") if result.ok else f"Error: {result.error}"
-        block = f"\n{_TOOL_OUTPUT.format(output=shown[:2000])}"
+        block = f"\n{_TOOL_OUTPUT.format(output=_tool_output(program))}"
         text, prefix, calls = text.rstrip() + block, text.rstrip() + block, calls + 1
         yield block
     if info is not None:
@@ -389,6 +422,7 @@ def stream_program(generator, question: str, max_new_tokens: int, context=None, 
     where it would make up an output); then the program runs in the sandbox (with ``repairs`` corrections of a failed one, not
     streamed) and ``info["solution"]`` is the Solution ``solve(..., "program")`` would give, whose ``answer`` replaces
     the streamed text. ``info`` also gets ``new_tokens`` and ``truncated``."""
+    require_programs(f"mode {mode}")
     system, prefix = PROMPTS[mode]
     text, part = prefix or "", {}
     if prefix:
@@ -418,9 +452,8 @@ def with_tools(generator, question: str, context, generation: Generation, max_ne
         program = _ends_with_program(text)
         if program is None:
             break
-        result = run_program(program)
-        shown = (result.output.strip() or "(no output)") if result.ok else f"Error: {result.error}"
-        text = f"{text.rstrip()}\n{_TOOL_OUTPUT.format(output=shown[:2000])}"
+        result = _tool_run(program)
+        text = f"{text.rstrip()}\n{_TOOL_OUTPUT.format(output=_shown(result))}"
         generation = generator.continue_answer(question, text, max_new_tokens - tokens, context, stops=PROGRAM_STOPS,
                                                **sampling)
         text, calls = f"{text}{generation.text}", calls + 1

@@ -14,6 +14,7 @@ import pandas as pd
 
 from ..errors import ModelError
 from ..models.saved import Predictor, load_predictor, read_manifest
+from ..sandbox import current_boundary
 from .admission import TutorGate
 from .drift import DriftMonitor
 from .shared import SharedAnswers
@@ -145,6 +146,8 @@ class ServedTutor:
                 "solve": self.generator.solving.model_dump(),  # what /v1/tutor does when a request does not say
                 # whether requests join the same answer being made, answers kept and the most kept (serve/shared.py)
                 "shared_answers": {"joined": self.shared.join, "kept": len(self.shared), "size": self.shared.size},
+                # what model-written programs run behind: kernel, interpreter (an operator's opt-in) or none
+                "sandbox": current_boundary().as_dict(),
                 "folder": str(self.folder) if self.folder else ""}
 
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:

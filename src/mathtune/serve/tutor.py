@@ -20,6 +20,7 @@ from starlette.background import BackgroundTask
 from ..config import SolveConfig
 from ..metrics.answers import is_refusal
 from ..models.solve import STREAMED_MODES, VOTE_TIEBREAK, overridden
+from ..sandbox import ProgramsRefused
 from ..tasks.scope import REFUSAL, with_history
 from .tutor_service import QuestionError, TutorService
 
@@ -189,6 +190,10 @@ def build_tutor_router(app_state) -> APIRouter:
         context, hits = await tutor.retrieve(question, body.k, body.retrieval)
         sources = [Source(source=h.source, text=h.text, score=round(h.score, 4)) for h in hits]
         solving = body.solving(tutor.model)
+        try:
+            tutor.can_solve(solving)
+        except ProgramsRefused as err:
+            raise HTTPException(status_code=422, detail=str(err)) from None
         if body.stream:  # cot and program answers stream token by token; votes are finished before they are shown
             streamed = solving.mode in STREAMED_MODES
             # a kept stream or answer is given at once and takes no place; any other (one joining a stream another

@@ -11,7 +11,16 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..config import SolveConfig
 from ..errors import MathtuneError
-from ..models.solve import PROGRAM_MODES, STREAMED_MODES, Solution, solve_as, stream_cot, stream_program
+from ..models.solve import (
+    PROGRAM_MODES,
+    STREAMED_MODES,
+    Solution,
+    program_kinds,
+    solve_as,
+    stream_cot,
+    stream_program,
+)
+from ..sandbox import require_programs
 from ..tasks.scope import in_scope
 from .shared import SharedAnswers, answer_key
 
@@ -57,6 +66,12 @@ class TutorService:
     def within_time(self, solving: SolveConfig) -> SolveConfig:
         """``solving`` with its vote's time budget cut to the server's limit (MATHTUNE_TUTOR_TIME_BUDGET), if any."""
         return within_time(solving, self.settings.tutor_time_budget)
+
+    def can_solve(self, solving: SolveConfig) -> None:
+        """ProgramsRefused when ``solving`` needs programs and this host runs none (the sandbox's boundary)."""
+        kinds = program_kinds(solving)
+        if kinds:
+            require_programs(f"mode {solving.mode}" + (f" over {', '.join(sorted(kinds))}" if solving.mode == "vote" else ""))
 
     def question(self, text: str | None) -> str:
         """The question as the tutor takes it (trimmed), or QuestionError saying what to change."""

@@ -435,6 +435,20 @@ def gpu_train(data: dict) -> list[str]:
     return lines
 
 
+def sandbox(data: dict) -> list[str]:
+    lines = ["### The sandbox's wall (`bench/sandbox.py`; the same programs interleaved, "
+             f"{data['rounds']} rounds, {data['cpus']} cores)", "",
+             "| program | kernel wall (bubblewrap, seccomp), median | interpreter-only guard, median | added | "
+             "kernel p90 |", "|---|---|---|---|---|"]
+    names = {"print": "prints a number (the fixed cost)", "sympy": "sympy solves an equation (a typical tutor program)"}
+    for name, row in data["programs"].items():
+        lines.append(f"| {names.get(name, name)} | {row['kernel_median_ms']} ms | {row['interpreter_median_ms']} ms | "
+                     f"**{row['added_median_ms']} ms** ({row['ratio']}x) | {row['kernel_p90_ms']} ms |")
+    lines += ["", f"Target: at most {data['target_added_median_ms']} ms added at the median. The wall here: "
+                  f"{data['walls']['kernel']['detail']}."]
+    return lines
+
+
 def fresh_clone(data: dict) -> list[str]:
     steps = data["steps"]
     lines = [f"## A fresh clone (`bench/fresh_clone.py`; commit {data['commit']}, cold pip and uv caches)", "",
@@ -453,7 +467,7 @@ SECTIONS = (("fresh_clone", fresh_clone), ("topic", topic), ("misconception", mi
             ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
             ("tutor_serving", tutor_serving), ("time_budget", time_budget), ("tutor_retrieval", tutor_retrieval),
             ("rag", rag),
-            ("serve", serve), ("hostile", hostile), ("spark_score", spark_score), ("gpu_train", gpu_train))
+            ("serve", serve), ("hostile", hostile), ("sandbox", sandbox), ("spark_score", spark_score), ("gpu_train", gpu_train))
 
 
 def render() -> str:

@@ -173,3 +173,28 @@ def test_container_entrypoint_command_serves(tmp_path, topic_csv):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_api_pod_is_locked_down_and_its_sandbox_can_still_start():
+    """#46: non-root, read-only root filesystem, no privilege escalation, no capabilities; the seccomp profile it
+    names lets bubblewrap make namespaces (unshare, mount, pivot_root) and denies the kernel interfaces no part of
+    mathtune uses; the image installs bubblewrap."""
+    deployment = _documents(DEPLOY / "k8s" / "base" / "deployment.yaml")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                            "capabilities": {"drop": ["ALL"]}}
+    assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp"}
+    seccomp = pod["securityContext"]["seccompProfile"]
+    assert seccomp["type"] == "Localhost" and seccomp["localhostProfile"].endswith("mathtune-sandbox.json")
+    profile = json.loads((DEPLOY / "k8s" / "seccomp" / "mathtune-sandbox.json").read_text())
+    denied = {name for rule in profile["syscalls"] if rule["action"] != "SCMP_ACT_ALLOW" for name in rule["names"]}
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert {"ptrace", "bpf", "kexec_load", "init_module", "keyctl", "userfaultfd", "perf_event_open"} <= denied
+    assert not denied & {"unshare", "clone", "clone3", "mount", "umount2", "pivot_root", "setresuid", "execve",
+                         "socket", "prctl", "seccomp"}
+    job = _documents(DEPLOY / "k8s" / "base" / "training-job.yaml")[0]["spec"]["template"]["spec"]
+    assert job["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "bubblewrap" in dockerfile and re.search(r"^USER mathtune", dockerfile, re.M)

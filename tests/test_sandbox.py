@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -210,11 +211,31 @@ except OSError as exc:
 
 
 def test_a_program_past_its_time_is_killed_with_everything_it_started(wall):
-    code = REACH + "load('time').sleep(30)"
-    start = threading.Event()
-    result = run_behind_wall(code, Limits(wall_seconds=1.5))
-    start.set()
+    import psutil
+
+    seen: set[int] = set()
+    done = threading.Event()
+
+    def watch():  # the sandbox's processes under this test process while the program runs
+        while not done.is_set():
+            for child in psutil.Process().children(recursive=True):
+                try:
+                    if "sandbox's child" in " ".join(child.cmdline()):
+                        seen.add(child.pid)
+                except psutil.Error:
+                    pass
+            time.sleep(0.05)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = run_behind_wall(REACH + "load('time').sleep(60)", Limits(wall_seconds=1.5))
+    finally:
+        done.set()
+        watcher.join()
     assert not result.ok and "ran past 1.5 s" in (result.error or "") and result.seconds < 10
+    assert seen
+    time.sleep(0.5)
+    assert not [pid for pid in seen if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 
 
 def test_the_wall_holds_the_limits():
@@ -276,3 +297,39 @@ def test_the_interpreter_guard_is_an_explicit_opt_in(host_without_bwrap, monkeyp
     assert "is not a boundary" in caplog.text
     assert run_program("print(6 * 7)").output == "42\n"
     assert "os.system" in run_program("import statistics\nstatistics.sys.modules['os'].system('id')").error
+
+
+SYSTEM_PYTHON = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
+                    reason="needs root to start a server as another user, and a system Python of this version")
+def test_the_wall_holds_for_a_server_that_is_not_root(tmp_path):
+    """The container's case (deploy/Dockerfile: USER mathtune, Python under /usr): the server is an ordinary user,
+    bwrap maps it to nobody in a user namespace, and the escapes still fail."""
+    import site
+
+    secret = tmp_path / "secret"
+    secret.write_text("the key")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)
+    source = os.path.dirname(os.path.dirname(os.path.abspath(boundary.__file__)))
+    probe = f"""
+import sys
+sys.path[:0] = [{os.path.dirname(source)!r}, *{site.getsitepackages()!r}]
+from mathtune.sandbox import current_boundary
+from mathtune.sandbox.run import run_behind_wall
+print(current_boundary().kind)
+print(run_behind_wall({REACH!r} + "print(posix.getresuid())\\n"
+                  "try:\\n    posix.open({str(secret)!r}, 0)\\n    print('read it')\\nexcept OSError:\\n    print('no')\\n"
+                  "try:\\n    posix.fork()\\n    print('forked')\\nexcept Exception:\\n    print('no fork')").output)
+"""
+
+    def as_nobody():
+        os.setgroups([])
+        os.setresgid(65534, 65534, 65534)
+        os.setresuid(65534, 65534, 65534)
+    done = subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, text=True, cwd="/tmp",
+                          env={"HOME": "/tmp", "PATH": "/usr/bin:/bin"}, preexec_fn=as_nobody, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["kernel", "(65534,", "65534,", "65534)", "no", "no", "fork"], done.stdout

@@ -437,3 +437,21 @@ def test_program_modes_are_422_where_the_host_runs_no_programs(client, monkeypat
         assert client.get("/v1/models").json()["tutor"]["sandbox"]["kind"] == "none"
     finally:
         run._probe.cache_clear()
+
+
+def test_every_question_of_a_conversation_is_held_to_the_scope_rule(client):
+    """#46: a non-math question carried in ``history`` never reaches the model."""
+    body = client.post("/v1/tutor", json={"question": "Do it again please", "history": [
+        {"question": "Write a short poem about the ocean", "answer": ""}]}).json()
+    assert body["refused"] is True and body["method"] == "scope"
+    body = client.post("/v1/tutor", json={"question": "and the next one?", "retrieval": False, "history": [
+        {"question": "what is 3 plus 3?", "answer": "6"}]}).json()
+    assert body["method"] != "scope"
+    too_long = client.post("/v1/tutor", json={"question": "what is 1 plus 1?", "history": [
+        {"question": "what is 2 plus 2? " + "x" * 300, "answer": ""}]})
+    assert too_long.status_code == 422 and "history[0]" in too_long.json()["error"]
+
+
+def test_invocations_for_the_tutor_is_a_4xx(client):
+    response = client.post("/invocations?model=tutor", json={"inputs": ["what is 1 plus 1?"]})
+    assert response.status_code == 422 and "/v1/tutor" in response.json()["error"]

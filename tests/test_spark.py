@@ -4,6 +4,7 @@ row; refused rows come back with a null label and a reason; bad input stops befo
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -46,7 +47,14 @@ def test_spark_udf_labels_are_mathtune_predicts_row_by_row(spark, tiny_topic_mod
     path, frame = questions(tmp_path)
     model = resolve_model(str(tiny_topic_model), tmp_path / "work")
     assert model.result_type.startswith("struct<`label`:string")  # the label first, not a probability
+    # what a job killed with SIGKILL left (its driver gone), and one still being written by a live driver
+    killed, running = tmp_path / ".scored.partial-999999999-dead", tmp_path / f".scored.partial-{os.getpid()}-live"
+    for folder in (killed, running):
+        (folder / "part-0.parquet").parent.mkdir()
+        (folder / "part-0.parquet").write_bytes(b"half")
     rows = score_table(spark, model, path, tmp_path / "scored")
+    assert not killed.exists() and running.exists()
+    shutil.rmtree(running)
     scored = pd.read_parquet(tmp_path / "scored").set_index("id").loc[frame["id"]]
     assert rows == len(frame) and list(scored.columns)[:3] == ["label", "name", "probability"]
     assert pd.read_parquet(tmp_path / "scored")["id"].is_unique  # a multi-line question is one row, not several

@@ -12,9 +12,13 @@ sequence or a UTF-8 character is held back), and a cancelled call frees its sequ
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import queue
+import secrets
+import shutil
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +34,10 @@ log = logging.getLogger(__name__)
 # llama.cpp sequences decoded together: two 5-sample votes, or a vote and five streamed answers (each slot 2,048
 # tokens of a unified KV cache: 0.6 GB for Qwen2.5-1.5B, f16).
 DEFAULT_SLOTS = 10
+# The engine is asked in-process only. xllamacpp always starts llama.cpp's HTTP listener, which has no scope rule,
+# no limits and shows the model's path: it listens on a Unix socket in a folder only this user can enter
+# (no TCP port), and answers nothing without a key that never leaves this process.
+PRIVATE_PREFIX = "mathtune-llama-"
 INSTALL = "pip install xllamacpp  (or `make install-all` in a checkout)"
 
 
@@ -67,6 +75,9 @@ class LlamaCppGenerator:
         params.n_ctx = n_ctx * slots
         params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads or os.cpu_count() or 1
         params.warmup, params.verbosity, params.endpoint_metrics = True, -1, False
+        self._private = _private_folder()
+        params.hostnames = [os.path.join(self._private, "engine.sock")]
+        params.api_keys = [secrets.token_urlsafe(32)]
         self.server = xllamacpp.Server(params)
         self.path, self.slots, self.n_ctx = str(gguf_path), slots, n_ctx
         self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
@@ -206,3 +217,14 @@ class LlamaCppGenerator:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.server = None
+        shutil.rmtree(self._private, ignore_errors=True)
+
+
+def _private_folder() -> str:
+    """A fresh 0700 folder for the engine's socket (``mathtune-llama-<pid>-<random>``), after removing those left
+    by engines whose process is gone (killed before close)."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), PRIVATE_PREFIX + "*")):
+        pid = os.path.basename(folder)[len(PRIVATE_PREFIX):].split("-")[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(folder, ignore_errors=True)
+    return tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")

@@ -169,7 +169,7 @@ def bwrap_command(child_args: list[str]) -> list[str]:
     else:
         who = ["--unshare-all", "--unshare-user", "--disable-userns", "--uid", str(NOBODY), "--gid", str(NOBODY),
                "--cap-drop", "ALL"]
-    return [shutil.which("bwrap") or "bwrap", *who, "--die-with-parent", "--new-session", "--clearenv",
+    return [shutil.which("bwrap") or "bwrap", *who, "--as-pid-1", "--die-with-parent", "--new-session", "--clearenv",
             "--setenv", "HOME", SCRATCH, "--setenv", "OMP_NUM_THREADS", "1", "--hostname", "sandbox",
             *_system_mounts(), *_python_mounts(), "--dev", "/dev", "--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", SCRATCH,
             "--chdir", SCRATCH, "--", interpreter(), "-I", "-S", *child_args]

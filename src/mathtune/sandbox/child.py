@@ -19,7 +19,7 @@ import os
 import resource
 import sys
 
-PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
+PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
 BLOCKED_EVENTS = ("socket.", "subprocess.", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.kill",
                   "os.remove", "os.unlink", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.truncate",
                   "os.symlink", "os.link", "shutil.", "ctypes.", "urllib.", "http.", "ftplib.", "smtplib.", "pty.",
@@ -39,6 +39,8 @@ def confine(drop_to, seccomp_hex):
             os.setgroups([])
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)
+            # a change of user clears the parent-death signal bwrap set: armed again, so the program dies with it
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, 9, 0, 0, 0)
         if 0 in os.getresuid() or 0 in os.getresgid():
             raise SystemExit("mathtune sandbox: refusing to run a program as root")
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))

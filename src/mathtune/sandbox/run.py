@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from ..errors import MathtuneError
 from . import boundary, child
 from .boundary import NOBODY, Boundary
@@ -170,11 +172,14 @@ def _run(command: list[str], code: str, limits: Limits, cwd: str | None) -> Prog
                                text=True, cwd=cwd, env={}, preexec_fn=_limits(limits), start_new_session=True)
     try:
         stdout, stderr = process.communicate(code, timeout=limits.wall_seconds)
+        # bwrap exits once its PID namespace has ended: waiting for it (not killing it) leaves no orphan behind
+        process.wait(timeout=5)
     except subprocess.TimeoutExpired:
         _kill_group(process)
         return ProgramResult(False, "", f"stopped: ran past {limits.wall_seconds:g} s", time.perf_counter() - start)
     finally:
-        _kill_group(process)  # whatever is left of the group once the program has ended
+        if process.returncode is None:  # an error on the way: nothing of it may outlive this call
+            _kill_group(process)
     seconds = time.perf_counter() - start
     if process.returncode != 0 or not stdout:
         return ProgramResult(False, "", f"stopped: {_reason(process.returncode, stderr)}", seconds)
@@ -186,6 +191,17 @@ def _run(command: list[str], code: str, limits: Limits, cwd: str | None) -> Prog
 
 
 def _kill_group(process: subprocess.Popen) -> None:
+    """Kill bwrap, its process group and every descendant (the program runs in a session of its own; bwrap's
+    parent-death signal would kill it too, this does not rely on it)."""
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
+    for victim in descendants:
+        try:
+            victim.kill()
+        except psutil.Error:
+            pass
     try:
         os.killpg(process.pid, 9)
     except (ProcessLookupError, PermissionError):

@@ -12,9 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 import mathtune
 
 from ..errors import ModelError
+from .access import ApiKeyMiddleware, WrongKeys
 from .batching import MicroBatcher
 from .describe import public_description
-from .guards import ApiKeyMiddleware, RequestGuard, error_body, install_error_handlers
+from .guards import RequestGuard, error_body, install_error_handlers
 from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
@@ -35,7 +36,8 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     metrics = Metrics()
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
                 for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}
-    state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers)
+    state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers,
+                            wrong_keys=WrongKeys(settings.wrong_keys_per_minute))
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)
         metrics.model_ready.labels(model=name).set(1 if model.ready else 0)
@@ -47,7 +49,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     install_error_handlers(app)
     # outermost last: monitoring -> CORS (preflights carry no key) -> API key -> body guard -> routes
     app.add_middleware(RequestGuard, settings=settings)
-    app.add_middleware(ApiKeyMiddleware, settings=settings)
+    app.add_middleware(ApiKeyMiddleware, settings=settings, wrong_keys=state.wrong_keys)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])

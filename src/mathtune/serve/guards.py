@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import re
-from urllib.parse import unquote
 
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,58 +27,6 @@ def error_body(status: int, message: str, details=None, headers: dict | None = N
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-PUBLIC_PATHS = frozenset({"/livez", "/readyz", "/ui/login", "/favicon.ico"})  # the probes, and the page that asks for the key
-KEY_COOKIE = "mathtune_api_key"
-
-
-def key_matches(given: str | None, expected: str | None) -> bool:
-    """Constant-time comparison (hmac.compare_digest), so response times do not reveal the key."""
-    if not given or not expected:
-        return False
-    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
-
-
-def bearer_token(headers: Headers) -> str | None:
-    value = headers.get("authorization", "")
-    return value[7:].strip() if value[:7].lower() == "bearer " else None
-
-
-def _cookie(headers: Headers, name: str) -> str | None:
-    for part in headers.get("cookie", "").split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return unquote(value)
-    return None
-
-
-class ApiKeyMiddleware:
-    """One auth rule for the whole app: with a key set, every route but the probes and the UI's key page needs it,
-    as 'Authorization: Bearer <key>' or the UI's cookie (HttpOnly, SameSite=Strict). /metrics also takes the
-    scraper's own MATHTUNE_METRICS_KEY when that is set."""
-
-    def __init__(self, app, settings: ServeSettings) -> None:
-        self.app, self.settings = app, settings
-
-    def allowed(self, path: str, headers: Headers) -> bool:
-        key = self.settings.api_key
-        if not key or path in PUBLIC_PATHS:
-            return True
-        token = bearer_token(headers)
-        if key_matches(token, key) or key_matches(_cookie(headers, KEY_COOKIE), key):
-            return True
-        return path == "/metrics" and key_matches(token, self.settings.metrics_key)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or self.allowed(scope["path"], Headers(scope=scope)):
-            return await self.app(scope, receive, send)
-        if scope["path"] in ("/", "/ui", "/ui/"):
-            response = RedirectResponse("/ui/login", status_code=303)
-        else:
-            response = error_body(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                                  headers={"WWW-Authenticate": "Bearer"})
-        await response(scope, receive, send)
-
-
 def lone_surrogate_path(value, path: str = "body") -> str | None:
     """Where a decoded JSON value holds a lone surrogate (valid JSON, not valid Unicode), or None."""
     stack = [(value, path)]

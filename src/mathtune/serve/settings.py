@@ -11,7 +11,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MATHTUNE_", extra="ignore")
 
-    api_key: str | None = Field(None, description="When set, every route but /livez and /readyz needs 'Authorization: Bearer <key>' (the web UI asks for it once and keeps it in an HttpOnly cookie).")
+    api_key: str | None = Field(None, description="When set, every route but /livez and /readyz needs 'Authorization: Bearer <key>' (the web UI asks for it once and keeps a signed session, not the key, in an HttpOnly cookie for 12 hours).")
+    wrong_keys_per_minute: int = Field(10, ge=1, description="Wrong API keys a client (an address) may send in a minute, to the API or the UI's key page; past that its key attempts get 429 with Retry-After until the oldest is a minute old (a signed UI session keeps working).")
     metrics_key: str | None = Field(None, description="A separate token a Prometheus scraper may send for /metrics only (the API key works there too).")
     body_timeout_s: float = Field(10.0, gt=0, description="The whole request body must arrive within this time, or 408 and the connection is closed.")
     limit_concurrency: int = Field(1024, gt=0, description="Open connections and tasks before the server answers 503 (uvicorn limit_concurrency).")

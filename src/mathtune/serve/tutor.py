@@ -180,10 +180,11 @@ def build_tutor_router(app_state) -> APIRouter:
         # the dependency runs before the body is checked: with no tutor served, any body is a 404
         try:
             question = tutor.question(body.question)
+            earlier = tutor.earlier([t.question for t in body.history])
         except QuestionError as err:
             raise HTTPException(status_code=422, detail=str(err)) from None
         budget = tutor.budget(body.max_new_tokens)
-        if tutor.out_of_scope(question, [t.question for t in body.history]):
+        if tutor.out_of_scope(question, earlier):
             app_state.metrics.predictions.labels(model="tutor", label="out_of_scope").inc()
             return out_of_scope(tutor.model.source, body.stream)
         question, dropped = with_history(question, [(t.question, t.answer) for t in body.history])

@@ -83,9 +83,25 @@ class TutorService:
                                 f"{self.settings.max_text_chars}; shorten it")
         return question
 
+    def earlier(self, questions: list[str]) -> list[str]:
+        """A conversation's earlier questions, each checked like a question (QuestionError names the turn): they
+        reach the model too."""
+        checked = []
+        for i, text in enumerate(questions):
+            try:
+                checked.append(self.question(text))
+            except QuestionError as err:
+                raise QuestionError(f"history[{i}]: {err}") from None
+        return checked
+
     def out_of_scope(self, question: str, earlier: list[str] | None = None) -> bool:
-        """The server's rule, not the model's whim: not math (nor a follow-up in a math conversation)."""
-        return bool(self.settings.tutor_scope) and not in_scope(question, earlier or [])
+        """The server's rule, not the model's whim: not math (nor a follow-up in a math conversation). Every
+        earlier question of the conversation is held to it too, each against the turns before it, so a request
+        cannot carry a non-math question to the model in its history."""
+        if not self.settings.tutor_scope:
+            return False
+        asked = [*(earlier or []), question]
+        return any(not in_scope(text, asked[:i]) for i, text in enumerate(asked))
 
     async def retrieve(self, question: str, k: int | None = None, retrieval: bool = True):
         return (await self.model.run(self.model.retrieve, question, k)) if retrieval else (None, [])

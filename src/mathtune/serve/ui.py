@@ -3,14 +3,13 @@ redirect from /. The app itself is mounted at /ui by ``mount_ui``."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-from .describe import PLOTS
-from .guards import KEY_COOKIE, key_matches
+from .access import SESSION_COOKIE, SESSION_SECONDS, client_of, key_matches, new_session
+from .describe import PLOTS, plot_file
 
 
 def mount_ui(app, app_state) -> None:
@@ -33,13 +32,20 @@ def mount_ui(app, app_state) -> None:
         """The web UI's key: checked, then kept in an HttpOnly, SameSite=Strict cookie for this server only."""
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         key = (form.get("key") or [""])[0]
-        settings = app_state.settings
+        settings, client = app_state.settings, client_of(request.scope)
+        wait = app_state.wrong_keys.retry_after(client) if settings.api_key else None
+        if wait is not None:
+            return HTMLResponse(_LOGIN.format(message=f'<p role="alert" class="error">Too many wrong keys from here; '
+                                                      f'try again in {wait} seconds.</p>'), status_code=429,
+                                headers={"Retry-After": str(wait)})
         if settings.api_key and not key_matches(key, settings.api_key):
+            app_state.wrong_keys.failed(client)
             return HTMLResponse(_LOGIN.format(message='<p role="alert" class="error">That key is not right; ask the '
                                                       'person who runs this server for it.</p>'), status_code=401)
         response = RedirectResponse("/ui/", status_code=303)
-        if settings.api_key:
-            response.set_cookie(KEY_COOKIE, key, httponly=True, samesite="strict", path="/")
+        if settings.api_key:  # a signed session, never the key itself
+            response.set_cookie(SESSION_COOKIE, new_session(settings.api_key), max_age=SESSION_SECONDS,
+                                httponly=True, samesite="strict", path="/")
         return response
 
     @router.get("/v1/models/{name}/plots/{file}")
@@ -47,8 +53,8 @@ def mount_ui(app, app_state) -> None:
         model = app_state.models.get(name)
         if model is None or file not in PLOTS:
             raise HTTPException(status_code=404, detail=f"no plot {file} for a model named {name}")
-        path = Path(model.describe()["folder"]) / file
-        if not path.is_file():
+        path = plot_file(model.describe()["folder"], file)
+        if path is None:
             raise HTTPException(status_code=404, detail=f"{name} has no {file}")
         return FileResponse(path, media_type="image/png")
 

@@ -21,6 +21,9 @@ def build(predictions: Predictions, settings) -> APIRouter:
     @router.post("/score", include_in_schema=False)
     async def invocations(request: Request, body: Annotated[Any, Body()], model: Annotated[str, Query()] = "topic"):
         served = model_for(model)
+        if not isinstance(served, ServedModel):  # the tutor generates: it has its own route
+            raise HTTPException(status_code=422, detail=f"model {model!r} is the tutor, which /invocations does not "
+                                                        "score; POST the question to /v1/tutor")
         frame = scoring_frame(body, served)
         if model == "topic":
             column = served.predictor.manifest.get("text_column", "Question")

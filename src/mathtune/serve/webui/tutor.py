@@ -221,7 +221,19 @@ def _continue(gr, state, model):
             yield render(turns or []), turns, gr.update(), error_update(None), gr.update(visible=False)
             return
         last = dict(turns[-1])
-        prompt = (f"{last['q']}\n\nYour answer so far was cut off:\n{last['a']}\n\n"
+        tutor = TutorService(model, state.settings)
+        try:  # the turns come from the browser: held to the same checks as a question sent anew
+            question = tutor.question(str(last.get("q", "")))
+            earlier = tutor.earlier([str(t.get("q", "")) for t in turns[:-1]])
+            so_far = str(last.get("a", ""))
+            if len(so_far) > state.settings.max_text_chars:
+                raise QuestionError("the answer to continue is longer than this server takes; ask the question anew")
+            if tutor.out_of_scope(question, earlier):
+                raise QuestionError(REFUSAL)
+        except QuestionError as err:
+            yield render(turns), turns, gr.update(), error_update(str(err)), gr.update(visible=False)
+            return
+        prompt = (f"{question}\n\nYour answer so far was cut off:\n{so_far}\n\n"
                   "Continue it from exactly where it stops; do not repeat it.")
         try:
             async for text, info in answer_stream(prompt, 0.0, None):
@@ -230,7 +242,7 @@ def _continue(gr, state, model):
         except Exception as exc:  # noqa: BLE001
             yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
             return
-        last.update(truncated=bool(info.get("truncated")), final=TutorService(model, state.settings).final_answer(last["a"]))
+        last.update(truncated=bool(info.get("truncated")), final=tutor.final_answer(last["a"]))
         new = turns[:-1] + [last]
         yield render(new), new, gr.update(), error_update(None), gr.update(visible=last["truncated"])
     return cont

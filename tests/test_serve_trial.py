@@ -1,0 +1,63 @@
+"""The rest of the hostile trial of issue #46, each as it was found: key guessing, the login cookie, a plot linked
+out of its model folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from fastapi.testclient import TestClient
+
+from mathtune.serve.access import SESSION_COOKIE, new_session, session_valid
+from mathtune.serve.app import create_app
+from mathtune.serve.settings import ServeSettings
+
+KEY = "s3cret-key"
+
+
+def test_key_guessing_is_limited_per_client_and_the_cookie_holds_no_key(model_dirs):  # noqa: F811
+    client = TestClient(create_app(model_dirs[:1], ServeSettings(api_key=KEY, wrong_keys_per_minute=5)),
+                        follow_redirects=False)
+    answers = [client.post("/ui/login", data={"key": f"guess-{i}"}).status_code for i in range(8)]
+    assert answers[:5] == [401] * 5 and set(answers[5:]) == {429}
+    limited = client.post("/ui/login", data={"key": KEY})  # not even checked while the client is limited
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    api = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    assert api.status_code == 429 and "too many wrong API keys" in api.json()["error"]
+    assert client.get("/livez").status_code == 200  # the probes stay open
+
+    fresh = TestClient(create_app(model_dirs[:1], ServeSettings(api_key=KEY)), follow_redirects=False)
+    ok = fresh.post("/ui/login", data={"key": KEY})
+    assert ok.status_code == 303
+    value = ok.cookies[SESSION_COOKIE]
+    assert KEY not in ok.headers["set-cookie"] and session_valid(value, KEY)
+    assert "max-age=43200" in ok.headers["set-cookie"].lower()
+    assert fresh.get("/v1/models").status_code == 200  # the session opens the API the UI calls
+    fresh.cookies.clear()
+    forged = {SESSION_COOKIE: value.split(".")[0] + ".0" * 10}
+    assert fresh.get("/v1/models", cookies=forged).status_code == 401
+    expired = new_session(KEY, now=1_000_000)
+    assert fresh.get("/v1/models", cookies={SESSION_COOKIE: expired}).status_code == 401
+    assert fresh.get("/v1/models", cookies={"mathtune_api_key": KEY}).status_code == 401  # the old raw-key cookie
+    other_key = new_session("another-key")
+    assert fresh.get("/v1/models", cookies={SESSION_COOKIE: other_key}).status_code == 401
+
+
+def test_bearer_guessing_is_limited_too(model_dirs):  # noqa: F811
+    client = TestClient(create_app(model_dirs[:1], ServeSettings(api_key=KEY, wrong_keys_per_minute=3)))
+    codes = [client.get("/v1/models", headers={"Authorization": f"Bearer nope-{i}"}).status_code for i in range(5)]
+    assert codes == [401, 401, 401, 429, 429]
+    assert client.get("/v1/models").status_code == 401  # no key at all: a plain 401, not a guess
+
+
+def test_a_plot_linked_out_of_its_model_folder_is_not_served(model_dirs, tmp_path):  # noqa: F811
+    folder = tmp_path / "topic"
+    shutil.copytree(model_dirs[0], folder)
+    (folder / "confusion_matrix.png").unlink(missing_ok=True)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0")
+    os.symlink(secret, folder / "confusion_matrix.png")
+    client = TestClient(create_app([str(folder)]))
+    response = client.get("/v1/models/topic/plots/confusion_matrix.png")
+    assert response.status_code == 404 and "root:x" not in response.text
+    assert "/v1/models/topic/plots/confusion_matrix.png" not in client.get("/v1/models").json()["topic"]["plots"]

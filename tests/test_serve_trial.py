@@ -61,3 +61,52 @@ def test_a_plot_linked_out_of_its_model_folder_is_not_served(model_dirs, tmp_pat
     response = client.get("/v1/models/topic/plots/confusion_matrix.png")
     assert response.status_code == 404 and "root:x" not in response.text
     assert "/v1/models/topic/plots/confusion_matrix.png" not in client.get("/v1/models").json()["topic"]["plots"]
+
+
+def _call(client, fn: str, data: list) -> str:
+    event = client.post(f"/ui/gradio_api/call/{fn}", json={"data": data}).json()["event_id"]
+    return client.get(f"/ui/gradio_api/call/{fn}/{event}").text
+
+
+def test_the_apps_api_reads_only_files_a_client_uploaded(model_dirs, tmp_path):  # noqa: F811
+    import pandas as pd
+
+    secret = tmp_path / "server-file.csv"
+    pd.DataFrame({"Question": ["SECRET-ROW what is 2 + 2?"]}).to_csv(secret, index=False)
+    with TestClient(create_app(model_dirs[:1], ServeSettings(max_upload_bytes=2000))) as client:
+        crafted = _call(client, "classify", [None, {"path": str(secret), "meta": {"_type": "gradio.FileData"}}])
+        assert "SECRET-ROW" not in crafted and "event: error" in crafted
+        uploaded = client.post("/ui/gradio_api/upload", files={"files": ("mine.csv", secret.read_bytes(), "text/csv")})
+        assert uploaded.status_code == 200, uploaded.text
+        mine = _call(client, "classify", [None, {"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}])
+        assert "SECRET-ROW" in mine and "event: complete" in mine
+
+
+def test_a_model_whose_settings_cannot_work_is_refused_at_load(model_dirs, tmp_path):  # noqa: F811
+    import json
+    from types import SimpleNamespace
+
+    import pytest
+
+    from mathtune.errors import ModelError
+    from mathtune.models.saved import Predictor, check_settings
+    from mathtune.tasks.labels import LabelMap
+
+    # a transformer that reads 512 positions, told to read 100,000
+    encoder = SimpleNamespace(config=SimpleNamespace(max_position_embeddings=512, num_labels=2))
+    predictor = Predictor(tmp_path, {"max_length": 100000}, LabelMap([0, 1], ["a", "b"]), _model=encoder)
+    with pytest.raises(ModelError, match="max_length is 100000; it must be a whole number from 1 to 512"):
+        check_settings(predictor)
+    for field, value, needle in (("max_length", float("nan"), "max_length is nan"), ("max_length", -3, "max_length is -3"),
+                                 ("max_length", "256", "max_length is '256'"), ("labels", "trim", "labels lists 3 classes")):
+        folder = tmp_path / f"{field}-{value}"
+        shutil.copytree(model_dirs[0], folder)
+        manifest = json.loads((folder / "mathtune.json").read_text())
+        if value == "trim":
+            manifest["labels"] = {k: v[:3] for k, v in manifest["labels"].items()}
+        else:
+            manifest[field] = value
+        (folder / "mathtune.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelError, match=needle):
+            create_app([str(folder)])
+            pytest.fail(f"{field}={value!r} was loaded")

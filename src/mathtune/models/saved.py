@@ -95,4 +95,37 @@ def load_predictor(folder: str | Path, backend: str = "torch") -> Predictor:
         raise ModelError(f"{folder / MANIFEST}: its labels are missing or malformed ({exc!r}); train the model again") from None
     predictor = Predictor(folder, manifest, labels)
     get_kind(manifest["kind"], folder).load(predictor, backend)
+    check_settings(predictor)
     return predictor
+
+
+def check_settings(predictor: Predictor) -> None:
+    """ModelError naming the field of ``mathtune.json`` that the loaded model cannot work with (a hand-edited or
+    damaged file), so a server refuses the model at load instead of answering wrongly or failing per request."""
+    path, manifest = predictor.folder / MANIFEST, predictor.manifest
+    config = getattr(predictor._model, "config", None)
+    if manifest.get("max_length") is not None:
+        value, most = manifest["max_length"], getattr(config, "max_position_embeddings", None) or 1_000_000
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+            raise ModelError(f"{path}: max_length is {value!r}; it must be a whole number from 1 to {most} (what this "
+                             "model can read); fix the file or train the model again")
+    scored = _classes_scored(predictor._model)
+    if scored is not None and scored > len(predictor.labels):
+        raise ModelError(f"{path}: labels lists {len(predictor.labels)} classes, but the model scores {scored}; fix "
+                         "the file or train the model again")
+
+
+def _classes_scored(model) -> int | None:
+    """How many label ids the loaded model scores (a linear model may score fewer than the labels: those absent
+    from its training data); None where the kind does not say (ensembles, embeddings)."""
+    config = getattr(model, "config", None)
+    if config is not None and getattr(config, "num_labels", None):
+        return int(config.num_labels)
+    for name in ("classes", "classes_"):
+        classes = getattr(model, name, None)
+        if classes is not None and len(classes):
+            try:
+                return int(np.max(np.asarray(classes).astype(int))) + 1
+            except (TypeError, ValueError):
+                return len(classes)
+    return None

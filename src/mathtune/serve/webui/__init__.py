@@ -67,6 +67,9 @@ def mount_gradio(app, app_state) -> None:
     from .common import CSS, theme
 
     blocks = build_blocks(app_state)
+    # Gradio checks that a file sent to an event was uploaded by a client only once `launch()` has run; a mounted
+    # app never launches, so without this a crafted call could name any file on the server (issue #46)
+    blocks.has_launched = True
     blocks.queue(default_concurrency_limit=4)
     gr.mount_gradio_app(app, blocks, path="/ui", theme=theme(), css=CSS, ssr_mode=False, show_error=False, run_history=False,
                         footer_links=[], max_file_size=app_state.settings.max_upload_bytes,

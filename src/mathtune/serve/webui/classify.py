@@ -15,7 +15,7 @@ from ..routes.misconception import diagnose
 from ..routes.products import classify_products
 from ..routes.topic import classify_topics
 from ..schemas import MisconceptionItem
-from .common import error_update, percent, plain_error
+from .common import error_update, percent, plain_error, uploaded_file
 from .models_tab import trained_on
 from .render import LATEX, math_markdown
 
@@ -25,10 +25,10 @@ def not_served(task: str, recipe: str) -> str:
             f"`mathtune train recipes/{recipe} --output runs/{task}` and start the server with `--model runs/{task}`.")
 
 
-def read_questions(text: str, file, column: str, limit: int) -> tuple[list[str], list[str]]:
+def read_questions(text: str, file, column: str, limit: int, max_bytes: int) -> tuple[list[str], list[str]]:
     """The questions from a CSV (if given) or the text box (one per line), and where each came from."""
     if file:
-        path = Path(file if isinstance(file, str) else file.name)
+        path = uploaded_file(file, max_bytes)
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -76,7 +76,8 @@ def topics_tab(gr, state, served) -> None:
 
     async def classify(text, file, progress=gr.Progress()):
         try:
-            questions, _ = read_questions(text, file, column, state.settings.max_text_chars)
+            questions, _ = read_questions(text, file, column, state.settings.max_text_chars,
+                                          state.settings.max_upload_bytes)
             rows, step = [], state.settings.max_batch
             for start in range(0, len(questions), step):
                 progress(start / len(questions), desc=f"{start} of {len(questions)} questions")
@@ -181,7 +182,7 @@ def products_tab(gr, state, served) -> None:
 
     async def classify(file, *values, progress=gr.Progress()):
         try:
-            records = _product_records(file, fields, values)
+            records = _product_records(file, fields, values, state.settings.max_upload_bytes)
             preds = []
             for start in range(0, len(records), state.settings.max_batch):
                 progress(start / len(records), desc=f"{start} of {len(records)} products")
@@ -202,9 +203,9 @@ def products_tab(gr, state, served) -> None:
     run.click(classify, [file, *boxes], [error, label, table, download])
 
 
-def _product_records(file, fields: list[str], values) -> list[dict]:
+def _product_records(file, fields: list[str], values, max_bytes: int) -> list[dict]:
     if file:
-        path = Path(file if isinstance(file, str) else file.name)
+        path = uploaded_file(file, max_bytes)
         try:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:

@@ -86,3 +86,19 @@ def error_update(message: str | None):
 
 def percent(x: float) -> str:
     return f"{100 * x:.0f}%"
+
+
+def uploaded_file(file, max_bytes: int) -> Path:
+    """The file a client uploaded to this app, or ValueError: a path sent in an API call is read only when it is a
+    regular file inside Gradio's upload folder (never a server file named by a crafted request), and no larger
+    than the server's upload limit."""
+    import gradio.utils
+
+    path = Path(file if isinstance(file, str) else getattr(file, "name", None) or file.get("path", ""))
+    folder = Path(gradio.utils.get_upload_folder()).resolve()
+    if path.is_symlink() or not path.is_file() or not path.resolve().is_relative_to(folder):
+        raise ValueError(f"{path.name or 'that file'} is not a file uploaded here; choose the CSV file again")
+    if path.stat().st_size > max_bytes:
+        raise ValueError(f"{path.name} is larger than this server takes ({max_bytes:,} bytes); split it")
+    return path
+

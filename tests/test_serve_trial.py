@@ -110,3 +110,26 @@ def test_a_model_whose_settings_cannot_work_is_refused_at_load(model_dirs, tmp_p
         with pytest.raises(ModelError, match=needle):
             create_app([str(folder)])
             pytest.fail(f"{field}={value!r} was loaded")
+
+
+def test_predictions_written_for_people_run_no_formula_and_bad_files_say_why(model_dirs, tmp_path):  # noqa: F811
+    import pytest
+
+    from mathtune.errors import DataError
+    from mathtune.inference import predict_file
+    from mathtune.io import spreadsheet_safe
+
+    assert [spreadsheet_safe(v) for v in ("=cmd|' /C calc'!A0", "+1", "-2.5", "-x", "@SUM(A1)", "\t=1", "q7", 3)] == \
+        ["'=cmd|' /C calc'!A0", "+1", "-2.5", "'-x", "'@SUM(A1)", "'\t=1", "q7", 3]
+    source = tmp_path / "in.csv"
+    source.write_text("id,Question\n\"=cmd|' /C calc'!A0\",what is 2 + 2?\n17,solve x + 1 = 3\n")
+    predict_file(model_dirs[0], source, tmp_path / "out.csv")
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[1].startswith("'=cmd|") and lines[2].startswith("17,")
+    (tmp_path / "header.csv").write_text("id,Question\n")
+    with pytest.raises(DataError, match="no rows, only a header"):
+        predict_file(model_dirs[0], tmp_path / "header.csv", tmp_path / "none.csv")
+    (tmp_path / "huge.csv").write_text("id,Question\n1," + "x" * (2 << 20) + "\n")
+    with pytest.raises(DataError, match="line 2 is longer than 1,048,576 bytes"):
+        predict_file(model_dirs[0], tmp_path / "huge.csv", tmp_path / "none.csv")
+    assert not (tmp_path / "none.csv").exists()

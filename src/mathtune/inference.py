@@ -50,7 +50,7 @@ def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, te
     ``row_id,Category:Misconception`` with three space-separated labels for misconceptions). The input is read
     and predicted in chunks of ``chunk_rows`` and a CSV output is written as it goes (bounded memory for any
     number of rows); the output appears only when every row is done. Returns the number of rows and the notes."""
-    from .io import atomic_path
+    from .io import atomic_path, spreadsheet_safe_frame
 
     predictor = load_predictor(model_dir)
     task = predictor.task_object
@@ -71,10 +71,12 @@ def predict_file(model_dir: str | Path, data: str | Path, output: str | Path, te
             notes.update(dict.fromkeys(chunk_notes))
             submission = submission_of(task, ids, [[predictor.labels.values[i] for i in row] for row in top_idx])
             if streamed:  # written as it goes; the file appears under its name only when every row is done
-                submission.to_csv(out, index=False, header=done == 0)
+                spreadsheet_safe_frame(submission).to_csv(out, index=False, header=done == 0)
             else:
                 parts.append(submission)
             done += len(frame)
+        if done == 0:
+            raise DataError(f"{path}: the file has no rows, only a header; add the rows to predict")
     if not streamed:  # Parquet, JSON lines, gzip: collected, then written atomically
         write_table(pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(task.submission_columns)),
                     output)

@@ -58,3 +58,36 @@ def replace_dir(new: Path, target: Path) -> None:
     os.replace(new, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# A cell a spreadsheet would read as a formula (CSV injection): =, @, a tab or carriage return first, or a plus or
+# minus that does not begin a number
+_FORMULA_START = ("=", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """``value`` as a spreadsheet shows it and never runs it: a text that would start a formula gets a leading
+    apostrophe (what spreadsheets themselves use to mean "text"); other values are returned as they are."""
+    if not isinstance(value, str) or not value:
+        return value
+    if value.startswith(_FORMULA_START) or value.startswith(("+", "-")) and not _is_number(value):
+        return "'" + value
+    return value
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def spreadsheet_safe_frame(frame):
+    """A copy of a DataFrame with every text cell made ``spreadsheet_safe``: for CSV written for people."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or str(out[column].dtype) in ("str", "string"):
+            out[column] = out[column].map(spreadsheet_safe)
+    return out
+

@@ -146,6 +146,29 @@ def check_nonempty(texts: list[str], column: str, path: str | Path, first_row: i
         )
 
 
+# The longest line a CSV row may have: a longer one is not a question or a product record, and pandas' parser held
+# a 50 MB field as gigabytes of memory before any check could see it.
+MAX_LINE_BYTES = 1 << 20
+
+
+def check_line_lengths(path: Path, limit: int = MAX_LINE_BYTES) -> None:
+    """DataError naming the first line of ``path`` longer than ``limit`` bytes (read in blocks, gzip too)."""
+    import gzip
+
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    line, length = 1, 0
+    with opener(path, "rb") as stream:
+        while block := stream.read(1 << 20):
+            pieces = block.split(b"\n")
+            for i, piece in enumerate(pieces):
+                length += len(piece)
+                if length > limit:
+                    raise DataError(f"{path}: line {line} is longer than {limit:,} bytes; no field of a row may be "
+                                    "that long (a question, an explanation or a product's text): check the file")
+                if i < len(pieces) - 1:
+                    line, length = line + 1, 0
+
+
 def iter_table(path: str | Path, chunk_rows: int = 10_000, fmt: str = "auto",
                encoding: str = "utf-8") -> Iterator[pd.DataFrame]:
     """The rows of a data file in chunks of ``chunk_rows``, without holding the whole file: CSV/TSV (gzip too) and
@@ -166,6 +189,7 @@ def iter_table(path: str | Path, chunk_rows: int = 10_000, fmt: str = "auto",
             yield frame.iloc[start:start + chunk_rows].reset_index(drop=True)
         return
     enc = "utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8" else encoding  # a BOM is not part of a name
+    check_line_lengths(path)
     try:
         for frame in pd.read_csv(path, sep=_csv_sep(path), dtype=str, keep_default_na=False, chunksize=chunk_rows,
                                  encoding=enc, compression="infer"):

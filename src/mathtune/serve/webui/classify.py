@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ...io import spreadsheet_safe_frame
 from ...tasks.misconception import describe_label
 from ..routes.misconception import diagnose
 from ..routes.products import classify_products
@@ -89,7 +90,7 @@ def topics_tab(gr, state, served) -> None:
                     gr.update(visible=False, value=None), gr.update(visible=False))
         frame = pd.DataFrame([r[:3] for r in rows], columns=["question", "topic", "probability"])
         out = Path(tempfile.mkdtemp(prefix="mathtune-topics-")) / "topics.csv"
-        frame.to_csv(out, index=False)
+        spreadsheet_safe_frame(frame).to_csv(out, index=False)
         shown = frame.assign(question=frame["question"].map(math_markdown))
         return (error_update(None), gr.update(visible=True, value=rows[0][3]), gr.update(visible=True, value=shown),
                 gr.update(visible=True, value=str(out)))
@@ -195,7 +196,7 @@ def products_tab(gr, state, served) -> None:
         frame = pd.DataFrame(records).assign(category=[p.label for p in preds],
                                              probability=[round(p.probability, 4) for p in preds])
         out = Path(tempfile.mkdtemp(prefix="mathtune-products-")) / "products.csv"
-        frame.to_csv(out, index=False)
+        spreadsheet_safe_frame(frame).to_csv(out, index=False)
         return (error_update(None), gr.update(visible=True, value=preds[0].probabilities),
                 gr.update(visible=len(records) > 1, value=frame),
                 gr.update(visible=True, value=str(out)))

@@ -1,11 +1,13 @@
-"""The rest of the hostile trial of issue #46, each as it was found: key guessing, the login cookie, a plot linked
-out of its model folder."""
+"""The rest of the hostile trial of issue #46, each as it was found: key guessing and the login cookie, the app's
+API reading server files, a plot linked out of its folder, a model whose settings cannot work, CSV for people, slow
+headers, answers cut by the shutdown, and the small ones."""
 
 from __future__ import annotations
 
 import os
 import shutil
 
+import pytest
 from fastapi.testclient import TestClient
 
 from mathtune.serve.access import SESSION_COOKIE, new_session, session_valid
@@ -133,3 +135,127 @@ def test_predictions_written_for_people_run_no_formula_and_bad_files_say_why(mod
     with pytest.raises(DataError, match="line 2 is longer than 1,048,576 bytes"):
         predict_file(model_dirs[0], tmp_path / "huge.csv", tmp_path / "none.csv")
     assert not (tmp_path / "none.csv").exists()
+
+
+def test_the_small_ones(model_dirs):  # noqa: F811
+    from mathtune.config import SolveConfig
+    from mathtune.errors import MathtuneError
+    from mathtune.serve.admission import TutorGate
+
+    client = TestClient(create_app(model_dirs[:1]), raise_server_exceptions=False)
+    # the app's API answers errors as every other route does
+    for method, path, body, status in (("POST", "/ui/gradio_api/call/nope", {"data": []}, 404),
+                                       ("GET", "/ui/gradio_api/file=/etc/passwd", None, 403),
+                                       ("POST", "/ui/gradio_api/call/classify", {"x": 1}, 422)):
+        response = client.request(method, path, json=body)
+        assert response.status_code == status and "error" in response.json() and "detail" not in response.json()
+    # NaN is no setting; more first-round answers than samples cannot agree
+    import pytest
+
+    with pytest.raises(MathtuneError, match="time_budget: Input should be a finite number"):
+        SolveConfig.checked({"mode": "vote", "time_budget": float("nan")}, "solving settings: {problems}")
+    with pytest.raises(MathtuneError, match="agree_first 7: more answers than the 5 samples"):
+        SolveConfig.checked({"mode": "vote", "samples": 5, "agree_first": 7}, "solving settings: {problems}")
+    # Retry-After from the time places take to free, not a request's wait counted as a turn
+    gate = TutorGate(parallel=2, waiting=10)
+    gate.active = 12
+    gate._seconds.extend([6.0] * 20)  # each request spent 6 s in the line, most of it waiting
+    assert gate.retry_after() == 1
+
+
+@pytest.mark.slow
+def test_slow_headers_are_cut_and_one_client_cannot_hold_every_connection(model_dirs):  # noqa: F811
+    """#46: connections that send a header every few seconds held every place; now a request's headers must come
+    within MATHTUNE_HEADER_TIMEOUT_S and one address holds at most MATHTUNE_MAX_CONNECTIONS_PER_CLIENT."""
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    import pytest
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "MATHTUNE_HEADER_TIMEOUT_S": "1.5", "MATHTUNE_MAX_CONNECTIONS_PER_CLIENT": "20"}
+    proc = subprocess.Popen([sys.executable, "-m", "mathtune.cli", "serve", "--model", model_dirs[0], "--port",
+                             str(port), "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    held: list[socket.socket] = []
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    if json.loads(response.read())["ready"]:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the server did not become ready")
+        for _ in range(30):
+            conn = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+            held.append(conn)
+        time.sleep(0.5)
+        closed_at_once = 0
+        for conn in held[20:]:
+            conn.settimeout(2)
+            try:
+                closed_at_once += conn.recv(1) == b""
+            except (ConnectionResetError, TimeoutError, socket.timeout):
+                closed_at_once += 1
+        assert closed_at_once == 10  # past the client's 20
+        time.sleep(1.5)
+        for conn in held[:20]:  # cut for their slow headers
+            conn.settimeout(2)
+            try:
+                assert conn.recv(1) == b""
+            except ConnectionResetError:
+                pass
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        for conn in held:
+            conn.close()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("kind", ["json", "stream"])
+def test_an_answer_cut_by_the_shutdown_ends_as_json_or_an_error_event(kind):
+    import asyncio
+    import json
+
+    from mathtune.serve.shutdown import EndCutAnswers
+
+    async def slow_app(scope, receive, send):
+        if kind == "stream":
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/event-stream")]})
+            await send({"type": "http.response.body", "body": b"event: token\ndata: {}\n\n", "more_body": True})
+        await asyncio.sleep(60)
+
+    async def run() -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message):
+            sent.append(message)
+
+        async def receive():
+            return {"type": "http.request", "body": b"", "more_body": False}
+        task = asyncio.ensure_future(EndCutAnswers(slow_app)({"type": "http"}, receive, send))
+        await asyncio.sleep(0.05)
+        task.cancel(msg="Task cancelled, timeout graceful shutdown exceeded")  # what uvicorn does
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return sent
+
+    sent = asyncio.run(run())
+    if kind == "json":
+        assert sent[0]["status"] == 503 and (b"retry-after", b"5") in sent[0]["headers"]
+        assert "shutting down" in json.loads(sent[1]["body"])["error"]
+    else:
+        assert sent[-1]["body"].startswith(b"event: error\ndata: ") and b"shutting down" in sent[-1]["body"]

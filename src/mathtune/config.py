@@ -21,7 +21,7 @@ from .errors import MathtuneError, RecipeError, problem_text
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)  # NaN is no setting
 
 
 class DataConfig(_Strict):
@@ -167,7 +167,7 @@ class SolveConfig(_Strict):
     tiebreak: Literal["program", "code", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran; with agree_first, the first round's greedy answer when it is in this mode); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
     then_over: Literal["cot", "program", "code", "mixed"] | None = Field(None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees (a cheap first round, a richer second); empty: vote_over.")
-    agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples or more: all samples at once.")
+    agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples: all samples at once (more than samples is an error).")
     first_round: int = Field(0, ge=0, le=9, description="mode vote with agree_first: the answers drawn in the first round (the greedy one and first_round - 1 samples, together); when agree_first of them agree (2 of 3, say) that is the answer; 0: agree_first (they must all agree).")
     time_budget: float | None = Field(None, gt=0, le=3600, description="mode vote: seconds a vote may take; once they are spent, the samples still being drawn stop and the answer is voted from those finished (at least one: with agree_first the first round's greedy answer always completes, and its samples still decoding stop once an answer of the round is in), without correcting failed programs or asking a tie-break. Empty: no limit.")
 
@@ -180,6 +180,9 @@ class SolveConfig(_Strict):
 
     @model_validator(mode="after")
     def _the_first_round_fits(self) -> "SolveConfig":
+        if self.agree_first > self.samples:
+            raise ValueError(f"agree_first {self.agree_first}: more answers than the {self.samples} samples cannot "
+                             f"agree; choose 2 to {self.samples}, or 0 (all samples at once)")
         if self.first_round and self.first_round < max(self.agree_first, 2):
             raise ValueError(f"first_round {self.first_round}: a first round holds at least agree_first "
                              f"({max(self.agree_first, 2)}) answers")

@@ -69,8 +69,13 @@ def serve(
     settings = application.state.mathtune.settings
     # bounded resources: idle keep-alive connections close, and past limit_concurrency new work gets 503
     # (slow request bodies are cut by the app's own deadline, MATHTUNE_BODY_TIMEOUT_S)
+    # and a request's headers must come within MATHTUNE_HEADER_TIMEOUT_S, a client holding at most
+    # MATHTUNE_MAX_CONNECTIONS_PER_CLIENT connections (serve/connections.py), so slow headers cannot take every place
+    from ..serve.connections import guarded_protocol
+
     uvicorn.run(application, host=host, port=port, log_level="warning", timeout_keep_alive=settings.timeout_keep_alive,
-                limit_concurrency=settings.limit_concurrency, timeout_graceful_shutdown=30)
+                limit_concurrency=settings.limit_concurrency, timeout_graceful_shutdown=settings.shutdown_grace_s,
+                http=guarded_protocol(settings.header_timeout_s, settings.max_connections_per_client))
 
 
 @app.command()

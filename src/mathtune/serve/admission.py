@@ -35,10 +35,11 @@ class TutorGate:
         return self.parallel + self.waiting
 
     def retry_after(self) -> int:
-        """Seconds until a turn is likely free: a typical answer's time for each round of waiting requests."""
+        """Seconds until a place in the line is likely free. The durations kept are each request's time in the line
+        (waiting included), so by Little's law places free at ``active / typical`` a second: one frees in about
+        ``typical / active`` seconds (a full line of 0.6 s answers said 13 s when waits were counted as turns)."""
         typical = sorted(self._seconds)[len(self._seconds) // 2] if self._seconds else 10.0
-        rounds = max(1, math.ceil((self.active - self.parallel + 1) / self.parallel))
-        return max(1, math.ceil(typical * rounds))
+        return max(1, math.ceil(typical / max(self.active, 1)))
 
     def enter(self) -> float:
         """Take a place, or raise 503 (JSON body, Retry-After) when ``limit`` requests are already in."""

@@ -20,6 +20,7 @@ from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
 from .settings import ServeSettings
+from .shutdown import EndCutAnswers
 from .tutor import build_tutor_router
 from .ui import mount_ui
 
@@ -54,6 +55,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(MonitoringMiddleware, metrics=metrics)
+    app.add_middleware(EndCutAnswers)  # outermost: a request the shutdown cancels still ends as JSON or an event
     app.include_router(build_router(state))
     app.include_router(build_tutor_router(state))
 

@@ -125,7 +125,9 @@ def _detail(error: dict) -> dict:
     return {"field": ".".join(str(p) for p in error["loc"] if p != "body"), "problem": problem_text(error)}
 
 
-def install_error_handlers(app) -> None:
+def install_error_handlers(app, internal: bool = True) -> None:
+    """Errors as ``{"error": ...}``; ``internal``: also an unexpected exception as a JSON 500 (the outermost app;
+    a mounted app's own failures reach it)."""
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError):
         details = [_detail(e) for e in exc.errors()]
@@ -142,6 +144,9 @@ def install_error_handlers(app) -> None:
     @app.exception_handler(MathtuneError)
     async def user_error(request: Request, exc: MathtuneError):
         return error_body(422, str(exc))
+
+    if not internal:
+        return
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception):

@@ -34,7 +34,7 @@ class Turn(BaseModel):
 
 
 class TutorRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"example": {
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"example": {
         "question": "A train travels 60 km in 45 minutes. What is its speed in km/h?", "stream": False}})
     question: str = Field(..., description="The problem, in words or LaTeX.")
     history: list[Turn] = Field(default_factory=list, max_length=50, description="The conversation so far, oldest "

@@ -74,3 +74,16 @@ def mount_gradio(app, app_state) -> None:
     gr.mount_gradio_app(app, blocks, path="/ui", theme=theme(), css=CSS, ssr_mode=False, show_error=False, run_history=False,
                         footer_links=[], max_file_size=app_state.settings.max_upload_bytes,
                         head='<meta name="description" content="mathtune: tools for math teachers">')
+    # the app's own API answers errors as every other route does: {"error": ...}, not FastAPI's {"detail": ...}
+    from gradio.route_utils import FnIndexInferError
+    from starlette.routing import Mount
+
+    from ..guards import error_body, install_error_handlers
+
+    async def no_such_function(request, exc):
+        return error_body(404, f"the app has no function {request.path_params.get('api_name', '')!r}")
+
+    for route in app.routes:
+        if isinstance(route, Mount) and route.path == "/ui":
+            install_error_handlers(route.app, internal=False)
+            route.app.add_exception_handler(FnIndexInferError, no_such_function)

@@ -218,3 +218,54 @@ def test_the_tutor_page_names_an_adaptive_vote_and_why_sampling_stopped():
     assert labels["vote"].endswith("fewer than 2 of the first 3 agree, within 60 s")
     cut = Solution("x", "72", "vote(code)", confidence=2 / 4, samples=4, k=7, voted_over="code", out_of_time=True)
     assert "Sampling stopped after 4 of 7: the time budget ran out." in how_checked(cut, None)
+
+
+def test_continue_holds_the_turns_from_the_browser_to_the_checks_of_a_new_question():
+    """#46: the app's Continue skipped the scope and length checks (an 840 KB question reached the tokenizer)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from mathtune.serve.admission import TutorGate
+    from mathtune.serve.webui.tutor import _continue
+
+    asked = []
+
+    from mathtune.tasks.tutor import DEFAULT_PROMPT
+
+    class Generator:
+        tutor_prompt = DEFAULT_PROMPT
+
+        def stream(self, question, *args, **kwargs):
+            asked.append(question)
+            yield "84."
+
+    class Model:
+        manifest, generator = {"max_new_tokens": 64}, Generator()
+        gate = TutorGate(1, 0)
+
+        async def run(self, fn, *args):
+            return fn(*args)
+
+        def retrieve(self, question, k=None):
+            return None, []
+
+    settings = SimpleNamespace(tutor_max_new_tokens=64, ui_timeout_s=5, max_text_chars=2000, tutor_scope=True)
+    cont = _continue(gr, SimpleNamespace(settings=settings), Model())
+
+    async def errors(turns) -> str:
+        shown = ""
+        async for update in cont(turns):
+            shown = str(update[3]) or shown
+        return shown
+
+    huge = [{"q": "What is 2 + 2? " + "x" * 840_000, "a": "It is", "truncated": True}]
+    poem = [{"q": "Write a short poem about the ocean", "a": "Waves", "truncated": True}]
+    carried = [{"q": "Write a poem about the sea", "a": "", "final": None}, {"q": "Go on please", "a": "x", "truncated": True}]
+    assert "characters" in asyncio.run(errors(huge))
+    for turns in (poem, carried):
+        assert "math" in asyncio.run(errors(turns))
+    assert asked == []  # nothing reached the model
+    asyncio.run(errors([{"q": "What is 12 times 7?", "a": "12 times 7 is", "truncated": True}]))
+    assert len(asked) == 1 and "12 times 7 is" in asked[0]  # a real continuation still goes on

@@ -282,35 +282,18 @@ def test_a_streamed_program_answer_is_the_program_answer_solve_gives(smollm2):
     assert "".join(pieces).strip() and info["new_tokens"] >= solved.new_tokens - 1
 
 
-def test_serve_listens_on_its_port_alone_and_the_engine_answers_no_one(tmp_path):
+def test_serve_listens_on_its_port_alone_and_the_engine_answers_no_one():
     """#46: llama.cpp's own HTTP listener (xllamacpp always starts one) opens no TCP port: a Unix socket in a 0700
     folder, and even there nothing is answered without a key that never leaves the process."""
     import os
     import socket
-    import subprocess
-    import sys
-    import urllib.request
 
     import psutil
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "MATHTUNE_API_KEY": "sk-serve-test", "OMP_WAIT_POLICY": "PASSIVE"}
-    proc = subprocess.Popen([sys.executable, "-m", "mathtune.cli", "serve", "--tutor", "bundled:smollm2", "--port",
-                             str(port), "--host", "127.0.0.1"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                    if json.loads(response.read())["ready"]:
-                        break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail("the server did not become ready")
+    from servers import served
+
+    env = {"MATHTUNE_API_KEY": "sk-serve-test", "OMP_WAIT_POLICY": "PASSIVE"}
+    with served(["--tutor", "bundled:smollm2"], env) as (proc, port):
         server = psutil.Process(proc.pid)
         listening = {c.laddr.port for c in server.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
         assert listening == {port}
@@ -322,6 +305,3 @@ def test_serve_listens_on_its_port_alone_and_the_engine_answers_no_one(tmp_path)
                         b"Content-Length: 2\r\nConnection: close\r\n\r\n{}")
             reply = raw.recv(4096).decode(errors="replace")
         assert reply.startswith("HTTP/1.1 401"), reply[:200]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)

@@ -94,7 +94,9 @@ def test_a_cancelled_greedy_answer_stops_at_the_next_token(smollm2):
     threading.Timer(0.3, cancel.set).start()
     [g] = smollm2.generate(["Write a very long story about a number that loved to count."], 400,
                            ignore_eos=True, cancel=cancel)
-    assert 0 < g.new_tokens < 300, g.new_tokens  # stopped where it was, not run to the 400-token budget
+    # stopped where it was, not run to the 400-token budget (on a loaded host the cancel can come before the first
+    # token: then none)
+    assert g.new_tokens < 300, g.new_tokens
     assert smollm2.generate(["What is 2 + 2?"], 4)[0].new_tokens <= 4  # the slot is free for the next request
 
 

@@ -239,3 +239,28 @@ def test_an_answer_cut_by_the_shutdown_ends_as_json_or_an_error_event(kind):
         assert "shutting down" in json.loads(sent[1]["body"])["error"]
     else:
         assert sent[-1]["body"].startswith(b"event: error\ndata: ") and b"shutting down" in sent[-1]["body"]
+
+
+def test_a_stream_ends_with_its_error_event_when_the_window_closes():
+    import asyncio
+
+    from mathtune.serve.shutdown import Stopping, until_stopped
+
+    closed = []
+
+    async def tokens():
+        try:
+            for i in range(100):
+                await asyncio.sleep(0.02)
+                yield f"event: token\ndata: {i}\n\n"
+        finally:
+            closed.append(True)  # the generation behind it is told to stop
+
+    async def run() -> list[str]:
+        stopping = Stopping()
+        stopping.arm(0.2)
+        return [event async for event in until_stopped(tokens(), stopping)]
+
+    events = asyncio.run(run())
+    assert 3 <= len(events) < 100 and events[-1].startswith("event: error\ndata: ") and "shutting down" in events[-1]
+    assert closed == [True]

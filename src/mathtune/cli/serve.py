@@ -72,10 +72,14 @@ def serve(
     # and a request's headers must come within MATHTUNE_HEADER_TIMEOUT_S, a client holding at most
     # MATHTUNE_MAX_CONNECTIONS_PER_CLIENT connections (serve/connections.py), so slow headers cannot take every place
     from ..serve.connections import guarded_protocol
+    from ..serve.shutdown import GracefulServer
 
-    uvicorn.run(application, host=host, port=port, log_level="warning", timeout_keep_alive=settings.timeout_keep_alive,
-                limit_concurrency=settings.limit_concurrency, timeout_graceful_shutdown=settings.shutdown_grace_s,
-                http=guarded_protocol(settings.header_timeout_s, settings.max_connections_per_client))
+    config = uvicorn.Config(application, host=host, port=port, log_level="warning",
+                            timeout_keep_alive=settings.timeout_keep_alive, limit_concurrency=settings.limit_concurrency,
+                            timeout_graceful_shutdown=settings.shutdown_grace_s,
+                            http=guarded_protocol(settings.header_timeout_s, settings.max_connections_per_client))
+    GracefulServer(config, application.state.mathtune.stopping).run()
+
 
 
 @app.command()

@@ -20,7 +20,7 @@ from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
 from .settings import ServeSettings
-from .shutdown import EndCutAnswers
+from .shutdown import EndCutAnswers, Stopping
 from .tutor import build_tutor_router
 from .ui import mount_ui
 
@@ -38,7 +38,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
                 for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}
     state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers,
-                            wrong_keys=WrongKeys(settings.wrong_keys_per_minute))
+                            wrong_keys=WrongKeys(settings.wrong_keys_per_minute), stopping=Stopping())
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)
         metrics.model_ready.labels(model=name).set(1 if model.ready else 0)

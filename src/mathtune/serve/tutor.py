@@ -22,6 +22,7 @@ from ..metrics.answers import is_refusal
 from ..models.solve import STREAMED_MODES, VOTE_TIEBREAK, overridden
 from ..sandbox import ProgramsRefused
 from ..tasks.scope import REFUSAL, with_history
+from .shutdown import until_stopped
 from .tutor_service import QuestionError, TutorService
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,8 @@ def build_tutor_router(app_state) -> APIRouter:
             events = _stream(tutor, question, budget, context, first, count, solving.mode,
                              lambda reuse: app_state.metrics.tutor_answers.labels(reuse=reuse).inc(), place=shared) \
                 if streamed else _stream_solution(tutor, question, budget, context, first, solving, place=shared)
-            return StreamingResponse(_released(events, release), media_type="text/event-stream",
+            return StreamingResponse(until_stopped(_released(events, release), app_state.stopping),
+                                     media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                                      background=BackgroundTask(release))
         start = time.perf_counter()

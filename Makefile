@@ -8,7 +8,7 @@ CORE   := $(VENV)/.mathtune-core
 FULL   := $(VENV)/.mathtune-full
 OUT    ?= runs/demo-topic
 
-.PHONY: install install-all run test test-fast test-gpu test-latest lint docs models browser sandbox bench clean all-training all-serving docker-build docker-build-cuda
+.PHONY: install install-all run test test-fast test-gpu test-latest lint docs models browser sandbox promtool bench clean all-training all-serving docker-build docker-build-cuda
 
 # Installs run through uv (parallel downloads and unpacking: the package's dependencies in 10 s here with a cold
 # cache, against about 3 min with pip), with pip as the fallback wherever uv cannot be had or cannot reach the
@@ -65,11 +65,19 @@ sandbox:
 		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap >/dev/null; }; }; } || \
 		echo "no bubblewrap: program modes are refused (as root: make sandbox, or apt-get install bubblewrap)"
 
+# The alert rules are checked and unit-tested with Prometheus's promtool (Debian's prometheus package): as root,
+# install it if missing; without it that test is skipped.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && { \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; }; }; } || \
+		echo "no promtool: the alert rules' test is skipped (as root: make promtool, or apt-get install prometheus)"
+
 # Two workers, a test file each at a time (module fixtures are built once): the suite spends much of its time
 # waiting on processes it starts (servers, a browser, Spark, DDP), so it is faster in parallel even on 2 cores.
 PYTEST_PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 
-test: install-all browser sandbox
+test: install-all browser sandbox promtool
 	$(VENV)/bin/pytest -q $(PYTEST_PARALLEL)
 
 # Lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests.

@@ -4,6 +4,7 @@ dashboard's queries against the metrics the server really exports, and the conta
 import json
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +34,11 @@ def test_kubernetes_manifests_validate(path):
             for resource in doc["resources"]:
                 assert (path.parent / resource).is_file(), resource
         elif doc["apiVersion"].startswith("monitoring.coreos.com"):  # a CRD: check the fields Prometheus Operator needs
-            assert doc["kind"] == "ServiceMonitor" and doc["spec"]["endpoints"][0]["path"] == "/metrics"
+            if doc["kind"] == "PrometheusRule":  # the plain rules file's groups, which promtool checks
+                assert doc["spec"]["groups"] == _documents(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"]
+            else:
+                assert doc["kind"] == "ServiceMonitor" and doc["spec"]["endpoints"][0]["path"] == "/metrics"
+                assert doc["spec"]["jobLabel"] == "app.kubernetes.io/name"  # job="mathtune", as the alerts expect
         else:
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
@@ -128,6 +133,35 @@ def test_grafana_queries_use_exported_metrics(tmp_path):
     missing = used - exported
     assert not missing, f"dashboard queries metrics the server does not export: {missing}"
     assert any("mathtune_drift" in e for e in exprs) and any("latency" in e for e in exprs)
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="needs promtool: `make promtool` as root (Debian's prometheus package)")
+def test_alert_rules_pass_promtools_checks_and_unit_tests():
+    """Each alert fires on the synthetic series it is for and not on a healthy server's (alerts_test.yml)."""
+    folder = DEPLOY / "prometheus"
+    for args in (["check", "rules", "alerts.yml"], ["check", "config", "prometheus.yml"],
+                 ["test", "rules", "alerts_test.yml"]):
+        done = subprocess.run([PROMTOOL, *args], cwd=folder, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (args, done.stdout[-2000:], done.stderr[-2000:])
+    rules = _documents(folder / "alerts.yml")[0]["groups"][0]["rules"]
+    tested = (folder / "alerts_test.yml").read_text()
+    assert all(f"alertname: {rule['alert']}" in tested for rule in rules)  # every rule has a unit test
+
+
+def test_alerts_and_dashboard_query_metrics_the_server_exports(tmp_path):
+    exported = _exported_metric_names(tmp_path)
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_open_fds",
+            "process_start_time_seconds", "mathtune_process_threads", "mathtune_memory_limit_bytes",
+            "mathtune_tutor_line", "mathtune_tutor_line_limit"} <= exported
+    exprs = [rule["expr"] for rule in _documents(DEPLOY / "prometheus" / "alerts.yml")[0]["groups"][0]["rules"]]
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "mathtune.json").read_text())
+    exprs += [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name.removesuffix("_bucket") for expr in exprs for name in re.findall(r"\b(?:mathtune|process)_[a-z_]+", expr)}
+    exported |= {re.sub(r"_(bucket|count|sum)$", "", name) for name in exported}
+    assert not used - exported, f"queries of metrics the server does not export: {used - exported}"
 
 
 def test_makefile_targets():

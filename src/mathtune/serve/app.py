@@ -39,6 +39,8 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
                 for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}
     state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers,
                             wrong_keys=WrongKeys(settings.wrong_keys_per_minute), stopping=Stopping())
+    if "tutor" in models and getattr(models["tutor"], "gate", None) is not None:
+        metrics.watch_tutor_line(models["tutor"].gate)
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)
         metrics.model_ready.labels(model=name).set(1 if model.ready else 0)

@@ -8,7 +8,16 @@ import re
 import time
 import uuid
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import psutil
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 
@@ -20,6 +29,23 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        # the process itself (CPU seconds, resident memory, open files, threads, start time) and the Python
+        # runtime, on the app's own registry: what an operator looks at first when a pod misbehaves
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        threads = Gauge("mathtune_process_threads", "OS threads of the server process (torch, llama.cpp and the "
+                        "server's own)", registry=self.registry)
+        threads.set_function(lambda: psutil.Process().num_threads())
+        self.memory_limit = Gauge("mathtune_memory_limit_bytes", "The container's memory limit (cgroup), if any: "
+                                  "alert on process_resident_memory_bytes near it", registry=self.registry)
+        limit = memory_limit_bytes()
+        if limit:
+            self.memory_limit.set(limit)
+        self.tutor_line = Gauge("mathtune_tutor_line", "Tutor requests being answered or waiting for a turn",
+                                registry=self.registry)
+        self.tutor_line_limit = Gauge("mathtune_tutor_line_limit", "The most tutor requests answered or waiting "
+                                      "before the next gets 503", registry=self.registry)
         self.requests = Counter("mathtune_requests_total", "HTTP requests", ["route", "method", "status"], registry=self.registry)
         self.latency = Histogram("mathtune_request_latency_seconds", "Request latency", ["route"], registry=self.registry,
                                  buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -40,6 +66,11 @@ class Metrics:
         self.retrain = Gauge("mathtune_retrain_suggested", "1 when enough recent inputs drifted", ["model"], registry=self.registry)
         self.drift_window = Gauge("mathtune_drift_window_size", "Inputs in the drift window", ["model"], registry=self.registry)
 
+    def watch_tutor_line(self, gate) -> None:
+        """The tutor's admission line, read when /metrics is scraped."""
+        self.tutor_line.set_function(lambda: gate.active)
+        self.tutor_line_limit.set(gate.limit)
+
     def update_drift(self, model: str, report: dict) -> None:
         if not report.get("available"):
             return
@@ -54,6 +85,18 @@ class Metrics:
         for label, confidence in zip(labels, confidences):
             self.predictions.labels(model=model, label=label).inc()
             self.confidence.labels(model=model).observe(float(confidence))
+
+
+def memory_limit_bytes() -> int | None:
+    """The memory limit of this process's cgroup (v2 ``memory.max``, v1 ``memory.limit_in_bytes``); None if none."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(path, encoding="ascii").read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # v1 writes a huge number for "no limit"
+            return int(text)
+    return None
 
 
 class MonitoringMiddleware(BaseHTTPMiddleware):

@@ -686,3 +686,43 @@ def test_a_vote_can_draw_its_second_round_in_another_mode():
     assert s.samples == 2 and s.method == "vote(code)"  # agreed in round one: no second round, no second mode
     assert SolveConfig.model_validate({"mode": "vote", "vote_over": "code", "then_over": "program",
                                        "agree_first": 2}).then_over == "program"
+
+
+def test_mathtune_ask_in_cot_runs_the_blocks_the_model_writes(monkeypatch):
+    """#47: `mathtune ask --mode cot` streamed the raw generator, so a Python block was never run (unlike the API)."""
+    from typer.testing import CliRunner
+
+    from mathtune.cli import app
+    from mathtune.config import SolveConfig
+    from mathtune.models import generate
+
+    generator = Streamed(["Compute it.\n```python\nprint(6 * 7)\n```", "So the answer is 42."])
+    generator.solving = SolveConfig()
+    monkeypatch.setattr(generate, "load_tutor", lambda *args, **kwargs: generator)
+    result = CliRunner().invoke(app, ["ask", "tutor", "What is 6 times 7?", "--mode", "cot"])
+    assert result.exit_code == 0, result.output
+    expected = "42" if __import__("mathtune.sandbox", fromlist=["x"]).current_boundary().runs_programs else "not run"
+    assert f"```output\n{expected}" in result.output and "final answer: 42" in result.output
+
+
+def test_mathtune_evaluate_solves_a_pretrained_model_as_serve_and_ask_do(monkeypatch, tmp_path):
+    """#47: `evaluate bundled:qwen2.5-coder-1.5b` solved in cot while `serve` and `ask` used its adaptive vote."""
+    from typer.testing import CliRunner
+
+    from mathtune.cli import app
+    from mathtune.models.generate import pretrained_solving
+    from mathtune.models.registry import BUNDLED_SOLVING
+    from mathtune.train import tutor_eval
+
+    seen = {}
+
+    def fake(model, data, backend, samples, solving, *args):
+        seen["solving"] = solving
+        return {"backend": "scripted", "accuracy": 1.0}
+    monkeypatch.setattr(tutor_eval, "evaluate_pretrained", fake)
+    (tmp_path / "q.jsonl").write_text('{"question": "1+1?", "answer": "2"}\n')
+    result = CliRunner().invoke(app, ["evaluate", "bundled:qwen2.5-coder-1.5b", "--data", str(tmp_path / "q.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert seen["solving"] == pretrained_solving("bundled:qwen2.5-coder-1.5b")
+    if __import__("mathtune.sandbox", fromlist=["x"]).current_boundary().runs_programs:
+        assert seen["solving"].model_dump(exclude_defaults=True) == BUNDLED_SOLVING["bundled:qwen2.5-coder-1.5b"]

@@ -140,11 +140,11 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--samples", "1", "--json", "c.json",
                                  "--mode", "cot"])
     assert result.exit_code == 0 and json.loads((workdir / "c.json").read_text())["mode"] == "cot", result.output
-    # the tutor's own mode: program, solved whole and printed with its final answer (cot streams, without that line)
+    # the tutor's own mode: program, solved whole and printed with its final answer (cot streams, then says its own)
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5"])
     assert result.exit_code == 0 and "final answer:" in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "cot"])
-    assert result.exit_code == 0 and "final answer:" not in result.output, result.output
+    assert result.exit_code == 0 and "final answer:" in result.output and "(cot)" in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
                                  "--votes", "3"])
     assert result.exit_code == 0 and "vote(cot)" in result.output and "samples agree" in result.output, result.output

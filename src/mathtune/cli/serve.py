@@ -92,7 +92,7 @@ def ask(
     index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
     k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
-    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox), code (the program alone, its steps in comments) or vote; default: a trained tutor's tutor.solve, else cot.")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox), code (the program alone, its steps in comments) or vote; default: a trained tutor's tutor.solve, else the model's own (a bundled model's measured best, else cot), as `serve` uses.")] = None,
     votes: Annotated[Optional[int], typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
     vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
@@ -133,10 +133,15 @@ def ask(
 
         hits = Retriever.open(index).search(question, k)
         context, sources = Retriever.render(hits, retrieval_style), hits
-    if mode == "cot":
-        for piece in generator.stream(question, max_new_tokens, context):
+    if mode == "cot":  # as the API and the app answer: a Python block the model writes mid-answer is run
+        from ..models.solve import stream_cot
+
+        text = ""
+        for piece in stream_cot(generator, question, max_new_tokens, context):
+            text += piece
             out.print(piece, end="", highlight=False, soft_wrap=True)
         out.print()
+        out.print(f"[bold]final answer:[/] {generator.tutor_prompt.final_answer(text) or '(none)'} (cot)")
     else:
         from ..models.solve import solve_as, stopped_because
 

@@ -104,7 +104,7 @@ def evaluate(
     samples: Annotated[Optional[int], typer.Option(help="Tutors: answer only the first N problems.")] = None,
     compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
     report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else cot).")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else the model's own: a bundled model's measured best, else cot, as `serve` and `ask` use).")] = None,
     votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
     vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
     tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, code, cot or none.")] = None,
@@ -119,7 +119,6 @@ def evaluate(
     Example: mathtune evaluate runs/topic-tfidf --data val.csv --json metrics.json
     Example: mathtune evaluate runs/tutor-lora --data math-hendrycks/math500_test.jsonl --samples 50 --compare-base
     """
-    from ..config import SolveConfig
     from ..inference import evaluate_file
     from ..models.saved import read_manifest
     from ..models.solve import overridden
@@ -129,9 +128,11 @@ def evaluate(
                                 time_budget)
     if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
                                                               or str(model_dir).endswith(".gguf")):
+        from ..models.generate import pretrained_solving
         from ..train.tutor_eval import evaluate_pretrained
 
-        solving = overridden(SolveConfig(), **overrides)
+        # the model's own default, as `serve` and `ask` use it (was cot here)
+        solving = overridden(pretrained_solving(str(model_dir)), **overrides)
         with progress_reporter() as reporter:
             metrics = evaluate_pretrained(str(model_dir), data, "auto" if backend == "transformers" else backend,
                                           samples, solving, 512, text_column,
@@ -142,9 +143,10 @@ def evaluate(
     task = manifest["task"]
     if is_generative(task_class(task)):
         from ..models.generate import saved_solving
+        from ..models.solve import runnable
         from ..train.tutor_eval import evaluate_tutor_file
 
-        solving = overridden(saved_solving(model_dir, manifest), **overrides)
+        solving = overridden(runnable(saved_solving(model_dir, manifest), str(model_dir)), **overrides)
         with progress_reporter() as reporter:
             metrics = evaluate_tutor_file(model_dir, data, backend, samples, compare_base, text_column,
                                           None if label_column == "label" else label_column, json_out, report, reporter,

@@ -211,7 +211,7 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
 
     from ..config import ModelConfig
     from .causal import load_causal_lm
-    from .registry import BUNDLED_SOLVING, resolve
+    from .registry import resolve
     from .saved import HF_SUBDIR, MANIFEST, read_manifest
 
     if backend not in ("transformers", "llama.cpp", "auto"):
@@ -244,6 +244,13 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
     else:
         loaded = load_causal_lm(ModelConfig(name=source.path, gguf_file=source.gguf_file, peft="none"))
         generator = TransformersGenerator(place(loaded.model), loaded.tokenizer, threads=threads)
-    # measured best, else cot
-    generator.solving = runnable(SolveConfig.model_validate(BUNDLED_SOLVING.get(str(model), {})), str(model))
+    generator.solving = pretrained_solving(str(model))
     return generator
+
+
+def pretrained_solving(model: str) -> SolveConfig:
+    """How a pretrained model solves unless told otherwise: the bundled model's measured best (models/registry.py),
+    else cot; cot where it needs programs and this host runs none. `serve`, `ask` and `evaluate` all start here."""
+    from .registry import BUNDLED_SOLVING
+
+    return runnable(SolveConfig.model_validate(BUNDLED_SOLVING.get(model, {})), model)

@@ -726,3 +726,16 @@ def test_mathtune_evaluate_solves_a_pretrained_model_as_serve_and_ask_do(monkeyp
     assert seen["solving"] == pretrained_solving("bundled:qwen2.5-coder-1.5b")
     if __import__("mathtune.sandbox", fromlist=["x"]).current_boundary().runs_programs:
         assert seen["solving"].model_dump(exclude_defaults=True) == BUNDLED_SOLVING["bundled:qwen2.5-coder-1.5b"]
+
+
+def test_evaluation_says_how_many_votes_the_time_budget_cut():
+    from mathtune.models.solve import Solution
+    from mathtune.train.tutor_eval import solution_metrics
+
+    class Pairs:
+        questions, answers, responses = ["a", "b", "c"], ["1", "2", "3"], ["1", "2", "3"]
+
+    solutions = [Solution("1", "1", "vote(code)", out_of_time=True, samples=3, k=7),
+                 Solution("2", "2", "vote(code)", samples=3, k=7), Solution("4", "4", "vote(code)", out_of_time=True)]
+    metrics = solution_metrics(solutions, Pairs(), [], "vote")
+    assert metrics["cut_by_time_budget"] == 2 and metrics["cut_by_time_budget_rate"] == 2 / 3

@@ -86,6 +86,10 @@ def solution_metrics(solutions: Sequence, pairs: Pairs, refusals: Sequence[str],
         "program_ran_rate": sum(programs) / len(programs) if programs else None,
         "mean_confidence": sum(confidences) / len(confidences) if confidences else None,
         "mean_samples": sum(s.samples for s in solutions) / len(solutions) if solutions else None,
+        # how many votes the time budget cut (the samples still drawing stopped): on a slower host the same default
+        # is a different tutor, and this says how different
+        "cut_by_time_budget": sum(s.out_of_time for s in solutions),
+        "cut_by_time_budget_rate": sum(s.out_of_time for s in solutions) / len(solutions) if solutions else None,
     }
 
 

@@ -115,8 +115,8 @@ def livez_latency(base: str, n: int = 20) -> dict:
 def slow_connections(port: int, count: int, watch_seconds: float, base: str) -> dict:
     """Open ``count`` connections that send headers and then one body byte every 5 s."""
     socks, refused = [], 0
-    head = ("POST /v1/topics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Content-Length: 100000\r\n\r\n").encode()
+    head = (b"POST /v1/topics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n")
     for _ in range(count):
         try:
             s = socket.create_connection(("127.0.0.1", port), timeout=5)

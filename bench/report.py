@@ -75,7 +75,7 @@ def misconception(data: dict) -> list[str]:
             lines.append(f"| {r['recipe']} | {r['split']} | error | | | | | | | |")
             continue
         sw = r["switches"]
-        get = lambda a, b: sw.get(f"restrict_to_question={a},derive_correctness={b}", {}).get("map@3", float("nan"))  # noqa: E731
+        get = lambda a, b, sw=sw: sw.get(f"restrict_to_question={a},derive_correctness={b}", {}).get("map@3", float("nan"))  # noqa: E731
         lines.append(f"| {r['recipe']} | {r['split']} | {r['map@3']:.4f} | {r['top1_accuracy']:.4f} | {get(False, False):.4f} | "
                      f"{get(True, False):.4f} | {get(False, True):.4f} | {r['train_seconds'] / 60:.1f} min | "
                      f"{r['peak_rss_mb'] / 1024:.1f} GiB | {' '.join(r.get('overrides', [])) or '-'} |")

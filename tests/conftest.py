@@ -32,7 +32,7 @@ def _rows(n_per_class: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     rows = []
     for label, templates in TOPICS.items():
-        for i in range(n_per_class):
+        for _ in range(n_per_class):
             text = rng.choice(templates).format(a=rng.randint(2, 99), b=rng.randint(2, 99), c=rng.randint(2, 99))
             rows.append({"Question": text, "label": label})
     rng.shuffle(rows)

@@ -179,7 +179,7 @@ class SolveConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _the_first_round_fits(self) -> "SolveConfig":
+    def _the_first_round_fits(self) -> SolveConfig:
         if self.agree_first > self.samples:
             raise ValueError(f"agree_first {self.agree_first}: more answers than the {self.samples} samples cannot "
                              f"agree; choose 2 to {self.samples}, or 0 (all samples at once)")
@@ -192,7 +192,7 @@ class SolveConfig(_Strict):
         return self
 
     @classmethod
-    def checked(cls, values, message: str, error: type[MathtuneError] = MathtuneError) -> "SolveConfig":
+    def checked(cls, values, message: str, error: type[MathtuneError] = MathtuneError) -> SolveConfig:
         """``values`` as solving settings, or ``error`` with ``message`` (its ``{problems}``: each bad field and why)."""
         try:
             return cls.model_validate(values)
@@ -343,7 +343,7 @@ class Recipe(_Strict):
         return raw
 
     @model_validator(mode="after")
-    def _task_defaults(self) -> "Recipe":
+    def _task_defaults(self) -> Recipe:
         """Fill the sections this recipe's task and trainer read (and only those) with their defaults."""
         for name, section in SECTIONS.items():
             if section.builtin and section.filled and section.read_by(self.task, self.trainer) and \

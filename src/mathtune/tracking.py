@@ -158,7 +158,7 @@ def signature_of(model_uri: str):
 def _make_pyfunc_instance():
     import sys
 
-    return getattr(sys.modules[__name__], "MathtunePyfunc")()
+    return sys.modules[__name__].MathtunePyfunc()
 
 
 class SafeTracker(NullTracker):

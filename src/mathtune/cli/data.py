@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -20,7 +20,7 @@ def split(
     val_size: Annotated[float, typer.Option(help="Share held out for validation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     label_column: Annotated[str, typer.Option(help="Column to stratify on.")] = "label",
-    group_column: Annotated[Optional[str], typer.Option(help="Hold out whole groups instead (e.g. QuestionId).")] = None,
+    group_column: Annotated[str | None, typer.Option(help="Hold out whole groups instead (e.g. QuestionId).")] = None,
     output_dir: Annotated[Path, typer.Option(help="Where to write <name>_train and <name>_val.")] = Path("."),
 ) -> None:
     """Stratified train/validation split; classes with a single row stay in train. With --group-column,
@@ -56,12 +56,12 @@ def split(
 def augment(
     file: Annotated[Path, typer.Argument(help="Labelled training file (augment the training split only).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write: the original rows plus new ones (column `augmented`).")],
-    method: Annotated[Optional[list[str]], typer.Option(help="numbers and/or back_translation (repeatable).")] = None,
-    target_count: Annotated[Optional[int], typer.Option(help="Bring every class below this many rows up to it.")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="numbers and/or back_translation (repeatable).")] = None,
+    target_count: Annotated[int | None, typer.Option(help="Bring every class below this many rows up to it.")] = None,
     target_ratio: Annotated[float, typer.Option(help="Without --target-count: up to this share of the largest class.")] = 0.5,
     max_per_example: Annotated[int, typer.Option(help="New rows per original and method, at most.")] = 3,
-    forward_model: Annotated[Optional[str], typer.Option(help="Translation model to the pivot language (back_translation).")] = None,
-    backward_model: Annotated[Optional[str], typer.Option(help="Translation model back (back_translation).")] = None,
+    forward_model: Annotated[str | None, typer.Option(help="Translation model to the pivot language (back_translation).")] = None,
+    backward_model: Annotated[str | None, typer.Option(help="Translation model back (back_translation).")] = None,
     text_column: Annotated[str, typer.Option(help="Text column.")] = "Question",
     label_column: Annotated[str, typer.Option(help="Label column.")] = "label",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -109,8 +109,8 @@ def augment(
 @handle_errors
 def data(
     file: Annotated[Path, typer.Argument(help="CSV/JSONL/Parquet file to inspect.")],
-    text_column: Annotated[Optional[str], typer.Option(help="Text column (guessed when omitted).")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Label column (guessed when omitted).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column (guessed when omitted).")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column (guessed when omitted).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Inspect a dataset: rows, columns, label counts, empty or duplicate rows, encoding problems.
@@ -163,7 +163,7 @@ def export(
     model_dir: Annotated[Path, typer.Argument(help="A fine-tuned encoder classifier folder.")],
     onnx: Annotated[bool, typer.Option("--onnx", help="Export to ONNX for the ONNX Runtime backend.")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="Also write a dynamically int8-quantized copy.")] = False,
-    gguf: Annotated[Optional[str], typer.Option("--gguf", help="Tutors: write model.gguf (f16 or q8_0) for the llama.cpp backend.")] = None,
+    gguf: Annotated[str | None, typer.Option("--gguf", help="Tutors: write model.gguf (f16 or q8_0) for the llama.cpp backend.")] = None,
 ) -> None:
     """Export a model for faster serving; checks top-1 parity with PyTorch on a fixed question set first.
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,13 +24,13 @@ def _is_tutor_folder(source: str) -> bool:
 @app.command()
 @handle_errors
 def serve(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")] = None,
-    tutor: Annotated[Optional[str], typer.Option(help="A pretrained model to serve as the tutor without training: bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model folder or MLflow URI (models:/math-topics/3); repeat for more tasks.")] = None,
+    tutor: Annotated[str | None, typer.Option(help="A pretrained model to serve as the tutor without training: bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id.")] = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     backend: Annotated[str, typer.Option(help="torch, onnx or onnx-int8 (encoder classifiers exported with `mathtune export --onnx`).")] = "torch",
     tutor_backend: Annotated[str, typer.Option(help="Tutor generation: auto, transformers or llama.cpp.")] = "auto",
-    index: Annotated[Optional[str], typer.Option(help="Retrieval index for the tutor (default: its recipe's).")] = None,
+    index: Annotated[str | None, typer.Option(help="Retrieval index for the tutor (default: its recipe's).")] = None,
     default_tutor: Annotated[bool, typer.Option(help="With no tutor given, serve the bundled Qwen2.5-Coder-1.5B tutor when it is installed (`make models`).")] = True,
 ) -> None:
     """Serve models over REST: /v1/topics, /v1/misconceptions, /v1/tutor, /v1/products, /invocations, /livez, /readyz, /metrics.
@@ -89,18 +89,18 @@ def ask(
     question: Annotated[str, typer.Argument(help="The problem to solve.")],
     backend: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers or llama.cpp.")] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 384,
-    index: Annotated[Optional[Path], typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
+    index: Annotated[Path | None, typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
     k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
-    mode: Annotated[Optional[str], typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox), code (the program alone, its steps in comments) or vote; default: a trained tutor's tutor.solve, else the model's own (a bundled model's measured best, else cot), as `serve` uses.")] = None,
-    votes: Annotated[Optional[int], typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
-    vote_over: Annotated[Optional[str], typer.Option(help="--mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
-    tiebreak: Annotated[Optional[str], typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
+    mode: Annotated[str | None, typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox), code (the program alone, its steps in comments) or vote; default: a trained tutor's tutor.solve, else the model's own (a bundled model's measured best, else cot), as `serve` uses.")] = None,
+    votes: Annotated[int | None, typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
+    vote_over: Annotated[str | None, typer.Option(help="--mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
+    tiebreak: Annotated[str | None, typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
                                                           "this mode decides: program, code, cot or none.")] = None,
-    agree_first: Annotated[Optional[int], typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
-    then_over: Annotated[Optional[str], typer.Option(help="--mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
-    first_round: Annotated[Optional[int], typer.Option(help="--mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="--mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
+    agree_first: Annotated[int | None, typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
+    then_over: Annotated[str | None, typer.Option(help="--mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
+    first_round: Annotated[int | None, typer.Option(help="--mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="--mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
     scope: Annotated[bool, typer.Option(help="A question that is not math gets the server's short refusal without asking the model (tasks/scope.py), as `mathtune serve` does; --no-scope asks the model anyway.")] = True,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the

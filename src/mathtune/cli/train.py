@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -16,8 +16,8 @@ from .common import app, console, handle_errors, metrics_table, out, per_class_t
 @handle_errors
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/topic-lora.yaml.")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a recipe key: --set train.epochs=2 (repeatable).")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Model folder to write (default runs/<recipe name>).")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a recipe key: --set train.epochs=2 (repeatable).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Model folder to write (default runs/<recipe name>).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder (kept until the new one is complete).")] = False,
     resume: Annotated[bool, typer.Option(help="Resume an interrupted run of the same recipe from its last checkpoint.")] = True,
 ) -> None:
@@ -74,8 +74,8 @@ def _print_tracking(info: dict, folder: Path) -> None:
 @handle_errors
 def log_cmd(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`.")],
-    register_as: Annotated[Optional[str], typer.Option(help="Registered model name (default: the recipe's, else the task's).")] = None,
-    experiment: Annotated[Optional[str], typer.Option(help="MLflow experiment (default: the recipe's, else mathtune-<task>).")] = None,
+    register_as: Annotated[str | None, typer.Option(help="Registered model name (default: the recipe's, else the task's).")] = None,
+    experiment: Annotated[str | None, typer.Option(help="MLflow experiment (default: the recipe's, else mathtune-<task>).")] = None,
 ) -> None:
     """Log a finished model folder to MLflow as a new run and register it: after tracking failed, or was off.
     The store is MLFLOW_TRACKING_URI, else the recipe's tracking.uri, else sqlite:///mlflow.db.
@@ -96,22 +96,22 @@ def log_cmd(
 def evaluate(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`; for a tutor also a pretrained model (bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled CSV/JSONL/Parquet file.")],
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
-    text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column (default: the one the model was trained on).")] = None,
     label_column: Annotated[str, typer.Option(help="Label column (topics; misconceptions use Category and Misconception; tutors: the solution column).")] = "label",
     backend: Annotated[str, typer.Option(help="Tutors: transformers or llama.cpp (needs model.gguf).")] = "transformers",
-    samples: Annotated[Optional[int], typer.Option(help="Tutors: answer only the first N problems.")] = None,
+    samples: Annotated[int | None, typer.Option(help="Tutors: answer only the first N problems.")] = None,
     compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
-    report: Annotated[Optional[Path], typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else the model's own: a bundled model's measured best, else cot, as `serve` and `ask` use).")] = None,
-    votes: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
-    vote_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
-    tiebreak: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, code, cot or none.")] = None,
-    agree_first: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
-    then_over: Annotated[Optional[str], typer.Option(help="Tutors, --mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
-    first_round: Annotated[Optional[int], typer.Option(help="Tutors, --mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
-    time_budget: Annotated[Optional[float], typer.Option(help="Tutors, --mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
+    report: Annotated[Path | None, typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
+    mode: Annotated[str | None, typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else the model's own: a bundled model's measured best, else cot, as `serve` and `ask` use).")] = None,
+    votes: Annotated[int | None, typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
+    vote_over: Annotated[str | None, typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
+    tiebreak: Annotated[str | None, typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, code, cot or none.")] = None,
+    agree_first: Annotated[int | None, typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
+    then_over: Annotated[str | None, typer.Option(help="Tutors, --mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
+    first_round: Annotated[int | None, typer.Option(help="Tutors, --mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Tutors, --mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -170,8 +170,8 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`.")],
     data: Annotated[Path, typer.Option("--data", help="File to predict (e.g. the Kaggle test.csv).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Submission file to write.")],
-    text_column: Annotated[Optional[str], typer.Option(help="Text column (default: the one the model was trained on).")] = None,
-    id_column: Annotated[Optional[str], typer.Option(help="Id column (default: id; row numbers when absent).")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column (default: the one the model was trained on).")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Id column (default: id; row numbers when absent).")] = None,
 ) -> None:
     """Write predictions in the competition's submission format (id,label for topics; row_id,Category:Misconception
     with the top three labels for misconceptions).
@@ -194,7 +194,7 @@ def predict(
 def sweep(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML to vary.")],
     grid: Annotated[list[str], typer.Option("--grid", help="key=v1,v2 (repeatable; every combination runs).")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override applied to every run.")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override applied to every run.")] = None,
     output_dir: Annotated[Path, typer.Option(help="Folder for the runs' model folders and sweep.json.")] = Path("runs/sweep"),
 ) -> None:
     """Hyperparameter experiments: each combination of the grid is trained as its own MLflow run; prints the

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ class SignalExtractor:
         self.centroid = centroid / max(float(np.linalg.norm(centroid)), 1e-12)
 
     @classmethod
-    def fit(cls, texts: Sequence[str], max_words: int = 30000) -> "SignalExtractor":
+    def fit(cls, texts: Sequence[str], max_words: int = 30000) -> SignalExtractor:
         counts = Counter(w for t in texts for w in _words(t))
         vocabulary = {w for w, _ in counts.most_common(max_words)}
         centroid = embed(texts).mean(axis=0) if len(texts) else np.zeros(EMBED_DIM, dtype=np.float32)

@@ -10,8 +10,8 @@ Fitting is in train/trainers.py (EmbeddingTrainer).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

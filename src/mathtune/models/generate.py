@@ -12,7 +12,7 @@ import logging
 import os
 import threading
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 

@@ -8,8 +8,9 @@ under each candidate-label mask). Register a new one with ``register_kind``; tra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 

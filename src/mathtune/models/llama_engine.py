@@ -21,8 +21,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Sequence
 
 from ..config import SolveConfig
 from ..errors import ModelError

@@ -6,9 +6,10 @@ kind's files: ``tfidf.json`` + arrays, ``pipeline.skops``, or ``model/`` (transf
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -74,7 +75,7 @@ class Predictor:
 
         return full_probabilities(self._model, self.task_object.features(frame, "input"), len(self.labels))
 
-    def load_member(self, folder: Path, backend: str = "torch") -> "Predictor":
+    def load_member(self, folder: Path, backend: str = "torch") -> Predictor:
         """Another model folder inside this one (an ensemble's members), loaded like any model folder."""
         return load_predictor(folder, backend)
 

@@ -7,7 +7,7 @@ results are gathered; without it, one process scores everything.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -24,10 +24,11 @@ import math
 import re
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Iterator, get_args
+from typing import get_args
 
 from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal

@@ -6,8 +6,8 @@ fast (skops took minutes on a 500k-term vocabulary; this takes about a second). 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from scipy.sparse import hstack

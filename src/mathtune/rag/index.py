@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -109,7 +109,7 @@ class Index:
 
     @classmethod
     def create(cls, folder: str | os.PathLike, embedder: str = DEFAULT_EMBEDDER, chunk_size: int = 500,
-               chunk_overlap: int = 50, dim: int = 384, kind: str = "flat") -> "Index":
+               chunk_overlap: int = 50, dim: int = 384, kind: str = "flat") -> Index:
         """kind: flat (exact) or hnsw (approximate graph search: sub-millisecond queries at 100k chunks)."""
         folder = Path(folder)
         if (folder / META_FILE).exists():
@@ -119,7 +119,7 @@ class Index:
         return cls(folder, new_faiss_index(kind, dim), [], settings)
 
     @classmethod
-    def open(cls, folder: str | os.PathLike) -> "Index":
+    def open(cls, folder: str | os.PathLike) -> Index:
         import faiss
 
         folder = Path(folder)

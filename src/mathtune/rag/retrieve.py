@@ -42,7 +42,7 @@ class Retriever:
         self._bm25 = None
 
     @classmethod
-    def open(cls, folder: str | os.PathLike) -> "Retriever":
+    def open(cls, folder: str | os.PathLike) -> Retriever:
         key = os.path.abspath(folder)
         if key not in cls._cache:
             cls._cache[key] = cls(Index.open(folder))
@@ -108,7 +108,7 @@ class Retriever:
         return "\n".join(lines)
 
     @classmethod
-    def format_examples(cls, hits: list[Hit], header: str = CONTEXT_HEADER) -> "WorkedExamples | str | None":
+    def format_examples(cls, hits: list[Hit], header: str = CONTEXT_HEADER) -> WorkedExamples | str | None:
         """Whole worked examples among ``hits`` as few-shot turns, the most relevant one last (next to the
         problem); the other hits as passages."""
         pairs, rest = [], []

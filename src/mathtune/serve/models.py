@@ -166,7 +166,7 @@ def tutor_backend(folder: Path, manifest: dict, wanted: str) -> str:
     return "llama.cpp" if has_gguf and xllamacpp_available() else "transformers"
 
 
-def engine_for(model: "ServedTutor", settings) -> "ServedTutor":
+def engine_for(model: ServedTutor, settings) -> ServedTutor:
     """Give the tutor its thread(s) and its admission limit, and warm it up there (/readyz waits for it).
 
     A llama.cpp tutor gets threads of its own: its work runs inside llama.cpp with the GIL released, so classifier

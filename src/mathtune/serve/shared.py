@@ -24,8 +24,9 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Awaitable, Callable, Literal
+from typing import Literal
 
 Reuse = Literal["none", "cache", "joined"]
 POLL_SECONDS = 0.05  # how often a waiting request looks at its own stop signal (its client gone)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import uvicorn
 

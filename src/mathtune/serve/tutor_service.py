@@ -4,8 +4,8 @@ scope rule, retrieval, solving and streaming, behind the tutor's admission line,
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from contextlib import nullcontext
-from typing import AsyncIterator
 
 from starlette.concurrency import iterate_in_threadpool
 

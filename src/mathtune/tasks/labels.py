@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import DataError
 
@@ -27,7 +27,7 @@ class LabelMap:
 
     @classmethod
     def infer(cls, raw: Sequence[str], default_names: Sequence[str] | None = None,
-              names: Sequence[str] | None = None) -> "LabelMap":
+              names: Sequence[str] | None = None) -> LabelMap:
         """Build from training labels.
 
         Integer labels 0..K-1 with K default names (the Kaggle topic data) keep their ids and get the names;
@@ -67,5 +67,5 @@ class LabelMap:
         return {"values": self.values, "names": self.names}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LabelMap":
+    def from_dict(cls, data: dict) -> LabelMap:
         return cls(list(data["values"]), list(data["names"]))

@@ -13,8 +13,8 @@ Two uses of the data's structure, each a switch measured in bench/misconception.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

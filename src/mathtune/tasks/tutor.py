@@ -167,7 +167,7 @@ class TutorPrompt:
         return {**asdict(self), "stops": list(self.stops)}
 
     @classmethod
-    def from_dict(cls, saved: dict | None, system: str | None = None) -> "TutorPrompt":
+    def from_dict(cls, saved: dict | None, system: str | None = None) -> TutorPrompt:
         """A saved prompt; a model saved before prompts were kept gets today's defaults with its system prompt."""
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in (saved or {}).items() if k in known}
@@ -250,7 +250,7 @@ def with_answer_line(solution: str, final: str | None) -> str:
 
 
 def messages(question: str, response: str | None = None, system_prompt: str | None = None,
-             context: "str | WorkedExamples | None" = None, prompt: TutorPrompt = DEFAULT_PROMPT) -> list[dict]:
+             context: str | WorkedExamples | None = None, prompt: TutorPrompt = DEFAULT_PROMPT) -> list[dict]:
     """Chat messages for one example; ``context`` (retrieved passages) goes before the question; worked examples
     (``WorkedExamples``) come first as earlier turns of the conversation."""
     out = [{"role": "system", "content": system_prompt or prompt.system}]

@@ -11,9 +11,10 @@ model folder and talks to MLflow. A trainer whose task needs a pipeline of its o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 

@@ -6,8 +6,8 @@ fine-tuned report (a table and side-by-side examples, as Markdown).
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from ..config import SolveConfig
 from ..metrics.answers import answers_match, is_refusal

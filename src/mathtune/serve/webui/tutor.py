@@ -236,7 +236,7 @@ def _continue(gr, state, model):
         prompt = (f"{question}\n\nYour answer so far was cut off:\n{so_far}\n\n"
                   "Continue it from exactly where it stops; do not repeat it.")
         try:
-            async for text, info in answer_stream(prompt, 0.0, None):
+            async for text, info in answer_stream(prompt, 0.0, None):  # noqa: B007 - the last info is read after
                 last.update(a=turns[-1]["a"] + text, truncated=False)
                 yield render(turns[:-1] + [last]), turns, gr.update(), error_update(None), gr.update(visible=False)
         except Exception as exc:  # noqa: BLE001
@@ -305,7 +305,7 @@ def _answerer(gr, state, model):
         try:
             if mode in STREAMED_MODES:  # cot and program stream; a program's checked answer replaces what was written
                 info = {}
-                async for partial, info in stream_text(prompt, temperature, seed, mode):
+                async for partial, info in stream_text(prompt, temperature, seed, mode):  # noqa: B007 - read after
                     turn.update(a=partial, streaming=True)
                     yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
                 turn.pop("streaming", None)

@@ -232,3 +232,19 @@ def test_the_api_pod_is_locked_down_and_its_sandbox_can_still_start():
     assert job["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert "bubblewrap" in dockerfile and re.search(r"^USER mathtune", dockerfile, re.M)
+
+
+def test_azure_ml_files_load_with_azures_own_sdk(tmp_path):
+    """#45: deploy/azureml/*.yml loaded and validated by azure-ai-ml's own loaders (offline: no workspace)."""
+    pytest.importorskip("azure.ai.ml", reason="azure-ai-ml is a dev dependency: make install-all")
+    from azure.ai.ml import load_online_deployment, load_online_endpoint
+    from marshmallow.exceptions import ValidationError
+
+    endpoint = load_online_endpoint(DEPLOY / "azureml" / "endpoint.yml")
+    deployment = load_online_deployment(DEPLOY / "azureml" / "deployment.yml")
+    assert endpoint.auth_mode == "key" and deployment.endpoint_name == endpoint.name
+    assert deployment.model == "math-topics:1" and deployment.instance_count >= 1  # the registered model
+    broken = {**_documents(DEPLOY / "azureml" / "deployment.yml")[0], "instance_count": "two"}
+    (tmp_path / "broken.yml").write_text(yaml.safe_dump(broken))
+    with pytest.raises(ValidationError, match="instance_count"):  # the loader does validate
+        load_online_deployment(tmp_path / "broken.yml")

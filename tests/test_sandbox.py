@@ -333,3 +333,30 @@ print(run_behind_wall({REACH!r} + "print(posix.getresuid())\\n"
                           env={"HOME": "/tmp", "PATH": "/usr/bin:/bin"}, preexec_fn=as_nobody, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["kernel", "(65534,", "65534,", "65534)", "no", "no", "fork"], done.stdout
+
+
+def test_a_program_whose_server_is_gone_ends_on_its_own_clock(wall):
+    """Nobody outside may be left to kill it (a server killed with SIGKILL): the child's own timer, which the
+    program cannot disarm (seccomp denies new handlers, masks and timers), ends it a second after its time."""
+    import psutil
+
+    from mathtune.sandbox.run import _CHILD_SOURCE, NOBODY, _spec
+
+    code = REACH + "load('time').sleep(60)"
+    spec = _spec(code, Limits(wall_seconds=1.0), [NOBODY, NOBODY], boundary.seccomp_filter(), boundary.child_path(),
+                 False)
+    bwrap = subprocess.Popen(boundary.bwrap_command(["-c", _CHILD_SOURCE, spec]), stdin=subprocess.PIPE,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    bwrap.stdin.write(code)
+    bwrap.stdin.close()
+    time.sleep(0.5)
+    program = psutil.Process(bwrap.pid).children(recursive=True)
+    bwrap.kill()  # the server's side is gone
+    bwrap.wait()
+    assert program
+    time.sleep(3)
+    assert not [p for p in program if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    disarm = REACH + ("signal = load('_signal')\nfor step in (lambda: signal.signal(14, 1), lambda: signal.setitimer(0, 0),"
+                      " lambda: signal.pthread_sigmask(0, [14])):\n    try:\n        step()\n        print('disarmed')\n"
+                      "    except OSError:\n        print('denied')")
+    assert run_behind_wall(disarm, Limits()).output.split() == ["denied"] * 3

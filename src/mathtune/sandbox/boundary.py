@@ -34,7 +34,8 @@ SCRATCH_BYTES = 16 << 20
 MATH_PACKAGES = ("sympy", "mpmath", "gmpy2")  # sympy and what it imports (gmpy2 when installed)
 
 # Denied with EPERM (clone3 with ENOSYS, so the C library falls back to clone, which is denied): no new process,
-# program or thread, no socket, no namespace, mount or ptrace, none of the kernel interfaces a program has no use for.
+# program or thread, no socket, no namespace, mount or ptrace, no change to the child's own timer, none of the
+# kernel interfaces a program has no use for.
 DENIED_SYSCALLS = (
     "fork", "vfork", "clone", "execve", "execveat", "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
     "socket", "socketpair", "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "move_mount",
@@ -43,7 +44,10 @@ DENIED_SYSCALLS = (
     "kexec_file_load", "init_module", "finit_module", "delete_module", "open_by_handle_at", "name_to_handle_at",
     "pidfd_open", "pidfd_getfd", "pidfd_send_signal", "acct", "swapon", "swapoff", "reboot", "syslog", "quotactl",
     "fanotify_init", "personality", "mknod", "mknodat", "setuid", "setgid", "setreuid", "setregid", "setresuid",
-    "setresgid", "setgroups")
+    "setresgid", "setgroups",
+    # the child's own wall-clock timer stays armed: no new signal handler, mask or timer
+    "rt_sigaction", "rt_sigprocmask", "sigaltstack", "setitimer", "alarm", "timer_create", "timer_settime",
+    "timer_delete", "timerfd_create")
 
 
 @dataclass(frozen=True)

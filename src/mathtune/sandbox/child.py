@@ -17,6 +17,7 @@ import io
 import json
 import os
 import resource
+import signal
 import sys
 
 PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 1, 38, 22, 2
@@ -32,7 +33,11 @@ class _Filter(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def confine(drop_to, seccomp_hex):
+def _expired(signum, frame):
+    os._exit(124)
+
+
+def confine(drop_to, seccomp_hex, wall_seconds):
     if drop_to:
         uid, gid = drop_to
         if os.getuid() == 0:
@@ -44,6 +49,10 @@ def confine(drop_to, seccomp_hex):
         if 0 in os.getresuid() or 0 in os.getresgid():
             raise SystemExit("mathtune sandbox: refusing to run a program as root")
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    # the program's own clock: it ends itself when its time is up even if nobody outside is left to kill it (a
+    # server killed with SIGKILL); the seccomp filter then forbids changing signal handlers, masks and timers
+    signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, wall_seconds)
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise SystemExit(f"mathtune sandbox: no_new_privs failed (errno {ctypes.get_errno()})")
@@ -91,7 +100,7 @@ def hook(event, args):
 
 def main():
     spec = json.loads(sys.argv[1])
-    confine(spec["drop_to"], spec["seccomp"])
+    confine(spec["drop_to"], spec["seccomp"], spec["wall_seconds"])
     sys.path[:] = spec["path"]
     for name in spec["preload"]:
         __import__(name)

@@ -134,7 +134,7 @@ def run_program(code: str, cpu_seconds: int = 5, memory_mb: int = 768, wall_seco
 def _spec(code: str, limits: Limits, drop_to, seccomp: bytes, path: list[str], guards: bool = True) -> str:
     return json.dumps({"allowed": sorted(ALLOWED_MODULES), "limit": limits.max_output, "path": path,
                        "preload": imported_modules(code) if guards else [], "drop_to": drop_to,
-                       "seccomp": seccomp.hex(), "guards": guards})
+                       "seccomp": seccomp.hex(), "guards": guards, "wall_seconds": limits.wall_seconds + 1.0})
 
 
 def run_behind_wall(code: str, limits: Limits = Limits()) -> ProgramResult:

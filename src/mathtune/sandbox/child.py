@@ -1,9 +1,10 @@
 """The sandbox's child: the first code that runs inside the boundary, before the program is read.
 
-run.py passes this file's source to ``python -I -S -c`` with one JSON argument (``ChildSpec`` in run.py). In order:
+run.py passes this file's source to ``python -I -S -c`` with one JSON argument (``_spec`` in run.py). In order:
 1. confine: where the server is root, leave root for the unprivileged user (the boundary started us with only the
-   capabilities to do so); refuse to go on as root; no new processes (``RLIMIT_NPROC`` 0); no new privileges; the
-   seccomp filter (no fork, exec, sockets, namespaces, mounts, ptrace...), so the kernel enforces all of it from here;
+   capabilities to do so); refuse to go on as root; no new processes (``RLIMIT_NPROC`` 0); its own wall-clock timer;
+   no new privileges; the seccomp filter (no fork, exec, sockets, namespaces, mounts, ptrace, new signal handlers or
+   timers...), so the kernel enforces all of it from here;
 2. load the allowed modules the program imports (sympy loads native libraries with ctypes, which the guards below
    then forbid);
 3. the second layer: restricted builtins, an import guard and an audit hook;

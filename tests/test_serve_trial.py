@@ -263,3 +263,13 @@ def test_a_stream_ends_with_its_error_event_when_the_window_closes():
     events = asyncio.run(run())
     assert 3 <= len(events) < 100 and events[-1].startswith("event: error\ndata: ") and "shutting down" in events[-1]
     assert closed == [True]
+
+
+def test_wrong_keys_from_many_addresses_do_not_grow_without_bound():
+    from mathtune.serve.access import WrongKeys
+
+    keys = WrongKeys(limit=3)
+    for i in range(10_000):
+        keys.failed(f"10.0.{i // 256}.{i % 256}", now=0.0)
+    keys.failed("10.9.9.9", now=120.0)  # a minute later: the old ones are forgotten
+    assert len(keys._failures) == 1 and keys.retry_after("10.0.0.1", now=120.0) is None

@@ -48,6 +48,15 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+def remove_orphans(folder: str | os.PathLike, prefix: str) -> None:
+    """Remove the folders ``PREFIX<pid>-...`` in ``folder`` whose process is gone (one killed with SIGKILL cannot
+    clean up after itself); a live process's, and anything else, are left alone."""
+    for path in Path(folder).glob(prefix + "*"):
+        pid = path.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def replace_dir(new: Path, target: Path) -> None:
     """Move a finished folder ``new`` to ``target``, replacing what was there only after the move succeeds."""
     old = None

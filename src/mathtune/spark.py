@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DataError, MathtuneError, ModelError
+from .io import remove_orphans
 from .models.outputs import input_columns, output_columns
 from .models.saved import MANIFEST, read_manifest
 
@@ -151,15 +152,6 @@ def read_table(spark, input_path):
     return spark.read.parquet(str(input_path))
 
 
-def remove_stale_partials(output_dir: Path) -> None:
-    """The hidden ``.NAME.partial-PID-*`` folders of jobs for the same output whose driver process is gone (a job
-    killed with SIGKILL cannot remove its own)."""
-    for folder in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
-        pid = folder.name.rsplit(".partial-", 1)[1].split("-")[0]
-        if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-
-
 def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str = "id") -> int:
     """Score every row of ``input_path`` and write Parquet (``id``, the outputs) to ``output_dir``: written to a
     temporary folder beside it and renamed, so a failed job leaves no half-written output. Returns the row count."""
@@ -173,7 +165,7 @@ def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str
     inputs = [F.col(f"`{c}`").cast("string").alias(c) for c in model.inputs]
     scored = restore_nulls(frame.select(F.col(f"`{id_column}`").alias(id_column), udf(*inputs).alias("_out"))
                            .select(id_column, "_out.*"), model)
-    remove_stale_partials(output_dir)
+    remove_orphans(output_dir.parent, f".{output_dir.name}.partial-")  # jobs killed before they could clean up
     partial = output_dir.parent / f".{output_dir.name}.partial-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         scored.write.parquet(str(partial))

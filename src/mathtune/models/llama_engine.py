@@ -12,7 +12,6 @@ sequence or a UTF-8 character is held back), and a cancelled call frees its sequ
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import queue
@@ -26,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ..config import SolveConfig
 from ..errors import ModelError
+from ..io import remove_orphans
 from ..tasks.tutor import DEFAULT_PROMPT, TutorPrompt, messages
 from .generation import Generation, cut_at_stop
 
@@ -223,8 +223,5 @@ class LlamaCppGenerator:
 def _private_folder() -> str:
     """A fresh 0700 folder for the engine's socket (``mathtune-llama-<pid>-<random>``), after removing those left
     by engines whose process is gone (killed before close)."""
-    for folder in glob.glob(os.path.join(tempfile.gettempdir(), PRIVATE_PREFIX + "*")):
-        pid = os.path.basename(folder)[len(PRIVATE_PREFIX):].split("-")[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(folder, ignore_errors=True)
+    remove_orphans(tempfile.gettempdir(), PRIVATE_PREFIX)
     return tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")

@@ -234,11 +234,23 @@ def solution_from_text(text: str, mode: str, tutor_prompt, new_tokens: int, seco
                     new_tokens=new_tokens, seconds=seconds + result.seconds + read)
 
 
+def _program_kinds(mode: str, over: str | None = None, then_over: str | None = None) -> set[str]:
+    used = {mode} | ({over, then_over} if mode == "vote" else set())
+    return used & {"program", "code", "mixed"}
+
+
 def program_kinds(settings: SolveConfig) -> set[str]:
     """The modes of ``settings`` whose answers are programs (a vote's samples in either round; a tie-break that
     cannot run its program just decides nothing)."""
-    used = {settings.mode} | ({settings.vote_over, settings.then_over} if settings.mode == "vote" else set())
-    return used & {"program", "code", "mixed"}
+    return _program_kinds(settings.mode, settings.vote_over, settings.then_over)
+
+
+def require_runnable(mode: str, over: str | None = None, then_over: str | None = None) -> None:
+    """ProgramsRefused (sandbox/run.py) when the mode needs programs and this host runs none: the one check every
+    door (solve, a stream, the API before it answers) makes."""
+    kinds = _program_kinds(mode, over, then_over)
+    if kinds:
+        require_programs(f"mode {mode}" + (f" over {', '.join(sorted(kinds))}" if mode == "vote" else ""))
 
 
 def runnable(settings: SolveConfig, what: str) -> SolveConfig:
@@ -261,8 +273,7 @@ def solve(generator, questions: list[str], mode: str = "cot", contexts=None, max
     vote's sampling; a greedy answer comes back as far as it got)."""
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: choose one of {', '.join(MODES)}")
-    if {mode} & {"program", "code"} or mode == "vote" and {base, then_over} & {"program", "code", "mixed"}:
-        require_programs(f"mode {mode}" + (f" over {base}" if mode == "vote" else ""))
+    require_runnable(mode, base, then_over)
     contexts = list(contexts) if contexts is not None else [None] * len(questions)
     if mode == "vote":
         return [vote(generator, q, c, max_new_tokens, k, base, temperature, seed, repairs, early_stop, tiebreak,
@@ -423,7 +434,7 @@ def stream_program(generator, question: str, max_new_tokens: int, context=None, 
     where it would make up an output); then the program runs in the sandbox (with ``repairs`` corrections of a failed one, not
     streamed) and ``info["solution"]`` is the Solution ``solve(..., "program")`` would give, whose ``answer`` replaces
     the streamed text. ``info`` also gets ``new_tokens`` and ``truncated``."""
-    require_programs(f"mode {mode}")
+    require_runnable(mode)
     system, prefix = PROMPTS[mode]
     text, part = prefix or "", {}
     if prefix:

@@ -9,7 +9,6 @@ explicit opt-in that is logged as a warning and shown by ``/v1/models``.
 from __future__ import annotations
 
 import functools
-import glob
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from pathlib import Path
 import psutil
 
 from ..errors import MathtuneError
+from ..io import remove_orphans
 from . import boundary, child
 from .boundary import NOBODY, Boundary
 from .guard import ALLOWED_MODULES, check_program, imported_modules
@@ -112,8 +112,7 @@ def require_programs(what: str) -> None:
 
 def remove_stale_folders() -> None:
     """Scratch folders a killed server left behind (the interpreter-only guard's; the wall leaves none)."""
-    for folder in glob.glob(os.path.join(tempfile.gettempdir(), TEMP_PREFIX + "*")):
-        shutil.rmtree(folder, ignore_errors=True)
+    remove_orphans(tempfile.gettempdir(), TEMP_PREFIX)
 
 
 def run_program(code: str, cpu_seconds: int = 5, memory_mb: int = 768, wall_seconds: float = 20.0,
@@ -152,7 +151,7 @@ def _run_interpreter(code: str, limits: Limits) -> ProgramResult:
     path = [p for p in sys.path if p and os.path.isdir(p)]
     # as the server's own user (an interpreter under /root could not be read as nobody), with seccomp where it loads
     spec = _spec(code, limits, None, boundary.seccomp_filter(), path)
-    with tempfile.TemporaryDirectory(prefix=TEMP_PREFIX) as folder:
+    with tempfile.TemporaryDirectory(prefix=f"{TEMP_PREFIX}{os.getpid()}-") as folder:
         return _run([sys.executable, "-I", "-S", "-c", _CHILD_SOURCE, spec], code, limits, cwd=folder)
 
 

@@ -84,8 +84,12 @@ class WrongKeys:
         return None
 
     def failed(self, client: str, now: float | None = None) -> None:
+        now = now if now is not None else time.monotonic()
         with self._lock:
-            self._failures[client].append(now if now is not None else time.monotonic())
+            if len(self._failures) >= 10_000:  # many addresses guessing once each: forget those a minute old
+                for stale in [c for c, f in self._failures.items() if now - f[-1] > self.window]:
+                    del self._failures[stale]
+            self._failures[client].append(now)
 
 
 def client_of(scope) -> str:

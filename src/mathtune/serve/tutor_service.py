@@ -15,12 +15,11 @@ from ..models.solve import (
     PROGRAM_MODES,
     STREAMED_MODES,
     Solution,
-    program_kinds,
+    require_runnable,
     solve_as,
     stream_cot,
     stream_program,
 )
-from ..sandbox import require_programs
 from ..tasks.scope import in_scope
 from .shared import SharedAnswers, answer_key
 
@@ -69,9 +68,7 @@ class TutorService:
 
     def can_solve(self, solving: SolveConfig) -> None:
         """ProgramsRefused when ``solving`` needs programs and this host runs none (the sandbox's boundary)."""
-        kinds = program_kinds(solving)
-        if kinds:
-            require_programs(f"mode {solving.mode}" + (f" over {', '.join(sorted(kinds))}" if solving.mode == "vote" else ""))
+        require_runnable(solving.mode, solving.vote_over, solving.then_over)
 
     def question(self, text: str | None) -> str:
         """The question as the tutor takes it (trimmed), or QuestionError saying what to change."""

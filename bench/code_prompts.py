@@ -108,21 +108,21 @@ def context(variant: str):
 @contextlib.contextmanager
 def patched_cot(boxed: bool):
     """cot answers under the Qwen system prompt instead of the tutor's (solve's PROMPTS table, for this run)."""
-    from mathtune.models import solve
+    from mathtune.models.solving import prompts
 
-    saved = solve.PROMPTS["cot"]
+    saved = prompts.PROMPTS["cot"]
     if boxed:
-        solve.PROMPTS["cot"] = (QWEN_SYSTEM, None)
+        prompts.PROMPTS["cot"] = (QWEN_SYSTEM, None)
     try:
         yield
     finally:
-        solve.PROMPTS["cot"] = saved
+        prompts.PROMPTS["cot"] = saved
 
 
 def run(variants: list[str], start: int, n: int) -> None:
+    from common import solve_named as solve
     from mathtune.metrics.answers import answers_match
     from mathtune.models.generate import load_tutor
-    from mathtune.models.solve import solve
     from tutor_modes import problems
 
     for v in variants:

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--start", type=int, default=400, help="first dev problem (the benchmark uses 0-199)")
     args = parser.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from mathtune.models.solve import solve
+    from common import solve_named as solve
     from tutor_modes import problems
 
     pairs = problems("gsm8k/train.jsonl", args.start + args.n, True)

@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from common import solve_named as solve  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
-from mathtune.models.solve import solve  # noqa: E402
 from tutor_modes import ADAPTIVE, Cache, _sha, problems, prompt_hash  # noqa: E402
 
 MODEL, MODE = "bundled:qwen2.5-coder-1.5b", "adaptive(code,2of3)"

@@ -32,23 +32,23 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+sys.path.insert(0, str(REPO / "bench"))
+from common import solve_named  # noqa: E402
 from mathtune.config import TutorConfig  # noqa: E402
 from mathtune.data.readers import read_table  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
 from mathtune.models.generate import load_tutor  # noqa: E402
-from mathtune.models.solve import (  # noqa: E402
+from mathtune.models.solving.prompts import (  # noqa: E402
     CODE_PREFIX,
     CODE_SYSTEM,
     PROGRAM_STOPS,
     PROGRAM_SYSTEM,
     REPAIR_REQUEST,
-    TOOL_CALLS,
-    Solution,
-    decides,
-    sample_modes,
-    solve,
 )
+from mathtune.models.solving.rounds import decides, sample_modes  # noqa: E402
+from mathtune.models.solving.running import TOOL_CALLS  # noqa: E402
+from mathtune.models.solving.values import Solution  # noqa: E402
 from mathtune.paths import resolve_data_path  # noqa: E402
 from mathtune.tasks.tutor import REFUSAL_EVAL, Pairs, pairs_from_frame  # noqa: E402
 from mathtune.train.loop import peak_rss_mb  # noqa: E402
@@ -180,8 +180,8 @@ def run_problems(generator, model: str, mode: str, data: str, questions: list[st
                 else (mode if mode in ("cot", "program", "code") else "cot", 48 if mode == "cot" else 160)
             # the vote without its tie-break: with_tiebreak() adds it from program mode's rows
             adaptive = ADAPTIVE.get(mode, {})
-            [s] = solve(generator, [question], base_mode, None, budget, base=over,
-                        **{"k": VOTE_K, "tiebreak": None, **adaptive})
+            [s] = solve_named(generator, [question], base_mode, None, budget, base=over,
+                              **{"k": VOTE_K, "tiebreak": None, **adaptive})
             gold = answers[i] if answers else None
             row = {**key, "final": s.final_answer, "gold": gold,
                    "correct": bool(gold is not None and s.final_answer is not None and answers_match(s.final_answer, gold)),

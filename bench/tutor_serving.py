@@ -224,8 +224,10 @@ def shared_figures(base: str, problem: str, alone_seconds: float) -> dict:
 def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None) -> dict:
     """The same vote with samples drawn one after another (the engine as it was used before batching), beside one
     batched vote and one cot answer, all in this process on one engine."""
+    from common import solve_named as solve
     from mathtune.models.generate import load_tutor
-    from mathtune.models.solve import _drawn_in_turn, _drawn_together, solve
+    from mathtune.models.solving.rounds import drawn_in_turn as _drawn_in_turn
+    from mathtune.models.solving.rounds import drawn_together as _drawn_together
 
     generator = load_tutor(tutor_name, "llama.cpp", threads=threads)
     generator.generate(["What is 2 + 2?"], 8)

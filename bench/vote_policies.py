@@ -46,8 +46,9 @@ def answer_row(s, gold: str) -> dict:
 
 
 def draw(start: int, n: int) -> None:
+    from common import solve_named as solve
     from mathtune.models.generate import load_tutor
-    from mathtune.models.solve import _drawn_together, solve
+    from mathtune.models.solving.rounds import drawn_together as _drawn_together
     from tutor_modes import problems
 
     pairs = problems("gsm8k/train.jsonl", start + n, True)
@@ -79,7 +80,8 @@ def draw_second(start: int, n: int) -> None:
     them) and, when fewer than two agree, SECOND_K samples of each second-round mode, with the seeds the vote would
     give them."""
     from mathtune.models.generate import load_tutor
-    from mathtune.models.solve import _agreeing, _drawn_together, _first_round
+    from mathtune.models.solving.rounds import drawn_together as _drawn_together
+    from mathtune.models.solving.vote import _agreeing, _first_round
     from tutor_modes import problems
 
     pairs = problems("gsm8k/train.jsonl", start + n, True)
@@ -137,7 +139,8 @@ def steps(tokens: int = 200) -> None:
 def replay(round_seconds: float) -> dict:
     sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
     from mathtune.metrics.answers import answers_match
-    from mathtune.models.solve import Solution, _answer_groups
+    from mathtune.models.solving.rounds import answer_groups as _answer_groups
+    from mathtune.models.solving.values import Solution
 
     step = {int(n): v["seconds_a_step"] for n, v in json.loads(STEPS.read_text())["batch"].items()}
     problems: dict[int, dict] = {}
@@ -152,7 +155,7 @@ def replay(round_seconds: float) -> dict:
             before = length
         return t + round_seconds
 
-    # the vote's own rules (models/solve.py): answers grouped by math-verify equivalence, the largest group in the
+    # the vote's own rules (models/solving/rounds.py): answers grouped by math-verify equivalence, the largest group in the
     # order the answers came (the greedy answer first, so a tie goes to it), no two alike: the greedy answer
     def as_solution(a: dict) -> Solution:
         s = Solution("", a["final"], "program", new_tokens=a["tok"])

@@ -209,7 +209,7 @@ def test_unknown_task_and_wrong_trainer_are_recipe_errors(workdir):
 # Lowest first. A module may import modules of its own layer or of lower layers, never of a higher one; imports
 # inside functions count too (they hide cycles, they do not remove them).
 LAYERS = [
-    {"mathtune", "errors", "io", "paths", "sandbox", "catalog"},
+    {"mathtune", "errors", "io", "paths", "sandbox", "catalog", "choices"},
     {"config"},
     {"data", "metrics"},
     {"tasks"},

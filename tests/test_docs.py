@@ -52,33 +52,22 @@ def test_every_recipe_is_listed_with_a_purpose():
     assert next(e for e in entries if e.name == "topic-tfidf").time.endswith("s")  # measured by bench/topic.py
 
 
-# The solving settings each of bench/tutor_modes.py's mode labels stands for (the others are not offered as defaults)
-BENCH_MODE_SETTINGS = {"cot": {"mode": "cot"}, "program": {"mode": "program"}, "code": {"mode": "code"},
-                       "vote": {"mode": "vote"},
-                       **{f"adaptive({over})": {"mode": "vote", "vote_over": over, "samples": 5, "agree_first": 2,
-                                                "tiebreak": "program"} for over in ("program", "code")},
-                       "adaptive(code,program)": {"mode": "vote", "vote_over": "code", "then_over": "program",
-                                                  "samples": 5, "agree_first": 2, "tiebreak": "program"},
-                       "adaptive(code,2of3)": {"mode": "vote", "vote_over": "code", "samples": 7, "agree_first": 2,
-                                               "first_round": 3, "tiebreak": "code"}}
-
-
 def test_the_bundled_tutors_default_mode_is_the_best_measured_within_the_time_bound():
-    """BUNDLED_SOLVING follows the benchmark: of the modes measured on at least 100 held-out GSM8K problems, the
-    most accurate one whose seconds a problem (median, else mean) stay within DEFAULT_MODE_SECONDS."""
+    """The bundled tutor's default preset follows the benchmark: of the presets measured on at least 100 held-out
+    GSM8K problems, the most accurate one whose seconds a problem (median, else mean) stay within
+    DEFAULT_MODE_SECONDS."""
     import json
 
-    from mathtune.config import SolveConfig
-    from mathtune.models.registry import BUNDLED_SOLVING, DEFAULT_MODE_SECONDS
+    from mathtune.models.solving.presets import DEFAULT_MODE_SECONDS, DEFAULT_PRESET, PRESETS, default_settings
 
     data = json.loads((REPO / "bench" / "results" / "tutor_serving.json").read_text())
     rows = [r for r in data["accuracy"] if r["data"] == "gsm8k" and r.get("answer_accuracy") is not None
-            and r["mode"] in BENCH_MODE_SETTINGS and r["n"] >= 100]
+            and r["mode"] in PRESETS and r["n"] >= 100]
     fast = [r for r in rows if (r.get("median_seconds_per_problem") or r["seconds_per_problem"]) <= DEFAULT_MODE_SECONDS]
     best = max(fast, key=lambda r: r["answer_accuracy"])
-    default = SolveConfig.model_validate(BUNDLED_SOLVING[data["tutor"]])
-    untimed = default.model_copy(update={"time_budget": None})
-    assert untimed == SolveConfig.model_validate(BENCH_MODE_SETTINGS[best["mode"]]), (best, BUNDLED_SOLVING)
+    assert DEFAULT_PRESET[data["tutor"]] == best["mode"], best
+    default = default_settings(data["tutor"])
+    assert default.model_copy(update={"time_budget": None}) == PRESETS[best["mode"]].settings
     # its time budget is the one bench/time_budget.py measured on that mode, and it cost no GSM8K accuracy
     timed = json.loads((REPO / "bench" / "results" / "time_budget.json").read_text())
     assert timed["mode"] == best["mode"] and default.time_budget == timed["budget_seconds"]

@@ -10,9 +10,11 @@ import time
 
 import pytest
 
-from mathtune.models.solve import PROGRAM_SYSTEM, solve
+from mathtune.models.solving.prompts import PROGRAM_SYSTEM
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
+from solving_helpers import solve_in as solve
+from solving_helpers import streamed_text
 
 pytest.importorskip("xllamacpp", reason="the llama.cpp backend is not installed: run `make install-all`")
 pytestmark = pytest.mark.slow
@@ -64,7 +66,7 @@ def test_a_mixed_vote_draws_cot_and_program_batches_side_by_side(smollm2, monkey
 
 
 def test_code_answers_continue_the_programs_opening_greedy_and_batched(smollm2, monkeypatch):
-    from mathtune.models.solve import CODE_PREFIX
+    from mathtune.models.solving.prompts import CODE_PREFIX
 
     bodies = spy_requests(smollm2, monkeypatch)
     [greedy] = smollm2.generate(["What is 12 times 7?"], 24, prefix=CODE_PREFIX)
@@ -268,14 +270,13 @@ def test_teachers_asking_the_same_problem_share_one_answer():
 
 
 def test_a_streamed_program_answer_is_the_program_answer_solve_gives(smollm2):
-    from mathtune.models.solve import stream_program
 
     question = "What is 12 times 7? Write a Python program."
     # llama.cpp's greedy text may differ between a prompt it evaluates afresh and one it finds in its cache (other
     # batch shapes, other rounding): asked once first, both answers below read the cached prompt
     solve(smollm2, [question], "program", max_new_tokens=96)
     info: dict = {}
-    pieces = list(stream_program(smollm2, question, 96, info=info))
+    pieces = list(streamed_text(smollm2, question, 96, info=info, mode="program"))
     [solved] = solve(smollm2, [question], "program", max_new_tokens=96)
     streamed = info["solution"]
     assert len(pieces) > 1  # it came token by token

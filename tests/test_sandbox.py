@@ -260,7 +260,8 @@ def host_without_bwrap(monkeypatch):
 def test_without_the_wall_programs_are_refused_and_say_how_to_enable_it(host_without_bwrap):
     from mathtune.config import SolveConfig
     from mathtune.errors import MathtuneError
-    from mathtune.models.solve import runnable, solve
+    from mathtune.models.solving.settings import runnable
+    from solving_helpers import solve_in as solve
 
     wall = current_boundary()
     assert wall.kind == "none" and "bubblewrap" in wall.detail and "MATHTUNE_SANDBOX=interpreter" in wall.detail
@@ -277,12 +278,12 @@ def test_without_the_wall_programs_are_refused_and_say_how_to_enable_it(host_wit
 
 
 def test_a_cot_answer_without_the_wall_says_its_block_was_not_run(host_without_bwrap, tmp_path):
-    from mathtune.models.solve import stream_cot
+    from solving_helpers import streamed_text
     from test_solve import Streamed
 
     marker = tmp_path / "ran"
     generator = Streamed([f"Let me compute.\n```python\nprint(6*7)\nopen('{marker}', 'w')\n```", "So 42."])
-    text = "".join(stream_cot(generator, "q", 64))
+    text = "".join(streamed_text(generator, "q", 64))
     assert "not run: this server runs no programs" in text and not marker.exists()
 
 

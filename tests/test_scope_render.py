@@ -6,13 +6,14 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from mathtune.config import SolveConfig
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 from mathtune.serve.webui.classify import format_diagnosis, verdict_of
 from mathtune.serve.webui.render import answer_markdown, math_markdown
 from mathtune.serve.webui.tutor import history_pairs, render
 from mathtune.tasks.scope import REFUSAL, in_scope, is_math_question, with_history
-from mathtune.tasks.tutor import OFF_TOPIC
+from mathtune.tasks.tutor import DEFAULT_PROMPT, OFF_TOPIC
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -101,10 +102,11 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
     import asyncio
     import threading
     import time
-    from types import SimpleNamespace
 
     from mathtune.serve.admission import TutorGate
-    from mathtune.serve.webui.tutor import _streamer
+    from mathtune.serve.settings import ServeSettings
+    from mathtune.serve.tutor_service import TutorAsk, TutorService
+    from mathtune.serve.webui.tutor import answer_events
 
     cancelled = threading.Event()
 
@@ -129,6 +131,7 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
 
     class Model:
         manifest, generator = {"max_new_tokens": 64}, SlowGenerator()
+        generator.solving, generator.tutor_prompt = SolveConfig(), DEFAULT_PROMPT
         gate = TutorGate(1, 0)
 
         async def run(self, fn, *args):
@@ -137,18 +140,16 @@ def test_a_tutor_answer_that_takes_too_long_ends_with_a_message():
         def retrieve(self, question, k=None):
             return None, []
 
-    state = SimpleNamespace(settings=SimpleNamespace(tutor_max_new_tokens=64, ui_timeout_s=0.3))
+    tutor = TutorService(Model(), ServeSettings(tutor_max_new_tokens=64))
 
     async def consume():
-        seen = ""
-        async for text, _ in _streamer(state, Model())("What is 2 + 2?", 0.0, None):
-            seen = text
-        return seen
+        async for _ in answer_events(tutor, TutorAsk("What is 2 + 2?", stream=True), 0.3):
+            pass
 
     with pytest.raises(TimeoutError, match="took too long"):
         asyncio.run(consume())
     time.sleep(0.2)
-    assert cancelled.is_set()  # generation was told to stop
+    assert cancelled.is_set() and tutor.gate.active == 0  # generation was told to stop, its place given back
 
 
 def test_a_streamed_answer_holds_back_math_until_it_closes():
@@ -199,7 +200,7 @@ def test_stop_is_pressable_while_an_answer_runs_and_not_after():
 
 def test_the_tutor_page_names_an_adaptive_vote_and_why_sampling_stopped():
     from mathtune.config import SolveConfig
-    from mathtune.models.solve import Solution
+    from mathtune.models.solving.values import Solution
     from mathtune.serve.webui.tutor import how_checked, modes
 
     labels = {value: label for label, value in modes(SolveConfig(vote_over="program", agree_first=2))}
@@ -235,7 +236,7 @@ def test_continue_holds_the_turns_from_the_browser_to_the_checks_of_a_new_questi
     from mathtune.tasks.tutor import DEFAULT_PROMPT
 
     class Generator:
-        tutor_prompt = DEFAULT_PROMPT
+        tutor_prompt, solving = DEFAULT_PROMPT, SolveConfig()
 
         def stream(self, question, *args, **kwargs):
             asked.append(question)
@@ -251,7 +252,7 @@ def test_continue_holds_the_turns_from_the_browser_to_the_checks_of_a_new_questi
         def retrieve(self, question, k=None):
             return None, []
 
-    settings = SimpleNamespace(tutor_max_new_tokens=64, ui_timeout_s=5, max_text_chars=2000, tutor_scope=True)
+    settings = ServeSettings(tutor_max_new_tokens=64, ui_timeout_s=5, max_text_chars=2000, tutor_scope=True)
     cont = _continue(gr, SimpleNamespace(settings=settings), Model())
 
     async def errors(turns) -> str:

@@ -55,13 +55,13 @@ def test_a_follow_up_is_solved_with_the_conversation_so_far(client, monkeypatch)
     from mathtune.serve import tutor_service
 
     asked = []
-    original = tutor_service.solve_as
+    original = tutor_service.solve
 
     def spy(generator, questions, *args, **kwargs):
         asked.extend(questions)
         return original(generator, questions, *args, **kwargs)
 
-    monkeypatch.setattr(tutor_service, "solve_as", spy)
+    monkeypatch.setattr(tutor_service, "solve", spy)
     first = "A pen costs $2 and a notebook costs $5. How much do 3 pens and 2 notebooks cost?"
     body = client.post("/v1/tutor", json={"question": "What if she buys 4 pens instead of 3?", "retrieval": False,
                                           "history": [{"question": first, "answer": "16"}]}).json()

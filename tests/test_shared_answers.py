@@ -217,11 +217,11 @@ def test_another_seed_is_another_vote_and_the_seed_reaches_the_solver(monkeypatc
 
     seeds = []
 
-    def fake_solve_as(generator, questions, settings, contexts, budget, stop, seed):
+    def fake_solve(generator, questions, settings, contexts, budget, stop, seed):
         seeds.append(seed)
         return [SimpleNamespace(answer=f"vote with seed {seed}", out_of_time=False)]
 
-    monkeypatch.setattr(tutor_service, "solve_as", fake_solve_as)
+    monkeypatch.setattr(tutor_service, "solve", fake_solve)
 
     async def run(fn, *args):
         return fn(*args)
@@ -231,8 +231,13 @@ def test_another_seed_is_another_vote_and_the_seed_reaches_the_solver(monkeypatc
     tutor = tutor_service.TutorService(model, ServeSettings())
     solving = SolveConfig(mode="vote")
 
+    async def ask(seed):
+        answering = tutor_service.Answering(tutor, tutor_service.TutorAsk("What is 6 times 7?", seed=seed),
+                                            "What is 6 times 7?", None, [], 0, solving, 64)
+        return await tutor.answer(answering, threading.Event())
+
     async def scenario():
-        return [await tutor.answer("What is 6 times 7?", None, solving, 64, seed=s) for s in (0, 0, 12345)]
+        return [await ask(s) for s in (0, 0, 12345)]
 
     first, again, retried = asyncio.run(scenario())
     assert seeds == [0, 12345]

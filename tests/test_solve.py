@@ -10,19 +10,14 @@ import pytest
 
 from mathtune.config import SolveConfig
 from mathtune.errors import MathtuneError
-from mathtune.models.solve import (
-    MODES,
-    PROGRAM_STOPS,
-    PROGRAM_SYSTEM,
-    TIEBREAKS,
-    VOTE_TIEBREAK,
-    extract_program,
-    overridden,
-    solve,
-    solve_as,
-)
+from mathtune.models.solving.prompts import PROGRAM_STOPS, PROGRAM_SYSTEM
+from mathtune.models.solving.reading import extract_program
+from mathtune.models.solving.settings import MODES, TIEBREAKS, VOTE_TIEBREAK, overridden
+from mathtune.models.solving.solve import solve as solve_as
 from mathtune.sandbox import check_program, run_program
 from mathtune.tasks.tutor import DEFAULT_PROMPT
+from solving_helpers import solve_in as solve
+from solving_helpers import streamed_text
 
 
 def test_a_clean_program_runs_with_fractions_and_sympy():
@@ -215,7 +210,7 @@ def test_a_split_vote_is_decided_by_a_greedy_program_when_asked():
 
 
 def test_program_answers_read_as_people_write_them():
-    from mathtune.models.solve import _program_answer
+    from mathtune.models.solving.reading import _program_answer
 
     assert [_program_answer(f"x\n{v}\n") for v in ("72.0", "816.9999999999999", "7499.999999999998",
                                                      "0.30000000000000004", "2.5", "1/2", "x = 3", "1e-20")] == \
@@ -230,7 +225,7 @@ def test_extract_program_takes_the_last_python_block_or_an_unclosed_one():
 
 
 def test_the_tutor_page_says_how_an_answer_was_checked():
-    from mathtune.models.solve import Method, Solution
+    from mathtune.models.solving.values import Method, Solution
     from mathtune.serve.webui.tutor import how_checked
 
     assert how_checked(Solution("", "72", "program", program_ok=True)) == "Found by a Python program that ran cleanly."
@@ -294,7 +289,7 @@ def test_solving_settings_from_a_recipe_with_overrides():
 
 def test_a_sympy_result_is_read_as_latex_in_the_sandbox(tmp_path):
     from mathtune.metrics.answers import answers_match
-    from mathtune.models.solve import _program_answer
+    from mathtune.models.solving.reading import _program_answer
 
     assert _program_answer("pi/4\n") == "\\frac{\\pi}{4}" and answers_match(_program_answer("pi/4"), "\\frac{\\pi}{4}")
     assert answers_match(_program_answer("(3, pi/2)"), "\\left( 3, \\frac{\\pi}{2} \\right)")
@@ -324,33 +319,31 @@ class Streamed(Scripted):
 
 
 def test_a_streamed_cot_answer_runs_its_program_and_goes_on_from_the_real_output():
-    from mathtune.models.solve import stream_cot
 
     generator = Streamed(["Compute it.\n```python\nprint(6 * 7)\n```", "So the answer is 42."])
     info: dict = {}
-    text = "".join(stream_cot(generator, "What is 6 times 7?", 100, info=info))
+    text = "".join(streamed_text(generator, "What is 6 times 7?", 100, info=info))
     assert "```output\n42\n```" in text and text.endswith("So the answer is 42.")
     assert generator.calls[0]["prefix"] is None and generator.calls[1]["prefix"].endswith("```output\n42\n```\n")
     assert generator.calls[0]["stops"] == PROGRAM_STOPS  # the model stops where it would invent the output
-    assert info == {"new_tokens": 20, "truncated": False, "tool_calls": 1}
+    assert info["new_tokens"] == 20 and info["truncated"] is False and text.count("```output") == 1
 
 
 def test_a_cot_answer_without_a_program_streams_once():
-    from mathtune.models.solve import stream_cot
 
     generator = Streamed(["6 times 7 is 42. The answer is 42."])
-    assert "".join(stream_cot(generator, "q", 100)) == "6 times 7 is 42. The answer is 42."
+    assert "".join(streamed_text(generator, "q", 100)) == "6 times 7 is 42. The answer is 42."
     assert len(generator.calls) == 1
 
 
 def test_tool_calls_stop_at_the_limit_and_a_failing_block_shows_its_error():
-    from mathtune.models.solve import TOOL_CALLS, stream_cot
+    from mathtune.models.solving.running import TOOL_CALLS
 
     loop = "```python\nprint(undefined_name)\n```"
     generator = Streamed([loop] * (TOOL_CALLS + 1))
     info: dict = {}
-    text = "".join(stream_cot(generator, "q", 1000, info=info))
-    assert info["tool_calls"] == TOOL_CALLS and len(generator.calls) == TOOL_CALLS + 1
+    text = "".join(streamed_text(generator, "q", 1000, info=info))
+    assert text.count("```output") == TOOL_CALLS and len(generator.calls) == TOOL_CALLS + 1
     assert "```output\nError:" in text and "NameError" in text
 
 
@@ -437,7 +430,7 @@ def test_agree_first_must_fit_the_samples(first):
 
 
 def test_code_mode_continues_the_programs_opening_and_runs_it():
-    from mathtune.models.solve import CODE_PREFIX, CODE_SYSTEM
+    from mathtune.models.solving.prompts import CODE_PREFIX, CODE_SYSTEM
 
     generator = Scripted(["# April's clips and half as many in May\nprint(48 + 48 // 2)\n```"])
     [s] = solve(generator, ["q"], "code")
@@ -448,7 +441,7 @@ def test_code_mode_continues_the_programs_opening_and_runs_it():
 
 
 def test_a_code_answer_that_fails_is_corrected_in_code_mode_and_one_that_declines_is_a_refusal():
-    from mathtune.models.solve import CODE_PREFIX
+    from mathtune.models.solving.prompts import CODE_PREFIX
 
     generator = Scripted(["print(totl)\n```", "total = 72\nprint(total)\n```"])
     [s] = solve(generator, ["q"], "code")
@@ -460,18 +453,18 @@ def test_a_code_answer_that_fails_is_corrected_in_code_mode_and_one_that_decline
 
 
 def test_a_streamed_code_answer_shows_the_programs_opening_first():
-    from mathtune.models.solve import CODE_PREFIX, CODE_SYSTEM, stream_program
+    from mathtune.models.solving.prompts import CODE_PREFIX, CODE_SYSTEM
 
     generator = Streamed(["# six sevens\nprint(6 * 7)\n```"])
     info: dict = {}
-    pieces = list(stream_program(generator, "What is 6 times 7?", 100, info=info, mode="code"))
+    pieces = list(streamed_text(generator, "What is 6 times 7?", 100, info=info, mode="code"))
     assert pieces[0] == CODE_PREFIX and "".join(pieces) == CODE_PREFIX + "# six sevens\nprint(6 * 7)\n```"
     assert generator.calls[0]["prefix"] == CODE_PREFIX and generator.calls[0]["system"] == CODE_SYSTEM
     assert info["solution"].final_answer == "42" and info["solution"].program_ok
 
 
 def test_adaptive_vote_over_code_samples_from_the_opening_and_reuses_greedy_as_tiebreak():
-    from mathtune.models.solve import CODE_PREFIX
+    from mathtune.models.solving.prompts import CODE_PREFIX
 
     generator = Batched(["print(71)\n```", "print(70)\n```", "print(69)\n```", "print(68)\n```"])
     generator.replies.insert(0, "print(72)\n```")  # the greedy answer (generate), then the samples
@@ -483,7 +476,8 @@ def test_adaptive_vote_over_code_samples_from_the_opening_and_reuses_greedy_as_t
 
 
 def test_a_first_round_of_three_ends_the_vote_when_two_agree():
-    from mathtune.models.solve import CODE_SYSTEM, stopped_because
+    from mathtune.models.solving.prompts import CODE_SYSTEM
+    from mathtune.models.solving.vote import stopped_because
 
     generator = Batched(["print(72)\n```", "print(72)\n```", "print(71)\n```"])
     [s] = solve(generator, ["q"], "vote", k=7, base="code", agree_first=2, first_round=3, tiebreak="code")
@@ -525,7 +519,7 @@ class Slow(Batched):
 
 
 def test_a_time_budget_cuts_the_second_round_and_the_finished_samples_vote():
-    from mathtune.models.solve import stopped_because
+    from mathtune.models.solving.vote import stopped_because
 
     replies = ["print(72)\n```", "print(71)\n```", "print(70)\n```",  # round one disagrees
                "print(71)\n```", "print(1 / 0)\n```", "print(69)\n```", "print(68)\n```"]
@@ -673,7 +667,7 @@ def test_a_first_round_must_fit_between_agree_first_and_samples(settings, wrong)
 
 
 def test_a_vote_can_draw_its_second_round_in_another_mode():
-    from mathtune.models.solve import CODE_SYSTEM
+    from mathtune.models.solving.prompts import CODE_SYSTEM
 
     # round one: a greedy code answer and a code sample that disagree; round two: program samples
     generator = Batched(["print(72)\n```", "print(71)\n```"], [_prints(72), _prints(72), _prints(70)])
@@ -711,7 +705,7 @@ def test_mathtune_evaluate_solves_a_pretrained_model_as_serve_and_ask_do(monkeyp
 
     from mathtune.cli import app
     from mathtune.models.generate import pretrained_solving
-    from mathtune.models.registry import BUNDLED_SOLVING
+    from mathtune.models.solving.presets import default_settings
     from mathtune.train import tutor_eval
 
     seen = {}
@@ -725,11 +719,11 @@ def test_mathtune_evaluate_solves_a_pretrained_model_as_serve_and_ask_do(monkeyp
     assert result.exit_code == 0, result.output
     assert seen["solving"] == pretrained_solving("bundled:qwen2.5-coder-1.5b")
     if __import__("mathtune.sandbox", fromlist=["x"]).current_boundary().runs_programs:
-        assert seen["solving"].model_dump(exclude_defaults=True) == BUNDLED_SOLVING["bundled:qwen2.5-coder-1.5b"]
+        assert seen["solving"] == default_settings("bundled:qwen2.5-coder-1.5b")
 
 
 def test_evaluation_says_how_many_votes_the_time_budget_cut():
-    from mathtune.models.solve import Solution
+    from mathtune.models.solving.values import Solution
     from mathtune.train.tutor_eval import solution_metrics
 
     class Pairs:

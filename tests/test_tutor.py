@@ -146,17 +146,21 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "cot"])
     assert result.exit_code == 0 and "final answer:" in result.output and "(cot)" in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
-                                 "--votes", "3"])
+                                 "--solve", "samples=3"])
     assert result.exit_code == 0 and "vote(cot)" in result.output and "samples agree" in result.output, result.output
     result = runner.invoke(app, ["ask", "tutor", "what is 2 plus 2?", "--max-new-tokens", "5", "--mode", "vote",
-                                 "--votes", "2", "--vote-over", "program", "--tiebreak", "none"])
+                                 "--solve", "samples=2", "--solve", "vote_over=program", "--solve", "tiebreak=none"])
     assert result.exit_code == 0 and "vote(program)" in result.output, result.output
-    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--tiebreak", "coin"])
-    assert result.exit_code == 2 and "--tiebreak 'coin'" in result.output and "program, code, cot, none" in result.output
-    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--vote-over", "vote"])
-    assert result.exit_code == 2 and "--vote-over 'vote'" in result.output and "cot, program" in result.output
-    result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--votes", "12"])
-    assert result.exit_code == 2 and "--votes 12" in result.output and "2 to 9" in result.output
+    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--solve", "tiebreak=coin"])
+    assert result.exit_code == 2 and "--solve tiebreak='coin'" in result.output and "'program', 'code'" in result.output
+    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--mode", "vote", "--solve", "vote_over=vote"])
+    assert result.exit_code == 2 and "--solve vote_over='vote'" in result.output and "'cot'" in result.output
+    result = runner.invoke(app, ["evaluate", "tutor", "--data", "gsm.jsonl", "--solve", "samples=12"])
+    assert result.exit_code == 2 and "--solve samples='12'" in result.output and "9" in result.output
+    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--solve", "votes=3"])
+    assert result.exit_code == 2 and "--solve votes: not a solving setting" in result.output
+    result = runner.invoke(app, ["ask", "tutor", "2 plus 2?", "--solve", "samples"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
 
 
 def test_tutor_recipe_errors(workdir, gsm8k_jsonl, tiny_chat_llama):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .choices import Mode, Tiebreak, VoteOver
 from .errors import MathtuneError, RecipeError, problem_text
 
 
@@ -161,12 +162,12 @@ class MixConfig(_Strict):
 class SolveConfig(_Strict):
     """How a tutor solves problems: in the evaluation after training, and by default when the trained tutor is asked
     (`mathtune ask`, `mathtune evaluate`) or served (a request's own mode, samples, ... override it)."""
-    mode: Literal["cot", "program", "code", "vote"] = Field("cot", description="cot: step-by-step reasoning ending in the answer; program: a sentence or two on the approach, then a short Python program, run in the sandbox, that prints the answer; code: the program alone, each step explained in a comment (about half program's tokens); vote: the majority answer of up to `samples` sampled solutions.")
+    mode: Mode = Field(Mode.COT, description="cot: step-by-step reasoning ending in the answer; program: a sentence or two on the approach, then a short Python program, run in the sandbox, that prints the answer; code: the program alone, each step explained in a comment (about half program's tokens); vote: the majority answer of up to `samples` sampled solutions.")
     samples: int = Field(5, ge=2, le=9, description="mode vote: samples to vote over (at most: sampling stops once the rest could not change the majority).")
-    vote_over: Literal["cot", "program", "code", "mixed"] = Field("cot", description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each.")
-    tiebreak: Literal["program", "code", "cot", "none"] = Field("program", description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran; with agree_first, the first round's greedy answer when it is in this mode); none: the first answer drawn stands.")
+    vote_over: VoteOver = Field(VoteOver.COT, description="mode vote: the mode each sample is solved in; mixed: about half the samples in cot and half in program mode, drawn together, one vote each.")
+    tiebreak: Tiebreak = Field(Tiebreak.PROGRAM, description="mode vote: when no two samples agree, one greedy answer in this mode decides (a program only when it ran; with agree_first, the first round's greedy answer when it is in this mode); none: the first answer drawn stands.")
     temperature: float = Field(0.7, gt=0, le=2, description="mode vote: sampling temperature.")
-    then_over: Literal["cot", "program", "code", "mixed"] | None = Field(None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees (a cheap first round, a richer second); empty: vote_over.")
+    then_over: VoteOver | None = Field(None, description="mode vote with agree_first: the mode of the samples drawn when the first round disagrees (a cheap first round, a richer second); empty: vote_over.")
     agree_first: int = Field(0, ge=0, le=9, description="mode vote: first draw the greedy answer and agree_first - 1 samples (together); when they all agree that is the answer and no more are drawn, otherwise the rest are drawn and all vote, a tie going to the greedy answer (adaptive consistency); 0, or samples: all samples at once (more than samples is an error).")
     first_round: int = Field(0, ge=0, le=9, description="mode vote with agree_first: the answers drawn in the first round (the greedy one and first_round - 1 samples, together); when agree_first of them agree (2 of 3, say) that is the answer; 0: agree_first (they must all agree).")
     time_budget: float | None = Field(None, gt=0, le=3600, description="mode vote: seconds a vote may take; once they are spent, the samples still being drawn stop and the answer is voted from those finished (at least one: with agree_first the first round's greedy answer always completes, and its samples still decoding stop once an answer of the round is in), without correcting failed programs or asking a tie-break. Empty: no limit.")

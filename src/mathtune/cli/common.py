@@ -256,18 +256,19 @@ def plain_metrics_table(metrics: dict, title: str) -> Table:
     return table
 
 
-def solving_options(mode, votes, vote_over, tiebreak, agree_first=None, then_over=None, first_round=None,
-                    time_budget=None) -> dict:
-    """The solving options given on the command line (None: not given), checked with a message naming the option."""
-    from ..models.solve import MODES, TIEBREAKS, VOTE_OVER
+SOLVE_HELP = ("A solving setting on top of the model's own, KEY=VALUE, repeatable: mode, samples, vote_over, tiebreak, "
+              "temperature, then_over, agree_first, first_round, time_budget (as a recipe's tutor.solve and the "
+              "API's /v1/tutor name them; docs/tasks.md says what each does). Example: --solve mode=vote --solve "
+              "samples=7")
 
-    for option, value, choices in (("--mode", mode, MODES), ("--vote-over", vote_over, VOTE_OVER),
-                                   ("--then-over", then_over, VOTE_OVER), ("--tiebreak", tiebreak, TIEBREAKS)):
-        if value is not None and value not in choices:
-            raise MathtuneError(f"{option} {value!r}: choose {', '.join(choices)}")
-    if votes is not None and not 2 <= votes <= 9:
-        raise MathtuneError(f"--votes {votes}: choose 2 to 9 samples")
-    if time_budget is not None and not 0 < time_budget <= 3600:
-        raise MathtuneError(f"--time-budget {time_budget:g}: choose more than 0 and at most 3600 seconds")
-    return {"mode": mode, "samples": votes, "vote_over": vote_over, "tiebreak": tiebreak, "agree_first": agree_first,
-            "then_over": then_over, "first_round": first_round, "time_budget": time_budget}
+
+def solve_overrides(mode: str | None, assignments: list[str] | None) -> dict:
+    """The solving settings given on the command line: ``--mode`` and each ``--solve KEY=VALUE``, checked with a
+    message naming the option (MathtuneError)."""
+    from ..models.solving.settings import parse_assignments
+
+    given = parse_assignments([*(assignments or []), *([f"mode={mode}"] if mode is not None else [])],
+                              "--solve")
+    if mode is not None and "mode" in given and given["mode"] != mode:
+        given["mode"] = mode
+    return given

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MathtuneError
-from .common import app, console, handle_errors, out, solving_options
+from .common import SOLVE_HELP, app, console, handle_errors, out, solve_overrides
 
 
 def _is_tutor_folder(source: str) -> bool:
@@ -88,19 +88,12 @@ def ask(
     model_dir: Annotated[str, typer.Argument(help="A tutor folder, or a pretrained model: bundled:qwen2.5-coder-1.5b, bundled:smollm2, a .gguf file, a folder, a hub id.")],
     question: Annotated[str, typer.Argument(help="The problem to solve.")],
     backend: Annotated[str, typer.Option(help="auto (llama.cpp for GGUF models when installed), transformers or llama.cpp.")] = "auto",
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget.")] = 384,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Generation budget (default: the tutor's own, as `serve` uses; 384 for a pretrained model).")] = None,
     index: Annotated[Path | None, typer.Option(help="Retrieval index folder: the top-k chunks go into the prompt.")] = None,
     k: Annotated[int, typer.Option(help="Chunks to retrieve.")] = 4,
     retrieval_style: Annotated[str, typer.Option(help="examples: whole worked examples become few-shot turns; passages: every chunk goes before the problem as context.")] = "examples",
     mode: Annotated[str | None, typer.Option(help="cot (steps, streamed), program (a Python program run in a sandbox), code (the program alone, its steps in comments) or vote; default: a trained tutor's tutor.solve, else the model's own (a bundled model's measured best, else cot), as `serve` uses.")] = None,
-    votes: Annotated[int | None, typer.Option(help="--mode vote: samples to vote over (at most; default 5).")] = None,
-    vote_over: Annotated[str | None, typer.Option(help="--mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
-    tiebreak: Annotated[str | None, typer.Option(help="--mode vote: when no two samples agree, one greedy answer in "
-                                                          "this mode decides: program, code, cot or none.")] = None,
-    agree_first: Annotated[int | None, typer.Option(help="--mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
-    then_over: Annotated[str | None, typer.Option(help="--mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
-    first_round: Annotated[int | None, typer.Option(help="--mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
-    time_budget: Annotated[float | None, typer.Option(help="--mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
+    solve: Annotated[list[str] | None, typer.Option("--solve", help="" + SOLVE_HELP)] = None,
     scope: Annotated[bool, typer.Option(help="A question that is not math gets the server's short refusal without asking the model (tasks/scope.py), as `mathtune serve` does; --no-scope asks the model anyway.")] = True,
 ) -> None:
     """Ask a tutor a question. cot streams the steps as they are made; program and vote print the solution, the
@@ -108,49 +101,71 @@ def ask(
 
     Example: mathtune ask bundled:qwen2.5-coder-1.5b "A pen costs $3. How much do 4 pens cost?" --mode program
     """
+    import asyncio
+
     from ..models.generate import load_tutor
-    from ..models.solve import overridden
     from ..rag.retrieve import STYLES
+    from ..serve.settings import ServeSettings
+    from ..serve.tutor_service import TutorService
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round,
-                                time_budget)
-    if scope:
-        from ..tasks.scope import REFUSAL, in_scope
+    overrides = solve_overrides(mode, solve)
+    settings = ServeSettings(tutor_scope=scope, **({"tutor_max_new_tokens": max_new_tokens} if max_new_tokens else {}))
+    if TutorService(None, settings).out_of_scope(question):  # the server's rule, before any model is loaded
+        from ..tasks.scope import REFUSAL
 
-        if not in_scope(question):  # the server's rule, before any model is loaded
-            out.print(REFUSAL, highlight=False, soft_wrap=True)
-            out.print("[bold]final answer:[/] (none) (scope: not a math question; --no-scope asks the model anyway)")
-            return
-
+        out.print(REFUSAL, highlight=False, soft_wrap=True)
+        out.print("[bold]final answer:[/] (none) (scope: not a math question; --no-scope asks the model anyway)")
+        return
     if retrieval_style not in STYLES:
         raise MathtuneError(f"--retrieval-style {retrieval_style!r}: choose {' or '.join(STYLES)}")
     generator = load_tutor(model_dir, backend)
-    solving = overridden(generator.solving, **overrides)
-    mode = solving.mode
-    context, sources = None, []
+    tutor = TutorService(local_tutor(model_dir, generator, index, k, retrieval_style), settings)
+    asyncio.run(_ask(tutor, question, overrides, max_new_tokens))
+
+
+def local_tutor(model_dir: str, generator, index: Path | None, k: int, style: str):
+    """A tutor on this machine as the server holds one (serve/models.py ServedTutor), for the tutor service."""
+    from ..models.saved import MANIFEST, read_manifest
+    from ..serve.models import ServedTutor
+
+    folder = Path(model_dir)
+    manifest = read_manifest(folder) if (folder / MANIFEST).is_file() else {"task": "tutor", "max_new_tokens": 384}
+    retriever = None
     if index:
         from ..rag.retrieve import Retriever
 
-        hits = Retriever.open(index).search(question, k)
-        context, sources = Retriever.render(hits, retrieval_style), hits
-    if mode == "cot":  # as the API and the app answer: a Python block the model writes mid-answer is run
-        from ..models.solve import stream_cot
+        retriever = Retriever.open(index)
+    return ServedTutor(str(model_dir), folder, manifest, generator, 0.0, retriever, k, style, ready=True)
 
-        text = ""
-        for piece in stream_cot(generator, question, max_new_tokens, context):
-            text += piece
-            out.print(piece, end="", highlight=False, soft_wrap=True)
-        out.print()
-        out.print(f"[bold]final answer:[/] {generator.tutor_prompt.final_answer(text) or '(none)'} (cot)")
-    else:
-        from ..models.solve import solve_as, stopped_because
 
-        with console.status(f"solving ({mode})"):
-            [solution] = solve_as(generator, [question], solving, [context], max_new_tokens)
-        out.print(solution.answer, highlight=False, soft_wrap=True)
-        how = solution.method + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
-            + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
-            + (f" (stopped after {solution.samples} of {solution.k}: {stopped_because(solution)})" if solution.samples < solution.k else "")
-        out.print(f"[bold]final answer:[/] {solution.final_answer or '(none)'} ({how})")
-    for hit in sources:
+async def _ask(tutor, question: str, overrides: dict, max_new_tokens: int | None) -> None:
+    """The tutor service's answer in the terminal: cot streamed as it is written, other modes when done."""
+    from ..models.solving.values import Piece
+    from ..models.solving.vote import stopped_because
+    from ..serve.tutor_service import TutorAsk
+
+    answering = await tutor.begin(TutorAsk(question, overrides=overrides, max_new_tokens=max_new_tokens,
+                                           stream=True))
+    streamed = answering.streamed and answering.solving.mode == "cot"
+    status = console.status(f"solving ({answering.solving.mode})") if not streamed else None
+    if status is not None:
+        status.start()
+    try:
+        async for event in answering.events():
+            if isinstance(event, Piece):
+                if streamed:
+                    out.print(event.text, end="", highlight=False, soft_wrap=True)
+                continue
+            solution = event.solution
+    finally:
+        if status is not None:
+            status.stop()
+    out.print() if streamed else out.print(solution.answer, highlight=False, soft_wrap=True)
+    how = str(solution.method) \
+        + (f", program {'ran' if solution.program_ok else 'failed'}" if solution.program_ok is not None else "") \
+        + (f", {solution.confidence:.0%} of {solution.samples} samples agree" if solution.confidence is not None else "") \
+        + (f" (stopped after {solution.samples} of {solution.k}: {stopped_because(solution)})"
+           if solution.samples < solution.k else "") + (", not sure: check it" if solution.unsure else "")
+    out.print(f"[bold]final answer:[/] {solution.final_answer or '(none)'} ({how})")
+    for hit in answering.sources:
         console.print(f"[dim]source: {hit.source} (score {hit.score:.3f})[/]")

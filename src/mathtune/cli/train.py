@@ -9,7 +9,17 @@ import typer
 from rich.table import Table
 
 from ..errors import MathtuneError
-from .common import app, console, handle_errors, metrics_table, out, per_class_table, progress_reporter, solving_options
+from .common import (
+    SOLVE_HELP,
+    app,
+    console,
+    handle_errors,
+    metrics_table,
+    out,
+    per_class_table,
+    progress_reporter,
+    solve_overrides,
+)
 
 
 @app.command()
@@ -105,13 +115,7 @@ def evaluate(
     compare_base: Annotated[bool, typer.Option("--compare-base", help="Tutors: also evaluate the base model, side by side.")] = False,
     report: Annotated[Path | None, typer.Option("--report", help="Tutors: write the Markdown report here.")] = None,
     mode: Annotated[str | None, typer.Option(help="Tutors: cot, program, code or vote (default: a trained tutor's tutor.solve, else the model's own: a bundled model's measured best, else cot, as `serve` and `ask` use).")] = None,
-    votes: Annotated[int | None, typer.Option(help="Tutors, --mode vote: samples per problem (at most; default 5).")] = None,
-    vote_over: Annotated[str | None, typer.Option(help="Tutors, --mode vote: the mode of each sample: cot, program, code or mixed.")] = None,
-    tiebreak: Annotated[str | None, typer.Option(help="Tutors, --mode vote: when no two samples agree, one greedy answer in this mode decides: program, code, cot or none.")] = None,
-    agree_first: Annotated[int | None, typer.Option(help="Tutors, --mode vote: the greedy answer and N - 1 samples first; when they all agree, no more are drawn (0: all at once).")] = None,
-    then_over: Annotated[str | None, typer.Option(help="Tutors, --mode vote --agree-first N: the mode of the samples drawn when the first round disagrees (default: --vote-over).")] = None,
-    first_round: Annotated[int | None, typer.Option(help="Tutors, --mode vote --agree-first N: answers in the first round; when N of them agree (2 of 3, say), no more are drawn (0: N, they must all agree).")] = None,
-    time_budget: Annotated[float | None, typer.Option(help="Tutors, --mode vote: seconds a vote may take; then the samples still being drawn stop and those finished vote (default: a trained tutor's tutor.solve, else no limit).")] = None,
+    solve: Annotated[list[str] | None, typer.Option("--solve", help="Tutors, " + SOLVE_HELP)] = None,
 ) -> None:
     """Score a model on a labelled file. Classifiers: the task's metrics. Tutors: final-answer accuracy
     (math-verify), ROUGE, BLEU, perplexity, refusal rates.
@@ -121,11 +125,10 @@ def evaluate(
     """
     from ..inference import evaluate_file
     from ..models.saved import read_manifest
-    from ..models.solve import overridden
+    from ..models.solving.settings import overridden
     from ..tasks import is_generative, task_class
 
-    overrides = solving_options(mode, votes, vote_over, tiebreak, agree_first, then_over, first_round,
-                                time_budget)
+    overrides = solve_overrides(mode, solve)
     if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
                                                               or str(model_dir).endswith(".gguf")):
         from ..models.generate import pretrained_solving
@@ -143,7 +146,7 @@ def evaluate(
     task = manifest["task"]
     if is_generative(task_class(task)):
         from ..models.generate import saved_solving
-        from ..models.solve import runnable
+        from ..models.solving.settings import runnable
         from ..train.tutor_eval import evaluate_tutor_file
 
         solving = overridden(runnable(saved_solving(model_dir, manifest), str(model_dir)), **overrides)

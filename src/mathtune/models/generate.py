@@ -22,7 +22,7 @@ from ..tasks.tutor import DEFAULT_PROMPT, DEFAULT_STOPS, TutorPrompt, messages  
 from .device import place
 from .generation import Generation, Generator, cut_at_stop  # noqa: F401 (re-exported)
 from .llama_engine import DEFAULT_SLOTS, LlamaCppGenerator, xllamacpp_available
-from .solve import runnable
+from .solving.settings import runnable
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,9 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
 
 
 def pretrained_solving(model: str) -> SolveConfig:
-    """How a pretrained model solves unless told otherwise: the bundled model's measured best (models/registry.py),
-    else cot; cot where it needs programs and this host runs none. `serve`, `ask` and `evaluate` all start here."""
-    from .registry import BUNDLED_SOLVING
+    """How a pretrained model solves unless told otherwise: the bundled model's default preset (models/solving/
+    presets.py), else cot; cot where it needs programs and this host runs none. `serve`, `ask` and `evaluate` all
+    start here."""
+    from .solving.presets import default_settings
 
-    return runnable(SolveConfig.model_validate(BUNDLED_SOLVING.get(model, {})), model)
+    return runnable(default_settings(model), model)

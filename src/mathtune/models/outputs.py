@@ -92,13 +92,13 @@ def _fill(predictor, frame: pd.DataFrame, out: pd.DataFrame, rows) -> None:
 
 def tutor_frame(generator, questions: list, chunk: int = TUTOR_CHUNK) -> pd.DataFrame:
     """The tutor's answers, ``chunk`` problems at a time (each chunk decodes together on llama.cpp)."""
-    from .solve import solve_as
+    from .solving.solve import solve
 
     rows: list[dict] = []
     for start in range(0, len(questions), chunk):
         part = ["" if q is None else str(q).strip() for q in questions[start:start + chunk]]
         asked = [q for q in part if q and q.lower() != "nan"]
-        solved = iter(solve_as(generator, asked, generator.solving) if asked else [])
+        solved = iter(solve(generator, asked, generator.solving) if asked else [])
         for q in part:
             if not q or q.lower() == "nan":
                 rows.append({"final_answer": None, "answer": None, "method": None, REASON: "empty question"})

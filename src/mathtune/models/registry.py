@@ -38,20 +38,6 @@ BUNDLED = {
 }
 
 
-# How a bundled model solves when it is served or asked as a tutor without training (a request or `--mode` still
-# chooses): the most accurate mode bench/tutor_modes.py measured for it on 200 held-out GSM8K problems among those
-# a teacher waits at most 20 s for (median). Others: cot. Qwen2.5-Coder-1.5B on 2 cores: a vote over code answers
-# in two rounds (the greedy code answer and two code samples together, ended when two of the three agree, else
-# four more; chosen on dev problems by bench/vote_policies.py) 0.695 at a median 14.7 s; greedy code 0.630 at 6.4 s,
-# program 0.625 at 17.3 s, cot 0.58 at 11.5 s; adaptive over programs 0.780 on 109 but at 26.8 s. Its second
-# round stops after 60 s (bench/time_budget.py: on GSM8K no loss, the longest 107 s -> 79 s; on MATH-500's first 43
-# 0.488 against 0.465, the mean 67.6 s -> 36.4 s, the longest 195 s -> 78 s; its first 100: 0.52, median 27.2 s).
-# tests/test_docs.py checks this choice against bench/results/tutor_serving.json and time_budget.json.
-BUNDLED_SOLVING: dict[str, dict] = {"bundled:qwen2.5-coder-1.5b": {
-    "mode": "vote", "vote_over": "code", "samples": 7, "agree_first": 2, "first_round": 3, "tiebreak": "code",
-    "time_budget": 60.0}}
-# The longest median a default mode may take per problem (the tutor issue's bound for a classroom).
-DEFAULT_MODE_SECONDS = 20.0
 
 # Models joined from part packages into the cache on first use (models/assemble.py).
 SPLIT: dict[str, SplitModel] = {"qwen2.5-coder-1.5b": QWEN_CODER_15B, "mpnet": MPNET_BASE}

@@ -19,9 +19,9 @@ from .guards import RequestGuard, error_body, install_error_handlers
 from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .routes import build_router
+from .routes.tutor import build_tutor_router
 from .settings import ServeSettings
 from .shutdown import EndCutAnswers, Stopping
-from .tutor import build_tutor_router
 from .ui import mount_ui
 
 

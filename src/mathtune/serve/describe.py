@@ -29,5 +29,5 @@ def public_description(name: str, model, settings) -> dict:
         from ..config import SolveConfig
         from .tutor_service import within_time
 
-        info["solve"] = within_time(SolveConfig.model_validate(info["solve"]), settings.tutor_time_budget).model_dump()
+        info["solve"] = within_time(SolveConfig.model_validate(info["solve"]), settings.tutor_time_budget).model_dump(mode="json")
     return info

@@ -143,7 +143,7 @@ class ServedTutor:
         return {"source": self.source, "task": "tutor", "kind": "generator", "backend": self.generator.backend,
                 "labels": [], "validation": self.manifest.get("validation"), "tracking": self.manifest.get("tracking", {}),
                 "retrieval": bool(self.retriever), "retrieval_style": self.style if self.retriever else None,
-                "solve": self.generator.solving.model_dump(),  # what /v1/tutor does when a request does not say
+                "solve": self.generator.solving.model_dump(mode="json"),  # what /v1/tutor does when a request does not say
                 # whether requests join the same answer being made, answers kept and the most kept (serve/shared.py)
                 "shared_answers": {"joined": self.shared.join, "kept": len(self.shared), "size": self.shared.size},
                 # what model-written programs run behind: kernel, interpreter (an operator's opt-in) or none

@@ -37,7 +37,7 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
                        reporter=None, solving: SolveConfig | None = None) -> TutorEval:
     """Answer every pair (and each off-topic prompt) as ``solving`` says (cot, program, code or vote; default: the
     generator's own settings, a trained tutor's recipe) and score the answers."""
-    from ..models.solve import solve, solve_as
+    from ..models.solving.solve import solve
 
     solving = solving or generator.solving
     mode = solving.mode
@@ -47,21 +47,29 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
         reporter.start(f"generate ({generator.backend}, {mode})", len(questions) + len(off_topic))
     solutions = []
     for start, chunk in _batches(questions, batch_size if mode == "cot" else 1):
-        solutions += solve_as(generator, chunk, solving, contexts[start:start + len(chunk)], max_new_tokens)
+        solutions += solve(generator, chunk, solving, contexts[start:start + len(chunk)], max_new_tokens)
         if reporter:
             reporter.advance(len(chunk))
     refusals = []
-    single = solving.vote_over if mode == "vote" else mode  # an off-topic prompt is answered once, not voted on
+    single = str(solving.vote_over if mode == "vote" else mode)  # an off-topic prompt is answered once, not voted on
+    single = "cot" if single == "mixed" else single
     for _, chunk in _batches(list(off_topic), batch_size if single == "cot" else 1):
-        refusals += [s.answer for s in solve(generator, chunk, single, None, 48 if single == "cot" else 160)]
+        refusals += [s.answer for s in solve(generator, chunk, SolveConfig(mode=single), None,
+                                             48 if single == "cot" else 160)]
         if reporter:
             reporter.advance(len(chunk))
     metrics = solution_metrics(solutions, pairs, refusals, mode)
     return TutorEval(metrics, [s.answer for s in solutions], refusals, [s.final_answer for s in solutions])
 
 
+def per_problem(pairs: Pairs, evaluated: TutorEval) -> list[dict]:
+    """Each problem's question, reference answer, final answer and whole answer."""
+    return [{"question": q, "reference": a, "final_answer": f, "answer": o}
+            for q, a, f, o in zip(pairs.questions, pairs.answers, evaluated.finals, evaluated.outputs, strict=True)]
+
+
 def solution_metrics(solutions: Sequence, pairs: Pairs, refusals: Sequence[str], mode: str) -> dict:
-    """Scores of ``solutions`` (models/solve.py Solution, one per pair, in order) against ``pairs``, with the
+    """Scores of ``solutions`` (models/solving Solution, one per pair, in order) against ``pairs``, with the
     answers given to off-topic prompts (``refusals``)."""
     outputs = [s.answer for s in solutions]
     scored = [(s.final_answer, a) for s, a in zip(solutions, pairs.answers) if a is not None]
@@ -161,7 +169,7 @@ def evaluate_pretrained(model: str, data, backend: str = "auto", samples: int | 
     evaluated = evaluate_generator(generator, pairs, max_new_tokens, reporter=reporter, solving=solving)
     result = {"model": str(model), "data": path, "backend": generator.backend, **evaluated.metrics}
     if json_out:
-        write_json(json_out, result)
+        write_json(json_out, {**result, "problems": per_problem(pairs, evaluated)})
     return result
 
 
@@ -210,8 +218,8 @@ def evaluate_tutor_file(model_dir, data, backend: str = "transformers", samples:
     result = {"model": str(folder), "data": str(path), "backend": generator.backend, **tuned.metrics}
     if base:
         result["base"] = base.metrics
-    if json_out:
-        write_json(json_out, result)
+    if json_out:  # with each problem's answer, so a run can be compared with another door's or replayed
+        write_json(json_out, {**result, "problems": per_problem(pairs, tuned)})
     if report_out:
         notes = [f"data: {path} ({len(pairs.questions)} problems)", f"backend: {generator.backend}"]
         write_text(report_out, comparison_markdown(base, tuned, pairs, "Tutor evaluation", notes=notes))

@@ -153,7 +153,7 @@ def _tutor_manifest(recipe: Recipe, loaded, metrics: dict, gguf_name: str | None
         "prompt": TutorPrompt(system=cfg.system_prompt or SYSTEM_PROMPT).to_dict(),
         "max_new_tokens": cfg.max_new_tokens, "gguf": gguf_name,
         "retrieval": cfg.retrieval.model_dump() if cfg.retrieval.index else None,
-        "solve": cfg.solve.model_dump(),  # how it solves when asked or served without saying (tutor.solve)
+        "solve": cfg.solve.model_dump(mode="json"),  # how it solves when asked or served without saying (tutor.solve)
         "primary_metric": "perplexity",
         "validation": {"perplexity": metrics["fine_tuned"]["perplexity"],
                        "answer_accuracy": metrics["fine_tuned"].get("answer_accuracy"), "n": n_val},

@@ -1,4 +1,4 @@
-"""Prediction routes: one module per task (topic, misconception, products; the tutor is serve/tutor.py), a generic
+"""Prediction routes: one module per task (topic, misconception, products; the tutor's is routes/tutor.py), a generic
 route for any other registered task a served model has, and the MLflow / Azure ML scoring bodies (scoring.py)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from . import misconception, products, scoring, topic
 from .common import Predictions
 from .generic import add_generic_route
 
-# Tasks with routes of their own (the tutor's are in serve/tutor.py); a served model of any other registered task
+# Tasks with routes of their own (the tutor's are in routes/tutor.py); a served model of any other registered task
 # gets the generic route: POST /v1/<task.route> with {"rows": [{column: value}, ...]}.
 TASK_ROUTERS = {"topic": topic.build, "misconception": misconception.build, "products": products.build}
 DEDICATED = frozenset({*TASK_ROUTERS, "tutor"})

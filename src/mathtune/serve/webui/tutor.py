@@ -8,13 +8,17 @@ that are not math with a short refusal, without asking the model.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import threading
 import time
 
-from ...models.solve import PROGRAM_MODES, STREAMED_MODES, Method, overridden, stopped_because
-from ...tasks.scope import REFUSAL, with_history
-from ..tutor_service import QuestionError, TutorService
+from ...errors import MathtuneError
+from ...models.solving.presets import PRESETS
+from ...models.solving.values import PROGRAM_MODES, Method, Piece
+from ...models.solving.vote import stopped_because
+from ...tasks.scope import REFUSAL
+from ..tutor_service import QuestionError, TutorAsk, TutorService
 from .common import MEASURED, SHOW_CHAT_JS, error_update, percent, plain_error
 from .render import LATEX, answer_markdown, math_markdown, settled, with_unit
 
@@ -52,14 +56,7 @@ def model_line(model) -> str:
     measured = MEASURED.get(model.source)
     name = model.source if model.source.startswith("bundled:") else (model.manifest.get("base_model") or model.source)
     if measured:
-        names = {"cot": "step by step", "program": "with a program", "code": "with a commented program",
-                 "vote": "by a vote of 5", "vote(program)": "by a vote of 5 programs",
-                 "adaptive(program)": "by 2 agreeing programs or a vote of 5",
-                 "adaptive(code)": "by 2 agreeing commented programs or a vote of 5",
-                 "adaptive(code,program)": "by 2 agreeing commented programs or a vote of 5 programs",
-                 "adaptive(code,2of3)": "by 2 of 3 agreeing commented programs or a vote of 7",
-                 "vote(mixed)": "by a vote of 5 mixed answers",
-                 "vote+program": "by a vote of 5 with a program breaking ties"}
+        names = {name: preset.label for name, preset in PRESETS.items()}
         # the figures measured on enough problems to mean something (100 or more), the best first: a few, not all
         sizes = measured.get("n", {})
         solid = [(m, v) for m, v in measured["gsm8k"].items() if sizes.get(f"gsm8k {m}", 0) >= 100]
@@ -213,126 +210,112 @@ def _retry(answer):
     return retry
 
 
+async def answer_events(tutor: TutorService, ask: TutorAsk, timeout_s: float):
+    """The service's answer to ``ask``: the ``Answering`` first (its checks done, its place in the line held), then its
+    events; a page closed or Stop pressed ends generation at the next token, and past ``timeout_s`` it is stopped."""
+    answering = await tutor.begin(ask)
+    yield answering
+    stop = threading.Event()
+    events = answering.events(stop).__aiter__()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(events.__anext__(), max(deadline - time.monotonic(), 0.001))
+            except StopAsyncIteration:
+                return
+            except asyncio.TimeoutError:
+                raise TimeoutError("The tutor took too long and was stopped. Ask a shorter question, or try "
+                                   "again.") from None
+            yield event
+    finally:
+        stop.set()
+        answering.release()
+
+
 def _continue(gr, state, model):
-    answer_stream = _streamer(state, model)
+    tutor = TutorService(model, state.settings)
 
     async def cont(turns):
         if not turns or not turns[-1].get("truncated"):
             yield render(turns or []), turns, gr.update(), error_update(None), gr.update(visible=False)
             return
         last = dict(turns[-1])
-        tutor = TutorService(model, state.settings)
-        try:  # the turns come from the browser: held to the same checks as a question sent anew
-            question = tutor.question(str(last.get("q", "")))
-            earlier = tutor.earlier([str(t.get("q", "")) for t in turns[:-1]])
-            so_far = str(last.get("a", ""))
+        so_far = str(last.get("a", ""))
+        question = str(last.get("q", ""))
+        # the turns come from the browser: held to the same checks as a question sent anew
+        ask = TutorAsk(question, history_pairs(turns[:-1]), {"mode": "cot"}, stream=True,
+                       prompt=f"{question.strip()}\n\nYour answer so far was cut off:\n{so_far}\n\n"
+                              "Continue it from exactly where it stops; do not repeat it.")
+        try:
             if len(so_far) > state.settings.max_text_chars:
                 raise QuestionError("the answer to continue is longer than this server takes; ask the question anew")
-            if tutor.out_of_scope(question, earlier):
+            events = answer_events(tutor, ask, state.settings.ui_timeout_s)
+            answering = await events.__anext__()
+            if answering.refusal is not None:
                 raise QuestionError(REFUSAL)
-        except QuestionError as err:
+        except MathtuneError as err:
             yield render(turns), turns, gr.update(), error_update(str(err)), gr.update(visible=False)
             return
-        prompt = (f"{question}\n\nYour answer so far was cut off:\n{so_far}\n\n"
-                  "Continue it from exactly where it stops; do not repeat it.")
+        except Exception as exc:  # noqa: BLE001 - a full line, say: the message says when to come back
+            yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
+            return
         try:
-            async for text, info in answer_stream(prompt, 0.0, None):  # noqa: B007 - the last info is read after
-                last.update(a=turns[-1]["a"] + text, truncated=False)
-                yield render(turns[:-1] + [last]), turns, gr.update(), error_update(None), gr.update(visible=False)
+            async for event in events:
+                if isinstance(event, Piece):
+                    last.update(a=last["a"] + event.text, truncated=False)
+                    yield render(turns[:-1] + [last]), turns, gr.update(), error_update(None), gr.update(visible=False)
+                else:
+                    last.update(truncated=event.solution.truncated, final=tutor.final_answer(last["a"]))
         except Exception as exc:  # noqa: BLE001
             yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
             return
-        last.update(truncated=bool(info.get("truncated")), final=tutor.final_answer(last["a"]))
         new = turns[:-1] + [last]
-        yield render(new), new, gr.update(), error_update(None), gr.update(visible=last["truncated"])
+        yield render(new), new, gr.update(), error_update(None), gr.update(visible=bool(last.get("truncated")))
     return cont
-
-
-def _streamer(state, model):
-    """An async iterator of (text so far, info) for one cot answer; stops at the UI's time limit."""
-    tutor = TutorService(model, state.settings)
-    budget = tutor.budget()
-
-    async def stream(prompt: str, temperature: float, seed, mode: str = "cot"):
-        context, _ = await tutor.retrieve(prompt)
-        cancel, info, text = threading.Event(), {}, ""
-        deadline = time.monotonic() + state.settings.ui_timeout_s
-        # the API's line (when it is full, the message says when to try again); none for a kept stream
-        shared = tutor.is_kept(prompt, context, budget, temperature=temperature, seed=seed, mode=mode)
-        started = None if shared else tutor.gate.enter()
-        try:
-            async for piece in tutor.shared_pieces(prompt, context, budget, cancel, info, temperature, seed, mode,
-                                                   place=shared):
-                text += piece
-                yield text, info
-                if time.monotonic() > deadline:
-                    raise TimeoutError("The tutor took too long and was stopped; the answer so far is shown. "
-                                       "Ask a shorter question, or try again.")
-        finally:
-            cancel.set()  # Stop pressed, the page closed, or the time ran out: generation ends at the next token
-            if started is not None:
-                tutor.gate.leave(started)
-        yield text, info
-    return stream
 
 
 def _answerer(gr, state, model):
     settings = state.settings
-    stream_text = _streamer(state, model)
     tutor = TutorService(model, settings)
-    budget = tutor.budget()
 
     async def answer(text, turns, mode, temperature=0.0, seed=None):
         turns = list(turns or [])
         if not (text or "").strip():
             yield render(turns), turns, text, error_update("Type a question first."), gr.update()
             return
+        ask = TutorAsk(text, history_pairs(turns), {"mode": mode}, stream=True, temperature=temperature, seed=seed)
+        events = answer_events(tutor, ask, settings.ui_timeout_s)
         try:
-            q = tutor.question(text)
+            answering = await events.__anext__()
         except QuestionError as err:
             yield render(turns), turns, text, error_update(f"Your {err}."), gr.update()
             return
-        history = history_pairs(turns)
-        prompt, dropped = with_history(q, history)
-        cut = (f" The {dropped} oldest question{'s' if dropped > 1 else ''} of this chat did not fit and "
-               f"{'were' if dropped > 1 else 'was'} left out." if dropped else "")
-        if tutor.out_of_scope(q, [h[0] for h in history]):
+        except Exception as exc:  # noqa: BLE001 - a full line or a mode this host cannot run: said beside the box
+            yield render(turns), turns, text, error_update(plain_error(exc)), gr.update()
+            return
+        q = answering.ask.question.strip()
+        if answering.refusal is not None:
+            await events.aclose()
             new = turns + [{"q": q, "a": REFUSAL, "final": None, "note": None}]
             yield render(new), new, "", error_update(None), gr.update(visible=False)
             return
+        dropped = answering.dropped
+        cut = (f" The {dropped} oldest question{'s' if dropped > 1 else ''} of this chat did not fit and "
+               f"{'were' if dropped > 1 else 'was'} left out." if dropped else "")
         turn = {"q": q, "a": "", "final": None, "note": None, "streaming": True}
         yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
         try:
-            if mode in STREAMED_MODES:  # cot and program stream; a program's checked answer replaces what was written
-                info = {}
-                async for partial, info in stream_text(prompt, temperature, seed, mode):  # noqa: B007 - read after
-                    turn.update(a=partial, streaming=True)
+            async for event in events:
+                if isinstance(event, Piece):  # a program's checked answer replaces what was written
+                    turn.update(a=turn["a"] + event.text, streaming=True)
                     yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
+                    continue
+                solution = event.solution
                 turn.pop("streaming", None)
-                solution = info.get("solution")
-                if solution is not None:
-                    turn.update(a=solution.answer, final=solution.final_answer,
-                                truncated=bool(info.get("truncated")),
-                                note=how_checked(solution, MEASURED.get(model.source))
-                                + REUSED.get(info.get("reused"), "") + cut)
-                else:
-                    turn.update(final=tutor.final_answer(turn["a"]), truncated=bool(info.get("truncated")),
-                                note=COT_NOTE + REUSED.get(info.get("reused"), "") + cut)
-            else:
-                import asyncio
-
-                context, _ = await tutor.retrieve(prompt)
-                solving = overridden(tutor.solving, mode=mode)  # the tutor's own vote settings stay
-                stop = threading.Event()  # Stop, a closed page or the time limit: the vote's samples stop too
-                try:
-                    # "Try again" draws the vote's samples with another seed: a new vote, not the shared one
-                    solution, reuse = await asyncio.wait_for(tutor.answer(prompt, context, solving, budget, stop,
-                                                                          seed=seed or 0), settings.ui_timeout_s)
-                finally:
-                    stop.set()
-                turn.pop("streaming", None)
-                turn.update(a=solution.answer, final=solution.final_answer,
-                            note=how_checked(solution, MEASURED.get(model.source)) + REUSED.get(reuse, "") + cut)
+                turn.update(a=solution.answer, final=solution.final_answer, truncated=solution.truncated,
+                            note=how_checked(solution, MEASURED.get(model.source)) + REUSED.get(str(event.reused), "")
+                            + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
             yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)
             return

@@ -22,7 +22,7 @@ def client(tutor_dir):
 def test_ready_and_listed(client):
     ready = client.get("/readyz").json()
     assert ready["ready"] is True and ready["models"]["tutor"]["ready"] is True
-    models = client.get("/v1/models").json()
+    models = client.get("/v1/mathtune/models").json()
     assert models["tutor"]["kind"] == "generator" and models["tutor"]["backend"] == "transformers"
     assert models["tutor"]["retrieval"] is True and models["tutor"]["retrieval_style"] == "examples"
 
@@ -244,7 +244,7 @@ def test_a_tutor_solves_as_its_recipe_says_unless_a_request_says_otherwise(clien
     (folder / "mathtune.json").write_text(json.dumps(manifest))
     voting = TestClient(create_app([str(folder)], ServeSettings(max_text_chars=200, tutor_max_new_tokens=8)))
     # a tutor saved before agree_first existed solves as it did: every sample at once
-    assert voting.get("/v1/models").json()["tutor"]["solve"] == {**manifest["solve"], "agree_first": 0, "then_over": None, "first_round": 0, "time_budget": None}
+    assert voting.get("/v1/mathtune/models").json()["tutor"]["solve"] == {**manifest["solve"], "agree_first": 0, "then_over": None, "first_round": 0, "time_budget": None}
     body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False}).json()
     assert body["method"] == "vote(program)" and body["samples_drawn"] == 2, body  # k = 2: one sample never decides
     body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False, "vote_over": "cot"}).json()
@@ -260,7 +260,7 @@ def test_a_pretrained_model_is_served_as_the_tutor_without_training(tiny_chat_ll
     assert client.get("/readyz").json()["models"]["tutor"]["ready"] is True
     answer = client.post("/v1/tutor", json={"question": "what is 2 plus 2?"})
     assert answer.status_code == 200 and answer.json()["method"] == "cot"
-    assert client.get("/v1/models").json()["tutor"]["plots"] == []
+    assert client.get("/v1/mathtune/models").json()["tutor"]["plots"] == []
 
 
 @pytest.mark.parametrize("field,value,needle", [
@@ -353,9 +353,9 @@ def test_the_same_request_again_is_the_kept_answer_streamed_or_not(tutor_dir):
     assert tokens == tokens_again and done["answer"] == done_again["answer"]
     metrics = client.get("/metrics").text
     assert 'mathtune_tutor_answers_total{reuse="cache"}' in metrics
-    shared = client.get("/v1/models").json()["tutor"]["shared_answers"]
+    shared = client.get("/v1/mathtune/models").json()["tutor"]["shared_answers"]
     assert shared == {"joined": True, "size": 16, "kept": 3}  # the answer, the other budget's, the stream
-    assert client.get("/v1/models").json()["tutor"]["shared_answers"]["kept"] == 3
+    assert client.get("/v1/mathtune/models").json()["tutor"]["shared_answers"]["kept"] == 3
     kept_off = TestClient(create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=8)))  # the default keeps none
     assert [kept_off.post("/v1/tutor", json=body).json()["reused"] for _ in range(2)] == ["none", "none"]
 
@@ -419,7 +419,7 @@ def test_a_hostile_program_from_the_model_stays_in_the_sandbox(client, monkeypat
     assert "No such file or directory" in body["program_output"] and "Operation not permitted" in body["program_output"]
     assert not marker.exists()
     assert client.get("/readyz").status_code == 200  # the server lives
-    assert client.get("/v1/models").json()["tutor"]["sandbox"]["kind"] == "kernel"
+    assert client.get("/v1/mathtune/models").json()["tutor"]["sandbox"]["kind"] == "kernel"
 
 
 def test_program_modes_are_422_where_the_host_runs_no_programs(client, monkeypatch):
@@ -434,7 +434,7 @@ def test_program_modes_are_422_where_the_host_runs_no_programs(client, monkeypat
             assert response.status_code == 422 and "runs no" in response.json()["error"], response.text
             assert "mode cot" in response.json()["error"]
         assert client.post("/v1/tutor", json={"question": "what is 3 plus 3?", "mode": "cot"}).status_code == 200
-        assert client.get("/v1/models").json()["tutor"]["sandbox"]["kind"] == "none"
+        assert client.get("/v1/mathtune/models").json()["tutor"]["sandbox"]["kind"] == "none"
     finally:
         run._probe.cache_clear()
 

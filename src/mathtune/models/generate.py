@@ -233,6 +233,12 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
             generator = TransformersGenerator(place(loaded.model), loaded.tokenizer, threads=threads, tutor_prompt=saved)
         generator.solving = runnable(saved_solving(folder, manifest), str(folder))
         return generator
+    if str(model).startswith("openai:"):  # an OpenAI-compatible server: the tutor's solving here, tokens there
+        from .openai_engine import EngineAddress, OpenAIEngineGenerator
+
+        engine = OpenAIEngineGenerator(EngineAddress.parse(str(model)), workers=max(slots, 8))
+        engine.solving = runnable(engine.solving, str(model))
+        return engine
     source = resolve(str(model))
     if backend == "auto":
         backend = "llama.cpp" if source.gguf_file and xllamacpp_available() else "transformers"

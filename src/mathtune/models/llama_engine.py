@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 
-from ..config import SolveConfig
 from ..errors import ModelError
 from ..io import remove_orphans
-from ..tasks.tutor import DEFAULT_PROMPT, TutorPrompt, messages
-from .generation import Generation, cut_at_stop
+from ..tasks.tutor import DEFAULT_PROMPT, TutorPrompt
+from .chat_engine import ChatEngineGenerator
+from .generation import Generation
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +49,7 @@ def xllamacpp_available() -> bool:
     return importlib.util.find_spec("xllamacpp") is not None
 
 
-class LlamaCppGenerator:
+class LlamaCppGenerator(ChatEngineGenerator):
     """A GGUF model behind llama.cpp's server: thread-safe, ``slots`` sequences decoded together, ``sample`` draws k
     answers of one prompt as one batch."""
 
@@ -69,6 +67,7 @@ class LlamaCppGenerator:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning threads stalled a problem for 465 s (DESIGN.md)
         import xllamacpp
 
+        super().__init__(tutor_prompt, system_prompt, stops, workers=slots)
         params = xllamacpp.CommonParams()
         params.model.path = str(gguf_path)
         params.n_parallel, params.kv_unified = slots, True
@@ -80,9 +79,6 @@ class LlamaCppGenerator:
         params.api_keys = [secrets.token_urlsafe(32)]
         self.server = xllamacpp.Server(params)
         self.path, self.slots, self.n_ctx = str(gguf_path), slots, n_ctx
-        self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
-        self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
-        self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="mathtune-llama")
 
     # -- one completion request ------------------------------------------------------------------------------------
     def _body(self, chat: list[dict], max_new_tokens: int, temperature: float, seed: int | None,
@@ -96,7 +92,7 @@ class LlamaCppGenerator:
         if ignore_eos:
             body["ignore_eos"] = True
         if n > 1:
-            body["n_cmpl"] = n
+            body["n_cmpl"] = n  # llama.cpp's own name: one prompt, n sequences sharing its KV cache
         return body
 
     def _complete(self, body: dict, cancel: threading.Event | None = None, on_piece=None,
@@ -134,88 +130,8 @@ class LlamaCppGenerator:
         seconds = time.perf_counter() - start  # llama.cpp leaves the stop sequence out of the text
         return [Generation(t, k, seconds, f == "length") for t, k, f in zip(texts, tokens, finish)]
 
-    def _chat(self, question, context, system, prefix: str | None = None) -> list[dict]:
-        chat = messages(question, None, system or self.system_prompt, context, self.tutor_prompt)
-        if prefix:  # the answer so far: llama.cpp continues the last assistant message (tool-integrated reasoning)
-            chat.append({"role": "assistant", "content": prefix})
-        return chat
-
-    # -- the Generator protocol -------------------------------------------------------------------------------------
-    def generate(self, questions, max_new_tokens=256, contexts=None, ignore_eos=False, system=None,
-                 temperature: float = 0.0, seed: int | None = None, stops: Sequence[str] = (),
-                 prefix: str | None = None, cancel: threading.Event | None = None) -> list[Generation]:
-        """Answers to ``questions``, decoded together (one request each, in parallel slots); ``prefix`` begins each
-        (only what follows it is returned); ``cancel`` stops them all at the next token."""
-        contexts = list(contexts) if contexts is not None else [None] * len(questions)
-
-        def one(i: int) -> Generation:
-            body = self._body(self._chat(questions[i], contexts[i], system, prefix), max_new_tokens, temperature,
-                              None if seed is None else seed + i, stops, ignore_eos)
-            [result] = self._complete(body, cancel)
-            return Generation(cut_at_stop(result.text, body["stop"]), result.new_tokens, result.seconds,
-                              result.truncated)
-
-        if len(questions) == 1:
-            return [one(0)]
-        return list(self._pool.map(one, range(len(questions))))
-
-    def sample(self, question: str, k: int, max_new_tokens: int = 256, context=None, system: str | None = None,
-               temperature: float = 0.7, seed: int | None = None, stops: Sequence[str] = (),
-               cancel: threading.Event | None = None, on_finish=None, prefix: str | None = None) -> list[Generation]:
-        """k sampled answers of one prompt as one batch: the prompt is evaluated once, the k sequences share its
-        KV cache and decode together. ``on_finish(index, generation)`` sees each answer as it ends; once
-        ``cancel`` is set the others stop at their next token and only the finished answers are returned.
-        ``prefix`` begins each answer (only what follows it is returned)."""
-        body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops,
-                          n=k)
-        finished: dict[int, Generation] = {}
-
-        def done(i: int, g: Generation) -> None:
-            finished[i] = Generation(cut_at_stop(g.text, body["stop"]), g.new_tokens, g.seconds, g.truncated)
-            if on_finish is not None:
-                on_finish(i, finished[i])
-
-        self._complete(body, cancel, on_finish=done)
-        return [finished[i] for i in sorted(finished)]
-
-    def continue_answer(self, question: str, prefix: str, max_new_tokens: int = 256, context=None,
-                        system: str | None = None, stops: Sequence[str] = (), temperature: float = 0.0,
-                        seed: int | None = None) -> Generation:
-        """The rest of an answer that begins with ``prefix`` (returned without it)."""
-        body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops)
-        [rest] = self._complete(body)  # streamed: only what llama.cpp added to the prefix
-        return Generation(cut_at_stop(rest.text, body["stop"]), rest.new_tokens, rest.seconds, rest.truncated)
-
-    def stream(self, question, max_new_tokens=256, context=None, cancel=None, temperature=0.0, seed=None,
-               info=None, prefix: str | None = None, stops: Sequence[str] = (), system: str | None = None) -> Iterator[str]:
-        """Pieces as llama.cpp makes them. Closing the iterator or setting ``cancel`` ends the request at the next
-        token and frees its slot."""
-        cancel = cancel or threading.Event()
-        pieces: queue.Queue = queue.Queue()
-        done = object()
-
-        def run():
-            try:
-                body = self._body(self._chat(question, context, system, prefix), max_new_tokens, temperature, seed, stops)
-                [result] = self._complete(body, cancel, lambda _i, text: pieces.put(text))
-                if info is not None:
-                    info.update(new_tokens=result.new_tokens, truncated=result.truncated)
-                pieces.put(done)
-            except Exception as err:  # noqa: BLE001 - raised again in the reading thread
-                pieces.put(err)
-
-        worker = threading.Thread(target=run, daemon=True, name="mathtune-llama-stream")
-        worker.start()
-        try:
-            while (item := pieces.get()) is not done:
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            cancel.set()
-
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        super().close()
         self.server = None
         shutil.rmtree(self._private, ignore_errors=True)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 from fastapi import FastAPI, Response
@@ -18,7 +19,9 @@ from .describe import public_description
 from .guards import RequestGuard, error_body, install_error_handlers
 from .models import ServedModel, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
+from .openai_errors import OpenAIErrors
 from .routes import build_router
+from .routes.openai import build_openai_router
 from .routes.tutor import build_tutor_router
 from .settings import ServeSettings
 from .shutdown import EndCutAnswers, Stopping
@@ -38,7 +41,8 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
                 for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}
     state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers,
-                            wrong_keys=WrongKeys(settings.wrong_keys_per_minute), stopping=Stopping())
+                            wrong_keys=WrongKeys(settings.wrong_keys_per_minute), stopping=Stopping(),
+                            started=time.time())
     if "tutor" in models and getattr(models["tutor"], "gate", None) is not None:
         metrics.watch_tutor_line(models["tutor"].gate)
     for name, model in models.items():
@@ -53,6 +57,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     # outermost last: monitoring -> CORS (preflights carry no key) -> API key -> body guard -> routes
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(ApiKeyMiddleware, settings=settings, wrong_keys=state.wrong_keys)
+    app.add_middleware(OpenAIErrors)  # the OpenAI routes' errors, whichever layer made them, in OpenAI's shape
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
@@ -60,6 +65,7 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     app.add_middleware(EndCutAnswers)  # outermost: a request the shutdown cancels still ends as JSON or an event
     app.include_router(build_router(state))
     app.include_router(build_tutor_router(state))
+    app.include_router(build_openai_router(state))
 
     mount_ui(app, state)
 
@@ -75,10 +81,15 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
 
     @app.get("/readyz", summary="Readiness: every model is loaded and answered its warm-up request")
     async def readyz():
-        ready = bool(models) and all(m.ready for m in models.values())
-        body = {"ready": ready, "models": {n: {"source": m.source, "ready": m.ready} for n, m in models.items()}}
+        states = {n: await run_in_threadpool(m.readiness) if hasattr(m, "readiness") else (m.ready, "")
+                  for n, m in models.items()}
+        ready = bool(models) and all(ok for ok, _ in states.values())
+        body = {"ready": ready, "models": {n: {"source": models[n].source, "ready": ok, **({"why": why} if why else {})}
+                                          for n, (ok, why) in states.items()}}
         if not ready:
-            return error_body(503, "not ready: no model loaded" if not models else "not ready: a model is still loading", body)
+            why = "no model loaded" if not models else "; ".join(f"{n}: {w or 'still loading'}"
+                                                                  for n, (ok, w) in states.items() if not ok)
+            return error_body(503, f"not ready: {why}", body)
         return body
 
     def drift_reports() -> dict:
@@ -96,7 +107,8 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
     async def drift() -> dict:
         return await run_in_threadpool(drift_reports)
 
-    @app.get("/v1/models", summary="The served models and their validation metrics")
+    @app.get("/v1/mathtune/models", summary="The served models with mathtune's details: validation metrics, "
+                                            "solving settings, time budget, sandbox, plots")
     async def list_models() -> dict:
         return {name: public_description(name, m, settings) for name, m in models.items()}
 

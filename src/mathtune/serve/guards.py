@@ -143,6 +143,10 @@ def install_error_handlers(app, internal: bool = True) -> None:
 
     @app.exception_handler(MathtuneError)
     async def user_error(request: Request, exc: MathtuneError):
+        from ..models.openai_engine import EngineUnavailable
+
+        if isinstance(exc, EngineUnavailable):  # the tutor's remote engine is down: not the request's fault
+            return error_body(503, f"the tutor's engine is unavailable: {exc}", headers={"Retry-After": "10"})
         return error_body(422, str(exc))
 
     if not internal:

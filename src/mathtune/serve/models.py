@@ -150,6 +150,13 @@ class ServedTutor:
                 "sandbox": current_boundary().as_dict(),
                 "folder": str(self.folder) if self.folder else ""}
 
+    def readiness(self) -> tuple[bool, str]:
+        """Whether the tutor answers now: loaded and warmed up, and a remote engine reachable (and why not)."""
+        if not self.ready:
+            return False, "still loading"
+        alive = getattr(self.generator, "alive", None)
+        return alive() if alive is not None else (True, "")
+
     def retrieve(self, question: str, k: int | None = None) -> tuple[str | None, list]:
         if self.retriever is None:
             return None, []
@@ -183,6 +190,12 @@ def engine_for(model: ServedTutor, settings) -> ServedTutor:
     model.gate = TutorGate(parallel, waiting)
     model.shared = SharedAnswers(settings.tutor_answer_cache if settings else 0,
                                  join=settings.tutor_share_answers if settings else True)
+    if hasattr(generator, "alive"):  # a remote engine: the server starts without it; /readyz says when it answers
+        model.ready = True
+        ok, why = generator.alive()
+        if not ok:
+            log.error("the tutor's engine does not answer yet: %s", why)
+        return model
     model.executor.submit(generator.generate, ["What is 1 + 1?"], 4).result()
     model.ready = True
     return model

@@ -83,6 +83,7 @@ test: install-all browser sandbox promtool
 # Lint and import order (ruff, configured in pyproject.toml); .ci/run runs it before the tests.
 lint: install-all
 	$(VENV)/bin/ruff check src tests bench deploy
+	$(VENV)/bin/mypy src/mathtune/serve src/mathtune/models/solving
 
 test-fast: install-all sandbox
 	$(VENV)/bin/pytest -q -m "not slow" $(PYTEST_PARALLEL)

@@ -46,29 +46,16 @@ def served(args: list[str], env: dict[str, str] | None = None, ready_within: flo
         proc.wait(timeout=20)
 
 
-LLAMA_SERVER = """
-import sys, time
-import xllamacpp
-params = xllamacpp.CommonParams()
-params.model.path, params.n_parallel, params.n_ctx = sys.argv[1], 4, 8192
-params.hostnames, params.port, params.api_keys = ["127.0.0.1"], int(sys.argv[2]), [sys.argv[3]]
-params.cpuparams.n_threads = params.cpuparams_batch.n_threads = 2
-params.verbosity = -1
-server = xllamacpp.Server(params)
-print("ready", flush=True)
-while True:
-    time.sleep(3600)
-"""
-
 
 @contextmanager
 def llama_server(gguf: str, key: str, ready_within: float = 60.0) -> Iterator[str]:
-    """llama.cpp's own OpenAI-compatible HTTP server (xllamacpp's Server, listening on a TCP port as llama-server
-    does) for ``gguf``, behind ``key``, once it answers: its base URL (``http://127.0.0.1:P/v1``)."""
+    """llama.cpp's own OpenAI-compatible HTTP server (mathtune.models.llama_server: xllamacpp's Server on a TCP port,
+    as llama-server runs) for ``gguf``, behind ``key``, once it answers: its base URL (``http://127.0.0.1:P/v1``)."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", LLAMA_SERVER, gguf, str(port), key],
-                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "mathtune.models.llama_server", gguf, "--port", str(port),
+                             "--key-env", "LLAMA_SERVER_KEY", "--threads", "2", "--ctx", "2048"],
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "LLAMA_SERVER_KEY": key},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     try:
         deadline = time.time() + ready_within

@@ -104,7 +104,7 @@ def log_cmd(
 @app.command()
 @handle_errors
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="A model folder written by `mathtune train`; for a tutor also a pretrained model (bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id).")],
+    model_dir: Annotated[str, typer.Argument(help="A model folder written by `mathtune train`; for a tutor also a pretrained model (bundled:qwen2.5-coder-1.5b, a .gguf file, a hub id) or an OpenAI-compatible engine (openai:http://HOST:PORT/v1).")],
     data: Annotated[Path, typer.Option("--data", help="Labelled CSV/JSONL/Parquet file.")],
     json_out: Annotated[Path | None, typer.Option("--json", help="Write all metrics to this JSON file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write the confusion matrix PNG here.")] = None,
@@ -129,8 +129,8 @@ def evaluate(
     from ..tasks import is_generative, task_class
 
     overrides = solve_overrides(mode, solve)
-    if not (Path(model_dir) / "mathtune.json").is_file() and (str(model_dir).startswith("bundled:")
-                                                              or str(model_dir).endswith(".gguf")):
+    pretrained = model_dir.startswith(("bundled:", "openai:")) or model_dir.endswith(".gguf")
+    if pretrained and not (Path(model_dir) / "mathtune.json").is_file():
         from ..models.generate import pretrained_solving
         from ..train.tutor_eval import evaluate_pretrained
 
@@ -142,6 +142,7 @@ def evaluate(
                                           None if label_column == "label" else label_column, json_out, reporter)
         out.print(metrics_table(metrics, f"{data} ({metrics['backend']}, {solving.mode})", "tutor"))
         return
+    model_dir = Path(model_dir)
     manifest = read_manifest(model_dir)
     task = manifest["task"]
     if is_generative(task_class(task)):

@@ -237,7 +237,7 @@ def load_tutor(model: str | os.PathLike, backend: str = "transformers", threads:
         from .openai_engine import EngineAddress, OpenAIEngineGenerator
 
         engine = OpenAIEngineGenerator(EngineAddress.parse(str(model)), workers=max(slots, 8))
-        engine.solving = runnable(engine.solving, str(model))
+        engine.solving = pretrained_solving(str(model))
         return engine
     source = resolve(str(model))
     if backend == "auto":
@@ -258,6 +258,11 @@ def pretrained_solving(model: str) -> SolveConfig:
     """How a pretrained model solves unless told otherwise: the bundled model's default preset (models/solving/
     presets.py), else cot; cot where it needs programs and this host runs none. `serve`, `ask` and `evaluate` all
     start here."""
-    from .solving.presets import default_settings
+    from .solving.presets import PRESETS, default_settings
 
+    if model.startswith("openai:"):  # a remote engine: the preset its name gives, else cot
+        from .openai_engine import EngineAddress
+
+        preset = EngineAddress.parse(model).preset
+        return runnable(PRESETS[preset].settings if preset else SolveConfig(), model)
     return runnable(default_settings(model), model)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..config import SolveConfig
+from ..tasks.tutor import TutorPrompt
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Generation:
 
 class Generator(Protocol):
     backend: str
+    tutor_prompt: TutorPrompt  # the tutor's prompt: its layout, stops and how a final answer is read
     solving: SolveConfig  # how this tutor solves when a caller does not say: a trained tutor's recipe, else defaults
     parallel: bool        # concurrent calls decode together (llama.cpp); False: one at a time (transformers)
 

@@ -94,8 +94,6 @@ class OpenAIEngineGenerator(ChatEngineGenerator):
         self.takes_n: bool | None = None  # learnt from the first vote: whether the engine draws n answers at once
         self.model = address.model or self._only_model()
         self.path = address.label
-        if address.preset:
-            self.solving = PRESETS[address.preset].settings
 
     # -- the engine ------------------------------------------------------------------------------------------------
     def _get(self, path: str, timeout: float | None = None) -> dict:

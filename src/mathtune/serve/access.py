@@ -105,7 +105,8 @@ class ApiKeyMiddleware:
         self.app, self.settings, self.wrong_keys = app, settings, wrong_keys
 
     def _session(self, headers: Headers) -> bool:
-        return session_valid(cookie(headers, SESSION_COOKIE), self.settings.api_key)
+        key = self.settings.api_key
+        return key is not None and session_valid(cookie(headers, SESSION_COOKIE), key)
 
     def _key(self, path: str, token: str | None) -> bool:
         return key_matches(token, self.settings.api_key) or \

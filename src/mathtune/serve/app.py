@@ -17,7 +17,7 @@ from .access import ApiKeyMiddleware, WrongKeys
 from .batching import MicroBatcher
 from .describe import public_description
 from .guards import RequestGuard, error_body, install_error_handlers
-from .models import ServedModel, load_models, load_pretrained_tutor
+from .models import Served, load_models, load_pretrained_tutor
 from .monitoring import Metrics, MonitoringMiddleware
 from .openai_errors import OpenAIErrors
 from .routes import build_router
@@ -28,7 +28,7 @@ from .shutdown import EndCutAnswers, Stopping
 from .ui import mount_ui
 
 
-def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettings | None = None,
+def create_app(models: dict[str, Served] | list[str], settings: ServeSettings | None = None,
                backend: str = "torch") -> FastAPI:
     settings = settings or ServeSettings()
     if isinstance(models, list):
@@ -38,13 +38,14 @@ def create_app(models: dict[str, ServedModel] | list[str], settings: ServeSettin
             raise ModelError(f"--tutor {settings.tutor}: a tutor model is already served ({models['tutor'].source})")
         models["tutor"] = load_pretrained_tutor(settings.tutor, settings)
     metrics = Metrics()
-    batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)
+    batchers = {name: MicroBatcher(model, settings.batch_rows, settings.batch_wait_ms)  # type: ignore[arg-type]
                 for name, model in models.items() if name != "tutor"} if settings.micro_batching else {}
     state = SimpleNamespace(settings=settings, models=models, metrics=metrics, batchers=batchers,
                             wrong_keys=WrongKeys(settings.wrong_keys_per_minute), stopping=Stopping(),
                             started=time.time())
-    if "tutor" in models and getattr(models["tutor"], "gate", None) is not None:
-        metrics.watch_tutor_line(models["tutor"].gate)
+    gate = getattr(models.get("tutor"), "gate", None)
+    if gate is not None:
+        metrics.watch_tutor_line(gate)
     for name, model in models.items():
         metrics.model_load.labels(model=name).set(model.load_seconds)
         metrics.model_ready.labels(model=name).set(1 if model.ready else 0)

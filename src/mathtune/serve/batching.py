@@ -49,6 +49,7 @@ class MicroBatcher:
     async def _collect(self) -> list[_Pending]:
         """The next batch: everything queued while the model was busy (no added latency when idle), plus what
         arrives within max_wait when that is set."""
+        assert self.queue is not None  # made by the first submit
         first = await self.queue.get()
         batch, rows = [first], len(first.frame)
         while rows < self.max_batch and not self.queue.empty():

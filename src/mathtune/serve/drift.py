@@ -21,7 +21,7 @@ class DriftMonitor:
         self.reference = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
         self.num_labels = num_labels
         self.min_samples = min_samples
-        self.window = {name: deque(maxlen=window) for name in (*CONTINUOUS, "predicted_class")}
+        self.window: dict[str, deque] = {name: deque(maxlen=window) for name in (*CONTINUOUS, "predicted_class")}
         self.lock = threading.Lock()
         self.extractor = None
         if self.reference:

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -39,13 +39,17 @@ class Served(Protocol):
     (ServedTutor). ``generates`` tells them apart; nothing else asks which one it is."""
 
     source: str
-    name: str
     generates: bool
     ready: bool
     load_seconds: float
-    drift: object
-    manifest: dict
-    folder: Path | None
+    drift: Any
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def manifest(self) -> dict: ...
+    @property
+    def folder(self) -> Path | None: ...
 
     async def run(self, fn, *args): ...
     def describe(self) -> dict: ...
@@ -88,7 +92,7 @@ class ServedModel:
     def task(self):
         return self.predictor.task_object
 
-    drift: object = None
+    drift: Any = None
 
     def predict_frame(self, frame: pd.DataFrame, k: int, record: bool = True):
         """Top-k ids and probabilities for the rows of ``frame`` (the task's input columns), and notes.
@@ -112,15 +116,15 @@ class ServedTutor:
     """A tutor folder behind one generator (transformers or llama.cpp) and, optionally, a retrieval index."""
 
     source: str
-    folder: Path
+    folder: Path | None
     manifest: dict
-    generator: object
+    generator: Any  # a Generator (models/generation.py): transformers, llama.cpp or a remote engine
     load_seconds: float
-    retriever: object = None
+    retriever: Any = None
     k: int = 4
     style: str = "examples"  # how retrieved chunks reach the model (rag/retrieve.py STYLES)
     ready: bool = False
-    drift: object = None
+    drift: Any = None
     name: str = "tutor"
     executor: ThreadPoolExecutor = field(default_factory=model_thread)
     gate: TutorGate = field(default_factory=lambda: TutorGate(1, 8))
@@ -265,9 +269,9 @@ def warm_up_frame(served: ServedModel) -> pd.DataFrame:
     return served.task.example_frame(served.predictor.manifest)
 
 
-def load_models(sources: list[str], backend: str = "torch", settings=None) -> dict[str, ServedModel]:
+def load_models(sources: list[str], backend: str = "torch", settings=None) -> dict[str, Served]:
     """Load each model; with an ONNX backend, transformer models use their ONNX export (others stay as they are)."""
-    served: dict[str, ServedModel] = {}
+    served: dict[str, Served] = {}
     for source in sources:
         start = time.perf_counter()
         folder = resolve_source(source)

@@ -20,8 +20,9 @@ CODES = {401: "invalid_api_key", 429: "rate_limit_exceeded", 503: "overloaded"}
 def openai_error(status: int, body: dict) -> tuple[int, dict]:
     """The status and body an OpenAI client expects for ``body`` (mathtune's error)."""
     status = 400 if status == 422 else status
-    message = body.get("error") if isinstance(body.get("error"), str) else json.dumps(body)[:500]
-    details = body.get("details") if isinstance(body.get("details"), list) else []
+    error, listed = body.get("error"), body.get("details")
+    message: str = error if isinstance(error, str) else json.dumps(body)[:500]
+    details: list = listed if isinstance(listed, list) else []
     param = next((d.get("field") for d in details if isinstance(d, dict) and d.get("field")), None)
     code = "model_not_found" if status == 404 and "model" in message else CODES.get(status)
     return status, {"error": {"message": message, "type": TYPES.get(status, "server_error" if status >= 500 else

@@ -26,9 +26,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 Reuse = Literal["none", "cache", "joined"]
+S = TypeVar("S", bound="_Shared")
 POLL_SECONDS = 0.05  # how often a waiting request looks at its own stop signal (its client gone)
 
 
@@ -106,7 +107,7 @@ class SharedAnswers:
         with self._lock:
             self._done.clear()
 
-    def _enter(self, table: dict, key: str, new) -> tuple[_Shared, Reuse]:
+    def _enter(self, table: dict[str, S], key: str, new: Callable[[], S]) -> tuple[S, Reuse]:
         """Under the lock: the entry being made for ``key`` with one more waiter ("joined"), else a new one ("none"),
         which the next request for ``key`` joins when joining is on."""
         entry = table.get(key) if self.join else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import uvicorn
 
@@ -35,7 +35,8 @@ def stopped_event() -> str:
     return f"event: error\ndata: {json.dumps({'error': SHUTTING_DOWN})}\n\n"
 
 
-async def until_stopped(events: AsyncIterator[str], stopping: Stopping, check_every: float = 0.25) -> AsyncIterator[str]:
+async def until_stopped(events: AsyncGenerator[str, None], stopping: Stopping,
+                        check_every: float = 0.25) -> AsyncIterator[str]:
     """``events`` until ``stopping`` is set, then the stream's ``error`` event and the end. Each next event is
     awaited in a task of its own, so a vote that sends nothing for a minute still sees the flag; stopping or a
     client gone cancels that task, which ends the generation behind it at its next token."""
@@ -110,6 +111,6 @@ class GracefulServer(uvicorn.Server):
         self.stopping = stopping
 
     async def shutdown(self, sockets=None) -> None:
-        self.stopping.arm(self.config.timeout_graceful_shutdown - 0.5)
+        self.stopping.arm((self.config.timeout_graceful_shutdown or 30) - 0.5)
         await super().shutdown(sockets)
 

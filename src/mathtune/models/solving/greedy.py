@@ -4,6 +4,7 @@ the correction of a failed program: the model, shown the error in the next turn,
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from ...tasks.tutor import WorkedExamples
 from ..generation import Generation, Generator
@@ -71,10 +72,11 @@ def generate_in(generator: Generator, questions: list[str], mode: str, max_new_t
     """Greedy (or ``sampling``) answers in ``mode``; once ``cancel`` is set they stop at the next token, and a cot
     answer's Python block is no longer run."""
     system, prefix = PROMPTS[mode]
-    prefixed = {"prefix": prefix} if prefix else {}
-    cancelled = {"cancel": cancel} if cancel is not None else {}  # a generator that predates cancel: without one
+    extra: dict[str, Any] = {"prefix": prefix} if prefix else {}
+    if cancel is not None:  # a generator that predates cancel: without one
+        extra["cancel"] = cancel
     generations = generator.generate(questions, max_new_tokens, contexts, system=system, stops=PROGRAM_STOPS,
-                                     **prefixed, **cancelled, **sampling)
+                                     **extra, **sampling)
     if mode in PROGRAM_MODES:
         return [begun(prefix, g) for g in generations]
     if cancel is not None and cancel.is_set():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 from ...metrics.answers import answers_match
@@ -96,7 +97,7 @@ class _EarlyVote:
     is its first reading (a cot answer that stopped at a Python block has none yet; a program that fails, none
     until it is corrected), kept so the program is not run twice."""
 
-    def __init__(self, k: int, tutor_prompt, prior: list[Solution] = (), early_stop: bool = True):
+    def __init__(self, k: int, tutor_prompt, prior: Sequence[Solution] = (), early_stop: bool = True):
         self.k, self.tutor_prompt = k + len(prior), tutor_prompt  # prior: an earlier round's answers, counted too
         self.early_stop = early_stop
         self.read: dict[tuple[str, str], Solution] = {}
@@ -132,7 +133,7 @@ class _EarlyVote:
 
 
 def drawn_together(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
-                    seed: int, repairs: int, early_stop: bool = True, prior: list[Solution] = (),
+                    seed: int, repairs: int, early_stop: bool = True, prior: Sequence[Solution] = (),
                     modes: list[str] | None = None, deadline: float | None = None,
                     stop: threading.Event | None = None,
                     expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
@@ -180,7 +181,7 @@ def _one_sample(generator, question, context, mode, generation, max_new_tokens, 
 
 
 def drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int, base: str, temperature: float,
-                   seed: int, repairs: int, early_stop: bool, prior: list[Solution] = (),
+                   seed: int, repairs: int, early_stop: bool, prior: Sequence[Solution] = (),
                    modes: list[str] | None = None, deadline: float | None = None,
                    stop: threading.Event | None = None,
                    expired: threading.Event | None = None) -> tuple[list[Solution], bool]:

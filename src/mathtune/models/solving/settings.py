@@ -22,7 +22,7 @@ VOTE_TIEBREAK = SolveConfig.model_fields["tiebreak"].default.value       # progr
 
 
 def _program_kinds(mode: str, over: str | None = None, then_over: str | None = None) -> set[str]:
-    used = {mode} | ({over, then_over} if mode == "vote" else set())
+    used = {str(mode)} | ({str(o) for o in (over, then_over) if o} if mode == "vote" else set())
     return used & {"program", "code", "mixed"}
 
 
@@ -73,7 +73,7 @@ def parse_assignments(pairs: list[str], option: str = "--solve") -> dict:
         SolveConfig.model_validate(given)
     except ValidationError as err:
         # a value that is wrong on its own is named here; a clash with the tutor's own settings, by ``overridden``
-        problems = [f"{option} {e['loc'][0]}={given[e['loc'][0]]!r}: {problem_text(e)}" for e in err.errors()
+        problems = [f"{option} {e['loc'][0]}={given[e['loc'][0]]!r}: {problem_text(dict(e))}" for e in err.errors()
                     if e["loc"] and e["loc"][0] in given]
         if problems:
             raise MathtuneError("; ".join(problems)) from None

@@ -35,7 +35,8 @@ def stream(generator: Generator, question: str, mode: str, max_new_tokens: int, 
 def _cot(generator: Generator, question: str, max_new_tokens: int, context, cancel, temperature: float,
          seed: int | None) -> Iterator[Event]:
     start = time.perf_counter()
-    text, tokens, calls, prefix, part = "", 0, 0, None, {}
+    text, tokens, calls, prefix = "", 0, 0, None
+    part: dict = {}
     while True:
         part = {}
         for piece in generator.stream(question, max_new_tokens - tokens, context, cancel, temperature, seed, part,
@@ -64,7 +65,8 @@ def _program(generator: Generator, question: str, mode: str, max_new_tokens: int
     require_runnable(SolveConfig(mode=mode))
     start = time.perf_counter()
     system, prefix = PROMPTS[mode]
-    text, part = prefix or "", {}
+    text = prefix or ""
+    part: dict = {}
     if prefix:
         yield Piece(prefix)
     for piece in generator.stream(question, max_new_tokens, context, cancel, temperature, seed, part,

@@ -65,6 +65,7 @@ def vote(generator: Generator, question: str, context, settings: SolveConfig, ma
         chosen = max(groups, key=len)[0] if groups else samples[0]
         decided_by, tokens = None, sum(s.new_tokens for s in samples)
         if tiebreak and top <= 1 and len(samples) > 1:
+            decider: Solution | None
             if greedy_first is not None and sample_modes(base, 1)[0] == tiebreak:
                 decider = greedy_first  # the first round's greedy answer is the tie-break's answer: not asked again
             else:

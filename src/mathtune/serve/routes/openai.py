@@ -162,7 +162,8 @@ def build_openai_router(app_state) -> APIRouter:
     async def list_models() -> dict:
         service = service_or_none()
         created = int(getattr(app_state, "started", time.time()))
-        return {"object": "list", "data": [entry(m, created, service) for m in model_ids(service)]}
+        return {"object": "list", "data": [entry(m, created, service) for m in model_ids(service)]
+                if service is not None else []}
 
     @router.get("/v1/models/{model_id:path}", summary="One model an OpenAI client can ask")
     async def get_model(model_id: str) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
@@ -33,7 +33,8 @@ def optional_fields(model: type[BaseModel]) -> dict:
         copied = info._copy() if hasattr(info, "_copy") else info.__class__.merge_field_infos(info)
         copied.default, copied.default_factory = None, None
         copied.description = f"{info.description} Default: the tutor's own."
-        fields[name] = (info.annotation | None, copied)
+        annotation: Any = info.annotation
+        fields[name] = (annotation | None, copied)
     return fields
 
 

@@ -86,4 +86,4 @@ def mount_gradio(app, app_state) -> None:
     for route in app.routes:
         if isinstance(route, Mount) and route.path == "/ui":
             install_error_handlers(route.app, internal=False)
-            route.app.add_exception_handler(FnIndexInferError, no_such_function)
+            route.app.add_exception_handler(FnIndexInferError, no_such_function)  # type: ignore[attr-defined]

@@ -105,7 +105,7 @@ def verdict_of(labels: list[str], probs: list[float]) -> tuple[str, list[tuple[s
     for label, p in zip(labels, probs):
         category = label.partition(":")[0].split("_")[-1]
         mass[groups.get(category, "neither")] += p
-    verdict = max(mass, key=mass.get)
+    verdict = max(mass, key=lambda name: mass[name])
     consistent = [(label, p) for label, p in zip(labels, probs)
                   if groups.get(label.partition(":")[0].split("_")[-1], "neither") == verdict]
     return verdict, consistent

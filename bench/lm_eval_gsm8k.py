@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 
 from common import REPO, RESULTS
-
 from mathtune.io import write_json
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -90,9 +89,8 @@ def harness(base_url: str, model: str, tasks: Path, out: Path, key: str) -> dict
 
 
 def main() -> None:
-    from servers import llama_server, served
-
     from mathtune.models.registry import resolve
+    from servers import llama_server, served
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", type=int, default=100)

@@ -21,7 +21,6 @@ import sys
 import time
 
 from common import REPO, RESULTS, solve_named  # noqa: F401 - common puts src/ on the path
-
 from mathtune.io import write_json
 
 OUT = RESULTS / "openai_door.json"
@@ -57,13 +56,12 @@ def door(rounds: int) -> dict:
 
 def engine(problems: int, start: int) -> dict:
     sys.path.insert(0, str(REPO / "tests"))
-    from servers import llama_server
-    from tutor_modes import problems as gsm8k
-
     from mathtune.models.generate import load_tutor
     from mathtune.models.registry import resolve
     from mathtune.models.solving.presets import default_settings
     from mathtune.models.solving.solve import solve
+    from servers import llama_server
+    from tutor_modes import problems as gsm8k
 
     model = "bundled:qwen2.5-coder-1.5b"
     settings = default_settings(model).model_copy(update={"time_budget": None})  # the vote itself, not its cap

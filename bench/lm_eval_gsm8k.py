@@ -67,8 +67,8 @@ def write_task(folder: Path, start: int, n: int) -> Path:
     pairs = problems("gsm8k/train.jsonl", start + n, True)
     data = folder / "problems.jsonl"
     with data.open("w") as f:
-        for q, r in zip(pairs.questions[start:], pairs.responses[start:], strict=True):
-            f.write(json.dumps({"question": q, "answer": r}) + "\n")
+        for q, r, a in zip(pairs.questions[start:], pairs.responses[start:], pairs.answers[start:], strict=True):
+            f.write(json.dumps({"question": q, "answer": f"{r}\n#### {a}"}) + "\n")  # GSM8K's own answer format
     (folder / f"{TASK}.yaml").write_text(TASK_YAML.format(task=TASK, data=data))
     return data
 
@@ -95,6 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--problems", type=int, default=100)
     parser.add_argument("--start", type=int, default=200)
+    parser.add_argument("--keep", type=Path, help="keep the task and the harness's per-problem samples here")
     args = parser.parse_args()
     source = resolve(MODEL)
     results = {"benchmark": "lm_eval_gsm8k", "harness": "lm-evaluation-harness " + __import__("lm_eval").__version__,
@@ -102,7 +103,8 @@ def main() -> None:
                "problems": f"gsm8k/train.jsonl seeded held-out order, {args.start} to {args.start + args.problems - 1}",
                "cpus": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         write_task(folder, args.start, args.problems)
         with llama_server(os.path.join(source.path, source.gguf_file), "raw-key") as base:
             results["raw_model"] = {"through": "llama.cpp's own server, greedy",

@@ -198,27 +198,51 @@ def test_stop_is_pressable_while_an_answer_runs_and_not_after():
     assert shown[0]["content"] == "What is 2 + 2?" and shown[1]["content"] == WORKING
 
 
-def test_the_tutor_page_names_an_adaptive_vote_and_why_sampling_stopped():
+def test_the_tutor_page_names_the_ways_of_solving_and_why_a_vote_stopped_in_a_teachers_words():
     from mathtune.config import SolveConfig
     from mathtune.models.solving.values import Solution
     from mathtune.serve.webui.tutor import how_checked, modes
 
-    labels = {value: label for label, value in modes(SolveConfig(vote_over="program", agree_first=2))}
-    assert labels["vote"] == "Vote of up to 5 programs, more only when the first 2 disagree"
-    assert {v: lab for lab, v in modes(SolveConfig())}["vote"] == "Vote of up to 5 answers"
-    agreed = Solution("x", "72", "vote(program)", confidence=1.0, samples=2, k=5, voted_over="program")
-    assert "Sampling stopped after 2 of 5: they all agreed." in how_checked(agreed, None)
-    labels = {value: label for label, value in modes(SolveConfig(vote_over="code", samples=7, agree_first=2,
-                                                                 first_round=3))}
-    assert labels["vote"] == "Vote of up to 7 programs, more only when fewer than 2 of the first 3 agree"
-    two_of_three = Solution("x", "72", "vote(code)", confidence=2 / 3, samples=3, k=7, voted_over="code",
-                            first_round_ended=True)
-    assert "Sampling stopped after 3 of 7: 2 of the first 3 agreed." in how_checked(two_of_three, None)
     labels = {value: label for label, value in modes(SolveConfig(vote_over="code", samples=7, agree_first=2,
                                                                  first_round=3, time_budget=60))}
-    assert labels["vote"].endswith("fewer than 2 of the first 3 agree, within 60 s")
+    assert labels["vote"] == "Solve it several times and compare (slower, surer: up to 7 tries)"
+    assert not any(word in " ".join(labels.values()) for word in ("Vote of", "samples", "within 60 s"))
+    agreed = Solution("x", "72", "vote(program)", confidence=1.0, samples=2, k=5, voted_over="program")
+    assert "It stopped after 2 of up to 5 tries: they all agreed." in how_checked(agreed, None)
+    two_of_three = Solution("x", "72", "vote(code)", confidence=2 / 3, samples=3, k=7, voted_over="code",
+                            first_round_ended=True)
+    assert "It stopped after 3 of up to 7 tries: 2 of the first 3 agreed." in how_checked(two_of_three, None)
     cut = Solution("x", "72", "vote(code)", confidence=2 / 4, samples=4, k=7, voted_over="code", out_of_time=True)
-    assert "Sampling stopped after 4 of 7: the time budget ran out." in how_checked(cut, None)
+    assert "It stopped after 4 of up to 7 tries: the time limit ran out." in how_checked(cut, None)
+
+
+def test_an_answer_the_tutor_is_unsure_of_is_not_shown_as_final():
+    """#48 item 1: "Final answer: 8" in bold under a vote in which 1 of 3 agreed."""
+    from mathtune.models.solving.values import Solution
+    from mathtune.serve.webui.tutor import found_answers
+
+    split = Solution("4 pens cost $8.", "8", "vote(code)", confidence=1 / 3, samples=3, k=7, voted_over="code",
+                     out_of_time=True, votes={"8": 1, "18": 1, "16": 1})
+    assert split.unsure
+    turn = {"q": "What if she buys 4 pens?", "a": split.answer, "final": "8", "unsure": True,
+            "found": found_answers(split), "tries": 3}
+    shown = render([turn])[1]["content"]
+    assert "**Final answer" not in shown and "Not sure" in shown
+    assert "$8 (1 of 3 tries)" in shown and "18 (1 of 3 tries)" in shown
+    agreed = Solution("x", "18", "vote(code)", confidence=1.0, samples=3, k=7, voted_over="code", votes={"18": 3})
+    assert not agreed.unsure and not Solution("x", "18", "program", program_ok=True).unsure
+    assert Solution("x", None, "program", program_ok=False).unsure
+
+
+def test_a_stopped_answer_keeps_its_question_for_retry_and_continue():
+    """#48 item 2: Retry after Stop asked the question before the stopped one again."""
+    from mathtune.serve.webui.tutor import stopped
+
+    kept = stopped({"q": "A school trip...", "a": "First, 3 buses", "final": None, "note": None, "streaming": True})
+    assert kept["stopped"] and kept["truncated"] and "streaming" not in kept
+    shown = render([kept])[1]["content"]
+    assert "Stopped." in shown and "Retry" in shown and "Continue" in shown and "length limit" not in shown
+    assert not stopped({"q": "q", "a": ""})["truncated"]  # nothing written: only Retry
 
 
 def test_continue_holds_the_turns_from_the_browser_to_the_checks_of_a_new_question():

@@ -228,26 +228,29 @@ def test_the_tutor_page_says_how_an_answer_was_checked():
     from mathtune.models.solving.values import Method, Solution
     from mathtune.serve.webui.tutor import how_checked
 
-    assert how_checked(Solution("", "72", "program", program_ok=True)) == "Found by a Python program that ran cleanly."
-    assert "after 1 correction" in how_checked(Solution("", "72", "program", program_ok=True, attempts=2))
-    assert "unchecked" in how_checked(Solution("", None, "program", program_ok=False, attempts=2))
+    assert how_checked(Solution("", "72", "program", program_ok=True)) == \
+        "Worked out by a small computer program that ran without errors."
+    assert "after it was corrected" in how_checked(Solution("", "72", "program", program_ok=True, attempts=2))
+    assert "not checked" in how_checked(Solution("", None, "program", program_ok=False, attempts=2))
     assert "not checked by a program" in how_checked(Solution("", "72", "cot", program_ok=False))
     early = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=3, k=5, voted_over="cot"))
-    assert early.startswith("Vote: 3 of 3 samples agree") and "stopped after 3 of 5" in early
+    assert early.startswith("Solved 3 times: 3 gave this answer.") and "stopped after 3 of up to 5 tries" in early
     assert "stopped" not in how_checked(Solution("", "72", "vote(cot)", confidence=0.6, samples=5, k=5, voted_over="cot"))
     split = how_checked(Solution("", "72", "vote(cot)+program", program_ok=True, confidence=0.2, samples=5, k=5,
-                                      voted_over="cot", decided_by=Method.PROGRAM))
-    assert split.startswith("Vote: 1 of 5") and "a Python program that ran cleanly decided" in split
+                                 voted_over="cot", decided_by=Method.PROGRAM))
+    assert split.startswith("Solved 5 times: 1 gave") and "a program that ran without errors decided" in split
     measured = {"vote_right_by_agreeing": {"1": 0.36, "2": 0.67, "3": 0.93}}
     sure = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=3, k=5, voted_over="cot"), measured)
-    assert "answers with 3 agreeing samples were right 93%" in sure and not sure.endswith("Check the steps.")
+    assert "When 3 tries agree, this tutor was right about 9 times in 10" in sure and not sure.endswith("steps.")
     unsure = how_checked(Solution("", "72", "vote(cot)", confidence=0.4, samples=5, k=5, voted_over="cot"), measured)
-    assert "with 2 agreeing samples were right 67%" in unsure and unsure.endswith("Check the steps.")
+    assert "When 2 tries agree, this tutor was right about 7 times in 10" in unsure and unsure.endswith("Check the steps.")
     other_k = how_checked(Solution("", "72", "vote(cot)", confidence=1.0, samples=2, k=3, voted_over="cot"), measured)
-    assert "were right" not in other_k  # measured with k = 5 only
+    assert "was right" not in other_k  # measured with k = 5 only
     over_programs = how_checked(Solution("", "72", "vote(program)", confidence=1.0, samples=3, k=5, voted_over="program"),
-                                 measured)
-    assert "were right" not in over_programs and over_programs.endswith("Check the steps.")  # measured over cot only
+                                measured)
+    assert "was right" not in over_programs and over_programs.endswith("Check the steps.")  # measured over cot only
+    for word in ("sample", "Vote:", "%"):  # a teacher's words, not a developer's
+        assert word not in sure + unsure + split + early
 
 
 def test_the_benchmark_composes_the_tiebreak_as_solve_does():

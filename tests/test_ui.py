@@ -31,6 +31,9 @@ TABS = ("Topics", "Misconceptions", "Tutor", "Products", "Models")
 GRADIO_AXE_EXCEPTIONS: dict[str, str] = {}
 
 
+APPS: dict = {}  # each served app by its URL: a test may put another generator behind its tutor
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,7 +53,9 @@ def server(model_dirs, tutor_dir):  # noqa: F811
     deadline = time.time() + 30
     while not srv.started and time.time() < deadline:
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
+    url = f"http://127.0.0.1:{port}"
+    APPS[url] = app
+    yield url
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -298,12 +303,12 @@ def test_tutor_money_math_refusal_and_chat_controls(ui):
 
 def test_tutor_vote_says_how_its_answer_was_checked(ui):
     open_tab(ui, "Tutor")
-    ui.locator("#tutor-mode label", has_text="Vote of up to 5 answers").click()
+    ui.locator("#tutor-mode label", has_text="Solve it several times and compare").click()
     ui.fill(box("tutor-input"), "What is 2 plus 2?")
     ui.click("#tutor-send")
-    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Vote:')", timeout=60000)
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Solved ')", timeout=60000)
     note = ui.inner_text("#tutor-chat")
-    assert "samples agree" in note and chat_rows(ui) == 2
+    assert "gave this answer" in note and chat_rows(ui) == 2
     wait_idle(ui)
     checked = ui.locator("#tutor-mode input:checked")  # the mode stays chosen for the next question
     assert checked.count() == 1 and checked.get_attribute("value") == "vote"
@@ -380,3 +385,79 @@ def test_with_an_api_key_the_app_works_after_the_key_page(browser, model_dirs): 
     finally:
         srv.should_exit = True
         thread.join(timeout=10)
+
+
+class ScriptedTutor:
+    """A generator put behind the served tutor for one test: each answer from ``replies`` in turn (a vote's tries
+    that disagree), or a stream that writes slowly enough to be stopped."""
+
+    backend, parallel = "scripted", False
+
+    def __init__(self, generator, replies=(), piece_seconds=0.3):
+        self.tutor_prompt, self.solving = generator.tutor_prompt, generator.solving
+        self.replies, self.piece_seconds, self.asked = list(replies), piece_seconds, []
+
+    def generate(self, questions, max_new_tokens=256, contexts=None, **kwargs):
+        from mathtune.models.generation import Generation
+
+        self.asked += list(questions)
+        return [Generation(self.replies.pop(0) if self.replies else "no idea", 5, 0.01) for _ in questions]
+
+    def stream(self, question, max_new_tokens=256, context=None, cancel=None, *args, **kwargs):
+        self.asked.append(question)
+        for i in range(200):
+            if cancel is not None and cancel.is_set():
+                return
+            time.sleep(self.piece_seconds)
+            yield f"step {i}. "
+
+
+@pytest.fixture
+def scripted(server):
+    served = APPS[server].state.mathtune.models["tutor"]
+    original = served.generator
+
+    def put(**kwargs):
+        served.generator = ScriptedTutor(original, **kwargs)
+        return served.generator
+    yield put
+    served.generator = original
+
+
+def test_tutor_an_unsure_vote_shows_the_answers_it_found_not_a_final_answer(ui, scripted):
+    """#48 item 1: "Final answer: 8" in bold under a vote in which no two tries agreed."""
+    scripted(replies=["So 4 pens cost $8. The answer is 8.", "4 pens and 2 notebooks cost $18. The answer is 18.",
+                      "The total is $16. The answer is 16."] * 3)
+    open_tab(ui, "Tutor")
+    ui.locator("#tutor-mode label", has_text="Solve it several times and compare").click()
+    ui.fill(box("tutor-input"), "A pen costs $2 and a notebook costs $5. What do 4 pens and 2 notebooks cost?")
+    ui.click("#tutor-send")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Solved ')", timeout=60000)
+    wait_idle(ui)
+    answer = ui.locator("#tutor-chat .message-row.bot-row").last
+    assert "Not sure" in answer.inner_text() and "Final answer" not in answer.inner_text()
+    assert answer.locator("strong", has_text="Final answer").count() == 0
+    assert "different answers" in answer.inner_text() and "18 (" in answer.inner_text()  # the answers it found
+    shot(ui, "tutor-unsure")
+
+
+def test_tutor_retry_after_stop_asks_the_stopped_question_again(ui, scripted):
+    """#48 item 2: Retry after Stop threw the stopped question away (and emptied a one-question chat)."""
+    tutor = scripted(piece_seconds=0.3)
+    open_tab(ui, "Tutor")
+    ui.locator("#tutor-mode label", has_text="Step by step").click()
+    ui.fill(box("tutor-input"), "A school trip needs buses for 130 students, 40 to a bus. How many buses?")
+    ui.click("#tutor-send")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('step 2.')", timeout=30000)
+    ui.click("#tutor-stop")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Stopped.')", timeout=15000)
+    assert chat_rows(ui) == 2
+    ui.wait_for_selector("#tutor-continue", state="visible", timeout=15000)  # what was written can go on
+    ui.wait_for_timeout(1000)  # the kept conversation reaches the browser's copy
+    ui.click("#tutor-retry")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('step 1.')", timeout=30000)
+    ui.click("#tutor-stop")
+    assert "130 students" in tutor.asked[-1] and chat_rows(ui) == 2  # the stopped question, asked again
+    assert "130 students" in ui.locator("#tutor-chat .message-row.user-row").last.inner_text()
+    shot(ui, "tutor-stopped")
+

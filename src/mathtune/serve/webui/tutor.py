@@ -14,115 +14,27 @@ import threading
 import time
 
 from ...errors import MathtuneError
-from ...models.solving.presets import PRESETS
-from ...models.solving.values import PROGRAM_MODES, Method, Piece
-from ...models.solving.vote import stopped_because
+from ...models.solving.values import Piece
 from ...tasks.scope import REFUSAL
 from ..tutor_service import QuestionError, TutorAsk, TutorService
-from .common import MEASURED, SHOW_CHAT_JS, error_update, percent, plain_error
-from .render import LATEX, answer_markdown, math_markdown, settled, with_unit
+from .common import MEASURED, SHOW_CHAT_JS, error_update, plain_error
+from .render import LATEX
+from .tutor_words import (
+    COT_NOTE,
+    EXAMPLES,
+    REUSED,
+    WORKING,
+    found_answers,
+    history_pairs,
+    how_checked,
+    measured_line,
+    model_line,
+    modes,
+    render,
+)
 
-EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
-            "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
-            "How many clips did Natalia sell altogether in April and May?",
-            "Solve 2x + 3 = 11 for x.",
-            "What is the sum of the first 20 positive even numbers?"]
-# What every answer shows until its first words arrive, whichever the mode (the question stays in view above it).
-WORKING = "*Working on it… (press **Stop** to end it)*"
-COT_NOTE = "Step-by-step reasoning, not checked by a program: check the steps."
-# Said beside an answer another request had already asked for (serve/shared.py): the same answer, not a new one
-REUSED = {"cache": " This problem was asked here before, in the same words and mode: this is the answer given then.",
-          "joined": " Someone else asked this problem at the same moment: you share one answer."}
-
-
-def modes(solving) -> list[tuple[str, str]]:
-    """The Tutor page's choices of how to solve (the vote's size is the tutor's own)."""
-    what = "programs" if solving.vote_over in PROGRAM_MODES else "answers"
-    first = max(solving.agree_first, solving.first_round)
-    rounds = "" if not 2 <= solving.agree_first or first >= solving.samples else \
-        f", more only when the first {first} disagree" if first == solving.agree_first else \
-        f", more only when fewer than {solving.agree_first} of the first {first} agree"
-    return [("Step by step", "cot"), ("Write and run a program", "program"),
-            ("A program alone, explained in comments (faster)", "code"),
-            (f"Vote of up to {solving.samples} {what}{rounds}"
-             + (f", within {solving.time_budget:g} s" if solving.time_budget else ""), "vote")]
-
-
-MODEL_LINE_FIGURES = 4  # how many measured modes the line above the chat names
-
-
-def model_line(model) -> str:
-    """Which model answers, and how often it is right (bench/tutor_modes.py, or the tutor's own validation)."""
-    measured = MEASURED.get(model.source)
-    name = model.source if model.source.startswith("bundled:") else (model.manifest.get("base_model") or model.source)
-    if measured:
-        names = {name: preset.label for name, preset in PRESETS.items()}
-        # the figures measured on enough problems to mean something (100 or more), the best first: a few, not all
-        sizes = measured.get("n", {})
-        solid = [(m, v) for m, v in measured["gsm8k"].items() if sizes.get(f"gsm8k {m}", 0) >= 100]
-        shown = sorted(solid or measured["gsm8k"].items(), key=lambda mv: -mv[1])[:MODEL_LINE_FIGURES]
-        modes = ", ".join(f"{percent(v)} {names.get(m, m)}" for m, v in shown)
-        return (f"Answering: **{name}**. It answers about {modes} of grade-school problems correctly "
-                f"({'bench/tutor_modes.py, 100-200 held-out GSM8K problems each' if solid else measured['where']}): "
-                f"check the steps.")
-    accuracy = (model.manifest.get("validation") or {}).get("answer_accuracy")
-    if accuracy is None:
-        return f"Answering: **{name}**. Its accuracy has not been measured: check every step."
-    return (f"Answering: **{name}**. It answers about **{percent(float(accuracy))}** of its validation problems "
-            f"correctly: check the steps.")
-
-
-def render(turns: list[dict]) -> list[dict]:
-    """The chat view of the turns: each question as the user wrote it, each answer with its final answer set apart."""
-    messages = []
-    for turn in turns:
-        messages.append({"role": "user", "content": math_markdown(turn["q"])})
-        if turn.get("a") is None:
-            continue
-        # open math waits until it closes; trailing blank lines would leave a gap above the final answer
-        text = (settled(turn["a"]) if turn.get("streaming") else turn["a"]).rstrip()
-        parts = [math_markdown(text) or (WORKING if turn.get("streaming") else "…")]
-        if turn.get("final"):
-            parts.append(f"**Final answer: {answer_markdown(with_unit(turn['final'], turn['a']))}**")
-        if turn.get("note"):
-            parts.append(f"*{turn['note']}*")
-        if turn.get("truncated"):
-            parts.append("*This answer was cut at the length limit: press **Continue** for the rest.*")
-        messages.append({"role": "assistant", "content": "\n\n".join(parts)})
-    return messages
-
-
-def how_checked(solution, measured: dict | None = None) -> str:
-    """One line on how the answer was obtained, and for a vote, how often such votes were right (``measured``: the
-    model's entry in MEASURED)."""
-    if solution.method == Method.PROGRAM:
-        if solution.program_ok:
-            return ("Found by a Python program that ran cleanly." if solution.attempts == 1 else
-                    f"Found by a Python program that ran cleanly after {solution.attempts - 1} correction(s) of a "
-                    "failed one.")
-        return "The program did not run cleanly, so this answer is unchecked: read the steps."
-    if solution.voted_over is not None:
-        agree = solution.agreeing
-        stopped = stopped_because(solution)
-        early = f" Sampling stopped after {solution.samples} of {solution.k}: {stopped}." \
-            if solution.samples < solution.k else ""
-        vote = f"Vote: {agree} of {solution.samples} samples agree ({percent(solution.confidence or 0)}).{early}"
-        if solution.decided_by is not None:
-            decider = "a Python program that ran cleanly" if solution.decided_by == Method.PROGRAM else \
-                "one more step-by-step answer"
-            vote += f" No two agreed, so {decider} decided."
-        measured_votes = (measured or {}).get("vote_right_by_agreeing") or {}  # measured over cot with k = 5
-        right = measured_votes.get(str(min(agree, 3))) if solution.k == 5 and solution.voted_over == "cot" else None
-        if right is not None:
-            vote += (f" On grade-school problems, this model's answers {'with' if agree <= 3 else 'with at least'} "
-                     f"{min(agree, 3)} agreeing sample{'s' if agree > 1 else ''} were right {percent(right)} of the time.")
-        return vote if right is not None and right >= 0.9 else f"{vote} Check the steps."
-    return COT_NOTE
-
-
-def history_pairs(turns: list[dict]) -> list[tuple[str, str]]:
-    """Earlier questions with their answers (the final answer when there is one); refusals are left out."""
-    return [(t["q"], t.get("final") or t["a"]) for t in turns if t.get("a") and t["a"] != REFUSAL]
+# the words live in tutor_words.py; the page and the tests read them from here too
+__all__ = ["COT_NOTE", "EXAMPLES", "REUSED", "WORKING", "how_checked", "history_pairs", "render", "tutor_tab"]
 
 
 def tutor_tab(gr, state):
@@ -133,6 +45,8 @@ def tutor_tab(gr, state):
                     "or with `--model` pointing at a trained tutor folder.")
         return None
     gr.Markdown(model_line(model), elem_id="tutor-model", elem_classes="mt-note")
+    with gr.Accordion("How was this measured?", open=False, elem_id="tutor-measured"):
+        gr.Markdown(measured_line(model))
     chat = gr.Chatbot(label="Conversation with the tutor", elem_id="tutor-chat", latex_delimiters=LATEX,
                       buttons=["copy", "copy_all"], height=480, autoscroll=True, feedback_options=None,
                       placeholder="Ask a math question below, or pick an example.")
@@ -165,13 +79,17 @@ def tutor_tab(gr, state):
                       for b, text in zip(example_buttons, EXAMPLES)]
     retry_event = retry.click(with_stop(gr, _retry(answer)), [turns, mode], outputs, js=SHOW_CHAT_JS, **quiet)
     cont_event = cont.click(with_stop(gr, _continue(gr, state, model)), [turns], outputs, js=SHOW_CHAT_JS, **quiet)
-    stop.click(lambda: stop_update(gr, False), None, stop, cancels=[send_event, retry_event, cont_event, *example_events],
-               **quiet)
+    # Stop ends the answer and draws the chat from the kept conversation: the question stays, marked stopped, with
+    # Continue when part of an answer was written
+    stop.click(lambda t: (stop_update(gr, False), render(t or []), gr.update(visible=bool(t and t[-1].get("truncated")))),
+               [turns], [stop, chat, cont], cancels=[send_event, retry_event, cont_event, *example_events], **quiet)
     # Continue follows the conversation once an answer's event has ended (the answer's own last update sets it too,
     # but a browser that applied only the newest of several quick updates missed it: the button never showed)
     for event in (send_event, retry_event, cont_event, *example_events):
         event.then(lambda t: gr.update(visible=bool(t and t[-1].get("truncated"))), [turns], cont, **quiet)
-    undo.click(lambda t: (render(t[:-1]), t[:-1], gr.update(visible=False)), [turns], [chat, turns, cont])
+    # Undo gives the question back to edit
+    undo.click(lambda t: (render(t[:-1]), t[:-1], gr.update(visible=False), t[-1]["q"] if t else gr.update()),
+               [turns], [chat, turns, cont, question])
     clear.click(lambda t: (render([]), [], t, gr.update(visible=bool(t))), [turns], [chat, turns, cleared, restore])
     restore.click(lambda c: (render(c), c, gr.update(visible=False)), [cleared], [chat, turns, restore])
     chat.clear(lambda t: ([], t, gr.update(visible=bool(t))), [turns], [turns, cleared, restore])
@@ -233,6 +151,12 @@ async def answer_events(tutor: TutorService, ask: TutorAsk, timeout_s: float):
         answering.release()
 
 
+def stopped(turn: dict) -> dict:
+    """``turn`` as it stands if the answer ends now: stopped, with Continue for what was written."""
+    kept = {k: v for k, v in turn.items() if k != "streaming"}
+    return {**kept, "stopped": True, "truncated": bool(kept.get("a"))}
+
+
 def _continue(gr, state, model):
     tutor = TutorService(model, state.settings)
 
@@ -263,7 +187,7 @@ def _continue(gr, state, model):
         try:
             async for event in events:
                 if isinstance(event, Piece):
-                    last.update(a=last["a"] + event.text, truncated=False)
+                    last.update(a=last["a"] + event.text, truncated=False, stopped=False)
                     yield render(turns[:-1] + [last]), turns, gr.update(), error_update(None), gr.update(visible=False)
                 else:
                     last.update(truncated=event.solution.truncated, final=tutor.final_answer(last["a"]))
@@ -304,16 +228,20 @@ def _answerer(gr, state, model):
         cut = (f" The {dropped} oldest question{'s' if dropped > 1 else ''} of this chat did not fit and "
                f"{'were' if dropped > 1 else 'was'} left out." if dropped else "")
         turn = {"q": q, "a": "", "final": None, "note": None, "streaming": True}
-        yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
+        # the conversation kept while the answer is written holds the question as stopped: if Stop ends the answer
+        # here, that is what it was, and Retry asks it again (Continue goes on from what was written)
+        yield render(turns + [turn]), turns + [stopped(turn)], "", error_update(None), gr.update(visible=False)
         try:
             async for event in events:
                 if isinstance(event, Piece):  # a program's checked answer replaces what was written
                     turn.update(a=turn["a"] + event.text, streaming=True)
-                    yield render(turns + [turn]), turns, "", error_update(None), gr.update(visible=False)
+                    yield (render(turns + [turn]), turns + [stopped(turn)], "", error_update(None),
+                           gr.update(visible=False))
                     continue
                 solution = event.solution
                 turn.pop("streaming", None)
                 turn.update(a=solution.answer, final=solution.final_answer, truncated=solution.truncated,
+                            unsure=solution.unsure, found=found_answers(solution), tries=solution.samples,
                             note=how_checked(solution, MEASURED.get(model.source)) + REUSED.get(str(event.reused), "")
                             + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it

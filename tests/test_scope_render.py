@@ -294,3 +294,66 @@ def test_continue_holds_the_turns_from_the_browser_to_the_checks_of_a_new_questi
     assert asked == []  # nothing reached the model
     asyncio.run(errors([{"q": "What is 12 times 7?", "a": "12 times 7 is", "truncated": True}]))
     assert len(asked) == 1 and "12 times 7 is" in asked[0]  # a real continuation still goes on
+
+
+def test_a_teachers_checks_doubt_a_fraction_of_buses_and_an_answer_without_steps():
+    """#48 item 3: "how many days for 150 pages" answered 12.5 (not rounded up), "The answer is 12" with no steps."""
+    from mathtune.models.solving.checks import no_steps, not_whole, whole_number_asked
+    from mathtune.models.solving.values import Solution
+    from mathtune.serve.tutor_service import checked
+
+    assert whole_number_asked("Tom reads 12 pages a day. How many days will 150 pages take?") == "days"
+    assert whole_number_asked("How many buses are needed for 130 students?") == "buses"
+    assert whole_number_asked("How many cups of flour for 25 cookies?") is None  # cups come in parts
+    assert whole_number_asked("How much does it cost?") is None
+    assert "whole number" in not_whole("How many days will 150 pages take?", "12.5")
+    assert not_whole("How many days will 150 pages take?", "13") is None
+    assert no_steps("The answer is 12.", "12") and no_steps("48 / 2 = 24\n48 + 24 = 72\nThe answer is 72.", "72") is None
+    days = checked(Solution("150 / 12 = 12.5\nThe answer is 12.5.", "12.5", "cot"), "How many days for 150 pages?")
+    assert days.unsure and "round up" in days.doubts[0]
+    bare = checked(Solution("The answer is 12.", "12", "cot"), "Tom reads 12 pages a day; how long for 150 pages?")
+    assert bare.unsure and "without its steps" in bare.doubts[0]
+    fine = checked(Solution("150 / 12 = 12.5, so 13 days.\nThe answer is 13.", "13", "cot"), "How many days?")
+    assert not fine.unsure and checked(fine, "How many days?").doubts == []
+    shown = render([{"q": "How many days?", "a": days.answer, "final": "12.5", "unsure": True, "doubts": days.doubts}])
+    assert "Not sure: perhaps 12.5" in shown[1]["content"] and "round up" in shown[1]["content"]
+
+
+def test_topics_take_typed_questions_and_a_file_together_and_keep_every_input_column(tmp_path, monkeypatch):
+    """#48 item 8: with both, the typed questions were silently ignored; the download dropped the file's id column."""
+    from mathtune.serve.webui.classify import read_questions
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))  # files are read only from the app's upload folder
+
+    sheet = tmp_path / "worksheet.csv"
+    sheet.write_text("id,Question,class\n7,Solve 2x + 3 = 11.,8B\n9,What is 3/4 of 20?,8C\n")
+    questions, where, inputs = read_questions("Find the derivative of x^2.\n", str(sheet), "Question", 500, 10**6)
+    assert questions == ["Find the derivative of x^2.", "Solve 2x + 3 = 11.", "What is 3/4 of 20?"]
+    assert where == ["Line 1", "worksheet.csv row 2", "worksheet.csv row 3"]
+    assert list(inputs.columns) == ["Question", "id", "class"] and list(inputs["id"]) == ["", "7", "9"]
+
+
+def test_a_class_set_of_answers_is_read_with_every_column_and_bad_rows_named(tmp_path, monkeypatch):
+    """#48 item 7: the Misconceptions tab had no CSV upload or download."""
+    from mathtune.serve.webui.misconceptions_tab import class_answers
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+
+    answers = tmp_path / "class.csv"
+    answers.write_text("student,QuestionText,MC_Answer,StudentExplanation\nAda,What is 1/2 + 1/4?,2/6,"
+                       "I added the tops and the bottoms\nBo,What is 1/2 + 1/4?,3/4,Half is two quarters\n")
+    frame, items = class_answers(str(answers), 10**6)
+    assert list(frame["student"]) == ["Ada", "Bo"] and items[0].mc_answer == "2/6" and items[1].question_id is None
+    (tmp_path / "bad.csv").write_text("QuestionText,MC_Answer\nq,a\n")
+    with pytest.raises(ValueError, match="no StudentExplanation column"):
+        class_answers(str(tmp_path / "bad.csv"), 10**6)
+    (tmp_path / "empty.csv").write_text("QuestionText,MC_Answer,StudentExplanation\nq,a, \n")
+    with pytest.raises(ValueError, match="row 2: the student's explanation is empty"):
+        class_answers(str(tmp_path / "empty.csv"), 10**6)
+
+
+def test_an_empty_tab_says_what_it_would_do_and_who_can_turn_it_on():
+    from mathtune.serve.webui.common import not_served
+
+    text = not_served("misconception", "misconception-tfidf.yaml")
+    assert text.startswith("This tab reads a student's explanation") and "Whoever runs the server" in text

@@ -163,7 +163,8 @@ def test_topics_one_question_every_class_and_download(ui):
     with ui.expect_download() as info:
         ui.click("#topics-download")
     text = Path(info.value.path()).read_text()
-    assert text.startswith("question,topic,probability") and "7^5" in text
+    assert text.startswith("Question,topic,probability") and "7^5" in text
+    assert "%" in ui.inner_text("#topics-table")  # the table says how likely as the chart does: a percentage
     no_overflow(ui)
 
 
@@ -172,9 +173,16 @@ def test_topics_csv_and_an_error_beside_the_input(ui, tmp_path):
     csv.write_text('id,Question\n1,"Factor x^2 + 5x + 6, please."\n2,How many divisors does 36 have?\n')
     ui.set_input_files("#topics-file input[type=file]", str(csv))
     ui.wait_for_timeout(500)
+    ui.fill(box("topics-input"), "What is the probability of two heads in two coin tosses?")
     ui.click("#topics-submit")
     ui.wait_for_function("document.querySelector('#topics-table')?.innerText.includes('How many divisors')")
+    assert "two heads" in ui.inner_text("#topics-table")  # typed questions and the file's, together
+    with ui.expect_download() as info:
+        ui.click("#topics-download")
+    downloaded = Path(info.value.path()).read_text()
+    assert downloaded.startswith("Question,id,topic,probability") and "\n,1," not in downloaded  # ids kept
     ui.click("#topics-file button[aria-label='Clear']")
+    ui.fill(box("topics-input"), "")
     long = "x" * 400  # over the server's 300-character limit
     ui.fill(box("topics-input"), long)
     ui.click("#topics-submit")
@@ -206,6 +214,23 @@ def test_misconceptions_free_text_verdict_first(ui):
     ui.wait_for_selector("#mis-error .error-box")
     assert "explanation" in ui.inner_text("#mis-error") and ui.inner_text("#mis-result").strip() == ""
     shot(ui, "misconceptions-result")
+
+
+def test_misconceptions_a_class_set_from_a_csv(ui, tmp_path):
+    """#48 item 7: a class set of answers is a CSV; the results keep every column."""
+    open_tab(ui, "Misconceptions")
+    answers = tmp_path / "class.csv"
+    answers.write_text("student,QuestionText,MC_Answer,StudentExplanation\nAda,What is 1/2 + 1/4?,2/6,"
+                       "I added the tops and the bottoms\nBo,What is 1/2 + 1/4?,3/4,A half is two quarters\n")
+    ui.set_input_files("#mis-file input[type=file]", str(answers))
+    ui.wait_for_timeout(500)
+    ui.click("#mis-file-submit")
+    ui.wait_for_function("document.querySelector('#mis-table')?.innerText.includes('two quarters')", timeout=30000)
+    with ui.expect_download() as info:
+        ui.click("#mis-download")
+    text = Path(info.value.path()).read_text()
+    assert text.startswith("student,QuestionText,MC_Answer,StudentExplanation,verdict,misconception_1") and "Ada" in text
+    no_overflow(ui)
 
 
 def test_a_table_shows_money_as_typed(ui):

@@ -23,6 +23,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..config import SolveConfig
 from ..errors import MathtuneError
+from ..models.solving.checks import no_steps, not_whole
 from ..models.solving.settings import overridden, require_runnable
 from ..models.solving.solve import solve
 from ..models.solving.streams import stream
@@ -106,13 +107,27 @@ class Answering:
                 yield Finished(self.refusal)
             elif self.streamed:
                 async for event in self.service.streamed(self, stop):
+                    if isinstance(event, Finished):
+                        checked(event.solution, self.ask.question)
                     yield event
             else:
                 solution, reuse = await self.service.answer(self, stop)
-                yield Finished(solution, Reuse(reuse), time.perf_counter() - start)
+                yield Finished(checked(solution, self.ask.question), Reuse(reuse), time.perf_counter() - start)
         finally:
             stop.set()
             self.release()
+
+
+def checked(solution: Solution, question: str) -> Solution:
+    """``solution`` with the doubts a teacher's checks raise of it (models/solving/checks.py); the same each time,
+    so a shared answer checked again for another request stays as it is."""
+    if solution.refused:
+        return solution
+    doubts = [not_whole(question, solution.final_answer)]
+    if solution.method == Method.COT and solution.voted_over is None:
+        doubts.append(no_steps(solution.answer, solution.final_answer))
+    solution.doubts = [d for d in doubts if d]
+    return solution
 
 
 def scope_refusal() -> Solution:

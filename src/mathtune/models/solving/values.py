@@ -56,6 +56,7 @@ class Solution:
     voted_over: str | None = None    # vote: the samples' mode (cot, program, mixed)
     decided_by: Method | None = None  # vote: the tie-break's mode, when no two samples agreed and it decided
     truncated: bool = False          # a single answer that reached its token budget and was cut
+    doubts: list[str] = field(default_factory=list)  # checks.py: why a teacher should not take it as it is
 
     @property
     def agreeing(self) -> int:
@@ -68,8 +69,10 @@ class Solution:
 
     @property
     def unsure(self) -> bool:
-        """Whether the answer should not be shown as settled: a vote whose samples mostly disagree or that its time
-        budget cut, or a program that did not run cleanly."""
+        """Whether the answer should not be shown as settled: a check failed (``doubts``), a vote whose samples
+        mostly disagree or that its time budget cut, or a program that did not run cleanly."""
+        if self.doubts:
+            return True
         if self.voted_over is not None:
             return self.out_of_time or self.agreeing * 2 <= self.samples
         return self.program_ok is False

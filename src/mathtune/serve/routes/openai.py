@@ -127,7 +127,7 @@ def content_of(solution: Solution) -> str:
 def checked(finished: Finished, answering: Answering) -> dict:
     """How the answer was had: mathtune's own field, beside the content."""
     s = finished.solution
-    return {"method": str(s.method), "final_answer": s.final_answer, "refused": s.refused, "unsure": s.unsure,
+    return {"method": str(s.method), "final_answer": s.final_answer, "refused": s.refused, "unsure": s.unsure, "doubts": s.doubts,
             "confidence": s.confidence, "samples": s.samples, "agreeing": s.agreeing if s.voted_over else None,
             "votes": {str(k): v for k, v in s.votes.items()}, "program_ran": s.program_ok,
             "program_attempts": s.attempts, "out_of_time": s.out_of_time, "truncated": s.truncated,

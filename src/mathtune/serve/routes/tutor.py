@@ -98,8 +98,11 @@ class TutorResponse(BaseModel):
                                                                     "gave it.")
     out_of_time: bool = Field(False, description="mode vote: the time budget ran out while the vote still drew "
                                                  "or corrected answers: those were cut off and the finished ones voted.")
-    unsure: bool = Field(False, description="The answer is not settled: a vote whose samples mostly disagree or that "
-                                            "the time budget cut, or a program that did not run cleanly.")
+    unsure: bool = Field(False, description="The answer is not settled: a check failed (`doubts`), a vote whose samples "
+                                            "mostly disagree or that the time budget cut, or a program that did not "
+                                            "run cleanly.")
+    doubts: list[str] = Field(default_factory=list, description="Why a teacher should not take the answer as it is: "
+                              "a whole number asked (of days, buses, people) and a fraction given, or no steps shown.")
     truncated: bool = Field(False, description="The answer reached the token budget and was cut; ask again with a larger max_new_tokens.")
     history_dropped: int = Field(0, description="Earlier turns of `history` left out to fit the prompt budget (the oldest).")
     reused: Literal["none", "cache", "joined"] = Field(
@@ -116,7 +119,8 @@ def solution_fields(solution: Solution) -> dict:
             "program_output": solution.program_output, "program_ok": solution.program_ok,
             "program_attempts": solution.attempts, "confidence": solution.confidence,
             "samples_drawn": solution.samples, "votes": {str(k): v for k, v in solution.votes.items()},
-            "out_of_time": solution.out_of_time, "unsure": solution.unsure, "truncated": solution.truncated,
+            "out_of_time": solution.out_of_time, "unsure": solution.unsure, "doubts": solution.doubts,
+            "truncated": solution.truncated,
             "new_tokens": solution.new_tokens}
 
 

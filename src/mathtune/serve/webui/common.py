@@ -8,6 +8,7 @@ import html
 import json
 from pathlib import Path
 
+import pandas as pd
 from fastapi import HTTPException
 
 from ...errors import MathtuneError
@@ -29,13 +30,14 @@ CSS = """
 #tutor-chat .message-row.bot-row::before { content: "Tutor"; font-weight: 600; font-size: .8rem; color: #333; display: block; }
 /* phones: wide tables scroll inside their own box instead of widening the page */
 .gradio-container .block, .gradio-container .column { min-width: 0 !important; max-width: 100%; }
-#topics-table, #products-table { overflow-x: auto; max-width: calc(100vw - 24px) !important; }
-#topics-table .table-wrap, #products-table .table-wrap { max-width: 100%; overflow-x: auto; }
+#topics-table, #products-table, #mis-table { overflow-x: auto; max-width: calc(100vw - 24px) !important; }
+#topics-table .table-wrap, #products-table .table-wrap, #mis-table .table-wrap { max-width: 100%; overflow-x: auto; }
 @media (max-width: 500px) { .gradio-container { padding: 0 6px !important; } .tabs button { padding: 4px 8px; } }
 /* tables: words and numbers never break inside a cell; a table too wide for the screen scrolls as a unit */
-#topics-table td, #topics-table th, #products-table td, #products-table th {
+#topics-table td, #topics-table th, #products-table td, #products-table th, #mis-table td, #mis-table th {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
-#topics-table td:not(:first-child), #products-table td:not(:first-child) { white-space: nowrap; }
+#topics-table td:not(:first-child), #products-table td:not(:first-child), #mis-table td:last-child {
+  white-space: nowrap; }
 /* code in an answer wraps inside its bubble instead of widening the page (a phone at 390 px) */
 #tutor-chat pre, #tutor-chat code { white-space: pre-wrap !important; overflow-wrap: anywhere; max-width: 100%; }
 /* the chat's label and its copy/clear icons get a band of their own: messages scroll below it, never under it */
@@ -102,3 +104,28 @@ def uploaded_file(file, max_bytes: int) -> Path:
         raise ValueError(f"{path.name} is larger than this server takes ({max_bytes:,} bytes); split it")
     return path
 
+
+# What each tab does, for a teacher who finds it empty (no model of its kind is loaded)
+WHAT_IT_DOES = {
+    "topic": "finds the topic of each math question you type or upload (a class worksheet as a CSV file), so "
+             "you can sort questions by topic",
+    "misconception": "reads a student's explanation of a multiple-choice answer and names the misconception "
+                     "behind it, for one student or a class set of answers in a CSV file",
+    "products": "sorts product listings into categories, one listing or a CSV file of them",
+}
+
+
+def not_served(task: str, recipe: str) -> str:
+    return (f"This tab {WHAT_IT_DOES[task]}. It is not turned on here: no {task} model is loaded on this server. "
+            f"Whoever runs the server can turn it on: train one with `mathtune train recipes/{recipe} --output "
+            f"runs/{task}` and start the server with `--model runs/{task}`.")
+
+
+def read_table(file, max_bytes: int) -> tuple[pd.DataFrame, str]:
+    """An uploaded CSV as text columns, and its name, or ValueError saying how to save it."""
+    path = uploaded_file(file, max_bytes)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False), path.name
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise ValueError(f"{path.name} could not be read as CSV ({str(exc).splitlines()[0]}). Save it as CSV "
+                         "(UTF-8) and choose it again.") from None

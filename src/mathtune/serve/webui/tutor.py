@@ -242,6 +242,7 @@ def _answerer(gr, state, model):
                 turn.pop("streaming", None)
                 turn.update(a=solution.answer, final=solution.final_answer, truncated=solution.truncated,
                             unsure=solution.unsure, found=found_answers(solution), tries=solution.samples,
+                            doubts=solution.doubts,
                             note=how_checked(solution, MEASURED.get(model.source)) + REUSED.get(str(event.reused), "")
                             + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it

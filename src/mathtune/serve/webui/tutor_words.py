@@ -75,6 +75,9 @@ def found_answers(solution) -> list[tuple[str, int]]:
 
 
 def unsure_line(turn: dict) -> str:
+    doubts = " ".join(turn.get("doubts") or [])
+    if doubts and turn.get("final"):
+        return f"**Not sure: perhaps {answer_markdown(with_unit(turn['final'], turn['a']))}.** {doubts}"
     found = turn.get("found") or []
     if len(found) > 1:
         listed = ", ".join(f"{answer_markdown(with_unit(a, turn['a']))} ({n} of {turn.get('tries', n)} tries)"

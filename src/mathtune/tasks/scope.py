@@ -6,7 +6,7 @@ be read. A text is math when it has mathematical notation (LaTeX, an operator be
 a power, a fraction), a mathematical word (equation, triangle, probability, ...), or a number together with a
 quantity question (how many / how much / what is / find / total / each / per ...) or a word that is math next to
 a number (sum, area, half, ...). Measured by
-bench/scope.py: false refusals on every GSM8K and MATH problem in the data folder, refusals on non-math prompts.
+bench/experiments/scope.py: false refusals on every GSM8K and MATH problem in the data folder, refusals on non-math prompts.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Misconceptions: does fitting one TF-IDF model per question, or dropping the True_/False_ prefix, beat the
 single model of misconception-tfidf? (issue: several Kaggle solutions did both.)
 
-    python bench/misconception_structure.py     # writes bench/results/misconception_structure.json
+    python bench/experiments/misconception_structure.py     # writes bench/results/misconception_structure.json
 
 Same split as the recipes (stratified 80/20, seed 0), same word (1-2) + char (2-5) TF-IDF and logistic regression
 (C = 10) as recipes/misconception-tfidf.yaml. Every variant ranks only the labels seen for the row's question,
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.io import write_json  # noqa: E402

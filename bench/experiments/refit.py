@@ -2,8 +2,8 @@
 models are trained on the 80% only (the usual inner 80/20 split picks the settings; the refit model then also
 learns the inner validation rows) and scored on the outer 20%, which neither saw.
 
-    python bench/refit.py                      # writes bench/results/refit.json
-    python bench/refit.py --recipes topic-tfidf
+    python bench/experiments/refit.py                      # writes bench/results/refit.json
+    python bench/experiments/refit.py --recipes topic-tfidf
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.config import load_recipe  # noqa: E402

@@ -9,9 +9,9 @@ the tokens each round decodes and the engine's decode step at each batch size, m
 (--steps) plus a fixed cost a round (prompt and sandbox, --round-seconds). The modelled seconds rank policies;
 bench/tutor_modes.py then measures the chosen one for real on the benchmark's sample.
 
-  python bench/vote_policies.py --draw 80            # add problems to bench/results/vote_bank.jsonl (resumes)
-  python bench/vote_policies.py --steps              # decode seconds a step at batch 1..6 (xllamacpp, 2 threads)
-  python bench/vote_policies.py                      # replay: bench/results/vote_policies.json
+  python bench/experiments/vote_policies.py --draw 80            # add problems to bench/results/vote_bank.jsonl (resumes)
+  python bench/experiments/vote_policies.py --steps              # decode seconds a step at batch 1..6 (xllamacpp, 2 threads)
+  python bench/experiments/vote_policies.py                      # replay: bench/results/vote_policies.json
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the shared scripts
+RESULTS = Path(__file__).parents[1] / "results"
 BANK, STEPS, OUT = RESULTS / "vote_bank.jsonl", RESULTS / "vote_steps.json", RESULTS / "vote_policies.json"
 # The second-round bank: the default vote's real first round on each dev problem and, where fewer than 2 of its 3
 # answers agree, four samples in each mode a second round could draw (code, cot, program; one batch each).
@@ -137,7 +137,7 @@ def steps(tokens: int = 200) -> None:
 
 
 def replay(round_seconds: float) -> dict:
-    sys.path.insert(0, str(Path(__file__).parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).parents[2] / "src"))
     from mathtune.metrics.answers import answers_match
     from mathtune.models.solving.rounds import answer_groups as _answer_groups
     from mathtune.models.solving.values import Solution

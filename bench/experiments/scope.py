@@ -1,7 +1,7 @@
 """The tutor's scope rule (tasks/scope.py): false refusals on every GSM8K and MATH problem in the data folder,
 and refusals on non-math prompts (the tutor's OFF_TOPIC list and bench/data/non_math_prompts.txt).
 
-    python bench/scope.py          # writes bench/results/scope.json
+    python bench/experiments/scope.py          # writes bench/results/scope.json
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.io import write_json  # noqa: E402

@@ -17,7 +17,7 @@ sandbox, one repair); the variants differ only in what comes before the problem:
 Per-problem rows go to bench/results/code_prompts.jsonl (a rerun resumes); the summary (accuracy, paired wins and
 losses against zero-shot, median seconds and tokens) to bench/results/code_prompts.json.
 
-  python bench/code_prompts.py --variants zero-shot,three-shot --start 235 --n 100
+  python bench/experiments/code_prompts.py --variants zero-shot,three-shot --start 235 --n 100
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-RESULTS = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the shared scripts
+RESULTS = Path(__file__).parents[1] / "results"
 ROWS, OUT = RESULTS / "code_prompts.jsonl", RESULTS / "code_prompts.json"
 MODEL = "bundled:qwen2.5-coder-1.5b"
 

@@ -1,8 +1,8 @@
 """llama.cpp against transformers on the same pretrained tutor model, at equal length: tokens/s of greedy generation
 with the end-of-sequence token suppressed (exactly N new tokens each), same prompt, same threads, one process.
 
-    python bench/backends.py                                   # bundled:qwen2.5-coder-1.5b, 48 tokens
-    python bench/backends.py --model bundled:smollm2 --tokens 64
+    python bench/experiments/backends.py                                   # bundled:qwen2.5-coder-1.5b, 48 tokens
+    python bench/experiments/backends.py --model bundled:smollm2 --tokens 64
 
 Writes bench/results/backends.json. Target (issue #15): llama.cpp >= 5x transformers on the 1.5B model.
 """
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.models.generate import load_tutor  # noqa: E402

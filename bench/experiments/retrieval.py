@@ -1,6 +1,6 @@
 """CHAMP retrieval quality by encoder, scoring and query formulation (issue: recall@5 was 0.329 with MiniLM).
 
-    python bench/retrieval.py            # writes bench/results/retrieval.json
+    python bench/experiments/retrieval.py            # writes bench/results/retrieval.json
 
 Each CHAMP problem names the concepts and hints it needs (``ch_list``); the index holds every concept and hint,
 chunked as `mathtune index build demo:champ` does. For each encoder (bundled MiniLM, bundled mpnet when its parts
@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.io import write_json  # noqa: E402

@@ -8,7 +8,7 @@ greedily in code mode by each in turn (so machine noise falls on all alike), and
 seconds as a ratio to no speculation, its tokens, and on how many problems its answer differs from the plain engine's
 (greedy answers should not change; a verified batch is computed in another order, so a few can).
 
-  python bench/speculation.py --n 8            # dev problems 400.. of the benchmark's seeded GSM8K order
+  python bench/experiments/speculation.py --n 8            # dev problems 400.. of the benchmark's seeded GSM8K order
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-OUT = Path(__file__).parent / "results" / "speculation.json"
+sys.path.insert(0, str(Path(__file__).parents[1]))  # bench/: the shared scripts
+OUT = Path(__file__).parents[1] / "results" / "speculation.json"
 MODEL = "bundled:qwen2.5-coder-1.5b"
 # kind: (type name, n-gram to match, tokens drafted at most). The library's defaults (match 12, draft 48) never
 # drafted on these answers; these are short enough to match a repeated name.

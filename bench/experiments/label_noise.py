@@ -1,7 +1,7 @@
 """Label noise in the MAP misconception data: the same answer and explanation to the same question, labelled
 differently. Counts exact duplicates and duplicates after normalising case and spacing.
 
-    python bench/label_noise.py                  # writes bench/results/label_noise.json
+    python bench/experiments/label_noise.py                  # writes bench/results/label_noise.json
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "src"))
 
 from mathtune.paths import resolve_data_path  # noqa: E402

@@ -2,7 +2,7 @@
 
     pip wheel xllamacpp --no-binary :all: --no-deps -w /tmp/xwheel    # see docs/recipes.md for the CMAKE_ARGS
     pip install --no-deps --target /tmp/xnative /tmp/xwheel/xllamacpp-*.whl
-    python bench/llama_build.py --native /tmp/xnative     # writes bench/results/llama_build.json
+    python bench/experiments/llama_build.py --native /tmp/xnative     # writes bench/results/llama_build.json
 
 Each variant runs in its own process (the native one with ``--native`` first on PYTHONPATH), turn about, ``--rounds``
 times; per round and variant, one prompt decoded for ``--tokens`` tokens (end of sequence ignored) with 1 and with 4
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "bench" / "results" / "llama_build.json"
 
 
@@ -29,9 +29,9 @@ def measure(model: str, tokens: int) -> dict:
     """In this process: the engine's CPU features and the seconds a decode step with 1 and 4 sequences."""
     sys.path[:0] = [str(REPO / "src"), str(REPO / "bench")]
     import xllamacpp
+    from vote_policies import decode_step
 
     from mathtune.models.generate import load_tutor
-    from vote_policies import decode_step
 
     generator = load_tutor(model, "llama.cpp")
     generator.generate(["What is 1 + 1?"], 4)

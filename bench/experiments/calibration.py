@@ -2,12 +2,12 @@
 split (temperature fitted on out-of-fold training margins, never on validation): log-loss, ECE (10 bins), mean top-1
 probability, accuracy (unchanged: a temperature never changes the ranking), and one clear calculus question.
 
-    python bench/calibration.py        # writes bench/results/tfidf_calibration.json
+    python bench/experiments/calibration.py        # writes bench/results/tfidf_calibration.json
 """
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
 import json  # noqa: E402
 
@@ -19,7 +19,7 @@ from mathtune.tasks import LabelMap  # noqa: E402
 from mathtune.train.classical import fit_tfidf  # noqa: E402
 from mathtune.train.run import load_splits, task_for  # noqa: E402
 
-r = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "topic-tfidf.yaml")
+r = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "topic-tfidf.yaml")
 train, val = load_splits(r)
 task = task_for(r)
 labels = LabelMap.infer(train.raw_labels, task.default_label_names, r.labels)
@@ -43,4 +43,4 @@ for cal in (False, True):
         "ece_10_bins": round(float(ece), 4), "mean_top1_prob": round(float(conf.mean()), 4), "accuracy": round(float(correct.mean()), 4),
         "calculus_question_top": labels.names[int(pq.argmax())], "calculus_question_p": round(float(pq.max()), 4)}
 print(json.dumps(out, indent=1))
-json.dump(out, open(Path(__file__).resolve().parent / "results" / "tfidf_calibration.json", "w"), indent=1)
+json.dump(out, open(Path(__file__).resolve().parents[1] / "results" / "tfidf_calibration.json", "w"), indent=1)

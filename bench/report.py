@@ -463,11 +463,43 @@ def fresh_clone(data: dict) -> list[str]:
     return lines
 
 
+def openai_door(data: dict) -> list[str]:
+    lines = ["### The OpenAI-compatible door and remote engines (`bench/openai_door.py`)", ""]
+    door = data.get("door")
+    if door:
+        lines += [f"The same kept answer asked through `/v1/tutor` and `/v1/chat/completions`, interleaved, "
+                  f"{door['rounds']} rounds each ({door['model']}, {door['cpus']} cores): median "
+                  f"{door['median_ms']['tutor']} ms and {door['median_ms']['chat']} ms, **{door['added_ms_median']} ms** "
+                  f"added by the door (target at most {door['target_ms']} ms).", ""]
+    engine = data.get("engine")
+    if engine:
+        lines += [f"The bundled tutor's default vote ({engine['preset']}, no time budget) on {engine['problems']} "
+                  f"problems ({engine['data']}), drawn in-process and through {engine['server']} as an `openai:` "
+                  f"engine, problem by problem in turn ({engine['threads']} threads each): "
+                  f"{engine['seconds']['in_process']} s and {engine['seconds']['remote']} s, the remote path "
+                  f"**{engine['remote_over_in_process']}x** the in-process time (target at most {engine['target']}x); "
+                  f"the same final answer on {engine['same_final_answers']} of {engine['problems']} problems."]
+    return lines
+
+
+def lm_eval_gsm8k(data: dict) -> list[str]:
+    lines = [f"### Through a harness we did not write (`bench/lm_eval_gsm8k.py`; {data['harness']})", "",
+             f"{data['task']}; {data['problems']}; {data['model']}, {data['cpus']} cores.", "",
+             "| asked | exact match (flexible-extract) | seconds for all |", "|---|---|---|"]
+    for key in ("raw_model", "mathtune_default"):
+        row = data.get(key)
+        if row:
+            lines.append(f"| {row['through']} | {row['exact_match_flexible']:.2f} ± {row['stderr'] or 0:.2f} | "
+                         f"{row['seconds']} |")
+    return lines
+
+
 SECTIONS = (("fresh_clone", fresh_clone), ("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
             ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
             ("tutor_serving", tutor_serving), ("time_budget", time_budget), ("tutor_retrieval", tutor_retrieval),
             ("rag", rag),
-            ("serve", serve), ("hostile", hostile), ("sandbox", sandbox), ("spark_score", spark_score), ("gpu_train", gpu_train))
+            ("serve", serve), ("hostile", hostile), ("sandbox", sandbox), ("openai_door", openai_door),
+            ("lm_eval_gsm8k", lm_eval_gsm8k), ("spark_score", spark_score), ("gpu_train", gpu_train))
 
 
 def render() -> str:
@@ -517,6 +549,16 @@ def measured() -> dict:
 
 def measured_text() -> str:
     return json.dumps(measured(), indent=1, sort_keys=True) + "\n"
+
+
+TIMES_FILE = REPO / "src" / "mathtune" / "recipe_times.json"
+
+
+def recipe_times_text() -> str:
+    """Each recipe's measured wall minutes, shipped with the package (mathtune/catalog.py reads them)."""
+    from mathtune.catalog import measured_minutes
+
+    return json.dumps({k: round(v, 3) for k, v in sorted(measured_minutes(RESULTS).items())}, indent=1) + "\n"
 
 
 README_MARK, README_END = "<!-- tutor-figures -->", "<!-- /tutor-figures -->"
@@ -583,6 +625,7 @@ def main() -> None:
         return
     PAGE.write_text(page())
     MEASURED_FILE.write_text(measured_text())
+    TIMES_FILE.write_text(recipe_times_text())
     readme = REPO / "README.md"
     readme.write_text(with_readme_figures(readme.read_text()))
 

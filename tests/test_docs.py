@@ -23,6 +23,7 @@ def test_benchmarks_page_and_readme_figures_are_generated_from_the_json():
     assert readme == report.with_readme_figures(readme), "stale README figures: run `make docs`"
     measured = REPO / "src" / "mathtune" / "serve" / "webui" / "measured.json"
     assert measured.read_text() == report.measured_text(), "stale Tutor tab figures: run `make docs`"
+    assert report.TIMES_FILE.read_text() == report.recipe_times_text(), "stale recipe times: run `make docs`"
 
 
 def test_the_readme_fits_on_a_page_and_its_links_exist():

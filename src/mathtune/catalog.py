@@ -49,9 +49,14 @@ def _purpose(header: list[str], limit: int = 110) -> str:
     return sentence[:limit].rsplit(" ", 1)[0].rstrip(",;:(") + " …"
 
 
+TIMES_FILE = Path(__file__).with_name("recipe_times.json")  # package data, written by `make docs` (bench/report.py)
+
+
 def measured_minutes(results: Path | None = None) -> dict[str, float]:
-    """Wall minutes of each recipe as its benchmark last ran it (the first run recorded)."""
-    results = results or _REPO_ROOT / "bench" / "results"
+    """Wall minutes of each recipe as its benchmark last ran it (the first run recorded): read from the benchmark
+    results in ``results``, else from the times shipped with the package (an installed mathtune has no bench/)."""
+    if results is None:
+        return json.loads(TIMES_FILE.read_text(encoding="utf-8")) if TIMES_FILE.is_file() else {}
     out: dict[str, float] = {}
 
     def walk(node):
@@ -81,7 +86,7 @@ def shipped(folder: Path | None = None) -> list[RecipeEntry]:
     folder = folder or recipes_dir()
     if not folder.is_dir():
         raise RecipeError(f"{folder}: no recipes folder; run from a mathtune checkout or set MATHTUNE_RECIPES")
-    minutes = measured_minutes()
+    minutes = measured_minutes()  # the package's copy
     entries = []
     for path in sorted(folder.glob("*.yaml")):
         header = _header(path.read_text(encoding="utf-8"))

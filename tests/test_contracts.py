@@ -214,7 +214,7 @@ LAYERS = [
     {"data", "metrics"},
     {"tasks"},
     {"models"},
-    {"rag", "tracking"},
+    {"rag", "tracking", "model_env"},
     {"train"},
     {"inference", "sweep", "spark"},
     {"serve"},

@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="a new folder for the Parquet output")
     parser.add_argument("--master", default=None, help="e.g. local[2]; default: the cluster spark-submit targets")
     parser.add_argument("--id-column", default="id")
+    parser.add_argument("--env-manager", default="local", choices=["local", "uv", "virtualenv"],
+                        help="local: the workers' own Python (mathtune installed there); uv or virtualenv: an "
+                             "environment built from the model's own requirements (workers need no mathtune)")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one line of output per problem
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = builder.getOrCreate()
     start = time.perf_counter()
     try:
-        rows = score_table(spark, model, args.input, args.output, args.id_column)
+        rows = score_table(spark, model, args.input, args.output, args.id_column, args.env_manager)
     except MathtuneError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -116,15 +116,17 @@ def check_input(path, model: SparkModel | str | os.PathLike, id_column: str = "i
                         f"{', '.join(inputs)}, and every row needs {id_column!r}); it has {', '.join(have)}")
 
 
-def predict_udf(model: str, spark, workdir=None):
+def predict_udf(model: str, spark, workdir=None, env_manager: str = "local"):
     """A Spark UDF that scores rows with ``model`` (a folder or an MLflow URI) and returns the struct of its
-    outputs, with the SparkModel that says which columns it reads (``model.inputs``) and returns."""
+    outputs, with the SparkModel that says which columns it reads (``model.inputs``) and returns. ``env_manager``:
+    ``local`` runs it in the workers' own Python (mathtune installed there), ``uv`` or ``virtualenv`` in one built
+    from the model's own requirements (the model carries mathtune's code: the workers need none)."""
     from .tracking import spark_udf
 
     resolved = model if isinstance(model, SparkModel) else resolve_model(model, workdir)
     if resolved.task == "tutor":
         spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(TUTOR_BATCH_ROWS))
-    return spark_udf(spark, resolved.uri, resolved.result_type), resolved
+    return spark_udf(spark, resolved.uri, resolved.result_type, env_manager), resolved
 
 
 def restore_nulls(frame, model: SparkModel):
@@ -152,7 +154,8 @@ def read_table(spark, input_path):
     return spark.read.parquet(str(input_path))
 
 
-def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str = "id") -> int:
+def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str = "id",
+                env_manager: str = "local") -> int:
     """Score every row of ``input_path`` and write Parquet (``id``, the outputs) to ``output_dir``: written to a
     temporary folder beside it and renamed, so a failed job leaves no half-written output. Returns the row count."""
     from pyspark.sql import functions as F
@@ -161,7 +164,7 @@ def score_table(spark, model: SparkModel, input_path, output_dir, id_column: str
     if output_dir.exists():
         raise DataError(f"--output {output_dir}: already exists; choose a new folder or remove it")
     frame = read_table(spark, input_path)
-    udf, _ = predict_udf(model, spark)
+    udf, _ = predict_udf(model, spark, env_manager=env_manager)
     inputs = [F.col(f"`{c}`").cast("string").alias(c) for c in model.inputs]
     scored = restore_nulls(frame.select(F.col(f"`{id_column}`").alias(id_column), udf(*inputs).alias("_out"))
                            .select(id_column, "_out.*"), model)

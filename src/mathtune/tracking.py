@@ -90,8 +90,9 @@ class MlflowTracker(NullTracker):
         self._mlflow.log_artifact(str(path), artifact_path=folder)
 
     def log_model(self, model_dir: Path, registered_name: str | None) -> dict:
-        """Log the model folder as an MLflow pyfunc model and register a new version."""
-        import mathtune
+        """Log the model folder as an MLflow pyfunc model that carries mathtune's code and names only the packages
+        its kind needs (model_env.py), and register a new version."""
+        from .model_env import code_path, requirements
 
         signature, example = model_signature(model_dir)
         info = self._mlflow.pyfunc.log_model(
@@ -99,7 +100,8 @@ class MlflowTracker(NullTracker):
             python_model=_make_pyfunc_instance(),
             artifacts={"model_dir": str(model_dir)},
             registered_model_name=registered_name,
-            pip_requirements=[f"mathtune=={mathtune.__version__}"],
+            pip_requirements=requirements(model_dir),  # UnresolvableRequirement names a package before logging
+            code_paths=[code_path()],
             signature=signature,
             input_example=example,
         )
@@ -132,20 +134,21 @@ def save_pyfunc(model_dir: Path, path: Path) -> str:
     """A mathtune model folder as a local MLflow pyfunc model (with its signature) at ``path``; its URI."""
     import mlflow.pyfunc
 
-    import mathtune
+    from .model_env import code_path, requirements
 
     signature, example = model_signature(model_dir)
     mlflow.pyfunc.save_model(str(path), python_model=_make_pyfunc_instance(), artifacts={"model_dir": str(model_dir)},
-                             pip_requirements=[f"mathtune=={mathtune.__version__}"], signature=signature,
-                             input_example=example)
+                             pip_requirements=requirements(model_dir), code_paths=[code_path()],
+                             signature=signature, input_example=example)
     return str(path)
 
 
-def spark_udf(spark, model_uri: str, result_type: str):
-    """``mlflow.pyfunc.spark_udf`` for a pyfunc model URI, in the workers' own Python environment."""
+def spark_udf(spark, model_uri: str, result_type: str, env_manager: str = "local"):
+    """``mlflow.pyfunc.spark_udf`` for a pyfunc model URI: in the workers' own Python environment (``local``), or
+    in one built from the model's own requirements (``uv``, ``virtualenv``: workers need no mathtune)."""
     import mlflow.pyfunc
 
-    return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager="local")
+    return mlflow.pyfunc.spark_udf(spark, model_uri, result_type=result_type, env_manager=env_manager)
 
 
 def signature_of(model_uri: str):

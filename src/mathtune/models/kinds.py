@@ -15,7 +15,6 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import ModelError
-from .device import place
 from .folder import HF_SUBDIR, load_classifier_files
 
 
@@ -84,6 +83,8 @@ class TransformerKind:
         predictor._tokenizer, predictor._model = load_classifier_files(predictor.folder / HF_SUBDIR)
         predictor._model.eval()
         if backend == "torch":
+            from .device import place  # torch: loaded by the kinds that need it, not by a TF-IDF model
+
             place(predictor._model)  # on the GPU when there is one
             return
         from .onnx import OnnxClassifier

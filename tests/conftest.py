@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -15,30 +14,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from helpers import REPO, TOPICS, _rows, data_folder, make_rows, records, write_recipe  # noqa: E402,F401
 from mathtune.config import recipe_from_dict  # noqa: E402 (after the offline switches)
 from mathtune.train.run import train_from_recipe  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
-TOPICS = {
-    "0": ["Solve for x: {a}x + {b} = {c}.", "Factor the polynomial x^2 + {a}x + {b}.", "Simplify ({a}x + {b})({c}x - 1)."],
-    "1": ["A triangle has sides {a}, {b} and {c}. Find its area.", "Find the angle of a circle sector with radius {a}.",
-          "Compute sin({a} degrees) + cos({b} degrees) for the triangle."],
-    "4": ["Find the remainder when {a}^{b} is divided by {c}.", "How many divisors does {a}{b} have? Is it prime?",
-          "Find the greatest common divisor of {a} and {c}."],
-}
-
-
-def _rows(n_per_class: int, seed: int) -> list[dict]:
-    rng = random.Random(seed)
-    rows = []
-    for label, templates in TOPICS.items():
-        for _ in range(n_per_class):
-            text = rng.choice(templates).format(a=rng.randint(2, 99), b=rng.randint(2, 99), c=rng.randint(2, 99))
-            rows.append({"Question": text, "label": label})
-    rng.shuffle(rows)
-    for i, row in enumerate(rows):
-        row["id"] = str(i)
-    return rows
 
 
 @pytest.fixture
@@ -125,12 +103,6 @@ def tiny_llama(tmp_path_factory) -> Path:
     return folder
 
 
-def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
 CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
@@ -177,67 +149,7 @@ def gsm8k_jsonl(workdir) -> Path:
 # --------------------------------------------------------------------------- data and models several modules use
 
 
-@contextlib.contextmanager
-def data_folder(folder: Path):
-    """Work in ``folder`` with it as the data directory (a module fixture's own), then put both back."""
-    old = os.getcwd()
-    os.chdir(folder)
-    os.environ["MATHTUNE_DATA_DIR"] = str(folder)
-    try:
-        yield folder
-    finally:
-        os.chdir(old)
-        os.environ.pop("MATHTUNE_DATA_DIR", None)
-
-QUESTIONS = {
-    "101": ("What is 1/2 + 1/4?", "3/4", {"2/6": "Adding_across", "1/6": "Adding_across"}),
-    "202": ("Which is bigger, 0.5 or 0.45?", "0.5", {"0.45": "Longer_is_bigger"}),
-    "303": ("Simplify 6/8.", "3/4", {"6/4": "Denominator-only_change"}),
-}
-EXPLAIN = {
-    "Correct": ["I added the fractions using a common denominator", "because a half is two quarters"],
-    "Misconception": ["I added the tops and the bottoms", "the longer number is bigger", "only the bottom changes"],
-    "Neither": ["I guessed", "not sure"],
-}
-
-
-def make_rows(n_per_q: int, seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for qid, (text, right, wrongs) in QUESTIONS.items():
-        for i in range(n_per_q):
-            kind = rng.choice(["Correct", "Misconception", "Neither"])
-            if kind == "Correct":
-                answer, category, mis = right, "True_Correct", "NA"
-            elif kind == "Misconception":
-                answer = rng.choice(list(wrongs))
-                category, mis = "False_Misconception", wrongs[answer]
-            else:
-                answer = rng.choice([right, *wrongs])
-                category, mis = ("True_Neither" if answer == right else "False_Neither"), "NA"
-            rows.append({"row_id": str(len(rows)), "QuestionId": qid, "QuestionText": text, "MC_Answer": answer,
-                         "StudentExplanation": rng.choice(EXPLAIN[kind]) + f" {i}", "Category": category, "Misconception": mis})
-    return pd.DataFrame(rows)
-
-
-WORDS = {"shoes": ["running", "sneaker", "leather", "sole"], "kitchen": ["steel", "pan", "cooker", "knife"],
-         "toys": ["lego", "puzzle", "doll", "blocks"]}
-
-
-def records(n: dict, seed: int = 0) -> pd.DataFrame:
-    rng = random.Random(seed)
-    rows = []
-    for label, count in n.items():
-        for i in range(count):
-            rows.append({"title": " ".join(rng.choices(WORDS[label], k=3)), "description": f"{label} item {i}",
-                         "brand": rng.choice(["acme", "zen", ""]), "price": f"₹{rng.randint(100, 9000):,}",
-                         "also_buy": str([f"B{j}" for j in range(rng.randint(0, 4))]), "main_cat": label,
-                         "link": f"https://x/{label}/{i}"})
-    rows.append(dict(rows[0]))  # a duplicate link
-    return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def model_dirs(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("served")
@@ -256,7 +168,7 @@ def model_dirs(tmp_path_factory):
     return [str(folder / p.output) for p in (topic, mis, prod)]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tutor_dir(tmp_path_factory, tiny_chat_llama):
     from mathtune.rag.corpus import Document
     from mathtune.rag.index import Embedder, Index, split_documents
@@ -279,7 +191,7 @@ def tutor_dir(tmp_path_factory, tiny_chat_llama):
     return str(folder / result.output)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_topic_model(tmp_path_factory) -> Path:
     """A TF-IDF topic model trained on tiny generated questions (seconds), as a model folder."""
     folder = tmp_path_factory.mktemp("tiny-topic")

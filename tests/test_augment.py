@@ -48,7 +48,7 @@ def tiny_translator(tmp_path_factory):
     import torch
     from transformers import BartConfig, BartForConditionalGeneration
 
-    from conftest import _tiny_tokenizer
+    from helpers import _tiny_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-bart")
     tokenizer = _tiny_tokenizer(folder)

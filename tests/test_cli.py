@@ -5,7 +5,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from conftest import write_recipe
+from helpers import write_recipe
 from mathtune.cli import app
 from mathtune.errors import DataError
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from mathtune.config import load_recipe, recipe_from_dict
 from mathtune.errors import RecipeError
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
-from conftest import REPO
+from helpers import REPO
 from mathtune.cli import app
 from mathtune.config import recipe_from_dict
 from mathtune.errors import RecipeError

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers import REPO
 
 DEPLOY = REPO / "deploy"
 K8S_VERSION = "1.30.0"
@@ -110,7 +110,7 @@ def _exported_metric_names(tmp_path) -> set[str]:
     import pandas as pd
     from fastapi.testclient import TestClient
 
-    from conftest import _rows
+    from helpers import _rows
     from mathtune.config import recipe_from_dict
     from mathtune.serve.app import create_app
     from mathtune.train.run import train_from_recipe

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, write_recipe
+from helpers import REPO, write_recipe
 
 
 def _launch(workdir: Path, recipe: Path, output: str, *extra: str) -> subprocess.CompletedProcess:

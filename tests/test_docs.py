@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.util
 import re
 
-from conftest import REPO
+from helpers import REPO
 
 
 def _report():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_rows
+from helpers import make_rows
 from mathtune.config import member_recipes, recipe_from_dict
 from mathtune.errors import ModelError, RecipeError
 from mathtune.models.ensemble import combine

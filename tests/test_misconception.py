@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_rows
+from helpers import make_rows
 from mathtune.cli import app
 from mathtune.config import recipe_from_dict
 from mathtune.errors import DataError

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import records
+from helpers import records
 from mathtune.cli import app
 from mathtune.config import ProductsConfig, recipe_from_dict
 from mathtune.errors import ModelError, RecipeError

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import REPO, make_rows, records, write_recipe
+from helpers import REPO, make_rows, records, write_recipe
 from mathtune.cli import app
 from mathtune.config import load_recipe, recipe_from_dict
 from mathtune.models.saved import load_predictor

@@ -3,7 +3,7 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import _rows
+from helpers import _rows
 from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 
@@ -162,7 +162,7 @@ def test_concurrent_requests_share_batches(model_dirs):
 
 def test_openapi_example_bodies_are_accepted_by_the_shipped_recipes_fields():
     """The documented /v1/products example carries every field the shipped products recipes read."""
-    from conftest import REPO
+    from helpers import REPO
     from mathtune.config import load_recipe
     from mathtune.serve.schemas import ProductsRequest
 

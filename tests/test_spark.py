@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import REPO, _rows
+from helpers import REPO, _rows
 
 pytest.importorskip("pyspark", reason="pyspark is not installed: run `make install-all` (mathtune[spark])")
 SCORE = REPO / "deploy" / "spark" / "score.py"

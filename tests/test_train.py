@@ -138,7 +138,7 @@ def test_sigkill_then_same_command_resumes(topic_csv, tiny_bert, workdir):
     import sys
     import time
 
-    from conftest import write_recipe
+    from helpers import write_recipe
 
     recipe = write_recipe(workdir, f"""# mathtune train recipe.yaml
 task: topic

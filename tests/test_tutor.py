@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_recipe
+from helpers import write_recipe
 from mathtune.cli import app
 from mathtune.config import TutorConfig
 from mathtune.errors import DataError

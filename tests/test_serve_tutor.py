@@ -223,6 +223,7 @@ def test_modes_over_the_api(client):
                                                   "samples": 2}) as response:
         text = "".join(response.iter_text())
     assert "event: done" in text and '"method": "vote(cot)' in text
+    assert "event: progress" in text and '"drawn": 1' in text  # a vote says how far it has got as it goes
     with client.stream("POST", "/v1/tutor", json={"question": "what is 1 plus 1?", "stream": True, "mode": "program",
                                                   "max_new_tokens": 16, "retrieval": False}) as response:
         events = [e for e in "".join(response.iter_text()).split("\n\n") if e.strip()]

@@ -736,3 +736,14 @@ def test_evaluation_says_how_many_votes_the_time_budget_cut():
                  Solution("2", "2", "vote(code)", samples=3, k=7), Solution("4", "4", "vote(code)", out_of_time=True)]
     metrics = solution_metrics(solutions, Pairs(), [], "vote")
     assert metrics["cut_by_time_budget"] == 2 and metrics["cut_by_time_budget_rate"] == 2 / 3
+
+
+def test_a_vote_reports_its_progress_as_each_answer_comes_in():
+    """#48 item 4: 30-60 s of only "Working on it" while a vote ran."""
+    from mathtune.models.solving.solve import solve as solve_with
+
+    seen = []
+    split = ["The answer is 1.", "The answer is 2.", "The answer is 2.", "The answer is 2."]
+    [s] = solve_with(Scripted(split), ["q"], SolveConfig(mode="vote", samples=4, tiebreak="none"), progress=seen.append)
+    assert [p.drawn for p in seen] == list(range(1, s.samples + 1)) and seen[0].k == 4
+    assert seen[-1].answers[0] == ("2", 2) or seen[-1].answers[0][0] == "2"

@@ -140,7 +140,7 @@ def local_tutor(model_dir: str, generator, index: Path | None, k: int, style: st
 
 async def _ask(tutor, question: str, overrides: dict, max_new_tokens: int | None) -> None:
     """The tutor service's answer in the terminal: cot streamed as it is written, other modes when done."""
-    from ..models.solving.values import Piece
+    from ..models.solving.values import Piece, Progress
     from ..models.solving.vote import stopped_because
     from ..serve.tutor_service import TutorAsk
 
@@ -155,6 +155,11 @@ async def _ask(tutor, question: str, overrides: dict, max_new_tokens: int | None
             if isinstance(event, Piece):
                 if streamed:
                     out.print(event.text, end="", highlight=False, soft_wrap=True)
+                continue
+            if isinstance(event, Progress) and status is not None:  # a vote: answers in so far
+                found = ", ".join(f"{a} ({n})" for a, n in event.answers[:4])
+                status.update(f"solving ({answering.solving.mode}): {event.drawn} of up to {event.k} answers"
+                              + (f": {found}" if found else ""))
                 continue
             solution = event.solution
     finally:

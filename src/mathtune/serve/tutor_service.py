@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -27,7 +28,7 @@ from ..models.solving.checks import no_steps, not_whole
 from ..models.solving.settings import overridden, require_runnable
 from ..models.solving.solve import solve
 from ..models.solving.streams import stream
-from ..models.solving.values import STREAMED_MODES, Finished, Method, Piece, Reuse, Solution
+from ..models.solving.values import STREAMED_MODES, Finished, Method, Piece, Progress, Reuse, Solution
 from ..tasks.scope import REFUSAL, in_scope, with_history
 from .shared import SharedAnswers, answer_key
 
@@ -97,8 +98,8 @@ class Answering:
         if started is not None:
             self.service.gate.leave(started)
 
-    async def events(self, stop: threading.Event | None = None) -> AsyncIterator[Piece | Finished]:
-        """``Piece``s (a streamed answer's), then one ``Finished``. Setting ``stop`` (the asker is gone) ends
+    async def events(self, stop: threading.Event | None = None) -> AsyncIterator[Piece | Progress | Finished]:
+        """``Piece``s (a streamed answer's) or ``Progress`` (a vote asked for as a stream), then one ``Finished``. Setting ``stop`` (the asker is gone) ends
         generation at the next token once nobody else waits for the same answer; so does closing the iterator."""
         stop = stop or threading.Event()
         start = time.perf_counter()
@@ -110,12 +111,35 @@ class Answering:
                     if isinstance(event, Finished):
                         checked(event.solution, self.ask.question)
                     yield event
+            elif self.ask.stream:  # a vote asked for as a stream: how far it has got, as each answer comes in
+                async for update in self._with_progress(stop):
+                    yield update
             else:
                 solution, reuse = await self.service.answer(self, stop)
                 yield Finished(checked(solution, self.ask.question), Reuse(reuse), time.perf_counter() - start)
         finally:
             stop.set()
             self.release()
+
+    async def _with_progress(self, stop: threading.Event) -> AsyncIterator[Progress | Finished]:
+        start = time.perf_counter()
+        loop, reports = asyncio.get_running_loop(), asyncio.Queue[Progress]()
+        task = asyncio.ensure_future(self.service.answer(
+            self, stop, lambda progress: loop.call_soon_threadsafe(reports.put_nowait, progress)))
+        try:
+            while not task.done():
+                waiting = asyncio.ensure_future(reports.get())
+                await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                if waiting.done():
+                    yield waiting.result()
+                else:
+                    waiting.cancel()
+            solution, reuse = task.result()
+        finally:
+            if not task.done():
+                stop.set()
+                task.cancel()
+        yield Finished(checked(solution, self.ask.question), Reuse(reuse), time.perf_counter() - start)
 
 
 def checked(solution: Solution, question: str) -> Solution:
@@ -238,7 +262,7 @@ class TutorService:
         key = self._stream_key(answering) if answering.streamed else self._answer_key(answering)
         return key is not None and self.shared.kept(key)
 
-    async def answer(self, answering: Answering, stop: threading.Event) -> tuple[Solution, str]:
+    async def answer(self, answering: Answering, stop: threading.Event, progress=None) -> tuple[Solution, str]:
         """The solution as the settings say and how it was had: "none" (made for this request), "joined" (the same
         request was being answered: this one waited for it) or "cache" (kept from an earlier request). Setting
         ``stop`` ends generation at the next token once no other request waits for the same answer. A request whose
@@ -247,7 +271,8 @@ class TutorService:
         a = answering
 
         async def make(halt: threading.Event) -> Solution:
-            return (await self.model.run(solve, self.model.generator, [a.prompt], a.solving, [a.context], a.budget,
+            run = solve if progress is None else functools.partial(solve, progress=progress)
+            return (await self.model.run(run, self.model.generator, [a.prompt], a.solving, [a.context], a.budget,
                                          halt, a.ask.seed or 0))[0]
         with self.gate.place() if a.started is None and a.refusal is None else nullcontext():
             return await self.shared.answer(key, make, stop)

@@ -15,7 +15,7 @@ from ..generation import Generation
 from .greedy import generate_in, repaired, sample_in
 from .reading import solution_from_text
 from .running import ends_with_program
-from .values import PROGRAM_MODES, Solution
+from .values import PROGRAM_MODES, Progress, Solution
 
 
 def answer_groups(samples: list[Solution]) -> list[list[Solution]]:
@@ -91,14 +91,37 @@ def ending(*events) -> Either | None:
     return Either(*given) if given else None
 
 
+class Tally:
+    """Counts a vote's answers as they come in, and reports each count (``report``: a Progress, from any thread)."""
+
+    def __init__(self, k: int, report=None):
+        self.k, self.report = k, report
+        self.finals: list[str | None] = []
+        self._lock = threading.Lock()
+
+    def add(self, solution: Solution) -> None:
+        if self.report is None:
+            return
+        with self._lock:
+            self.finals.append(solution.final_answer)
+            counts: dict[str, int] = {}
+            for final in self.finals:
+                if final is not None:
+                    counts[final] = counts.get(final, 0) + 1
+            progress = Progress(len(self.finals), self.k, tuple(sorted(counts.items(), key=lambda fc: -fc[1])))
+        self.report(progress)
+
+
 class _EarlyVote:
     """Decides a vote whose samples decode together as they finish: once the answers in can no longer be outvoted
     by the samples still decoding, ``cancel`` is set and those stop at their next token. A sample's answer here
     is its first reading (a cot answer that stopped at a Python block has none yet; a program that fails, none
     until it is corrected), kept so the program is not run twice."""
 
-    def __init__(self, k: int, tutor_prompt, prior: Sequence[Solution] = (), early_stop: bool = True):
+    def __init__(self, k: int, tutor_prompt, prior: Sequence[Solution] = (), early_stop: bool = True,
+                 tally: Tally | None = None):
         self.k, self.tutor_prompt = k + len(prior), tutor_prompt  # prior: an earlier round's answers, counted too
+        self.tally = tally
         self.early_stop = early_stop
         self.read: dict[tuple[str, str], Solution] = {}
         self.answers: list[Solution] = list(prior)
@@ -125,6 +148,8 @@ class _EarlyVote:
         waiting = mode == "cot" and ends_with_program(generation.text)  # its block runs, then it goes on
         counted = reading if reading.program_ok is not False and not waiting else \
             Solution(generation.text, None, reading.method)
+        if self.tally is not None:
+            self.tally.add(counted)
         with self._lock:
             self.answers.append(counted)
             if self.out_of_time or \
@@ -136,7 +161,7 @@ def drawn_together(generator, question: str, context, max_new_tokens: int, k: in
                     seed: int, repairs: int, early_stop: bool = True, prior: Sequence[Solution] = (),
                     modes: list[str] | None = None, deadline: float | None = None,
                     stop: threading.Event | None = None,
-                    expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
+                    expired: threading.Event | None = None, tally: Tally | None = None) -> tuple[list[Solution], bool]:
     """The k samples at once: each mode's samples are one batch sharing its prompt, the modes' batches and the
     repairs of failed programs decode side by side; with ``early_stop`` the vote ends as soon as the finished
     samples (with the ``prior`` answers of an earlier round) decide it (the same answer all would give) and the
@@ -146,8 +171,8 @@ def drawn_together(generator, question: str, context, max_new_tokens: int, k: in
     client is gone). Returns the samples and whether the deadline cut any off."""
     modes = modes or sample_modes(base, k)
     wanted = {mode: modes.count(mode) for mode in dict.fromkeys(modes)}
-    early = _EarlyVote(k, generator.tutor_prompt, prior, early_stop)
-    watched = early_stop or deadline is not None or stop is not None
+    early = _EarlyVote(k, generator.tutor_prompt, prior, early_stop, tally)
+    watched = early_stop or deadline is not None or stop is not None or tally is not None
     cancel = Either(early.cancel, stop) if stop is not None else early.cancel
     timer = threading.Timer(max(deadline - time.perf_counter(), 0.0), early.time_is_up) if deadline else None
     if timer is not None:
@@ -184,7 +209,7 @@ def drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int
                    seed: int, repairs: int, early_stop: bool, prior: Sequence[Solution] = (),
                    modes: list[str] | None = None, deadline: float | None = None,
                    stop: threading.Event | None = None,
-                   expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
+                   expired: threading.Event | None = None, tally: Tally | None = None) -> tuple[list[Solution], bool]:
     """Samples one after another (a generator that decodes one sequence at a time), stopping once decided (with
     the ``prior`` answers of an earlier round), or at ``deadline`` once there is an answer; the samples, and
     whether the deadline stopped them."""
@@ -198,6 +223,8 @@ def drawn_in_turn(generator, question: str, context, max_new_tokens: int, k: int
         late = deadline is not None and time.perf_counter() >= deadline
         samples.append(_one_sample(generator, question, context, mode, g, max_new_tokens, 0 if late else repairs,
                                    temperature, seed + i, cancel=ending(expired, stop)))
+        if tally is not None:
+            tally.add(samples[-1])
         if early_stop and decided(answer_groups([*prior, *samples]), k - len(samples)):
             break
     return samples, False

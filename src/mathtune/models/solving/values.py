@@ -8,7 +8,7 @@ from enum import Enum
 
 from ...choices import Mode, Reuse, Tiebreak, VoteOver
 
-__all__ = ["Mode", "Reuse", "Tiebreak", "VoteOver", "Method", "Solution", "Piece", "Finished", "Event"]
+__all__ = ["Mode", "Reuse", "Tiebreak", "VoteOver", "Method", "Solution", "Piece", "Progress", "Finished", "Event"]
 
 
 class Method(str, Enum):
@@ -99,4 +99,13 @@ class Finished:
         return self.solution.truncated
 
 
-Event = Piece | Finished
+@dataclass(frozen=True)
+class Progress:
+    """A vote under way: answers in so far (of up to ``k``) and each final answer with how many gave it."""
+
+    drawn: int
+    k: int
+    answers: tuple[tuple[str, int], ...] = ()
+
+
+Event = Piece | Progress | Finished

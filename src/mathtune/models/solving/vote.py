@@ -16,18 +16,18 @@ from ...config import SolveConfig
 from ..generation import Generator
 from .greedy import generate_in, greedy, repaired
 from .reading import solution_from_text
-from .rounds import Both, answer_groups, decides, drawn, ending, expiring, sample_modes
+from .rounds import Both, Tally, answer_groups, decides, drawn, ending, expiring, sample_modes
 from .values import PROGRAM_MODES, Method, Solution, vote_label
 
 
 def vote(generator: Generator, question: str, context, settings: SolveConfig, max_new_tokens: int, seed: int = 0,
-         stop: threading.Event | None = None, repairs: int = 1, early_stop: bool = True) -> Solution:
+         stop: threading.Event | None = None, repairs: int = 1, early_stop: bool = True, progress=None) -> Solution:
     """Up to ``settings.samples`` samples of ``settings.vote_over`` voted (SolveConfig says what each setting
     does): a parallel generator draws them together, a sequential one in turn; with ``early_stop`` drawing stops
     once the rest could not change the majority (the same answer all would give: sample i always has seed + i).
     ``method`` says how it ended (``vote(code,program)+program``), ``samples`` how many were drawn, ``out_of_time``
     whether the time budget cut it. Setting ``stop`` (the client is gone) ends the sampling at the next token,
-    begins no further round and asks no tie-break."""
+    begins no further round and asks no tie-break. ``progress`` sees a Progress as each answer comes in."""
     k, base, temperature = settings.samples, str(settings.vote_over), settings.temperature
     agree_first = settings.agree_first
     first = max(settings.first_round, agree_first)  # the first round's answers
@@ -36,11 +36,12 @@ def vote(generator: Generator, question: str, context, settings: SolveConfig, ma
     tiebreak = None if settings.tiebreak == "none" else str(settings.tiebreak)
     start = time.perf_counter()
     deadline = start + settings.time_budget if settings.time_budget else None
+    tally = Tally(k, progress) if progress is not None else None
     with expiring(deadline) as expired:  # set at the deadline: a correction or tie-break under way stops
         greedy_first, ended, late = None, False, False
         if adaptive:
             samples, late = _first_round(generator, question, context, max_new_tokens, first, base, temperature, seed,
-                                         repairs, stop, deadline, expired)
+                                         repairs, stop, deadline, expired, tally)
             greedy_first = samples[0]
             if _agreeing(samples) >= agree_first:
                 then_over, ended = None, True  # no second round: its mode is not named
@@ -52,11 +53,12 @@ def vote(generator: Generator, question: str, context, settings: SolveConfig, ma
                 second = then_over or base
                 more, late = drawn(generator, question, context, max_new_tokens, k - first, second, temperature,
                                    seed + first, repairs, early_stop, prior=samples,
-                                   modes=sample_modes(second, k)[first:], deadline=deadline, stop=stop, expired=expired)
+                                   modes=sample_modes(second, k)[first:], deadline=deadline, stop=stop, expired=expired,
+                                   tally=tally)
                 samples += more
         else:
             samples, late = drawn(generator, question, context, max_new_tokens, k, base, temperature, seed, repairs,
-                                  early_stop, deadline=deadline, stop=stop, expired=expired)
+                                  early_stop, deadline=deadline, stop=stop, expired=expired, tally=tally)
             if not samples:  # stopped before any sample finished: there is no answer, and nobody to give it to
                 return Solution("", None, vote_label(base), voted_over=base, samples=0, k=k,
                                 seconds=time.perf_counter() - start)
@@ -86,8 +88,8 @@ def vote(generator: Generator, question: str, context, settings: SolveConfig, ma
 
 def _first_round(generator, question: str, context, max_new_tokens: int, n: int, base: str, temperature: float,
                  seed: int, repairs: int, stop: threading.Event | None = None,
-                 deadline: float | None = None,
-                 expired: threading.Event | None = None) -> tuple[list[Solution], bool]:
+                 deadline: float | None = None, expired: threading.Event | None = None,
+                 tally: Tally | None = None) -> tuple[list[Solution], bool]:
     """The greedy answer (in the base's first mode) and n - 1 samples of the next modes, drawn together on a
     parallel generator; the greedy answer comes first. ``stop`` ends the samples (not the greedy answer, which is
     bounded by the token budget). At ``deadline`` the samples still decoding stop as soon as one answer of the
@@ -105,14 +107,17 @@ def _first_round(generator, question: str, context, max_new_tokens: int, n: int,
             [g] = generate_in(generator, [question], modes[0], max_new_tokens, [context])
             answer = solution_from_text(g.text, modes[0], generator.tutor_prompt, g.new_tokens,
                                         time.perf_counter() - start)
-            return repaired(generator, question, context, g.text, answer, max_new_tokens, repairs, modes[0],
-                            cancel=ending(expired, stop))
+            answer = repaired(generator, question, context, g.text, answer, max_new_tokens, repairs, modes[0],
+                              cancel=ending(expired, stop))
+            if tally is not None:
+                tally.add(answer)
+            return answer
         finally:
             greedy_done.set()
 
     def sampled() -> list[Solution]:
         return drawn(generator, question, context, max_new_tokens, n - 1, base, temperature, seed, repairs, False,
-                     modes=modes[1:], stop=samples_end, deadline=deadline)[0]
+                     modes=modes[1:], stop=samples_end, deadline=deadline, tally=tally)[0]
 
     if not generator.parallel:  # one sequence at a time
         answers = [greedy_answer(), *sampled()]

@@ -23,7 +23,7 @@ from starlette.background import BackgroundTask
 
 from ...config import SolveConfig
 from ...models.solving.presets import PRESETS
-from ...models.solving.values import Finished, Piece, Solution
+from ...models.solving.values import Finished, Piece, Progress, Solution
 from ..shutdown import until_stopped
 from ..tutor_service import Answering, TutorAsk, TutorService, finished_for
 from .tutor import begin, counted, optional_fields, tutor_service
@@ -245,6 +245,8 @@ class Reply:
         sent, stopped = "", False
         try:
             async for event in answering.events():
+                if isinstance(event, Progress):  # a vote's progress has no place in OpenAI's chunks
+                    continue
                 if isinstance(event, Piece):
                     if stopped:
                         continue

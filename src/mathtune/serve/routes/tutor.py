@@ -1,7 +1,7 @@
 """POST /v1/tutor: a step-by-step answer with the retrieved sources; server-sent events when ``stream`` is true.
 
 Events of a stream: ``sources`` (the retrieved chunks and ``history_dropped``, first), ``token`` (each piece of
-text as it is made), ``done`` (the whole answer, its steps and final answer) or ``error``. The answering is the
+text as it is made; cot, program, code), ``progress`` (a vote: answers in so far and what they say), ``done`` (the whole answer, its steps and final answer) or ``error``. The answering is the
 tutor service's (serve/tutor_service.py); this module only maps its events to JSON.
 """
 
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from starlette.background import BackgroundTask
 
 from ...config import SolveConfig
-from ...models.solving.values import Finished, Method, Piece, Solution
+from ...models.solving.values import Finished, Method, Piece, Progress, Solution
 from ...sandbox import ProgramsRefused
 from ..shutdown import until_stopped
 from ..tutor_service import Answering, QuestionError, TutorAsk, TutorService, finished_for
@@ -191,6 +191,9 @@ async def _events(app_state, answering: Answering, model: str, first: str):
         async for event in answering.events():
             if isinstance(event, Piece):
                 yield _sse("token", {"text": event.text})
+            elif isinstance(event, Progress):  # a vote under way: answers in so far, and what they say
+                yield _sse("progress", {"drawn": event.drawn, "k": event.k,
+                                        "answers": [{"answer": a, "count": n} for a, n in event.answers]})
             else:
                 counted(app_state, event)
                 yield _sse("done", {"model": model, **solution_fields(event.solution), "reused": str(event.reused),

@@ -14,7 +14,7 @@ import threading
 import time
 
 from ...errors import MathtuneError
-from ...models.solving.values import Piece
+from ...models.solving.values import Piece, Progress
 from ...tasks.scope import REFUSAL
 from ..tutor_service import QuestionError, TutorAsk, TutorService
 from .common import MEASURED, SHOW_CHAT_JS, error_update, plain_error
@@ -30,6 +30,7 @@ from .tutor_words import (
     measured_line,
     model_line,
     modes,
+    progress_line,
     render,
 )
 
@@ -238,6 +239,11 @@ def _answerer(gr, state, model):
                     yield (render(turns + [turn]), turns + [stopped(turn)], "", error_update(None),
                            gr.update(visible=False))
                     continue
+                if isinstance(event, Progress):  # a vote under way: how many tries are in, what they say
+                    turn.update(progress=progress_line(event))
+                    yield render(turns + [turn]), turns + [stopped(turn)], "", error_update(None), gr.update()
+                    continue
+                turn.pop("progress", None)
                 solution = event.solution
                 turn.pop("streaming", None)
                 turn.update(a=solution.answer, final=solution.final_answer, truncated=solution.truncated,

@@ -99,7 +99,8 @@ def render(turns: list[dict]) -> list[dict]:
             continue
         # open math waits until it closes; trailing blank lines would leave a gap above the final answer
         text = (settled(turn["a"]) if turn.get("streaming") else turn["a"]).rstrip()
-        parts = [math_markdown(text) or (WORKING if turn.get("streaming") else "…")]
+        working = f"*{turn['progress']}*" if turn.get("progress") else WORKING
+        parts = [math_markdown(text) or (working if turn.get("streaming") else "…")]
         if turn.get("stopped"):
             parts.append("*Stopped.* Press **Retry** to ask it again" +
                          (", or **Continue** for the rest." if turn["a"] else "."))
@@ -113,6 +114,14 @@ def render(turns: list[dict]) -> list[dict]:
             parts.append("*This answer was cut at the length limit: press **Continue** for the rest.*")
         messages.append({"role": "assistant", "content": "\n\n".join(parts)})
     return messages
+
+
+def progress_line(progress) -> str:
+    """A vote under way, in a teacher's words: how many tries are in, and what they say so far."""
+    line = f"Working… {progress.drawn} of up to {progress.k} tries done"
+    if progress.answers:
+        line += ": " + ", ".join(f"{answer_markdown(a)} ({n})" for a, n in progress.answers[:4])
+    return line + ". Press Stop to end it."
 
 
 def _why_stopped(solution) -> str:

@@ -486,3 +486,51 @@ def test_tutor_retry_after_stop_asks_the_stopped_question_again(ui, scripted):
     assert "130 students" in ui.locator("#tutor-chat .message-row.user-row").last.inner_text()
     shot(ui, "tutor-stopped")
 
+
+
+WORDS_BROKEN = """sel => {
+  const broken = [];
+  for (const cell of document.querySelectorAll(sel)) {
+    if (cell.offsetParent === null) continue;
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(/\\S+/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+        const rects = [...range.getClientRects()].filter(r => r.width > 0);
+        if (!rects.length || !node.parentElement.checkVisibility({visibilityProperty: true, opacityProperty: true})) continue;
+        const tops = new Set(rects.map(r => Math.round(r.top)));
+        // what a person sees of it: up to the nearest edge that clips (an element that hides its overflow, the cell,
+        // the table's frame)
+        let clip = Math.min(cell.getBoundingClientRect().right, (cell.closest('.table-wrap') || cell).getBoundingClientRect().right);
+        for (let e = node.parentElement; e && e !== cell; e = e.parentElement) {
+          if (getComputedStyle(e).overflowX !== 'visible') clip = Math.min(clip, e.getBoundingClientRect().right);
+        }
+        const box = {right: clip};
+        const right = Math.max(...rects.map(r => r.right));
+        if (tops.size > 1) broken.push(`"${m[0]}" on ${tops.size} lines`);
+        else if (right > box.right + 1) broken.push(`"${m[0]}" cut at the cell's edge (${node.parentElement.tagName}.${node.parentElement.className} ${Math.round(right)} > ${Math.round(box.right)})`);
+      }
+    }
+  }
+  return broken;
+}"""
+
+
+def test_tables_never_break_a_word_or_a_number_across_lines(ui):
+    """#48 item 9: at 390 px the Topics header read "pr/ob/ab/il/it/y" and numbers split ("0./99/01"); a test must
+    fail on what a person sees: a word (or number) of a cell on more than one line, or cut at the cell's edge."""
+    questions = ["A train travels 60 km in 45 minutes. What is its speed in km/h?", "Solve 2x + 3 = 11 for x.",
+                 "What is the probability of two heads in two tosses?", "Find the derivative of x^2 sin x.",
+                 "How many ways can 5 books be arranged on a shelf?"]
+    ui.fill(box("topics-input"), "\n".join(questions))
+    ui.click("#topics-submit")
+    ui.wait_for_function("document.querySelector('#topics-table')?.innerText.includes('5 books')")
+    ui.wait_for_timeout(500)
+    shot(ui, "topics-table")
+    broken = ui.evaluate(WORDS_BROKEN, "#topics-table th, #topics-table [role=gridcell]")
+    assert not broken, broken
+    viewport = ui.locator("#topics-table .table-wrap").bounding_box()
+    last = ui.locator("#topics-table [role=gridcell]", has_text="5 books").last.bounding_box()
+    assert last["y"] + last["height"] <= viewport["y"] + viewport["height"] + 1  # the 5th row is not hidden in the box
+    no_overflow(ui)

@@ -63,7 +63,7 @@ def topics_tab(gr, state, served) -> None:
     label = gr.Label(label="Topics of the first question, most likely first", num_top_classes=len(labels.names),
                      elem_id="topics-label", visible=False)
     table = gr.Dataframe(label="Every question", wrap=True, visible=False, elem_id="topics-table",
-                         column_widths=["60%", "28%", "12%"], datatype=["markdown", "str", "str"],
+                         column_widths=["50%", "28%", "22%"], datatype=["markdown", "str", "str"], max_height=1000,
                          latex_delimiters=LATEX)  # the question as Markdown: its math rendered, its money as typed
     download = gr.DownloadButton("Download the results (CSV)", visible=False, elem_id="topics-download")
     column = model.predictor.manifest.get("text_column", "Question")
@@ -87,7 +87,7 @@ def topics_tab(gr, state, served) -> None:
         spreadsheet_safe_frame(frame).to_csv(out, index=False)
         # shown as the chart shows it: a percentage
         shown = pd.DataFrame({"question": [math_markdown(r[0]) for r in rows], "topic": [r[1] for r in rows],
-                              "how likely": [percent(r[2]) for r in rows]})
+                              "chance": [percent(r[2]) for r in rows]})
         return (error_update(None), gr.update(visible=True, value=rows[0][3]), gr.update(visible=True, value=shown),
                 gr.update(visible=True, value=str(out)))
 

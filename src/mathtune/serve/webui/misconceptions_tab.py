@@ -111,7 +111,7 @@ def misconceptions_tab(gr, state, served) -> None:
         spreadsheet_safe_frame(out).to_csv(path, index=False)
         shown = pd.DataFrame({"explanation": frame["StudentExplanation"], "verdict": verdicts,
                               "most likely": [describe_label(row[0][0]) for row in rows],
-                              "how likely": [percent(row[0][1]) for row in rows]})
+                              "chance": [percent(row[0][1]) for row in rows]})
         return error_update(None), gr.update(visible=True, value=shown), gr.update(visible=True, value=str(path))
 
     run_file.click(run_file_diagnosis, [file], [file_error, table, download])

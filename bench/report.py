@@ -27,6 +27,11 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def _run(name: str) -> dict | None:
+    """One run of bench/tutor_modes.py, by its --run name (tutor_modes.json keeps them all)."""
+    return ((_load("tutor_modes") or {}).get("by_run") or {}).get(name)
+
+
 RARE = ("Linear Algebra", "Abstract Algebra and Topology")
 
 
@@ -278,7 +283,8 @@ def tutor_modes(data: dict) -> list[str]:
     lines = ["### Tutor without training: solving modes (`bench/tutor_modes.py`; llama.cpp, 2 threads)", "",
              "| model | mode | data | n (of target) | answer accuracy | s / problem | tokens/s | program ran | vote agreement | "
              "refusal (non-math) | false refusals | peak RSS | max load |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    more = _load("tutor_modes_smollm2") or {}
+    data = data.get("by_run", {}).get("tutor_modes", {})
+    more = _run("tutor_modes_smollm2") or {}
     for r in data.get("runs", []) + more.get("runs", []):
         n = f"{r['n']} of {r['n_target']}" if r.get("n_target", r["n"]) != r["n"] else str(r["n"])
         lines.append(f"| {r['model']} | {r['mode']} | {r['data']} | {n} | {_f(r.get('answer_accuracy'))} | "
@@ -527,7 +533,7 @@ def measured() -> dict:
     agreeing samples was right."""
     best: dict = {}
     for name in MODES_FILES:
-        for run in (_load(name) or {}).get("runs", []):
+        for run in (_run(name) or {}).get("runs", []):
             if not run["model"].startswith("bundled:") or run.get("answer_accuracy") is None:
                 continue
             key = (run["model"], run["data"], run["mode"])

@@ -75,6 +75,15 @@ VOTE_OVER = {"vote": "cot", VOTE_PROGRAM: "program", VOTE_MIXED: "mixed",
              **{f"adaptive({over})": over.split(",")[0] for over in ADAPTIVE_OVER}}
 
 
+def save_run(out: Path, run: str, results: dict) -> None:
+    """``results`` as run ``run`` of the results file (its other runs kept)."""
+    kept = json.loads(out.read_text()) if out.is_file() else {}
+    by_run = kept.get("by_run", {})
+    by_run[run] = results
+    write_json(out, {"benchmark": "tutor_modes", "note": kept.get("note", "each run of bench/tutor_modes.py, by its "
+                                                                             "--run name"), "by_run": by_run})
+
+
 def problems(name: str, n: int, shuffle: bool) -> Pairs:
     path = resolve_data_path(name)
     pairs = pairs_from_frame(read_table(path), TutorConfig(), str(path))
@@ -259,7 +268,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None, help="start no new problem after this long")
     parser.add_argument("--cache", type=Path, default=REPO / "bench" / "results" / "tutor_modes_problems.jsonl.gz")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_modes.json")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_modes.json",
+                        help="the results file: every run is kept in it under its --run name")
+    parser.add_argument("--run", default="tutor_modes", help="this run's name in --out (another name keeps the others)")
     args = parser.parse_args()
     deadline = time.time() + 60 * args.minutes if args.minutes is not None else float("inf")
     cache = Cache(args.cache)
@@ -296,15 +307,15 @@ def main() -> None:
             done[mode, name] = solutions
             results["runs"].append(entry(model, generator.backend, mode, name, solutions, pairs, refusals, cache,
                                          time.perf_counter() - t, load_seconds))
-            write_json(args.out, results)
+            save_run(args.out, args.run, results)
         if ("vote", "gsm8k") in done and ("program", "gsm8k") in done:  # the vote with the program as tie-break
             votes = done["vote", "gsm8k"]
             solutions = with_tiebreak(votes, done["program", "gsm8k"][: len(votes)])
             results["runs"].append(entry(model, generator.backend, "vote+program", "gsm8k", solutions, sets["gsm8k"],
                                          [], cache, 0.0, load_seconds, n_target=args.vote_gsm8k))
-            write_json(args.out, results)
+            save_run(args.out, args.run, results)
         del generator
-    write_json(args.out, results)
+    save_run(args.out, args.run, results)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ are not the default: MATHTUNE_TUTOR_ANSWER_CACHE=256 here).
 Every ratio is measured with nothing else asked of the server; ``polled`` repeats the vote and the four while
 /v1/topics is polled (the topics latencies come from those runs), with the cot answer it is compared with.
 
-The accuracy table comes from bench/tutor_modes.py's results (tutor_modes.json: 200 held-out problems on the
+The accuracy table comes from bench/tutor_modes.py's results (tutor_modes.json, by run; run tutor_modes: 200 held-out problems on the
 llama-cpp-python engine; tutor_modes_xllamacpp.json: this engine, fewer problems), copied in so that one file has
 every figure the README shows (``--refresh-accuracy`` copies it again without measuring).
 """
@@ -251,22 +251,25 @@ def in_turn_baseline(tutor_name: str, problem: str, k: int, threads: int | None)
 
 # The tutor_modes results the accuracy table is read from: the 200-problem runs (the llama-cpp-python engine, one
 # sample after another) and the runs on this engine (xllamacpp: batched votes), each row saying which.
-ACCURACY_FILES = {"tutor_modes.json": "llama-cpp-python", "tutor_modes_xllamacpp.json": "xllamacpp",
-                  "tutor_modes_adaptive.json": "xllamacpp", "tutor_modes_adaptive_code.json": "xllamacpp",
-                  "tutor_modes_adaptive_code_program.json": "xllamacpp", "tutor_modes_code.json": "xllamacpp",
-                  "tutor_modes_adaptive_2of3.json": "xllamacpp", "tutor_modes_math_code.json": "xllamacpp",
-                  "tutor_modes_math_default.json": "xllamacpp"}
+ACCURACY_RUNS = {"tutor_modes": "llama-cpp-python", "tutor_modes_xllamacpp": "xllamacpp",
+                 "tutor_modes_adaptive": "xllamacpp", "tutor_modes_adaptive_code": "xllamacpp",
+                 "tutor_modes_adaptive_code_program": "xllamacpp", "tutor_modes_code": "xllamacpp",
+                 "tutor_modes_adaptive_2of3": "xllamacpp", "tutor_modes_math_code": "xllamacpp",
+                 "tutor_modes_math_default": "xllamacpp"}
+MODES_RESULTS = REPO / "bench" / "results" / "tutor_modes.json"
 
 
-def accuracy_table(paths: list[Path], model: str) -> list[dict]:
+def accuracy_table(runs: list[str], model: str) -> list[dict]:
+    """The accuracy rows of ``model`` in the named runs of bench/tutor_modes.py (tutor_modes.json, by run)."""
     keep = ("mode", "data", "n", "n_target", "answer_accuracy", "median_seconds_per_problem", "seconds_per_problem",
             "mean_samples", "max_load1")
+    by_run = json.loads(MODES_RESULTS.read_text()).get("by_run", {}) if MODES_RESULTS.is_file() else {}
     rows = []
-    for path in paths:
-        if path.is_file():
-            engine = ACCURACY_FILES.get(path.name, path.stem)
-            rows += [{**{k: run.get(k) for k in keep}, "engine": engine, "source": path.name}
-                     for run in json.loads(path.read_text())["runs"] if run.get("model") == model]
+    for name in runs:
+        for run in (by_run.get(name) or {}).get("runs", []):
+            if run.get("model") == model:
+                rows.append({**{k: run.get(k) for k in keep}, "engine": ACCURACY_RUNS.get(name, name),
+                             "source": f"tutor_modes.json:{name}"})
     return rows
 
 
@@ -277,8 +280,8 @@ def main() -> None:
     parser.add_argument("--topic-rows", type=int, default=3000)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--accuracy", type=Path, nargs="+",
-                        default=[REPO / "bench" / "results" / name for name in ACCURACY_FILES])
+    parser.add_argument("--accuracy", nargs="+", default=list(ACCURACY_RUNS),
+                        help="runs of bench/tutor_modes.py (tutor_modes.json) the accuracy table is read from")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tutor_serving.json")
     parser.add_argument("--refresh-accuracy", action="store_true",
                         help="only copy the accuracy table again into an existing --out (after bench/tutor_modes.py)")
@@ -286,8 +289,7 @@ def main() -> None:
     if args.refresh_accuracy:
         result = json.loads(args.out.read_text())
         result["accuracy"] = accuracy_table(args.accuracy, result["tutor"])
-        result["accuracy_source"] = ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
-                                              for p in args.accuracy)
+        result["accuracy_source"] = "bench/results/tutor_modes.json, runs " + ", ".join(args.accuracy)
         write_json(args.out, result)
         return
     from tutor_modes import problems
@@ -321,8 +323,7 @@ def main() -> None:
                       "four_same_shared_vs_one": served["shared"]["four_same_vs_one"] <= 2.0,
                       "four_each_vs_alone_max": served["four_each_vs_alone"]["max"] <= 2.0},
               "accuracy": accuracy_table(args.accuracy, args.tutor),
-              "accuracy_source": ", ".join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p)
-                                           for p in args.accuracy)}
+              "accuracy_source": "bench/results/tutor_modes.json, runs " + ", ".join(args.accuracy)}
     write_json(args.out, result)
     print(json.dumps({k: result[k] for k in ("served", "engine", "met")}, indent=1))
 

@@ -80,18 +80,10 @@ def create_app(models: dict[str, Served] | list[str], settings: ServeSettings | 
     async def livez() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: every model is loaded and answered its warm-up request")
+    @app.get("/readyz", summary="Readiness: every model is loaded and answered its warm-up request (and a remote "
+                                "engine answers)")
     async def readyz():
-        states = {n: await run_in_threadpool(m.readiness) if hasattr(m, "readiness") else (m.ready, "")
-                  for n, m in models.items()}
-        ready = bool(models) and all(ok for ok, _ in states.values())
-        body = {"ready": ready, "models": {n: {"source": models[n].source, "ready": ok, **({"why": why} if why else {})}
-                                          for n, (ok, why) in states.items()}}
-        if not ready:
-            why = "no model loaded" if not models else "; ".join(f"{n}: {w or 'still loading'}"
-                                                                  for n, (ok, w) in states.items() if not ok)
-            return error_body(503, f"not ready: {why}", body)
-        return body
+        return await readiness(models)
 
     def drift_reports() -> dict:
         reports = {name: m.drift.report() for name, m in models.items() if m.drift is not None}
@@ -114,3 +106,17 @@ def create_app(models: dict[str, Served] | list[str], settings: ServeSettings | 
         return {name: public_description(name, m, settings) for name, m in models.items()}
 
     return app
+
+
+async def readiness(models: dict):
+    """/readyz's answer: each model loaded and warmed up, and a tutor's remote engine reachable (with why not)."""
+    states = {n: await run_in_threadpool(m.readiness) if hasattr(m, "readiness") else (m.ready, "")
+              for n, m in models.items()}
+    ready = bool(models) and all(ok for ok, _ in states.values())
+    body = {"ready": ready, "models": {n: {"source": models[n].source, "ready": ok, **({"why": why} if why else {})}
+                                      for n, (ok, why) in states.items()}}
+    if not ready:
+        why = "no model loaded" if not models else "; ".join(f"{n}: {w or 'still loading'}"
+                                                              for n, (ok, w) in states.items() if not ok)
+        return error_body(503, f"not ready: {why}", body)
+    return body

@@ -534,3 +534,25 @@ def test_tables_never_break_a_word_or_a_number_across_lines(ui):
     last = ui.locator("#topics-table [role=gridcell]", has_text="5 books").last.bounding_box()
     assert last["y"] + last["height"] <= viewport["y"] + viewport["height"] + 1  # the 5th row is not hidden in the box
     no_overflow(ui)
+
+
+def test_tutor_a_new_answer_in_a_long_chat_is_in_view(ui, scripted):
+    """#48 item 5: on desktop, 9 s into a new answer the box still showed an older one (with a ↓ arrow)."""
+    scripted(piece_seconds=0.02)
+    open_tab(ui, "Tutor")
+    ui.locator("#tutor-mode label", has_text="Step by step").click()
+    for i in range(4):  # a long chat: each answer many lines
+        ui.fill(box("tutor-input"), f"What is {i} plus {i}?")
+        ui.click("#tutor-send")
+        wait_idle(ui)
+    ui.evaluate("document.querySelector('#tutor-chat .bubble-wrap').scrollTop = 0")  # read higher up
+    scripted(piece_seconds=0.3)
+    ui.fill(box("tutor-input"), "What is 40 plus 2?")
+    ui.click("#tutor-send")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('40 plus 2')")
+    ui.wait_for_timeout(3000)
+    seen = ui.evaluate("""() => { const w = document.querySelector('#tutor-chat .bubble-wrap').getBoundingClientRect();
+        const rows = document.querySelectorAll('#tutor-chat .message-row'); const last = rows[rows.length - 1].getBoundingClientRect();
+        return last.top < w.bottom && last.bottom > w.top; }""")
+    ui.click("#tutor-stop")
+    assert seen, "the new answer is out of view"

@@ -50,7 +50,13 @@ CSS = """
 
 # Before an answer starts: bring the conversation into view (on a phone the page would stay at the input box);
 # the values pass through unchanged to the server.
-SHOW_CHAT_JS = """(...args) => { document.getElementById('tutor-chat')?.scrollIntoView({block: 'start'}); return args; }"""
+SHOW_CHAT_JS = """(...args) => {
+  document.getElementById('tutor-chat')?.scrollIntoView({block: 'start'});
+  // the newest turn in view: the chat's own box scrolls to its end as the question and the answer arrive (Gradio
+  // follows only a box already at its end, so in a long chat read higher up the new answer stayed out of sight)
+  const end = () => { const w = document.querySelector('#tutor-chat .bubble-wrap'); if (w) w.scrollTop = w.scrollHeight; };
+  for (const ms of [0, 300, 1000, 2500]) setTimeout(end, ms);
+  return args; }"""
 
 
 def theme():

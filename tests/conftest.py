@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from helpers import REPO, TOPICS, _rows, data_folder, make_rows, records, write_recipe  # noqa: E402,F401
+from helpers import REPO, TOPICS, _rows, _tiny_tokenizer, data_folder, make_rows, records, write_recipe  # noqa: E402,F401
 from mathtune.config import recipe_from_dict  # noqa: E402 (after the offline switches)
 from mathtune.train.run import train_from_recipe  # noqa: E402
 
@@ -52,20 +52,6 @@ def labelled_eval_csv(workdir) -> Path:
     path = workdir / "eval.csv"
     frame.to_csv(path, index=False)
     return path
-
-
-def _tiny_tokenizer(folder: Path):
-    from transformers import BertTokenizerFast
-
-    chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + list("+-*/^=()?.,:'\\")
-    words = sorted({w.strip(".,?:()").lower() for t in sum(TOPICS.values(), []) for w in t.split() if w.isalpha()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
-    folder.mkdir(parents=True, exist_ok=True)
-    words = list(dict.fromkeys(vocab))
-    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
-    # transformers 5 takes the vocabulary itself (a vocab_file argument is ignored and every token is [UNK])
-    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
-    return tokenizer
 
 
 @pytest.fixture(scope="session")

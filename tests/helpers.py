@@ -98,3 +98,17 @@ def records(n: dict, seed: int = 0) -> pd.DataFrame:
                          "link": f"https://x/{label}/{i}"})
     rows.append(dict(rows[0]))  # a duplicate link
     return pd.DataFrame(rows)
+
+
+def _tiny_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    chars = list("abcdefghijklmnopqrstuvwxyz0123456789") + list("+-*/^=()?.,:'\\")
+    words = sorted({w.strip(".,?:()").lower() for t in sum(TOPICS.values(), []) for w in t.split() if w.isalpha()})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + chars + ["##" + c for c in chars] + words
+    folder.mkdir(parents=True, exist_ok=True)
+    words = list(dict.fromkeys(vocab))
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    # transformers 5 takes the vocabulary itself (a vocab_file argument is ignored and every token is [UNK])
+    tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}, do_lower_case=True)
+    return tokenizer

@@ -24,8 +24,10 @@ def test_key_guessing_is_limited_per_client_and_the_cookie_holds_no_key(model_di
     assert answers[:5] == [401] * 5 and set(answers[5:]) == {429}
     limited = client.post("/ui/login", data={"key": KEY})  # not even checked while the client is limited
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
-    api = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+    api = client.get("/v1/topics", headers={"Authorization": f"Bearer {KEY}"})
     assert api.status_code == 429 and "too many wrong API keys" in api.json()["error"]
+    openai_shaped = client.get("/v1/models", headers={"Authorization": f"Bearer {KEY}"}).json()["error"]
+    assert openai_shaped["type"] == "rate_limit_error" and "too many wrong API keys" in openai_shaped["message"]
     assert client.get("/livez").status_code == 200  # the probes stay open
 
     fresh = TestClient(create_app(model_dirs[:1], ServeSettings(api_key=KEY)), follow_redirects=False)
@@ -62,7 +64,8 @@ def test_a_plot_linked_out_of_its_model_folder_is_not_served(model_dirs, tmp_pat
     client = TestClient(create_app([str(folder)]))
     response = client.get("/v1/models/topic/plots/confusion_matrix.png")
     assert response.status_code == 404 and "root:x" not in response.text
-    assert "/v1/models/topic/plots/confusion_matrix.png" not in client.get("/v1/models").json()["topic"]["plots"]
+    assert "/v1/models/topic/plots/confusion_matrix.png" not in \
+        client.get("/v1/mathtune/models").json()["topic"]["plots"]
 
 
 def _call(client, fn: str, data: list) -> str:

@@ -272,7 +272,7 @@ def wait_idle(page) -> None:
 
 def test_tutor_money_math_refusal_and_chat_controls(ui):
     open_tab(ui, "Tutor")
-    assert "Answering:" in ui.inner_text("#tutor-model")
+    assert "check every step" in ui.inner_text("#tutor-model")  # how often it is right, in words
     assert ui.is_disabled("#tutor-stop")  # nothing to stop yet: grey, not red
     ui.fill(box("tutor-input"), "A pen costs $2 and a book costs $5. What is $x^2$ when the total is paid?")
     ui.click("#tutor-send")

@@ -88,6 +88,14 @@ def harness(base_url: str, model: str, tasks: Path, out: Path, key: str) -> dict
             "stderr": scores.get("exact_match_stderr,flexible-extract"), "seconds": round(seconds, 1)}
 
 
+def kept_score(folder: Path, n: int) -> dict:
+    """The raw model's flexible-extract exact match on the first ``n`` problems of a kept run (its samples file)."""
+    [samples] = list((folder / "raw").rglob("samples_*.jsonl"))
+    rows = sorted((json.loads(line) for line in samples.read_text().splitlines()), key=lambda r: r["doc_id"])[:n]
+    scores = [r["exact_match"] for r in rows if r.get("filter") in (None, "flexible-extract")]
+    return {"exact_match_flexible": sum(scores) / len(scores), "stderr": None, "seconds": None, "n": len(scores)}
+
+
 def main() -> None:
     from mathtune.models.registry import resolve
     from servers import llama_server, served
@@ -96,6 +104,8 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=100)
     parser.add_argument("--start", type=int, default=200)
     parser.add_argument("--keep", type=Path, help="keep the task and the harness's per-problem samples here")
+    parser.add_argument("--raw-from", type=Path, help="a kept run's folder (--keep) whose raw-model samples cover these "
+                                                     "problems: scored again on them instead of asking the raw model")
     args = parser.parse_args()
     source = resolve(MODEL)
     results = {"benchmark": "lm_eval_gsm8k", "harness": "lm-evaluation-harness " + __import__("lm_eval").__version__,
@@ -106,10 +116,14 @@ def main() -> None:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
         write_task(folder, args.start, args.problems)
-        with llama_server(os.path.join(source.path, source.gguf_file), "raw-key") as base:
-            results["raw_model"] = {"through": "llama.cpp's own server, greedy",
-                                    **harness(base, os.path.join(source.path, source.gguf_file), folder,
-                                              folder / "raw", "raw-key")}
+        if args.raw_from:
+            results["raw_model"] = {"through": "llama.cpp's own server, greedy (kept samples, the same problems)",
+                                    **kept_score(args.raw_from, args.problems)}
+        else:
+            with llama_server(os.path.join(source.path, source.gguf_file), "raw-key") as base:
+                results["raw_model"] = {"through": "llama.cpp's own server, greedy",
+                                        **harness(base, os.path.join(source.path, source.gguf_file), folder,
+                                                  folder / "raw", "raw-key")}
         print(json.dumps(results["raw_model"]), flush=True)
         with served(["--tutor", MODEL], {"MATHTUNE_API_KEY": "tutor-key"}) as (_proc, port):
             results["mathtune_default"] = {"through": "mathtune serve, /v1/chat/completions, model tutor (the "

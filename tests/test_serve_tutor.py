@@ -156,6 +156,9 @@ def test_disconnected_stream_stops_generating(tutor_dir):
 
     app = create_app([tutor_dir], ServeSettings(tutor_max_new_tokens=4000))
     model = app.state.mathtune.models["tutor"].generator.model
+    # the inference thread is the process's: work an earlier test in this worker left on it (a generation ending
+    # at its token limit) is not this stream's, so it is waited out before this stream's is measured
+    INFERENCE.submit(lambda: None).result(timeout=120)
     with _counted_steps(model, 0.01) as steps:  # a slow model: 4000 tokens would take over 40 s
         _ask_then_leave(app, {"question": "what is 5 plus 5?", "stream": True, "max_new_tokens": 4000,
                               "retrieval": False},

@@ -40,6 +40,10 @@ def _pinned(name: str) -> str:
     except metadata.PackageNotFoundError:
         raise UnresolvableRequirement(f"the model needs {name}, which is not installed here, so its version cannot be "
                                       f"pinned: pip install {name} and log it again") from None
+    if str(getattr(dist, "_path", "")).endswith(".egg-info"):  # a source tree's metadata (setup.py develop, -e)
+        raise UnresolvableRequirement(f"the model needs {name}, found here as a source checkout "
+                                      f"({getattr(dist, '_path', '')}), which no package index has; install {name} "
+                                      "from an index and log the model again")
     direct = dist.read_text("direct_url.json")
     if direct:  # installed from a folder, a file or a VCS checkout: an index has some other build, or none
         origin = json.loads(direct).get("url", "a local path")

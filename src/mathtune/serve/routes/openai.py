@@ -17,16 +17,14 @@ import uuid
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, create_model
-from starlette.background import BackgroundTask
 
 from ...config import SolveConfig
 from ...models.solving.presets import PRESETS
 from ...models.solving.values import Finished, Piece, Progress, Solution
 from ..shutdown import until_stopped
 from ..tutor_service import Answering, TutorAsk, TutorService, finished_for
-from .tutor import begin, counted, optional_fields, tutor_service
+from .tutor import begin, counted, optional_fields, streamed_response, tutor_service
 
 TUTOR_ID = "tutor"
 MAX_MESSAGES = 100
@@ -196,11 +194,8 @@ def build_openai_router(app_state) -> APIRouter:
         stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         reply = Reply(body.model, stops[:4])
         if body.stream:
-            return StreamingResponse(until_stopped(reply.chunks(app_state, answering, body.stream_options),
-                                                   app_state.stopping),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                                     background=BackgroundTask(answering.release))
+            return streamed_response(until_stopped(reply.chunks(app_state, answering, body.stream_options),
+                                                   app_state.stopping), answering)
         finished = await finished_for(answering, request)
         counted(app_state, finished)
         return reply.whole(finished, answering)

@@ -137,6 +137,20 @@ async def begin(tutor: TutorService, ask: TutorAsk) -> Answering:
         raise HTTPException(status_code=422, detail=str(err)) from None
 
 
+def streamed_response(body, answering: Answering) -> StreamingResponse:
+    """Server-sent events from ``body``; when the response ends, however it ends, ``body`` is closed (a client that
+    went away leaves it suspended, and only closing it ends the generation behind it at once, not whenever the
+    garbage collector gets to it) and the answer's place in the line is given back."""
+    async def finish() -> None:
+        try:
+            await body.aclose()
+        finally:
+            answering.release()
+    return StreamingResponse(body, media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(finish))
+
+
 def tutor_service(app_state) -> TutorService:
     """The served tutor's service, or 404 saying what is served."""
     model = app_state.models.get("tutor")
@@ -170,10 +184,8 @@ def build_tutor_router(app_state) -> APIRouter:
         if body.stream:
             first = _sse("sources", {"sources": [s.__dict__ for s in answering.sources],
                                      "history_dropped": answering.dropped})
-            return StreamingResponse(until_stopped(_events(app_state, answering, model, first), app_state.stopping),
-                                     media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-                                     background=BackgroundTask(answering.release))
+            return streamed_response(until_stopped(_events(app_state, answering, model, first), app_state.stopping),
+                                     answering)
         finished = await finished_for(answering, request)
         counted(app_state, finished)
         return TutorResponse(model=model, sources=[SourceOut(**s.__dict__) for s in answering.sources],

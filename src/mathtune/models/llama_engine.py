@@ -83,16 +83,9 @@ class LlamaCppGenerator(ChatEngineGenerator):
     # -- one completion request ------------------------------------------------------------------------------------
     def _body(self, chat: list[dict], max_new_tokens: int, temperature: float, seed: int | None,
               stops: Sequence[str], ignore_eos: bool = False, n: int = 1) -> dict:
-        body = {"messages": chat, "max_tokens": max_new_tokens, "stream": True,
-                "stop": [] if ignore_eos else [s for s in (*self.stops, *stops) if s]}
-        if temperature > 0:
-            body.update(temperature=temperature, top_p=0.95, top_k=0, seed=-1 if seed is None else seed)
-        else:
-            body.update(temperature=0.0, top_k=1)
-        if ignore_eos:
-            body["ignore_eos"] = True
-        if n > 1:
-            body["n_cmpl"] = n  # llama.cpp's own name: one prompt, n sequences sharing its KV cache
+        body = super()._body(chat, max_new_tokens, temperature, seed, stops, ignore_eos, n)
+        if "n" in body:
+            body["n_cmpl"] = body.pop("n")  # llama.cpp's own name: one prompt, n sequences sharing its KV cache
         return body
 
     def _complete(self, body: dict, cancel: threading.Event | None = None, on_piece=None,

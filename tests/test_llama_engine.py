@@ -57,6 +57,14 @@ def test_batched_samples_differ_and_repeat_with_their_seed(smollm2):
     assert all(0 < g.new_tokens <= 24 for g in first)
 
 
+def test_the_engine_measures_its_speed_once_without_the_prompt(smollm2, monkeypatch):
+    bodies = spy_requests(smollm2, monkeypatch)
+    smollm2._speed = None
+    speed = smollm2.speed()
+    assert 1 < speed < 10_000 and smollm2.speed() == speed  # measured once
+    assert len(bodies) == 1 and bodies[0]["ignore_eos"] and bodies[0]["max_tokens"] == 48
+
+
 def test_a_mixed_vote_draws_cot_and_program_batches_side_by_side(smollm2, monkeypatch):
     bodies = spy_requests(smollm2, monkeypatch)
     [s] = solve(smollm2, ["What is 12 times 7?"], "vote", max_new_tokens=40, k=3, base="mixed", tiebreak="none")

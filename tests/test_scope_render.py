@@ -11,6 +11,7 @@ from mathtune.serve.app import create_app
 from mathtune.serve.settings import ServeSettings
 from mathtune.serve.webui.classify import format_diagnosis, verdict_of
 from mathtune.serve.webui.render import answer_markdown, math_markdown
+from mathtune.serve.webui.turns import MAX_TURNS, Turn, stored, turns_from
 from mathtune.serve.webui.tutor import history_pairs, render
 from mathtune.tasks.scope import REFUSAL, in_scope, is_math_question, with_history
 from mathtune.tasks.tutor import DEFAULT_PROMPT, OFF_TOPIC
@@ -67,13 +68,13 @@ def test_follow_ups_carry_the_last_turns_within_the_budget():
     assert "The student now asks: and then?" in prompt and "question 49" in prompt and "question 0" not in prompt
     assert "keep every other quantity" in prompt and dropped == 50 - prompt.count("Student:")
     assert with_history("What is 2 + 2?", []) == ("What is 2 + 2?", 0)
-    turns = [{"q": "poem?", "a": REFUSAL}, {"q": "2+2?", "a": "4. The answer is 4.", "final": "4"}]
+    turns = [Turn(question="poem?", answer=REFUSAL), Turn(question="2+2?", answer="4. The answer is 4.", final="4")]
     assert history_pairs(turns) == [("2+2?", "4")]  # refusals are not carried
 
 
 def test_the_final_answer_stands_apart_and_a_cut_answer_says_so():
-    messages = render([{"q": "Cost of $3 and $x$?", "a": "It is 3.", "final": "3", "note": "checked",
-                        "truncated": True}])
+    messages = render([Turn(question="Cost of $3 and $x$?", answer="It is 3.", final="3", note="checked",
+                            truncated=True)])
     assert messages[0] == {"role": "user", "content": "Cost of \\$3 and \\(x\\)?"}
     assert "**Final answer: 3**" in messages[1]["content"] and "cut at the length limit" in messages[1]["content"]
 
@@ -158,9 +159,9 @@ def test_a_streamed_answer_holds_back_math_until_it_closes():
     assert settled("Step 1: add.\n\\[ 3 \\times 2") == "Step 1: add."
     assert settled("Step 1: \\( x \\) and \\[ y \\]") == "Step 1: \\( x \\) and \\[ y \\]"
     assert settled("so $$ 2 +") == "so" and settled("$$a$$ then") == "$$a$$ then"
-    turn = {"q": "q", "a": "First.\n\\[ 6 \\times", "streaming": True}
+    turn = Turn(question="q", answer="First.\n\\[ 6 \\times", streaming=True)
     assert "\\times" not in render([turn])[1]["content"]
-    assert "\\times" in render([{**turn, "streaming": False}])[1]["content"]
+    assert "\\times" in render([turn.model_copy(update={"streaming": False})])[1]["content"]
 
 
 def test_the_final_answer_keeps_the_unit_the_steps_use():
@@ -170,7 +171,7 @@ def test_the_final_answer_keeps_the_unit_the_steps_use():
     assert with_unit("80", "speed = 60 / 0.75 = 80 km/h") == "80 km/h"
     assert with_unit("16", "16 apples") == "16" and with_unit("x + 1", "x + 1") == "x + 1"
     assert with_unit("6", "$16 in all, 6 left") == "6"  # another number's dollar sign is not this one's
-    shown = render([{"q": "q", "a": "So $6 + $10 = $16.", "final": "16"}])[1]["content"]
+    shown = render([Turn(question="q", answer="So $6 + $10 = $16.", final="16")])[1]["content"]
     assert "Final answer: \\$16" in shown and "---" not in shown
 
 
@@ -194,7 +195,7 @@ def test_stop_is_pressable_while_an_answer_runs_and_not_after():
     assert [u[1]["interactive"] for u in updates] == [True, True, True, False]
     assert [u[1]["variant"] for u in updates] == ["stop", "stop", "stop", "secondary"]
     # before its first words, an answer shows the working line under the question, whatever the mode
-    shown = render([{"q": "What is 2 + 2?", "a": "", "final": None, "note": None, "streaming": True}])
+    shown = render([Turn(question="What is 2 + 2?", answer="", streaming=True)])
     assert shown[0]["content"] == "What is 2 + 2?" and shown[1]["content"] == WORKING
 
 
@@ -224,8 +225,8 @@ def test_an_answer_the_tutor_is_unsure_of_is_not_shown_as_final():
     split = Solution("4 pens cost $8.", "8", "vote(code)", confidence=1 / 3, samples=3, k=7, voted_over="code",
                      out_of_time=True, votes={"8": 1, "18": 1, "16": 1})
     assert split.unsure
-    turn = {"q": "What if she buys 4 pens?", "a": split.answer, "final": "8", "unsure": True,
-            "found": found_answers(split), "tries": 3}
+    turn = Turn(question="What if she buys 4 pens?", answer=split.answer, final="8", unsure=True,
+                found=found_answers(split), tries=3)
     shown = render([turn])[1]["content"]
     assert "**Final answer" not in shown and "Not sure" in shown
     assert "$8 (1 of 3 tries)" in shown and "18 (1 of 3 tries)" in shown
@@ -236,13 +237,22 @@ def test_an_answer_the_tutor_is_unsure_of_is_not_shown_as_final():
 
 def test_a_stopped_answer_keeps_its_question_for_retry_and_continue():
     """#48 item 2: Retry after Stop asked the question before the stopped one again."""
-    from mathtune.serve.webui.tutor import stopped
-
-    kept = stopped({"q": "A school trip...", "a": "First, 3 buses", "final": None, "note": None, "streaming": True})
-    assert kept["stopped"] and kept["truncated"] and "streaming" not in kept
+    kept = Turn(question="A school trip...", answer="First, 3 buses", streaming=True).as_stopped()
+    assert kept.stopped and kept.truncated and not kept.streaming
     shown = render([kept])[1]["content"]
     assert "Stopped." in shown and "Retry" in shown and "Continue" in shown and "length limit" not in shown
-    assert not stopped({"q": "q", "a": ""})["truncated"]  # nothing written: only Retry
+    assert not Turn(question="q", answer="").as_stopped().truncated  # nothing written: only Retry
+
+
+def test_the_turns_a_browser_sends_back_are_read_through_the_model():
+    """A page can store anything in its BrowserState: what is not a turn is left out; the first release's keys read."""
+    raw = [{"q": "2+2?", "a": "4", "final": "4"}, {"question": "3+3?"}, {"answer": "no question"}, "text", None,
+           {"question": "x", "truncated": "not a flag"}, {"question": "y", "found": [["4", 2]], "extra": 1}]
+    turns = turns_from(raw)
+    assert [t.question for t in turns] == ["2+2?", "3+3?", "y"] and turns[0].final == "4" and turns[2].found == [("4", 2)]
+    assert turns_from("not a list") == [] and turns_from(None) == []
+    assert turns_from(stored(turns)) == turns and "extra" not in stored(turns)[2]
+    assert len(turns_from([{"question": str(i)} for i in range(MAX_TURNS + 5)])) == MAX_TURNS
 
 
 def test_continue_holds_the_turns_from_the_browser_to_the_checks_of_a_new_question():
@@ -315,7 +325,8 @@ def test_a_teachers_checks_doubt_a_fraction_of_buses_and_an_answer_without_steps
     assert bare.unsure and "without its steps" in bare.doubts[0]
     fine = checked(Solution("150 / 12 = 12.5, so 13 days.\nThe answer is 13.", "13", "cot"), "How many days?")
     assert not fine.unsure and checked(fine, "How many days?").doubts == []
-    shown = render([{"q": "How many days?", "a": days.answer, "final": "12.5", "unsure": True, "doubts": days.doubts}])
+    shown = render([Turn(question="How many days?", answer=days.answer, final="12.5", unsure=True,
+                         doubts=days.doubts)])
     assert "Not sure: perhaps 12.5" in shown[1]["content"] and "round up" in shown[1]["content"]
 
 

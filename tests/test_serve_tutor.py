@@ -323,6 +323,9 @@ def test_the_server_caps_a_votes_time_budget():
     assert capped.within_time(SolveConfig(mode="vote")).time_budget == 30  # none asked: the limit
     assert capped.within_time(SolveConfig(mode="vote", time_budget=10)).time_budget == 10  # less is kept
     assert TutorService(None, ServeSettings()).within_time(SolveConfig(mode="vote")).time_budget is None
+    stretched = SolveConfig(mode="vote", time_budget=20, budget_speed=20)  # a slow engine may take it to 60 s
+    assert capped.within_time(stretched) == stretched.model_copy(update={"budget_speed": None})  # 20 s of wall clock
+    assert TutorService(None, ServeSettings(tutor_time_budget=60)).within_time(stretched) == stretched
     from types import SimpleNamespace
 
     served = SimpleNamespace(generator=SimpleNamespace(solving=SolveConfig(mode="vote", time_budget=60)))

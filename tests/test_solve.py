@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -652,6 +653,33 @@ def test_a_time_budget_keeps_one_answer_and_stops_a_vote_drawn_in_turn():
     [s] = solve(generator, ["q"], "vote", k=4, tiebreak="cot", time_budget=0.5)
     # two drawn (0.6 s), no third; no two agree, but out of time no tie-break is asked: the first answer stands
     assert s.out_of_time and s.samples == 2 and s.final_answer == "5" and len(generator.calls) == 2
+
+
+def test_a_time_budget_stretches_on_a_slower_engine_and_not_past_its_limit():
+    from mathtune.models.solving.budget import MAX_STRETCH, budget_seconds
+
+    class Measured(SimpleNamespace):
+        def speed(self) -> float:
+            return self.tokens_per_second
+
+    timed = SolveConfig(mode="vote", time_budget=60, budget_speed=20)
+    assert budget_seconds(timed, Measured(tokens_per_second=10)) == 120  # half as fast: twice the seconds
+    assert budget_seconds(timed, Measured(tokens_per_second=40)) == 60  # a faster host keeps the seconds
+    assert budget_seconds(timed, Measured(tokens_per_second=1)) == 60 * MAX_STRETCH  # still a bound on the wait
+    assert budget_seconds(timed, SimpleNamespace()) == 60  # an engine that cannot say its speed: plain seconds
+    assert budget_seconds(timed.model_copy(update={"budget_speed": None}), Measured(tokens_per_second=1)) == 60
+    assert budget_seconds(SolveConfig(mode="vote"), Measured(tokens_per_second=1)) is None
+
+    # samples 0.1 s apart: a budget of 0.15 s cuts the vote at its second; on an engine a third of the budget's
+    # speed it is 0.45 s, and three agreeing samples decide it first
+    class SlowMeasured(Slow):
+        def speed(self) -> float:
+            return 10.0
+
+    for speed, cut in ((None, True), (30.0, False)):
+        settings = SolveConfig(mode="vote", samples=5, tiebreak="none", time_budget=0.15, budget_speed=speed)
+        [s] = solve_as(SlowMeasured(["The answer is 5."] * 5, 0.1), ["q"], settings)
+        assert s.out_of_time is cut and (s.samples < 3 if cut else s.samples == 3) and s.final_answer == "5"
 
 
 def test_a_time_budget_is_checked():

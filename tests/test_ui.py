@@ -556,3 +556,25 @@ def test_tutor_a_new_answer_in_a_long_chat_is_in_view(ui, scripted):
         return last.top < w.bottom && last.bottom > w.top; }""")
     ui.click("#tutor-stop")
     assert seen, "the new answer is out of view"
+
+
+def test_tutor_copy_puts_plain_text_on_the_clipboard(ui, scripted):
+    """#48 item 10: Copy put markdown on the clipboard ("```python … **Final answer: 8** *Vote: …*")."""
+    scripted(replies=["Pens: $4 \\times 2 = 8$ dollars; **notebooks**: $2 \\times 5 = 10$. The answer is 18."] * 9)
+    ui.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    open_tab(ui, "Tutor")
+    ui.locator("#tutor-mode label", has_text="Solve it several times and compare").click()
+    ui.fill(box("tutor-input"), "A pen costs $2 and a notebook $5. What do 4 pens and 2 notebooks cost?")
+    ui.click("#tutor-send")
+    ui.wait_for_function("document.querySelector('#tutor-chat').innerText.includes('Final answer')", timeout=60000)
+    wait_idle(ui)
+    ui.locator("#tutor-chat .message-row.bot-row").last.hover()
+    ui.locator("#tutor-chat button[aria-label='Copy message']").last.click()  # the answer's (the last message's)
+    ui.wait_for_timeout(500)
+    copied = ui.evaluate("navigator.clipboard.readText()")
+    assert "4 \\times 2 = 8" in copied and "notebooks" in copied and "Final answer: 18" in copied
+    assert "**" not in copied and "$" not in copied and "Solved" not in copied  # nor the note on how it was checked
+    ui.locator("#tutor-chat button[aria-label^='Copy conversation' i]").first.click()
+    ui.wait_for_timeout(500)
+    everything = ui.evaluate("navigator.clipboard.readText()")
+    assert everything.startswith("A pen costs $2") and everything.endswith("Final answer: 18")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,6 +27,8 @@ class ChatEngineGenerator:
         self.tutor_prompt, self.solving = tutor_prompt, SolveConfig()
         self.system_prompt, self.stops = system_prompt or tutor_prompt.system, list(stops or tutor_prompt.stops)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"mathtune-{self.backend}")
+        self._speed: float | None = None
+        self._speed_lock = threading.Lock()
 
     def _complete(self, body: dict, cancel: threading.Event | None = None, on_piece=None,
                   on_finish=None) -> list[Generation]:
@@ -127,5 +130,28 @@ class ChatEngineGenerator:
         finally:
             cancel.set()
 
+    def speed(self, remeasure: bool = False) -> float:
+        """The engine's decode speed, tokens/s of one answer decoding alone, measured once (a fixed greedy answer of
+        SPEED_TOKENS tokens, timed from its first piece to its last, so the prompt does not count): what a time
+        budget set on one host is scaled by on another (solving/budget.py)."""
+        with self._speed_lock:
+            if self._speed is None or remeasure:
+                self._speed = measured_speed(self._complete, self._body)
+            return self._speed
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+SPEED_TOKENS = 48
+SPEED_PROMPT = [{"role": "user", "content": "Count from 1 to 100, one number a line."}]
+
+
+def measured_speed(complete, body) -> float:
+    """Tokens/s between the first and the last piece of one greedy answer of SPEED_TOKENS tokens."""
+    times: list[float] = []
+    complete(body(SPEED_PROMPT, SPEED_TOKENS, 0.0, None, (), ignore_eos=True),
+             on_piece=lambda _i, _text: times.append(time.perf_counter()))
+    if len(times) < 3 or times[-1] <= times[0]:
+        raise RuntimeError(f"the engine's speed could not be measured: {len(times)} pieces came back")
+    return (len(times) - 1) / (times[-1] - times[0])

@@ -24,6 +24,7 @@ from starlette.concurrency import iterate_in_threadpool
 
 from ..config import SolveConfig
 from ..errors import MathtuneError
+from ..models.solving.budget import max_stretch
 from ..models.solving.checks import no_steps, not_whole
 from ..models.solving.settings import overridden, require_runnable
 from ..models.solving.solve import solve
@@ -37,10 +38,11 @@ DEFAULT_MAX_NEW_TOKENS = 384
 
 
 def within_time(solving: SolveConfig, limit: float | None) -> SolveConfig:
-    """``solving`` with its vote's time budget cut to ``limit`` seconds (a vote without one gets it); None: as it is."""
-    if limit is None or (solving.time_budget is not None and solving.time_budget <= limit):
+    """``solving`` with its vote's time budget cut to ``limit`` seconds of wall clock (a vote without one gets it;
+    one that a slow engine could stretch past the limit becomes plain seconds, at most the limit); None: as it is."""
+    if limit is None or (solving.time_budget is not None and solving.time_budget * max_stretch(solving) <= limit):
         return solving
-    return solving.model_copy(update={"time_budget": limit})
+    return solving.model_copy(update={"time_budget": min(solving.time_budget or limit, limit), "budget_speed": None})
 
 
 class QuestionError(MathtuneError):

@@ -1,9 +1,9 @@
 """A vote: k sampled answers, the one most agree on (math-verify equivalence), with the agreement as a confidence.
 
 Rounds (adaptive consistency): the greedy answer and a few samples first, the rest only when they disagree. Early
-stop: sampling ends once the samples still to come could not change the majority. A time budget: past it, the
-samples still drawing stop and those finished vote. A tie-break: when no two samples agree, one greedy answer
-decides (a program only when it ran).
+stop: sampling ends once the samples still to come could not change the majority. A time budget (budget.py:
+seconds, stretched on a slower engine): past it, the samples still drawing stop and those finished vote. A
+tie-break: when no two samples agree, one greedy answer decides (a program only when it ran).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ...config import SolveConfig
 from ..generation import Generator
+from .budget import budget_seconds
 from .greedy import generate_in, greedy, repaired
 from .reading import solution_from_text
 from .rounds import Both, Tally, answer_groups, decides, drawn, ending, expiring, sample_modes
@@ -35,7 +36,8 @@ def vote(generator: Generator, question: str, context, settings: SolveConfig, ma
     then_over = str(settings.then_over) if settings.then_over not in (None, base) and adaptive else None
     tiebreak = None if settings.tiebreak == "none" else str(settings.tiebreak)
     start = time.perf_counter()
-    deadline = start + settings.time_budget if settings.time_budget else None
+    seconds = budget_seconds(settings, generator)
+    deadline = start + seconds if seconds else None
     tally = Tally(k, progress) if progress is not None else None
     with expiring(deadline) as expired:  # set at the deadline: a correction or tie-break under way stops
         greedy_first, ended, late = None, False, False

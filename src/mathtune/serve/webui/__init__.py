@@ -56,15 +56,16 @@ def build_blocks(app_state):
 
 
 def _draw_history(turns):
+    from .turns import turns_from
     from .tutor import render
 
-    return render(turns or [])
+    return render(turns_from(turns))
 
 
 def mount_gradio(app, app_state) -> None:
     import gradio as gr
 
-    from .common import CSS, theme
+    from .common import COPY_PLAIN_JS, CSS, theme
 
     blocks = build_blocks(app_state)
     # Gradio checks that a file sent to an event was uploaded by a client only once `launch()` has run; a mounted
@@ -72,7 +73,7 @@ def mount_gradio(app, app_state) -> None:
     blocks.has_launched = True
     blocks.queue(default_concurrency_limit=4)
     gr.mount_gradio_app(app, blocks, path="/ui", theme=theme(), css=CSS, ssr_mode=False, show_error=False, run_history=False,
-                        footer_links=[], max_file_size=app_state.settings.max_upload_bytes,
+                        footer_links=[], max_file_size=app_state.settings.max_upload_bytes, js=COPY_PLAIN_JS,
                         head='<meta name="description" content="mathtune: tools for math teachers">')
     # the app's own API answers errors as every other route does: {"error": ...}, not FastAPI's {"detail": ...}
     from gradio.route_utils import FnIndexInferError

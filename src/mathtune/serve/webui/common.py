@@ -44,6 +44,10 @@ CSS = """
 #tutor-chat pre, #tutor-chat code { white-space: pre-wrap !important; overflow-wrap: anywhere; max-width: 100%; }
 /* the chat's label and its copy/clear icons get a band of their own: messages scroll below it, never under it */
 #tutor-chat .bubble-wrap { margin-top: 2.6rem; height: calc(100% - 2.6rem); padding-top: var(--spacing-md); }
+/* a copy button says it copied (the page's own copy, COPY_PLAIN_JS) */
+#tutor-chat button.mt-copied { position: relative; outline: 2px solid var(--color-accent); }
+#tutor-chat button.mt-copied::after { content: "Copied"; position: absolute; top: 110%; right: 0; font-size: 12px;
+  background: var(--background-fill-primary); border: 1px solid var(--color-accent); padding: 1px 4px; }
 /* phones: the conversation uses the screen's height, so the newest answer is read where it streams */
 @media (max-width: 500px) { #tutor-chat { height: 70vh !important; max-height: 70vh !important; } }
 """
@@ -57,6 +61,41 @@ SHOW_CHAT_JS = """(...args) => {
   const end = () => { const w = document.querySelector('#tutor-chat .bubble-wrap'); if (w) w.scrollTop = w.scrollHeight; };
   for (const ms of [0, 300, 1000, 2500]) setTimeout(end, ms);
   return args; }"""
+
+
+# Copy puts plain text on the clipboard: the steps and the final answer as the page shows them (math as its TeX,
+# without markdown's stars and fences, without the italic note on how it was checked); Gradio's own copy buttons
+# would copy the markdown. Run once when the page loads; it answers the chat's copy buttons before Gradio does.
+COPY_PLAIN_JS = r"""() => {
+  const plain = (body) => {
+    const copy = body.cloneNode(true);
+    copy.querySelectorAll('button, svg, .message-buttons').forEach(e => e.remove());
+    copy.querySelectorAll('.katex-display, .katex').forEach(k => {
+      const tex = k.querySelector('annotation'); if (copy.contains(k)) k.replaceWith(tex ? tex.textContent : k.textContent); });
+    copy.querySelectorAll('p').forEach(p => { const only = p.children.length === 1 && p.firstElementChild;
+      if (only && only.tagName === 'EM' && p.textContent.trim() === only.textContent.trim()) p.remove(); });
+    const holder = document.createElement('div');  // innerText needs a laid-out element: off screen for a moment
+    holder.style.cssText = 'position:fixed;left:-10000px;top:0;width:600px';
+    holder.appendChild(copy); document.body.appendChild(holder);
+    const text = holder.innerText.replace(/\n{3,}/g, '\n\n').trim();
+    holder.remove();
+    return text;
+  };
+  window.addEventListener('click', (event) => {
+    const button = event.target.closest && event.target.closest('#tutor-chat button');
+    const label = ((button && (button.getAttribute('aria-label') || button.title)) || '').toLowerCase();
+    if (!label.startsWith('copy')) return;
+    // a message's copy button follows its message: the last message before the button
+    const before = [...document.querySelectorAll('#tutor-chat .message-content')]
+      .filter(m => m.compareDocumentPosition(button) & Node.DOCUMENT_POSITION_FOLLOWING);
+    const bodies = label.includes('conversation') ? [...document.querySelectorAll('#tutor-chat .message-content')]
+                                                  : before.slice(-1);
+    if (!bodies.length || !navigator.clipboard) return;
+    event.stopImmediatePropagation(); event.preventDefault();
+    navigator.clipboard.writeText(bodies.map(plain).filter(Boolean).join('\n\n')).then(() => {
+      button.classList.add('mt-copied'); setTimeout(() => button.classList.remove('mt-copied'), 1500); });
+  }, true);
+}"""
 
 
 def theme():

@@ -1,8 +1,8 @@
 """The Tutor tab: a streamed chat with Stop, Copy, Retry (a new sample), Undo, Clear (with Restore), Continue for an
 answer cut at the token limit, example questions that send on click, and history kept in the browser.
 
-The conversation is a list of turns ``{"q", "a", "final", "note", "truncated"}`` kept in the browser
-(``gr.BrowserState``); the chat view is drawn from it. The server's scope rule (tasks/scope.py) answers questions
+The conversation is a list of ``Turn`` (turns.py) kept in the browser (``gr.BrowserState``); the chat view is drawn
+from it, and what comes back from the browser is read through ``turns_from``. The server's scope rule (tasks/scope.py) answers questions
 that are not math with a short refusal, without asking the model.
 """
 
@@ -14,11 +14,12 @@ import threading
 import time
 
 from ...errors import MathtuneError
-from ...models.solving.values import Piece, Progress
+from ...models.solving.values import Finished, Piece, Progress
 from ...tasks.scope import REFUSAL
 from ..tutor_service import QuestionError, TutorAsk, TutorService
 from .common import MEASURED, SHOW_CHAT_JS, error_update, plain_error
 from .render import LATEX
+from .turns import Turn, stored, turns_from
 from .tutor_words import (
     COT_NOTE,
     EXAMPLES,
@@ -82,20 +83,31 @@ def tutor_tab(gr, state):
     cont_event = cont.click(with_stop(gr, _continue(gr, state, model)), [turns], outputs, js=SHOW_CHAT_JS, **quiet)
     # Stop ends the answer and draws the chat from the kept conversation: the question stays, marked stopped, with
     # Continue when part of an answer was written
-    stop.click(lambda t: (stop_update(gr, False), render(t or []), gr.update(visible=bool(t and t[-1].get("truncated")))),
+    stop.click(lambda t: (stop_update(gr, False), render(turns_from(t)), continuable(gr, turns_from(t))),
                [turns], [stop, chat, cont], cancels=[send_event, retry_event, cont_event, *example_events], **quiet)
     # Continue follows the conversation once an answer's event has ended (the answer's own last update sets it too,
     # but a browser that applied only the newest of several quick updates missed it: the button never showed)
     for event in (send_event, retry_event, cont_event, *example_events):
-        event.then(lambda t: gr.update(visible=bool(t and t[-1].get("truncated"))), [turns], cont, **quiet)
-    # Undo gives the question back to edit
-    undo.click(lambda t: (render(t[:-1]), t[:-1], gr.update(visible=False), t[-1]["q"] if t else gr.update()),
-               [turns], [chat, turns, cont, question])
+        event.then(lambda t: continuable(gr, turns_from(t)), [turns], cont, **quiet)
+    undo.click(lambda t: _undo(gr, turns_from(t)), [turns], [chat, turns, cont, question])
     clear.click(lambda t: (render([]), [], t, gr.update(visible=bool(t))), [turns], [chat, turns, cleared, restore])
-    restore.click(lambda c: (render(c), c, gr.update(visible=False)), [cleared], [chat, turns, restore])
+    restore.click(lambda c: (render(turns_from(c)), stored(turns_from(c)), gr.update(visible=False)), [cleared],
+                  [chat, turns, restore])
     chat.clear(lambda t: ([], t, gr.update(visible=bool(t))), [turns], [turns, cleared, restore])
     gr.on([send.click, retry.click], lambda: gr.update(visible=False), None, restore)
     return turns, chat  # the page draws the chat from the browser's copy when it opens (history survives a reload)
+
+
+def continuable(gr, turns: list[Turn]):
+    """Continue, shown when the last answer was cut (at the length limit, or by Stop with some written)."""
+    return gr.update(visible=bool(turns and turns[-1].truncated))
+
+
+def _undo(gr, turns: list[Turn]):
+    """The last question and its answer taken back: the question goes back into the box to edit."""
+    if not turns:
+        return render([]), [], gr.update(visible=False), gr.update()
+    return render(turns[:-1]), stored(turns[:-1]), gr.update(visible=False), turns[-1].question
 
 
 def stop_update(gr, working: bool):
@@ -118,13 +130,14 @@ def with_stop(gr, handler):
 
 
 def _retry(answer):
-    async def retry(turns, mode):
+    async def retry(raw, mode):
+        turns = turns_from(raw)
         if not turns:
             async for update in answer("", turns, mode):
                 yield update
             return
-        last = turns[-1]
-        async for update in answer(last["q"], turns[:-1], mode, temperature=0.7, seed=random.randrange(1 << 30)):
+        async for update in answer(turns[-1].question, turns[:-1], mode, temperature=0.7,
+                                   seed=random.randrange(1 << 30)):
             yield update
     return retry
 
@@ -152,26 +165,21 @@ async def answer_events(tutor: TutorService, ask: TutorAsk, timeout_s: float):
         answering.release()
 
 
-def stopped(turn: dict) -> dict:
-    """``turn`` as it stands if the answer ends now: stopped, with Continue for what was written."""
-    kept = {k: v for k, v in turn.items() if k != "streaming"}
-    return {**kept, "stopped": True, "truncated": bool(kept.get("a"))}
-
-
 def _continue(gr, state, model):
     tutor = TutorService(model, state.settings)
 
-    async def cont(turns):
-        if not turns or not turns[-1].get("truncated"):
-            yield render(turns or []), turns, gr.update(), error_update(None), gr.update(visible=False)
+    async def cont(raw):
+        turns = turns_from(raw)
+        if not turns or not turns[-1].truncated:
+            yield render(turns), stored(turns), gr.update(), error_update(None), gr.update(visible=False)
             return
-        last = dict(turns[-1])
-        so_far = str(last.get("a", ""))
-        question = str(last.get("q", ""))
+        last = turns[-1].model_copy()
+        so_far, question = last.answer or "", last.question
         # the turns come from the browser: held to the same checks as a question sent anew
         ask = TutorAsk(question, history_pairs(turns[:-1]), {"mode": "cot"}, stream=True,
                        prompt=f"{question.strip()}\n\nYour answer so far was cut off:\n{so_far}\n\n"
                               "Continue it from exactly where it stops; do not repeat it.")
+        kept = stored(turns)
         try:
             if len(so_far) > state.settings.max_text_chars:
                 raise QuestionError("the answer to continue is longer than this server takes; ask the question anew")
@@ -180,23 +188,23 @@ def _continue(gr, state, model):
             if answering.refusal is not None:
                 raise QuestionError(REFUSAL)
         except MathtuneError as err:
-            yield render(turns), turns, gr.update(), error_update(str(err)), gr.update(visible=False)
+            yield render(turns), kept, gr.update(), error_update(str(err)), gr.update(visible=False)
             return
         except Exception as exc:  # noqa: BLE001 - a full line, say: the message says when to come back
-            yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
+            yield render(turns), kept, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
             return
         try:
             async for event in events:
                 if isinstance(event, Piece):
-                    last.update(a=last["a"] + event.text, truncated=False, stopped=False)
-                    yield render(turns[:-1] + [last]), turns, gr.update(), error_update(None), gr.update(visible=False)
-                else:
-                    last.update(truncated=event.solution.truncated, final=tutor.final_answer(last["a"]))
+                    last.answer, last.truncated, last.stopped = (last.answer or "") + event.text, False, False
+                    yield render(turns[:-1] + [last]), kept, gr.update(), error_update(None), gr.update(visible=False)
+                elif isinstance(event, Finished):
+                    last.truncated, last.final = event.solution.truncated, tutor.final_answer(last.answer or "")
         except Exception as exc:  # noqa: BLE001
-            yield render(turns), turns, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
+            yield render(turns), kept, gr.update(), error_update(plain_error(exc)), gr.update(visible=True)
             return
         new = turns[:-1] + [last]
-        yield render(new), new, gr.update(), error_update(None), gr.update(visible=bool(last.get("truncated")))
+        yield render(new), stored(new), gr.update(), error_update(None), gr.update(visible=last.truncated)
     return cont
 
 
@@ -204,56 +212,56 @@ def _answerer(gr, state, model):
     settings = state.settings
     tutor = TutorService(model, settings)
 
-    async def answer(text, turns, mode, temperature=0.0, seed=None):
-        turns = list(turns or [])
+    async def answer(text, raw, mode, temperature=0.0, seed=None):
+        turns = turns_from(raw)
+        kept = stored(turns)
         if not (text or "").strip():
-            yield render(turns), turns, text, error_update("Type a question first."), gr.update()
+            yield render(turns), kept, text, error_update("Type a question first."), gr.update()
             return
         ask = TutorAsk(text, history_pairs(turns), {"mode": mode}, stream=True, temperature=temperature, seed=seed)
         events = answer_events(tutor, ask, settings.ui_timeout_s)
         try:
             answering = await events.__anext__()
         except QuestionError as err:
-            yield render(turns), turns, text, error_update(f"Your {err}."), gr.update()
+            yield render(turns), kept, text, error_update(f"Your {err}."), gr.update()
             return
         except Exception as exc:  # noqa: BLE001 - a full line or a mode this host cannot run: said beside the box
-            yield render(turns), turns, text, error_update(plain_error(exc)), gr.update()
+            yield render(turns), kept, text, error_update(plain_error(exc)), gr.update()
             return
         q = answering.ask.question.strip()
         if answering.refusal is not None:
             await events.aclose()
-            new = turns + [{"q": q, "a": REFUSAL, "final": None, "note": None}]
-            yield render(new), new, "", error_update(None), gr.update(visible=False)
+            new = turns + [Turn(question=q, answer=REFUSAL)]
+            yield render(new), stored(new), "", error_update(None), gr.update(visible=False)
             return
         dropped = answering.dropped
         cut = (f" The {dropped} oldest question{'s' if dropped > 1 else ''} of this chat did not fit and "
                f"{'were' if dropped > 1 else 'was'} left out." if dropped else "")
-        turn = {"q": q, "a": "", "final": None, "note": None, "streaming": True}
-        # the conversation kept while the answer is written holds the question as stopped: if Stop ends the answer
-        # here, that is what it was, and Retry asks it again (Continue goes on from what was written)
-        yield render(turns + [turn]), turns + [stopped(turn)], "", error_update(None), gr.update(visible=False)
+        turn = Turn(question=q, answer="", streaming=True)
+
+        def shown():  # the conversation kept while the answer is written holds the question as stopped: if Stop
+            # ends the answer here, that is what it was, and Retry asks it again (Continue goes on from what was written)
+            return render(turns + [turn]), stored(turns + [turn.as_stopped()]), "", error_update(None)
+
+        yield *shown(), gr.update(visible=False)
         try:
             async for event in events:
                 if isinstance(event, Piece):  # a program's checked answer replaces what was written
-                    turn.update(a=turn["a"] + event.text, streaming=True)
-                    yield (render(turns + [turn]), turns + [stopped(turn)], "", error_update(None),
-                           gr.update(visible=False))
-                    continue
-                if isinstance(event, Progress):  # a vote under way: how many tries are in, what they say
-                    turn.update(progress=progress_line(event))
-                    yield render(turns + [turn]), turns + [stopped(turn)], "", error_update(None), gr.update()
-                    continue
-                turn.pop("progress", None)
-                solution = event.solution
-                turn.pop("streaming", None)
-                turn.update(a=solution.answer, final=solution.final_answer, truncated=solution.truncated,
-                            unsure=solution.unsure, found=found_answers(solution), tries=solution.samples,
-                            doubts=solution.doubts,
-                            note=how_checked(solution, MEASURED.get(model.source)) + REUSED.get(str(event.reused), "")
-                            + cut)
+                    turn.answer = (turn.answer or "") + event.text
+                    yield *shown(), gr.update(visible=False)
+                elif isinstance(event, Progress):  # a vote under way: how many tries are in, what they say
+                    turn.progress = progress_line(event)
+                    yield *shown(), gr.update()
+                elif isinstance(event, Finished):
+                    solution = event.solution
+                    turn = Turn(question=q, answer=solution.answer, final=solution.final_answer,
+                                truncated=solution.truncated, unsure=solution.unsure, found=found_answers(solution),
+                                tries=solution.samples, doubts=list(solution.doubts),
+                                note=how_checked(solution, MEASURED.get(model.source))
+                                + REUSED.get(str(event.reused), "") + cut)
         except Exception as exc:  # noqa: BLE001 - the question goes back into the box, the message beside it
-            yield render(turns), turns, text, error_update(plain_error(exc)), gr.update(visible=False)
+            yield render(turns), kept, text, error_update(plain_error(exc)), gr.update(visible=False)
             return
         new = turns + [turn]
-        yield render(new), new, "", error_update(None), gr.update(visible=bool(turn.get("truncated")))
+        yield render(new), stored(new), "", error_update(None), gr.update(visible=turn.truncated)
     return answer

@@ -9,6 +9,7 @@ from ...models.solving.values import Method
 from ...tasks.scope import REFUSAL
 from .common import MEASURED, percent
 from .render import answer_markdown, math_markdown, settled, with_unit
+from .turns import Turn
 
 EXAMPLES = ["A train travels 60 km in 45 minutes. What is its speed in km/h?",
             "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
@@ -74,43 +75,43 @@ def found_answers(solution) -> list[tuple[str, int]]:
     return sorted(((str(a), n) for a, n in solution.votes.items() if a is not None), key=lambda an: -an[1])
 
 
-def unsure_line(turn: dict) -> str:
-    doubts = " ".join(turn.get("doubts") or [])
-    if doubts and turn.get("final"):
-        return f"**Not sure: perhaps {answer_markdown(with_unit(turn['final'], turn['a']))}.** {doubts}"
-    found = turn.get("found") or []
-    if len(found) > 1:
-        listed = ", ".join(f"{answer_markdown(with_unit(a, turn['a']))} ({n} of {turn.get('tries', n)} tries)"
-                           for a, n in found)
+def unsure_line(turn: Turn) -> str:
+    answer = turn.answer or ""
+    doubts = " ".join(turn.doubts)
+    if doubts and turn.final:
+        return f"**Not sure: perhaps {answer_markdown(with_unit(turn.final, answer))}.** {doubts}"
+    if len(turn.found) > 1:
+        listed = ", ".join(f"{answer_markdown(with_unit(a, answer))} ({n} of {turn.tries or n} tries)"
+                           for a, n in turn.found)
         return f"**Not sure.** The tries gave different answers: {listed}. Check the steps before using one."
-    if turn.get("final"):
-        return (f"**Not sure: perhaps {answer_markdown(with_unit(turn['final'], turn['a']))}.** It could not check "
+    if turn.final:
+        return (f"**Not sure: perhaps {answer_markdown(with_unit(turn.final, answer))}.** It could not check "
                 "this answer. Check the steps before using it.")
     return "**Not sure.** No answer could be checked. Check the steps."
 
 
-def render(turns: list[dict]) -> list[dict]:
+def render(turns: list[Turn]) -> list[dict]:
     """The chat view of the turns: each question as the user wrote it, each answer with its final answer set apart
     (or said to be unsure), a stopped answer marked so."""
     messages = []
     for turn in turns:
-        messages.append({"role": "user", "content": math_markdown(turn["q"])})
-        if turn.get("a") is None:
+        messages.append({"role": "user", "content": math_markdown(turn.question)})
+        if turn.answer is None:
             continue
         # open math waits until it closes; trailing blank lines would leave a gap above the final answer
-        text = (settled(turn["a"]) if turn.get("streaming") else turn["a"]).rstrip()
-        working = f"*{turn['progress']}*" if turn.get("progress") else WORKING
-        parts = [math_markdown(text) or (working if turn.get("streaming") else "…")]
-        if turn.get("stopped"):
+        text = (settled(turn.answer) if turn.streaming else turn.answer).rstrip()
+        working = f"*{turn.progress}*" if turn.progress else WORKING
+        parts = [math_markdown(text) or (working if turn.streaming else "…")]
+        if turn.stopped:
             parts.append("*Stopped.* Press **Retry** to ask it again" +
-                         (", or **Continue** for the rest." if turn["a"] else "."))
-        elif turn.get("unsure"):
+                         (", or **Continue** for the rest." if turn.answer else "."))
+        elif turn.unsure:
             parts.append(unsure_line(turn))
-        elif turn.get("final"):
-            parts.append(f"**Final answer: {answer_markdown(with_unit(turn['final'], turn['a']))}**")
-        if turn.get("note"):
-            parts.append(f"*{turn['note']}*")
-        if turn.get("truncated") and not turn.get("stopped"):
+        elif turn.final:
+            parts.append(f"**Final answer: {answer_markdown(with_unit(turn.final, turn.answer))}**")
+        if turn.note:
+            parts.append(f"*{turn.note}*")
+        if turn.truncated and not turn.stopped:
             parts.append("*This answer was cut at the length limit: press **Continue** for the rest.*")
         messages.append({"role": "assistant", "content": "\n\n".join(parts)})
     return messages
@@ -160,6 +161,6 @@ def how_checked(solution, measured: dict | None = None) -> str:
     return COT_NOTE
 
 
-def history_pairs(turns: list[dict]) -> list[tuple[str, str]]:
+def history_pairs(turns: list[Turn]) -> list[tuple[str, str]]:
     """Earlier questions with their answers (the final answer when there is one); refusals are left out."""
-    return [(t["q"], t.get("final") or t["a"]) for t in turns if t.get("a") and t["a"] != REFUSAL]
+    return [(t.question, t.final or t.answer) for t in turns if t.answer and t.answer != REFUSAL]

@@ -404,6 +404,29 @@ def time_budget(data: dict) -> list[str]:
     return lines
 
 
+def slow_host(data: dict) -> list[str]:
+    names = {"fast": "this host, quiet (tutor_modes' answers)", "slow, seconds": "half speed, plain seconds",
+             "slow, stretched": "half speed, stretched by the measured speed (the default's rule)"}
+    speed = data["engine_speed"]
+    lines = [f"## The default on a host half as fast (`bench/slow_host.py`; {data['model']}, {data['preset']}, "
+             f"{data['time_budget']:g} s set for {data['budget_speed']:g} tokens/s)", "",
+             f"Problems: {data['problems']}. Half speed: a busy loop beside the engine on each core (its measured "
+             f"speed {speed['slow']:g} tokens/s, against {speed['replay']:g} on the same host as it was).", "",
+             "| host, budget rule | n | answer accuracy | vs quiet host | same answer as quiet host | cut by the budget "
+             "| s / problem: median / mean / max | samples (mean) |", "|---|---|---|---|---|---|---|---|"]
+    for run, row in data["runs"].items():
+        same = data["same_answer_as_fast"].get(run)
+        lines.append(f"| {names.get(run, run)} | {row['n']} | {_f(row['answer_accuracy'])} | "
+                     f"{row.get('accuracy_minus_fast', 0):+.4f} | {'–' if same is None else same} | "
+                     f"{row['cut_by_time_budget']} | {row['median_seconds']} / {row['mean_seconds']} / "
+                     f"{row['max_seconds']} | {row['mean_samples']} |")
+    replay = data["replay"]
+    lines += ["", f"Replay: the default solved again ({replay['solved']} problems, as served) gave the cached answer on "
+                  f"{replay['same_answer']} of the {replay['compared']} that neither run's budget cut (the vote's "
+                  "samples are seeded; llama.cpp's batches are not bit-for-bit repeatable)."]
+    return lines
+
+
 def spark_score(data: dict) -> list[str]:
     lines = [f"## Spark batch scoring (`bench/spark_score.py`; {data['model']}, {data['rows']} questions)", "",
              "| how | seconds | rows / s |", "|---|---|---|"]
@@ -508,7 +531,8 @@ def lm_eval_gsm8k(data: dict) -> list[str]:
 
 SECTIONS = (("fresh_clone", fresh_clone), ("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
             ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
-            ("tutor_serving", tutor_serving), ("time_budget", time_budget), ("tutor_retrieval", tutor_retrieval),
+            ("tutor_serving", tutor_serving), ("time_budget", time_budget), ("slow_host", slow_host),
+            ("tutor_retrieval", tutor_retrieval),
             ("rag", rag),
             ("serve", serve), ("hostile", hostile), ("sandbox", sandbox), ("openai_door", openai_door),
             ("lm_eval_gsm8k", lm_eval_gsm8k), ("spark_score", spark_score), ("gpu_train", gpu_train))

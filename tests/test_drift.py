@@ -37,6 +37,26 @@ def test_same_population_does_not_drift_and_shift_does():
     assert result["text_length"]["ks_pvalue"] < 0.01
 
 
+def test_a_question_unlike_the_training_questions_is_called_unfamiliar():
+    """#48 item 8: a money word problem was labelled Combinatorics at 97% by a model trained on competition math."""
+    from mathtune.metrics.drift import Familiarity, SignalExtractor
+
+    rng = np.random.default_rng(1)
+    shapes = ["Find the number of ways to arrange {a} distinct books on a shelf with {b} fixed.",
+              "Compute the probability that {a} fair dice show a sum of {b}.",
+              "Find all real x such that x^2 - {a}x + {b} = 0.",
+              "How many positive divisors does {a}{b} have?",
+              "Evaluate the integral of x^{a} from 0 to {b}."]
+    texts = [shapes[i % 5].format(a=rng.integers(2, 40), b=rng.integers(2, 40)) for i in range(900)]
+    reference = build_reference(texts[:600], texts[600:], np.full(300, 0.9), np.zeros(300, dtype=int), 3)
+    familiarity = Familiarity(SignalExtractor(set(reference["vocabulary"]), np.asarray(reference["centroid"])), reference)
+    like = [shapes[i].format(a=a, b=b) for i, (a, b) in enumerate([(7, 3), (3, 11), (5, 6), (72, 1), (3, 2)])]
+    assert familiarity.reasons(like) == [None] * 5
+    money = "A pen costs $2 and a notebook costs $5. How much do 3 pens and 2 notebooks cost together at the shop?"
+    [why] = familiarity.reasons([money])
+    assert why is not None and "learned from" in why
+
+
 def test_training_saves_reference(topic_csv):
     result = train_from_recipe(recipe_from_dict({"trainer": "tfidf", "data": {"train": "topics.csv"}, "tracking": "none"}), "runs/d")
     reference = json.loads((result.output / "drift_reference.json").read_text())

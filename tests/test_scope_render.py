@@ -368,3 +368,18 @@ def test_an_empty_tab_says_what_it_would_do_and_who_can_turn_it_on():
 
     text = not_served("misconception", "misconception-tfidf.yaml")
     assert text.startswith("This tab reads a student's explanation") and "Whoever runs the server" in text
+
+
+def test_the_models_tab_says_what_a_model_learned_from_and_how_often_it_is_right_in_words():
+    """#48 item 6: the Models tab showed "F1-micro 0.868", "demo:champ" and a folder path."""
+    from types import SimpleNamespace
+
+    from mathtune.serve.webui.models_tab import data_words, how_often_right
+
+    assert data_words("demo:champ").startswith("the built-in demo questions")
+    assert data_words("/srv/data/topics/train.csv") == "the file train.csv"
+    topic = SimpleNamespace(manifest={"validation": {"f1_micro": 0.868, "f1_macro": 0.8, "n": 68}})
+    assert how_often_right("topic", topic) == "Its answer was right about 9 times in 10 on 68 questions it never trained on."
+    diagnosis = SimpleNamespace(manifest={"validation": {"map_at_3": 0.71}})
+    assert "first three guesses" in how_often_right("misconception", diagnosis)
+    assert "not been measured" in how_often_right("products", SimpleNamespace(manifest={}))

@@ -29,6 +29,10 @@ def test_topics(client):
     first = body["predictions"][0]
     assert first["topic"] == "Number Theory" and first["label"] == "4" and len(first["probabilities"]) == 8
     assert abs(sum(first["probabilities"].values()) - 1) < 1e-3
+    assert first["unfamiliar"] is None  # like the questions it learned from
+    money = "A pen costs $2 and a notebook costs $5. How much do 3 pens and 2 notebooks cost together at the shop?"
+    [guess] = client.post("/v1/topics", json={"questions": [money]}).json()["predictions"]
+    assert "learned from" in guess["unfamiliar"]  # a topic all the same, said to be a guess
 
 
 def test_misconceptions(client):

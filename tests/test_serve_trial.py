@@ -54,6 +54,13 @@ def test_bearer_guessing_is_limited_too(model_dirs):  # noqa: F811
     assert client.get("/v1/models").status_code == 401  # no key at all: a plain 401, not a guess
 
 
+def test_a_models_plots_are_served_beside_its_details(model_dirs):  # noqa: F811
+    """The OpenAI door's /v1/models/{id} took every path under /v1/models: the Models tab's plots were broken."""
+    client = TestClient(create_app([model_dirs[0]]))
+    plots = client.get("/v1/mathtune/models").json()["topic"]["plots"]
+    assert plots and all(client.get(url).headers["content-type"] == "image/png" for url in plots)
+
+
 def test_a_plot_linked_out_of_its_model_folder_is_not_served(model_dirs, tmp_path):  # noqa: F811
     folder = tmp_path / "topic"
     shutil.copytree(model_dirs[0], folder)
@@ -62,9 +69,9 @@ def test_a_plot_linked_out_of_its_model_folder_is_not_served(model_dirs, tmp_pat
     secret.write_text("root:x:0:0")
     os.symlink(secret, folder / "confusion_matrix.png")
     client = TestClient(create_app([str(folder)]))
-    response = client.get("/v1/models/topic/plots/confusion_matrix.png")
+    response = client.get("/v1/mathtune/models/topic/plots/confusion_matrix.png")
     assert response.status_code == 404 and "root:x" not in response.text
-    assert "/v1/models/topic/plots/confusion_matrix.png" not in \
+    assert "/v1/mathtune/models/topic/plots/confusion_matrix.png" not in \
         client.get("/v1/mathtune/models").json()["topic"]["plots"]
 
 

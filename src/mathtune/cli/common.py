@@ -257,9 +257,9 @@ def plain_metrics_table(metrics: dict, title: str) -> Table:
 
 
 SOLVE_HELP = ("A solving setting on top of the model's own, KEY=VALUE, repeatable: mode, samples, vote_over, tiebreak, "
-              "temperature, then_over, agree_first, first_round, time_budget (as a recipe's tutor.solve and the "
-              "API's /v1/tutor name them; docs/tasks.md says what each does). Example: --solve mode=vote --solve "
-              "samples=7")
+              "temperature, then_over, agree_first, first_round, time_budget, budget_speed (as a recipe's "
+              "tutor.solve and the API's /v1/tutor name them; docs/tasks.md says what each does). Example: --solve "
+              "mode=vote --solve samples=7")
 
 
 def solve_overrides(mode: str | None, assignments: list[str] | None) -> dict:

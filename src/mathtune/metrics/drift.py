@@ -64,6 +64,30 @@ class SignalExtractor:
         return {"text_length": lengths, "unknown_word_share": np.array(unknown), "centroid_distance": distance}
 
 
+# A question is unlike those a model learned from when a signal is past this quantile of the validation questions'
+UNFAMILIAR_QUANTILE = 0.99
+UNFAMILIAR_REASONS = {"unknown_word_share": "many of its words never appear in the questions it learned from",
+                      "centroid_distance": "it reads unlike the questions it learned from"}
+
+
+class Familiarity:
+    """Whether one input is like those a model learned from, by the drift reference's own signals: past the
+    UNFAMILIAR_QUANTILE of the validation inputs' unknown-word share or distance from the training centroid, the
+    model is out of its depth, and a confident probability from it means little (a money word problem that a
+    topic model trained on competition math called Combinatorics at 97%)."""
+
+    def __init__(self, extractor: SignalExtractor, reference: dict) -> None:
+        self.extractor = extractor
+        self.limits = {name: float(np.quantile(reference["signals"][name]["sample"], UNFAMILIAR_QUANTILE))
+                       for name in UNFAMILIAR_REASONS if reference["signals"].get(name, {}).get("sample")}
+
+    def reasons(self, texts: Sequence[str]) -> list[str | None]:
+        """For each text, why it is unlike the training inputs, or None when it is like them."""
+        signals = self.extractor.signals(texts)
+        return [next((UNFAMILIAR_REASONS[name] for name, limit in self.limits.items()
+                      if signals[name][i] > limit + 1e-9), None) for i in range(len(texts))]
+
+
 def quantile_bins(sample: np.ndarray, bins: int = 10) -> list[float]:
     """Inner deciles plus the reference maximum, so values beyond the reference range get a bin of their own
     (and a constant reference, such as no unknown words at all, still separates from anything else)."""

@@ -23,7 +23,7 @@ def plot_file(folder, file: str) -> Path | None:
 def public_description(name: str, model, settings) -> dict:
     info = model.describe()
     folder = info.pop("folder")
-    info["plots"] = [f"/v1/models/{name}/plots/{p}" for p in PLOTS if plot_file(folder, p)]
+    info["plots"] = [f"/v1/mathtune/models/{name}/plots/{p}" for p in PLOTS if plot_file(folder, p)]
     info["mlflow_ui_url"] = settings.mlflow_ui_url
     if info.get("solve") is not None:  # what a vote gets: the tutor's own budget within the server's cap
         from ..config import SolveConfig

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics.drift import CONTINUOUS, THRESHOLDS, SignalExtractor, compare
+from ..metrics.drift import CONTINUOUS, THRESHOLDS, Familiarity, SignalExtractor, compare
 
 REFERENCE_FILE = "drift_reference.json"
 
@@ -24,8 +24,14 @@ class DriftMonitor:
         self.window: dict[str, deque] = {name: deque(maxlen=window) for name in (*CONTINUOUS, "predicted_class")}
         self.lock = threading.Lock()
         self.extractor = None
+        self.familiarity: Familiarity | None = None
         if self.reference:
             self.extractor = SignalExtractor(set(self.reference["vocabulary"]), np.asarray(self.reference["centroid"], dtype=np.float32))
+            self.familiarity = Familiarity(self.extractor, self.reference)
+
+    def unfamiliar(self, texts: list[str]) -> list[str | None]:
+        """For each text, why it is unlike the model's training inputs (its prediction is a guess), or None."""
+        return self.familiarity.reasons(texts) if self.familiarity is not None else [None] * len(texts)
 
     def record(self, texts: list[str], confidences, predicted) -> None:
         if self.extractor is None:

@@ -134,7 +134,7 @@ _METHODS = frozenset({"GET", "POST", "HEAD", "OPTIONS", "PUT", "PATCH", "DELETE"
 
 
 def route_template(scope) -> str:
-    """The matched route's template (``/v1/models/{name}/plots/{file}``), never the raw path, so label values come
+    """The matched route's template (``/v1/mathtune/models/{name}/plots/{file}``), never the raw path, so label values come
     from the app's route table only; requests that matched no route count as "other"."""
     route = scope.get("route")
     path = getattr(route, "path", None) or getattr(route, "path_format", None)

@@ -18,6 +18,7 @@ class TopicPrediction(BaseModel):
     topic: str
     probability: float
     probabilities: dict[str, float] = Field(description="Every topic's probability.")
+    unfamiliar: str | None = Field(None, description="Why the question is unlike those the model learned from (then its topic is a guess, however high its probability); null: it is like them, or the model keeps no reference to tell.")
 
 
 class TopicsResponse(BaseModel):

@@ -48,7 +48,7 @@ def mount_ui(app, app_state) -> None:
                                 httponly=True, samesite="strict", path="/")
         return response
 
-    @router.get("/v1/models/{name}/plots/{file}")
+    @router.get("/v1/mathtune/models/{name}/plots/{file}")
     async def plot(name: str, file: str):
         model = app_state.models.get(name)
         if model is None or file not in PLOTS:

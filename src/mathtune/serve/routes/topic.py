@@ -17,10 +17,12 @@ async def classify_topics(served: Predictions, settings, questions: list[str]) -
     column = model.predictor.manifest.get("text_column", "Question")
     labels = model.predictor.labels
     idx, prob, _ = await served.predict(model, pd.DataFrame({column: questions}), len(labels))
+    unfamiliar = model.drift.unfamiliar(questions) if model.drift is not None else [None] * len(questions)
     predictions = [TopicPrediction(label=labels.values[row[0]], label_id=int(row[0]), topic=labels.names[row[0]],
                                    probability=float(p[0]),
-                                   probabilities={labels.names[i]: round(float(q), 6) for i, q in zip(row, p)})
-                   for row, p in zip(idx, prob)]
+                                   probabilities={labels.names[i]: round(float(q), 6) for i, q in zip(row, p)},
+                                   unfamiliar=why)
+                   for row, p, why in zip(idx, prob, unfamiliar)]
     return TopicsResponse(model=model.source, predictions=predictions)
 
 

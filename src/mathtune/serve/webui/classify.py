@@ -13,7 +13,7 @@ import pandas as pd
 from ...io import spreadsheet_safe_frame
 from ..routes.products import classify_products
 from ..routes.topic import classify_topics
-from .common import error_update, not_served, percent, plain_error, read_table
+from .common import error_update, not_served, percent, plain_error, read_table, show_results_js
 from .misconceptions_tab import format_diagnosis, misconceptions_tab, verdict_of
 from .models_tab import trained_on
 from .render import LATEX, math_markdown
@@ -60,8 +60,8 @@ def topics_tab(gr, state, served) -> None:
     file = gr.File(label="Or a CSV file with a Question column", file_types=[".csv"], elem_id="topics-file", height=140)
     run = gr.Button("Find the topics", variant="primary", elem_id="topics-submit")
     error = gr.HTML(visible=False, elem_id="topics-error")
-    label = gr.Label(label="Topics of the first question, most likely first", num_top_classes=len(labels.names),
-                     elem_id="topics-label", visible=False)
+    note = gr.Markdown(visible=False, elem_id="topics-unsure", elem_classes="mt-note")
+    label = gr.Label(label=FIRST_LABEL, num_top_classes=len(labels.names), elem_id="topics-label", visible=False)
     table = gr.Dataframe(label="Every question", wrap=True, visible=False, elem_id="topics-table",
                          column_widths=["50%", "28%", "22%"], datatype=["markdown", "str", "str"], max_height=1000,
                          latex_delimiters=LATEX)  # the question as Markdown: its math rendered, its money as typed
@@ -77,21 +77,43 @@ def topics_tab(gr, state, served) -> None:
                 progress(start / len(questions), desc=f"{start} of {len(questions)} questions")
                 chunk = questions[start:start + step]
                 answer = await asyncio.wait_for(classify_topics(served, state.settings, chunk), state.settings.ui_timeout_s)
-                rows += [(q, p.topic, round(p.probability, 4), p.probabilities) for q, p in zip(chunk, answer.predictions)]
+                rows += [(q, p.topic, round(p.probability, 4), p.probabilities, p.unfamiliar)
+                         for q, p in zip(chunk, answer.predictions)]
         except Exception as exc:  # noqa: BLE001 - shown beside the input, in plain words
-            return (error_update(plain_error(exc)), gr.update(visible=False, value=None),
+            return (error_update(plain_error(exc)), gr.update(visible=False), gr.update(visible=False, value=None),
                     gr.update(visible=False, value=None), gr.update(visible=False))
-        # the file keeps every input column, the topic and its probability beside them
-        frame = inputs.assign(topic=[r[1] for r in rows], probability=[r[2] for r in rows])
+        # the file keeps every input column, the topic, its probability and whether it is a guess beside them
+        frame = inputs.assign(topic=[r[1] for r in rows], probability=[r[2] for r in rows],
+                              unfamiliar=[r[4] or "" for r in rows])
         out = Path(tempfile.mkdtemp(prefix="mathtune-topics-")) / "topics.csv"
         spreadsheet_safe_frame(frame).to_csv(out, index=False)
-        # shown as the chart shows it: a percentage
-        shown = pd.DataFrame({"question": [math_markdown(r[0]) for r in rows], "topic": [r[1] for r in rows],
-                              "chance": [percent(r[2]) for r in rows]})
-        return (error_update(None), gr.update(visible=True, value=rows[0][3]), gr.update(visible=True, value=shown),
-                gr.update(visible=True, value=str(out)))
+        # shown as the chart shows it: a percentage; a question unlike those it learned from gets no figure
+        shown = pd.DataFrame({"question": [math_markdown(r[0]) for r in rows],
+                              "topic": [f"{r[1]}?" if r[4] else r[1] for r in rows],
+                              "chance": ["not sure" if r[4] else percent(r[2]) for r in rows]})
+        return (error_update(None), unsure_note(gr, [r[4] for r in rows]),
+                gr.update(visible=True, value=rows[0][3], label=UNSURE_FIRST_LABEL if rows[0][4] else FIRST_LABEL),
+                gr.update(visible=True, value=shown), gr.update(visible=True, value=str(out)))
 
-    gr.on([run.click, text.submit], classify, [text, file], [error, label, table, download])
+    shown = gr.on([run.click, text.submit], classify, [text, file], [error, note, label, table, download])
+    shown.then(None, None, None, js=show_results_js("topics-unsure", "topics-label", "topics-table"))
+
+
+FIRST_LABEL = "Topics of the first question, most likely first"
+UNSURE_FIRST_LABEL = "Topics of the first question: a guess (it is unlike the questions this model learned from)"
+
+
+def unsure_note(gr, reasons: list[str | None]):
+    """Said above the results when some questions are unlike those the model learned from: their topics are guesses,
+    however sure the figures look."""
+    unsure = [r for r in reasons if r]
+    if not unsure:
+        return gr.update(visible=False, value="")
+    which = "The first question" if len(reasons) == 1 else f"{len(unsure)} of the {len(reasons)} questions"
+    return gr.update(visible=True, value=f"**Not sure:** {which} {'is' if len(unsure) == 1 else 'are'} unlike the "
+                                          f"questions this model learned from ({unsure[0]}), so "
+                                          f"{'its topic is' if len(unsure) == 1 else 'their topics are'} a guess "
+                                          "(marked \"not sure\" in the table). Check them yourself.")
 
 
 def products_tab(gr, state, served) -> None:
@@ -132,7 +154,8 @@ def products_tab(gr, state, served) -> None:
                 gr.update(visible=len(records) > 1, value=frame),
                 gr.update(visible=True, value=str(out)))
 
-    run.click(classify, [file, *boxes], [error, label, table, download])
+    run.click(classify, [file, *boxes], [error, label, table, download]).then(
+        None, None, None, js=show_results_js("products-label", "products-table"))
 
 
 def _product_records(file, fields: list[str], values, max_bytes: int) -> list[dict]:

@@ -63,6 +63,15 @@ SHOW_CHAT_JS = """(...args) => {
   return args; }"""
 
 
+# After a classifier's results arrive: bring the first of them into view when it is below the fold (a phone, where
+# the input fills the screen and the results started out of sight). ``ids``: the result elements, first first.
+def show_results_js(*ids: str) -> str:
+    return ("() => { for (const id of " + json.dumps(list(ids)) + ") { const e = document.getElementById(id);"
+            " if (!e || e.offsetParent === null) continue;"
+            " if (e.getBoundingClientRect().top > window.innerHeight - 80) e.scrollIntoView({block: 'start'});"
+            " return; } }")
+
+
 # Copy puts plain text on the clipboard: the steps and the final answer as the page shows them (math as its TeX,
 # without markdown's stars and fences, without the italic note on how it was checked); Gradio's own copy buttons
 # would copy the markdown. Run once when the page loads; it answers the chat's copy buttons before Gradio does.

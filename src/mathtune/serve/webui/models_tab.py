@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
+from ...paths import DEMO_PREFIX
 from ..describe import public_description
+from .tutor_words import model_line, times_in_ten
 
 TASK_TITLES = {"topic": "Topics", "misconception": "Misconceptions", "products": "Products", "tutor": "Tutor"}
 METRIC_NAMES = {"f1_micro": "F1-micro", "f1_macro": "F1-macro", "map_at_3": "MAP@3", "map@3": "MAP@3",
@@ -36,19 +38,39 @@ def trained_on(model) -> str:
     return str(data) if data else "not recorded"
 
 
+def data_words(data: str) -> str:
+    """A training file as a teacher reads it: the demo's built-in questions, or the file's name (the path is an
+    engineer detail)."""
+    if data.startswith(DEMO_PREFIX):
+        return "the built-in demo questions (CHAMP, a public set of competition math problems)"
+    return "not recorded" if data == "not recorded" else f"the file {Path(data).name}"
+
+
+def how_often_right(name: str, model) -> str:
+    """The model's held-out score in a teacher's words: how often its answer is right; the metrics themselves are in
+    the engineer details."""
+    if name == "tutor":
+        return model_line(model)
+    validation = model.manifest.get("validation") or {}
+    n = validation.get("n")
+    on = f" on {n} questions it never trained on" if n else " on questions it never trained on"
+    share = next((validation[k] for k in ("accuracy", "f1_micro") if validation.get(k) is not None), None)
+    if share is not None:
+        return f"Its answer was right {times_in_ten(float(share))}{on}."
+    top3 = validation.get("map_at_3", validation.get("map@3"))
+    if top3 is not None:
+        return (f"The right answer was among its first three guesses, near the top, {times_in_ten(float(top3))}{on} "
+                "(MAP@3).")
+    return "How often it is right has not been measured."
+
+
 def teacher_card(name: str, model) -> str:
     manifest = model.manifest
-    lines = [f"### {TASK_TITLES.get(name, name)}", f"**Model:** {html.escape(str(model.source))} — "
-             f"{KIND_TEXT.get(manifest.get('kind'), manifest.get('kind', 'a model'))}."]
-    lines.append(f"**Trained on:** {html.escape(trained_on(model))}"
-                 + (f", on {manifest['created'][:10]}" if manifest.get("created") else "") + ".")
-    validation = {k: v for k, v in (manifest.get("validation") or {}).items() if k != "n" and v is not None}
-    if validation:
-        scores = ", ".join(f"{METRIC_NAMES.get(k, k)} {v:.3f}" for k, v in validation.items())
-        lines.append(f"**Score on held-out questions:** {scores}"
-                     + (f" ({manifest['validation']['n']} rows it never trained on)." if manifest["validation"].get("n") else "."))
-    else:
-        lines.append("**Score on held-out questions:** not measured for this model.")
+    lines = [f"### {TASK_TITLES.get(name, name)}",
+             f"**How it works:** {KIND_TEXT.get(manifest.get('kind'), manifest.get('kind', 'a model'))}.",
+             f"**How often it is right:** {how_often_right(name, model)}",
+             f"**Trained on:** {html.escape(data_words(trained_on(model)))}"
+             + (f", on {manifest['created'][:10]}" if manifest.get("created") else "") + "."]
     return "\n\n".join(lines)
 
 
@@ -72,18 +94,25 @@ def drift_figure(monitor):
     import matplotlib.pyplot as plt
 
     hist = monitor.histograms()
-    fig, axes = plt.subplots(1, len(hist), figsize=(3.2 * len(hist), 2.6), squeeze=False)
-    for ax, (name, (ref, cur)) in zip(axes[0], hist.items()):
+    # two panels a row (a row of five was a strip a phone could not read)
+    cols = min(2, len(hist))
+    rows = -(-len(hist) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.4, 2.3 * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax, (name, (ref, cur)) in zip(flat, hist.items()):
         x = range(len(ref))
         ax.bar([i - 0.2 for i in x], ref, width=0.4, label="training", color="#1a56b0")
         if cur:
             ax.bar([i + 0.2 for i in x], cur, width=0.4, label="recent", color="#c05a00")
-        ax.set_title(SIGNAL_TITLES.get(name, name), fontsize=9)
+        ax.set_title(SIGNAL_TITLES.get(name, name), fontsize=10)
         ax.set_xticks([])
-        ax.tick_params(labelsize=7)
-    axes[0][0].legend(fontsize=7)
-    axes[0][0].set_ylabel("share of rows", fontsize=8)
-    fig.tight_layout()
+        ax.tick_params(labelsize=8)
+        ax.set_ylabel("share of rows", fontsize=8)
+    for ax in flat[len(hist):]:
+        ax.set_visible(False)
+    handles, labels = flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=9, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     plt.close(fig)
     return fig
 
@@ -100,9 +129,10 @@ def models_tab(gr, state) -> None:
                 gr.HTML("".join(f'<img src="{html.escape(p)}" alt="{html.escape(Path(p).stem.replace("_", " "))} of the '
                                 f'{html.escape(name)} model" style="max-width:100%;height:auto;margin:4px">' for p in info["plots"]))
             if getattr(model, "drift", None) is not None:
+                gr.Markdown(f"**Recent requests against the training data ({TASK_TITLES.get(name, name)})**")
                 summary = gr.Markdown(elem_id=f"drift-{name}")
-                plot = gr.Plot(label=f"Recent requests against the training data ({TASK_TITLES.get(name, name)})",
-                               elem_id=f"drift-plot-{name}")
+                # no label on the plot: Gradio draws it over the figure's top left, on the first titles
+                plot = gr.Plot(show_label=False, elem_id=f"drift-plot-{name}")
                 refresh = gr.Button("Refresh drift", size="sm", elem_id=f"drift-refresh-{name}")
 
                 def update(monitor=model.drift):

@@ -765,6 +765,17 @@ def test_evaluation_says_how_many_votes_the_time_budget_cut():
     metrics = solution_metrics(solutions, Pairs(), [], "vote")
     assert metrics["cut_by_time_budget"] == 2 and metrics["cut_by_time_budget_rate"] == 2 / 3
 
+    # and the budget as this engine ran it: stretched on one slower than the speed it was set for
+    from mathtune.train.tutor_eval import evaluate_generator
+
+    class Slower(Scripted):
+        def speed(self) -> float:
+            return 10.0
+
+    settings = SolveConfig(mode="vote", samples=3, tiebreak="none", time_budget=30, budget_speed=20)
+    evaluated = evaluate_generator(Slower(["The answer is 1."] * 20), Pairs(), solving=settings, off_topic=[])
+    assert evaluated.metrics["time_budget_seconds"] == 60 and evaluated.metrics["engine_tokens_per_second"] == 10
+
 
 def test_a_vote_reports_its_progress_as_each_answer_comes_in():
     """#48 item 4: 30-60 s of only "Working on it" while a vote ran."""

@@ -59,6 +59,12 @@ def evaluate_generator(generator, pairs: Pairs, max_new_tokens: int = 256, batch
         if reporter:
             reporter.advance(len(chunk))
     metrics = solution_metrics(solutions, pairs, refusals, mode)
+    if mode == "vote" and solving.time_budget:  # the budget as this engine ran it (stretched on a slower one)
+        from ..models.solving.budget import budget_seconds
+
+        metrics["time_budget_seconds"] = budget_seconds(solving, generator)
+        if solving.budget_speed and hasattr(generator, "speed"):
+            metrics["engine_tokens_per_second"] = generator.speed()
     return TutorEval(metrics, [s.answer for s in solutions], refusals, [s.final_answer for s in solutions])
 
 

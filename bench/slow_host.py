@@ -37,6 +37,7 @@ from mathtune.models.solving.budget import budget_seconds
 from mathtune.models.solving.presets import DEFAULT_PRESET, default_settings
 from mathtune.models.solving.solve import solve
 from time_budget import current
+from time_budget import summary as timing
 from tutor_modes import Cache, _sha, problems, prompt_hash
 
 MODEL = "bundled:qwen2.5-coder-1.5b"
@@ -71,10 +72,7 @@ def right(final, gold) -> bool:
 
 
 def summary(rows: list[dict]) -> dict:
-    seconds = [r["seconds"] for r in rows]
-    return {"n": len(rows), "answer_accuracy": round(sum(r["correct"] for r in rows) / len(rows), 4),
-            "median_seconds": round(statistics.median(seconds), 1), "mean_seconds": round(statistics.mean(seconds), 1),
-            "max_seconds": round(max(seconds), 1), "cut_by_time_budget": sum(r["out_of_time"] for r in rows),
+    return {**timing(rows), "cut_by_time_budget": sum(r["out_of_time"] for r in rows),
             "mean_samples": round(statistics.mean(r["samples"] for r in rows), 2)}
 
 

@@ -172,6 +172,7 @@ def test_topics_one_question_every_class_and_download(ui):
     no_overflow(ui)
 
 
+@pytest.mark.parametrize("ui", ["desktop"], indirect=True)  # the same at either size
 def test_topics_a_question_unlike_its_training_is_said_to_be_a_guess(ui):
     """#48 item 8: a money word problem was labelled Combinatorics at 97%: the page sounded sure out of its depth."""
     ui.fill(box("topics-input"), "A pen costs $2 and a notebook costs $5. How much do 3 pens and 2 notebooks cost "
@@ -588,6 +589,7 @@ def test_tutor_a_new_answer_in_a_long_chat_is_in_view(ui, scripted):
     assert seen, "the new answer is out of view"
 
 
+@pytest.mark.parametrize("ui", ["desktop"], indirect=True)  # the same at either size
 def test_tutor_copy_puts_plain_text_on_the_clipboard(ui, scripted):
     """#48 item 10: Copy put markdown on the clipboard ("```python … **Final answer: 8** *Vote: …*")."""
     scripted(replies=["Pens: $4 \\times 2 = 8$ dollars; **notebooks**: $2 \\times 5 = 10$. The answer is 18."] * 9)

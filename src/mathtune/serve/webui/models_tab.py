@@ -59,8 +59,8 @@ def how_often_right(name: str, model) -> str:
         return f"Its answer was right {times_in_ten(float(share))}{on}."
     top3 = validation.get("map_at_3", validation.get("map@3"))
     if top3 is not None:
-        return (f"The right answer was among its first three guesses, near the top, {times_in_ten(float(top3))}{on} "
-                "(MAP@3).")
+        return (f"It scores {float(top3):.2f} of 1{on} by MAP@3: the right answer among its first three guesses, "
+                "counting more the nearer the top (1: always its first guess).")
     return "How often it is right has not been measured."
 
 

@@ -75,3 +75,9 @@ def test_the_bundled_tutors_default_mode_is_the_best_measured_within_the_time_bo
     gsm8k = timed["sets"]["gsm8k"]
     assert gsm8k["with_budget"]["answer_accuracy"] >= gsm8k["without_budget"]["answer_accuracy"]
     assert gsm8k["with_budget"]["median_seconds"] <= DEFAULT_MODE_SECONDS
+    # and its rule on a slower host is the one bench/slow_host.py measured against plain seconds
+    slow = json.loads((REPO / "bench" / "results" / "slow_host.json").read_text())
+    assert (slow["time_budget"], slow["budget_speed"]) == (default.time_budget, default.budget_speed)
+    stretched, plain = slow["runs"]["slow, stretched"], slow["runs"]["slow, seconds"]
+    assert stretched["cut_by_time_budget"] < plain["cut_by_time_budget"]
+    assert stretched["answer_accuracy"] > plain["answer_accuracy"]

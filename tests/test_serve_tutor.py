@@ -248,7 +248,8 @@ def test_a_tutor_solves_as_its_recipe_says_unless_a_request_says_otherwise(clien
     (folder / "mathtune.json").write_text(json.dumps(manifest))
     voting = TestClient(create_app([str(folder)], ServeSettings(max_text_chars=200, tutor_max_new_tokens=8)))
     # a tutor saved before agree_first existed solves as it did: every sample at once
-    assert voting.get("/v1/mathtune/models").json()["tutor"]["solve"] == {**manifest["solve"], "agree_first": 0, "then_over": None, "first_round": 0, "time_budget": None}
+    assert voting.get("/v1/mathtune/models").json()["tutor"]["solve"] == {**manifest["solve"], "agree_first": 0, "then_over": None, "first_round": 0, "time_budget": None,
+                                                                       "budget_speed": None}
     body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False}).json()
     assert body["method"] == "vote(program)" and body["samples_drawn"] == 2, body  # k = 2: one sample never decides
     body = voting.post("/v1/tutor", json={"question": "what is 3 plus 3?", "retrieval": False, "vote_over": "cot"}).json()

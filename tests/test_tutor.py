@@ -110,7 +110,7 @@ def test_tutor_train_evaluate_ask(workdir, gsm8k_jsonl, tiny_chat_llama):
     assert manifest["task"] == "tutor" and manifest["kind"] == "generator"
     assert manifest["solve"] == {"mode": "program", "samples": 5, "vote_over": "cot", "tiebreak": "program",
                                  "temperature": 0.7, "then_over": None, "agree_first": 0, "first_round": 0,
-                                 "time_budget": None}  # the recipe's tutor.solve, kept for ask, evaluate and serve
+                                 "time_budget": None, "budget_speed": None}  # the recipe's tutor.solve, kept for ask, evaluate and serve
     assert manifest["merge_parity"]["identical"] == manifest["merge_parity"]["prompts"] == 4
     assert (folder / "model" / "model.safetensors").exists()
     metrics = json.loads((folder / "metrics.json").read_text())

@@ -411,7 +411,8 @@ def slow_host(data: dict) -> list[str]:
     lines = [f"## The default on a host half as fast (`bench/slow_host.py`; {data['model']}, {data['preset']}, "
              f"{data['time_budget']:g} s set for {data['budget_speed']:g} tokens/s)", "",
              f"Problems: {data['problems']}. Half speed: a busy loop beside the engine on each core (its measured "
-             f"speed {speed['slow']:g} tokens/s, against {speed['replay']:g} on the same host as it was).", "",
+             f"speed {speed['slow']:g} tokens/s, against {speed.get('quiet', speed['replay']):g} on the quiet host)."
+             + (f" Note: {data['engine_speed_note']}." if data.get("engine_speed_note") else ""), "",
              "| host, budget rule | n | answer accuracy | vs quiet host | same answer as quiet host | cut by the budget "
              "| s / problem: median / mean / max | samples (mean) |", "|---|---|---|---|---|---|---|---|"]
     for run, row in data["runs"].items():

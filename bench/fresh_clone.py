@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,13 @@ def timed(command: list[str], cwd: Path, env: dict, log: Path) -> dict:
     with log.open("w") as out:
         rc = subprocess.run(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT).returncode
     tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-    return {"command": " ".join(command), "seconds": round(time.perf_counter() - start, 1), "rc": rc,
+    step = {"command": " ".join(command), "seconds": round(time.perf_counter() - start, 1), "rc": rc,
             "last_line": tail[0][-200:]}
+    if rc:  # the clone's folder goes when the run ends: a failing step's log is kept where it can be read
+        kept = Path(tempfile.gettempdir()) / f"fresh_clone-{command[-1]}.log"
+        shutil.copyfile(log, kept)
+        step["log"] = str(kept)
+    return step
 
 
 def main() -> None:

@@ -50,6 +50,7 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
                             check=True).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="mathtune-fresh-") as tmp:
+        os.chmod(tmp, 0o755)  # readable by others, as a checkout is: the sandbox test runs a server as nobody
         clone = Path(tmp) / "mathtune"
         subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
         env = {**os.environ, "PIP_NO_CACHE_DIR": "1", "UV_CACHE_DIR": str(Path(tmp) / "uv-cache")}

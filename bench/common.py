@@ -3,6 +3,7 @@ with its vote's settings given by keyword, as the scripts' tables name them."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -25,3 +26,8 @@ def solve_named(generator, questions, mode: str = "cot", contexts=None, max_new_
                          **{key: value for key, value in settings.items() if value is not None})
     return solve(generator, questions, config, contexts, max_new_tokens, seed=seed, repairs=repairs,
                  early_stop=early_stop)
+
+
+def bank_rows(path: Path) -> list[dict]:
+    """The rows a resumable benchmark appended to its JSONL bank, in order (none when it has not run)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []

@@ -29,7 +29,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import RESULTS
+from common import RESULTS, bank_rows
 from mathtune.io import write_json
 from mathtune.metrics.answers import answers_match
 from mathtune.models.generate import load_tutor
@@ -78,12 +78,8 @@ def summary(rows: list[dict]) -> dict:
 
 def fast_rows(n: int, pairs, cache: Cache, prompt: str, budget: float) -> list[dict]:
     """The default on a quiet host: tutor_modes' cached vote, or time_budget.py's answer where the budget binds."""
-    budgeted = {}
-    bank = RESULTS / "time_budget.jsonl"
-    for line in bank.read_text().splitlines() if bank.is_file() else []:
-        row = json.loads(line)
-        if row["data"] == "gsm8k" and row["budget"] == budget and current(row):
-            budgeted[row["i"]] = row
+    budgeted = {row["i"]: row for row in bank_rows(RESULTS / "time_budget.jsonl")
+                if row["data"] == "gsm8k" and row["budget"] == budget and current(row)}
     rows = []
     for i in range(n):
         cached = cache.get(model=MODEL, backend="llama.cpp", mode=DEFAULT_PRESET[MODEL], data="gsm8k", i=i,
@@ -109,11 +105,7 @@ def main() -> None:
     args = parser.parse_args()
     stop = time.time() + 60 * args.minutes if args.minutes is not None else float("inf")
     bank = args.out.with_suffix(".jsonl")
-    done = {}
-    if bank.is_file():
-        for line in bank.read_text().splitlines():
-            row = json.loads(line)
-            done[(row["run"], row["i"])] = row
+    done = {(row["run"], row["i"]): row for row in bank_rows(bank)}
     pairs = problems("gsm8k/train.jsonl", args.problems, True)
     default = default_settings(MODEL)
     rules = {"replay": default, "seconds": default.model_copy(update={"budget_speed": None}), "stretched": default}

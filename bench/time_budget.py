@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from common import bank_rows  # noqa: E402
 from common import solve_named as solve  # noqa: E402
 from mathtune.io import write_json  # noqa: E402
 from mathtune.metrics.answers import answers_match  # noqa: E402
@@ -78,13 +79,11 @@ def main() -> None:
     args = parser.parse_args()
     stop = time.time() + 60 * args.minutes if args.minutes is not None else float("inf")
     bank = args.out.with_suffix(".jsonl")
-    done = {}
-    if bank.is_file():
-        for line in bank.read_text().splitlines():
-            row = json.loads(line)
-            key = (row["data"], row["i"], row["budget"])
-            if current(row) and (key not in done or row.get("rule", 1) >= done[key].get("rule", 1)):
-                done[key] = row
+    done: dict = {}
+    for row in bank_rows(bank):
+        key = (row["data"], row["i"], row["budget"])
+        if current(row) and (key not in done or row.get("rule", 1) >= done[key].get("rule", 1)):
+            done[key] = row
     cache = Cache(args.cache)
     generator = load_tutor(MODEL, "auto")
     prompt = prompt_hash(generator, MODE, 512)

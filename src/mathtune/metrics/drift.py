@@ -66,15 +66,16 @@ class SignalExtractor:
 
 # A question is unlike those a model learned from when a signal is past this quantile of the validation questions'
 UNFAMILIAR_QUANTILE = 0.99
-UNFAMILIAR_REASONS = {"unknown_word_share": "many of its words never appear in the questions it learned from",
-                      "centroid_distance": "it reads unlike the questions it learned from"}
+# Only the unknown-word share: the distance from the training centroid marked short in-distribution questions
+# ("Solve for x: 2x+3=11" on the math-topics model) as unfamiliar, so it is not used for one question.
+UNFAMILIAR_REASONS = {"unknown_word_share": "many of its words never appear in the questions it learned from"}
 
 
 class Familiarity:
     """Whether one input is like those a model learned from, by the drift reference's own signals: past the
-    UNFAMILIAR_QUANTILE of the validation inputs' unknown-word share or distance from the training centroid, the
-    model is out of its depth, and a confident probability from it means little (a money word problem that a
-    topic model trained on competition math called Combinatorics at 97%)."""
+    UNFAMILIAR_QUANTILE of the validation inputs' unknown-word share, the model is out of its depth and a confident
+    probability from it means little. It catches text far from the training questions (a poem asked of a topic
+    model); a word problem in familiar words that the model misreads is not caught by it."""
 
     def __init__(self, extractor: SignalExtractor, reference: dict) -> None:
         self.extractor = extractor

@@ -428,6 +428,37 @@ def slow_host(data: dict) -> list[str]:
     return lines
 
 
+def calibration(data: dict) -> list[str]:
+    sets = data["sets"]
+    lines = ["### Do its percentages mean what they say? (`bench/calibration.py`)", "",
+             "Validation calibration error (ECE, 10 bins: the gap between how sure the top answer was said to be and "
+             "how often it was right) before and after the model's temperature, and the share of questions it never "
+             "trained on that the Topics tab marks \"not sure\" (unlike the questions it learned from: "
+             "metrics/drift.py Familiarity). math-topics test: the Kaggle test questions (competition math like the "
+             f"math-topics training data; {sets['math_topics_test']} drawn); GSM8K: grade-school word problems "
+             f"({sets['gsm8k']}); MATH-500 ({sets['math500']}).", "",
+             "| model | kind | validation rows | F1-micro | temperature | ECE raw softmax | ECE as shown | "
+             "\"not sure\": math-topics test | GSM8K | MATH-500 |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in data["models"].items():
+        cal, share = row.get("calibration") or {}, row["unfamiliar_share"]
+        raw = _f(cal["ece_before"]) if "ece_before" in cal else "–"
+        lines.append(f"| {name} | {row['kind']} | {row['n_validation']} | {_f(row['f1_micro'])} | "
+                     f"{cal.get('temperature', 1.0):.3g} | {raw} | {_f(row['calibration_error'])} | "
+                     f"{share['math_topics_test']:.1%} | {share['gsm8k']:.1%} | {share['math500']:.1%} |")
+    lines += ["", "ECE as shown: TF-IDF's temperature is fitted on out-of-fold training scores, so its validation ECE is "
+                  "held out; a fine-tuned model's is fitted on validation and its ECE is cross-fitted (fitted on one half, "
+                  "measured on the other). What each model said of issue #48's questions:", "",
+              "| question | " + " | ".join(data["models"]) + " |", "|---|" + "---|" * len(data["models"])]
+    questions = [q["question"] for q in next(iter(data["models"].values()))["teacher_questions"]]
+    for i, question in enumerate(questions):
+        cells = []
+        for row in data["models"].values():
+            said = row["teacher_questions"][i]
+            cells.append(f"{said['topic']} {said['probability']:.0%}" + (" (not sure)" if said["unfamiliar"] else ""))
+        lines.append(f"| {question} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def spark_score(data: dict) -> list[str]:
     lines = [f"## Spark batch scoring (`bench/spark_score.py`; {data['model']}, {data['rows']} questions)", "",
              "| how | seconds | rows / s |", "|---|---|---|"]
@@ -533,7 +564,7 @@ def lm_eval_gsm8k(data: dict) -> list[str]:
 SECTIONS = (("fresh_clone", fresh_clone), ("topic", topic), ("misconception", misconception), ("augment", augment), ("products", products),
             ("tutor", tutor), ("tutor_mix", tutor_mix), ("tutor_modes", tutor_modes),
             ("tutor_serving", tutor_serving), ("time_budget", time_budget), ("slow_host", slow_host),
-            ("tutor_retrieval", tutor_retrieval),
+            ("tutor_retrieval", tutor_retrieval), ("calibration", calibration),
             ("rag", rag),
             ("serve", serve), ("hostile", hostile), ("sandbox", sandbox), ("openai_door", openai_door),
             ("lm_eval_gsm8k", lm_eval_gsm8k), ("spark_score", spark_score), ("gpu_train", gpu_train))

@@ -393,8 +393,11 @@ def test_models_tab_for_a_teacher_with_drift(ui, server):
     assert all(not labels.nth(i).is_visible() for i in range(labels.count()))  # nothing drawn over the titles
     assert not ui.is_visible("text=Model description (/v1/models)")  # engineer details are folded away
     # the training plots load (a route of the OpenAI door once took their paths: the page showed broken images)
-    ui.wait_for_function("[...document.querySelectorAll('#tab-models img[alt*=\"confusion matrix\"]')]"
-                         ".some(i => i.complete && i.naturalWidth > 0)", timeout=15000)
+    for plot in ("confusion matrix", "calibration"):  # the reliability plot too (#48 item 8: do its percentages hold?)
+        ui.wait_for_function(f"[...document.querySelectorAll('#tab-models img[alt*=\"{plot}\"]')]"
+                             ".some(i => i.complete && i.naturalWidth > 0)", timeout=15000)
+    assert re.search(r"When it said it was 90% sure or more \(\d+ questions?\), it was right \d+ times?\.|never 90% sure",
+                     text), text
     shot(ui, "models-drift")
 
 

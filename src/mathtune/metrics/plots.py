@@ -72,3 +72,24 @@ def feature_importance_png(items: list[tuple[str, float]], path: Path, title: st
     ax.set_xlabel("importance")
     ax.set_title(title)
     return _save(fig, path)
+
+
+def reliability_png(bins: Sequence, path: Path, ece: float, ece_before: float | None = None) -> Path:
+    """A reliability diagram: for each band of how sure the model said it was (top-1 probability), how often it
+    was right; bars on the diagonal are percentages that mean what they say. ``bins``: metrics/calibration.py's
+    ReliabilityBin list."""
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    ax.plot([0, 1], [0, 1], "--", color="grey", linewidth=1, label="right as often as it says")
+    for b in bins:
+        ax.bar((b.low + b.high) / 2, b.accuracy, width=(b.high - b.low) * 0.9, color="tab:blue", alpha=0.8)
+        ax.text((b.low + b.high) / 2, b.accuracy + 0.015, str(b.rows), ha="center", fontsize=7)
+    ax.plot([b.confidence for b in bins], [b.accuracy for b in bins], "o", color="tab:orange", markersize=4,
+            label="mean of the band (questions above each bar)")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.08)
+    ax.set_xlabel("how sure it said it was (top answer's probability)")
+    ax.set_ylabel("how often it was right")
+    change = f", {ece_before:.3f} before temperature scaling" if ece_before is not None else ""
+    ax.set_title(f"Validation: does it mean what it says?\ncalibration error {ece:.3f}{change}", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=7, frameon=False)
+    return _save(fig, path)

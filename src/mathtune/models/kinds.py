@@ -101,18 +101,20 @@ class TransformerKind:
         from .scoring import score_variants, tokenize
 
         tokenizer = predictor._tokenizer
+        # a model trained before calibration existed has none: its raw softmax, as it always showed
+        temperature = float((predictor.manifest.get("calibration") or {}).get("temperature", 1.0))
         ids = tokenize(tokenizer, texts, predictor.manifest.get("max_length", 256))
         if predictor._onnx is not None and len(ids) <= predictor.onnx_max_rows:
             # ONNX Runtime (int8) wins for a few rows: 2x the single-request rate of PyTorch here; for larger
             # micro-batches PyTorch's bf16 matmuls (AMX) win, 2-3x, so those take the PyTorch path
             from .onnx import onnx_topk
 
-            out = onnx_topk(predictor._onnx, ids, tokenizer.pad_token_id, batch_size, k, variants)
+            out = onnx_topk(predictor._onnx, ids, tokenizer.pad_token_id, batch_size, k, variants, temperature)
             if reporter:
                 reporter.advance(len(ids))
             return out
         out, _ = score_variants(predictor._model, ids, tokenizer.pad_token_id, batch_size, k, variants=variants,
-                                reporter=reporter)
+                                reporter=reporter, temperature=temperature)
         return out
 
 

@@ -125,8 +125,9 @@ class OnnxClassifier:
 
 
 def onnx_topk(session: OnnxClassifier, ids: list[list[int]], pad_id: int, batch_size: int, k: int,
-              variants: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Top-k under each candidate mask, batching rows of similar length (as the torch path does)."""
+              variants: dict, temperature: float = 1.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Top-k under each candidate mask, batching rows of similar length (as the torch path does); probabilities
+    of the logits divided by ``temperature`` (the model's calibration)."""
     n = len(ids)
     order = np.argsort([-len(s) for s in ids], kind="stable")
     out = {name: (np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)) for name in variants}
@@ -138,7 +139,7 @@ def onnx_topk(session: OnnxClassifier, ids: list[list[int]], pad_id: int, batch_
         for i, r in enumerate(rows):
             input_ids[i, : len(ids[r])] = ids[r]
             mask[i, : len(ids[r])] = 1
-        logits = session.logits(input_ids, mask).astype(np.float64)
+        logits = session.logits(input_ids, mask).astype(np.float64) / temperature
         for name, allowed in variants.items():
             scores = logits if allowed is None else np.where(allowed[rows], logits, -np.inf)
             scores = scores - scores.max(axis=1, keepdims=True)

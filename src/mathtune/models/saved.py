@@ -110,6 +110,12 @@ def check_settings(predictor: Predictor) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
             raise ModelError(f"{path}: max_length is {value!r}; it must be a whole number from 1 to {most} (what this "
                              "model can read); fix the file or train the model again")
+    calibration = manifest.get("calibration")
+    if calibration is not None:
+        value = calibration.get("temperature") if isinstance(calibration, dict) else calibration
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1e6:
+            raise ModelError(f"{path}: calibration.temperature is {value!r}; it must be a positive number (the "
+                             "scores' divisor fitted at training); fix the file or train the model again")
     scored = _classes_scored(predictor._model)
     if scored is not None and scored > len(predictor.labels):
         raise ModelError(f"{path}: labels lists {len(predictor.labels)} classes, but the model scores {scored}; fix "

@@ -44,8 +44,11 @@ def collate(ids: list[list[int]], rows: Sequence[int], pad_id: int, device: torc
 # ----------------------------------------------------------------------------- scoring
 
 
-def masked_topk(scores: torch.Tensor, mask: np.ndarray | None, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k ids and probabilities of softmax(scores) over the allowed labels of each row."""
+def masked_topk(scores: torch.Tensor, mask: np.ndarray | None, k: int,
+                temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k ids and probabilities of softmax(scores / temperature) over the allowed labels of each row."""
+    if temperature != 1.0:
+        scores = scores / temperature
     if mask is not None:
         scores = scores.masked_fill(~torch.as_tensor(mask, device=scores.device), float("-inf"))
     probs = scores.softmax(-1)
@@ -56,9 +59,10 @@ def masked_topk(scores: torch.Tensor, mask: np.ndarray | None, k: int) -> tuple[
 @torch.no_grad()
 def score_variants(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, precision: str = "auto",
                    labels: Sequence[int] | None = None, variants: dict[str, np.ndarray | None] | None = None,
-                   reporter=None, dist=None):
+                   reporter=None, dist=None, temperature: float = 1.0):
     """Top-k class ids and probabilities for each row (input order) under each candidate-label mask in
-    ``variants`` (None: all labels), and the mean loss when labels are given. Only k values per row and
+    ``variants`` (None: all labels), and the mean loss when labels are given. Probabilities are those of the
+    logits divided by ``temperature`` (the model's calibration). Only k values per row and
     variant are kept, never the whole logits matrix. Under ``accelerate launch`` each process scores its share
     of the rows and the results are gathered, so every process returns the whole table."""
     model.eval()
@@ -84,7 +88,7 @@ def score_variants(model, ids: list[list[int]], pad_id: int, batch_size: int, k:
                 loss_sum += F.cross_entropy(logits[known], target[known], reduction="sum").item()
                 loss_rows += int(known.sum())
         for name, allowed in variants.items():
-            idx, prob = masked_topk(logits, None if allowed is None else allowed[rows], k)
+            idx, prob = masked_topk(logits, None if allowed is None else allowed[rows], k, temperature)
             out[name][0][rows, : idx.shape[1]] = idx
             out[name][1][rows, : prob.shape[1]] = prob
         if reporter:
@@ -99,6 +103,30 @@ def score_variants(model, ids: list[list[int]], pad_id: int, batch_size: int, k:
     else:
         mean_loss = dist.mean(loss_sum, loss_rows) if world > 1 else loss_sum / max(loss_rows, 1)
     return out, mean_loss
+
+
+@torch.no_grad()
+def logits_of(model, ids: list[list[int]], pad_id: int, batch_size: int, precision: str = "auto",
+              reporter=None) -> np.ndarray:
+    """The whole logits matrix (rows in input order): for the validation split, where temperature scaling needs
+    every class's score, not the top k."""
+    model.eval()
+    device = pick_device(model)
+    autocast = autocast_context(precision, device)
+    order = np.argsort([-len(seq) for seq in ids], kind="stable")
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    out: np.ndarray | None = None
+    for start in range(0, len(order), batch_size):
+        rows = order[start:start + batch_size]
+        input_ids, mask = collate(ids, rows, pad_id, device, SHAPE_MULTIPLE, positions)
+        with autocast():
+            logits = model(input_ids=input_ids, attention_mask=mask).logits.float().cpu().numpy()
+        if out is None:
+            out = np.zeros((len(ids), logits.shape[1]), dtype=np.float32)
+        out[rows] = logits
+        if reporter:
+            reporter.advance(len(rows))
+    return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
 def score(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, precision: str = "auto",

@@ -112,16 +112,3 @@ def tfidf_topk_variants(model, texts: Sequence[str], num_labels: int, k: int, va
     return out
 
 
-def fit_temperature(scores: np.ndarray, labels: np.ndarray) -> float:
-    """The temperature T that minimises the negative log-likelihood of softmax(scores / T) (temperature scaling,
-    Guo et al. 2017): one scalar, so the ranking of labels never changes, only how sure the probabilities are."""
-    from scipy.optimize import minimize_scalar
-
-    def nll(log_t: float) -> float:
-        z = scores / np.exp(log_t)
-        z = z - z.max(axis=1, keepdims=True)
-        log_probs = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return float(-log_probs[np.arange(len(labels)), labels].mean())
-
-    best = minimize_scalar(nll, bounds=(-6.0, 4.0), method="bounded")
-    return float(np.exp(best.x))

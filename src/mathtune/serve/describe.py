@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PLOTS = ("confusion_matrix.png", "training_curve.png", "feature_importance.png", "cv_confusion_matrix.png")
+PLOTS = ("confusion_matrix.png", "training_curve.png", "calibration.png", "feature_importance.png",
+         "cv_confusion_matrix.png")
 
 
 def plot_file(folder, file: str) -> Path | None:

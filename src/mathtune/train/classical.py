@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from ..config import TfidfConfig
-from ..models.tfidf import MODEL_FILE, TfidfLinearModel, class_probabilities, fit_temperature, load, save  # noqa: F401
+from ..metrics.calibration import fit_temperature
+from ..models.tfidf import MODEL_FILE, TfidfLinearModel, class_probabilities, load, save  # noqa: F401
 
 # LaTeX commands (\frac, \int), words, and the operator characters that tell topics apart.
 TOKEN_PATTERN = r"(?u)\\[A-Za-z]+|\b\w+\b|[\\^=+\-*/()<>|!]"

@@ -54,6 +54,8 @@ def _write_member_manifest(mctx: FitContext, trainer, fitted: Fitted | None, str
         "peft": recipe.model.peft if uses_model and trainer.name != "embedding" else None,
         "primary_metric": mctx.task.primary_metric, "task_settings": mctx.task.settings_dict(), "structure": structure,
     }
+    if fitted is not None and fitted.calibration:  # the member's probabilities as the ensemble learned them
+        manifest["calibration"] = fitted.calibration
     if fitted is not None:
         manifest["validation"] = {mctx.task.primary_metric: fitted.metrics.get(mctx.task.primary_metric),
                                   "n": len(mctx.y_val)}
@@ -82,8 +84,8 @@ def _fold_probabilities(ctx: FitContext, name: str, recipe, folds: int, seed: in
         fold_recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"refit": False})})
         mctx = _member_context(ctx, fold_recipe, work, part, held, y[fit_idx], y[held_idx])
         mctx = dataclasses.replace(mctx, masks={"final": None})
-        trainer.fit(mctx)
-        _write_member_manifest(mctx, trainer, None, None)
+        fold_fit = trainer.fit(mctx)
+        _write_member_manifest(mctx, trainer, fold_fit, None)
         oof[held_idx] = member_probabilities(load_predictor(work), held.frame)
         shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(ctx.work / "folds", ignore_errors=True)

@@ -22,9 +22,10 @@ from ..data.readers import require_columns
 from ..data.split import stratified_split, stratified_subsample
 from ..errors import DataError, RecipeError
 from ..io import replace_dir, write_json, write_text
+from ..metrics.calibration import expected_calibration_error, reliability
 from ..metrics.classification import headline
 from ..metrics.drift import build_reference
-from ..metrics.plots import confusion_matrix_png, training_curve_png
+from ..metrics.plots import confusion_matrix_png, reliability_png, training_curve_png
 from ..models.saved import MANIFEST
 from ..tasks import LabelMap
 from ..tasks.base import confusion_of, structure_of
@@ -35,6 +36,7 @@ from .steps import _subset, check_recipe_runnable, refit_on_all, task_for  # noq
 from .trainers import FitContext, Fitted, validation_variants
 
 log = logging.getLogger(__name__)
+SURE = 0.9  # "when it said it was 90% sure or more": the Models tab's figure of how far its percentages hold
 
 
 # ----------------------------------------------------------------------------- data
@@ -158,6 +160,9 @@ def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, str
     """Metrics, manifest, reports, drift reference, MLflow; then the partial folder becomes the model folder."""
     recipe, task, labels, work = ctx.recipe, ctx.task, ctx.labels, ctx.work
     metrics, history = fitted.metrics, fitted.history
+    when_sure = None
+    if fitted.val_top is not None:
+        metrics["calibration_error"], when_sure = _calibration_report(work, fitted, ctx.y_val)
     for entry in history:
         tracker.log_metrics({k: v for k, v in entry.items() if k not in ("epoch", "step")}, step=entry["epoch"])
     summary = {**headline(metrics), "train_seconds": round(fitted.train_seconds, 3),
@@ -174,20 +179,22 @@ def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, str
         "base_model": recipe.model.name if uses_model else None,
         "peft": recipe.model.peft if uses_model and trainer.name != "embedding" else None,
         "primary_metric": task.primary_metric,
-        "validation": {task.primary_metric: metrics[task.primary_metric], "n": len(ctx.y_val)},
+        "validation": {task.primary_metric: metrics[task.primary_metric], "n": len(ctx.y_val), "when_sure": when_sure},
         "task_settings": task.settings_dict(), "structure": structure,
         "data": {"train": str(recipe.data.train), "split": recipe.data.split},
     }
+    if fitted.calibration:
+        manifest["calibration"] = fitted.calibration
     write_json(work / MANIFEST, manifest)
     write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history,
                                        "ablation": fitted.ablation, "split": recipe.data.split})
-    _write_reports(work, metrics, history, labels, task)
     top_idx, top_prob = fitted.val_top
+    _write_reports(work, metrics, history, labels, task)
     write_json(work / "drift_reference.json",
                build_reference(ctx.train.texts, ctx.val.texts, top_prob[:, 0], top_idx[:, 0], len(labels),
                                seed=recipe.train.seed))
     for name in ("confusion_matrix.png", "training_curve.png", "feature_importance.png", "cv_confusion_matrix.png",
-                 "per_class.csv", "metrics.json", "recipe.yaml"):
+                 "calibration.png", "per_class.csv", "metrics.json", "recipe.yaml"):
         if (work / name).exists():
             tracker.log_artifact(work / name, "reports")
     shutil.rmtree(work / "checkpoints", ignore_errors=True)
@@ -211,3 +218,18 @@ def _write_reports(work: Path, metrics: dict, history: list[dict], labels: Label
         training_curve_png(history, work / "training_curve.png", primary)
     rows = metrics.get("per_class") or metrics.get("per_category") or []
     write_text(work / "per_class.csv", pd.DataFrame(rows).to_csv(index=False))
+
+
+def _calibration_report(work: Path, fitted: Fitted, y_val: list[int]) -> tuple[float, dict]:
+    """The validation calibration error of the probabilities the saved model shows, its reliability plot, and how
+    often it was right when it was sure (what the Models tab tells a teacher). Where a temperature was fitted on
+    these rows, the error reported is the cross-fitted one (fair), not theirs."""
+    top_idx, top_prob = fitted.val_top
+    y = np.asarray(y_val)
+    known = y >= 0
+    confidence, correct = top_prob[known, 0], top_idx[known, 0] == y[known]
+    calibration = fitted.calibration or {}
+    ece = float(calibration.get("ece_after", expected_calibration_error(confidence, correct)))
+    reliability_png(reliability(confidence, correct), work / "calibration.png", ece, calibration.get("ece_before"))
+    sure = confidence >= SURE
+    return round(ece, 6), {"threshold": SURE, "rows": int(sure.sum()), "right": int(correct[sure].sum())}

@@ -53,6 +53,7 @@ class Fitted:
     samples_per_second: float | None = None
     ablation: dict = field(default_factory=dict)
     resumed_from_step: int = 0
+    calibration: dict | None = None   # a temperature the saved model's scores are divided by (mathtune.json)
 
 
 class Trainer(Protocol):
@@ -191,8 +192,9 @@ class FinetuneTrainer:
     def fit(self, ctx: FitContext) -> Fitted:
         import torch
 
+        from ..metrics.calibration import calibrate
         from ..models.hf import load_classifier, merge_for_saving
-        from ..models.scoring import score_variants, tokenize
+        from ..models.scoring import logits_of, masked_topk, tokenize
         from .distributed import Local
         from .finetune import fit
 
@@ -212,8 +214,13 @@ class FinetuneTrainer:
         model = merge_for_saving(dist.unwrap(loaded.model), recipe.model)
         reporter.start("validate best epoch", len(ctx.val.texts))
         val_ids = tokenize(loaded.tokenizer, ctx.val.texts, recipe.model.max_length)
-        outputs, _ = score_variants(model, val_ids, loaded.tokenizer.pad_token_id, recipe.train.eval_batch_size,
-                                    task.top_k, recipe.train.precision, variants=ctx.masks, reporter=reporter)
+        logits = logits_of(model, val_ids, loaded.tokenizer.pad_token_id, recipe.train.eval_batch_size,
+                           recipe.train.precision, reporter)
+        # a fine-tuned softmax is often surer than it is right: one temperature, fitted on validation, fixes that
+        calibration = calibrate(logits, ctx.y_val, recipe.train.seed)
+        scores = torch.from_numpy(logits)
+        outputs = {name: masked_topk(scores, mask, task.top_k, calibration.temperature)
+                   for name, mask in ctx.masks.items()}
         metrics, ablation = final_metrics(task, ctx.y_val, outputs, labels)
         reporter.start("save model", None)
         if sum(p.numel() for p in model.parameters()) > 100e6:
@@ -223,7 +230,7 @@ class FinetuneTrainer:
         metrics["trainable_params"] = int(loaded.trainable_params)
         metrics["best_epoch"] = int(fitted.best_epoch)
         return Fitted(metrics, fitted.history, fitted.train_seconds, outputs["final"],
-                         round(fitted.samples_per_second, 3), ablation, fitted.resumed_from_step)
+                      round(fitted.samples_per_second, 3), ablation, fitted.resumed_from_step, calibration.to_dict())
 
 
 class EmbeddingTrainer:

@@ -46,6 +46,19 @@ def read_questions(text: str, file, column: str, limit: int, max_bytes: int) -> 
     return [str(q) for q in questions], where, inputs
 
 
+# Gradio sizes a table's columns by their headers alone ("auto" measured the question header 364 px wide on a 390 px
+# phone) or by the widths given: at 390 px a 28% topic column broke "Combinatorics" in two. A column of labels gets
+# the width of its longest word in the table's font (14 px monospace: CHAR_PX a character) and its cell padding; the
+# question column a share that leaves them room on a 390 px phone (on a desktop the table is then narrower than
+# the page, which breaks nothing).
+CHAR_PX, CELL_PADDING_PX = 8.5, 20
+
+
+def word_width(texts) -> int:
+    """Pixels for a column whose longest word must fit on one line."""
+    return round(CHAR_PX * max((len(word) for text in texts for word in str(text).split()), default=6)) + CELL_PADDING_PX
+
+
 def topics_tab(gr, state, served) -> None:
     model = state.models.get("topic")
     if model is None:
@@ -63,7 +76,8 @@ def topics_tab(gr, state, served) -> None:
     note = gr.Markdown(visible=False, elem_id="topics-unsure", elem_classes="mt-note")
     label = gr.Label(label=FIRST_LABEL, num_top_classes=len(labels.names), elem_id="topics-label", visible=False)
     table = gr.Dataframe(label="Every question", wrap=True, visible=False, elem_id="topics-table",
-                         column_widths=["50%", "28%", "22%"], datatype=["markdown", "str", "str"], max_height=1000,
+                         column_widths=["35%", f"{word_width(f'{n}?' for n in labels.names)}px", "72px"],
+                         datatype=["markdown", "str", "str"], max_height=1000,
                          latex_delimiters=LATEX)  # the question as Markdown: its math rendered, its money as typed
     download = gr.DownloadButton("Download the results (CSV)", visible=False, elem_id="topics-download")
     column = model.predictor.manifest.get("text_column", "Question")

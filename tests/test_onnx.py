@@ -1,5 +1,7 @@
 """ONNX export of an encoder classifier: parity with PyTorch, int8 copy, and the ONNX serving backend."""
 
+import json
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,7 +32,9 @@ def test_export_parity_and_backend(bert_model):
     t_idx, t_prob = torch_pred.topk(texts, k=3)
     o_idx, o_prob = onnx_pred.topk(texts, k=3)
     assert (t_idx[:, 0] == o_idx[:, 0]).all()
-    assert abs(t_prob - o_prob).max() < 1e-3
+    # the same logits to within rounding; a temperature below 1 (the model's calibration) sharpens their difference
+    temperature = json.loads((bert_model / "mathtune.json").read_text())["calibration"]["temperature"]
+    assert abs(t_prob - o_prob).max() < 1e-3 / min(1.0, temperature)
     calls = []
     onnx_pred._onnx.logits = lambda *a, **kw: calls.append(1) or (_ for _ in ()).throw(AssertionError("ONNX used"))
     onnx_pred.onnx_max_rows = 2

@@ -76,6 +76,9 @@ def test_evaluate_json(trained, labelled_eval_csv, workdir):
 
     metrics = json.loads((workdir / "m.json").read_text())
     assert {"accuracy", "f1_micro", "f1_macro", "f1_weighted", "per_class", "confusion_matrix"} <= set(metrics)
+    # do its percentages hold on rows it never saw: the calibration error and how often right when 90% sure
+    assert 0 <= metrics["calibration_error"] <= 1 and "calibration_error" in result.output
+    assert 0 <= metrics["when_sure"]["right"] <= metrics["when_sure"]["rows"] <= metrics["n"]
     assert (workdir / "cm.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 from .data.readers import count_rows, detect_format, iter_table, read_table, write_table
 from .errors import DataError
 from .io import write_json
+from .metrics.calibration import expected_calibration_error, top1_outcomes, when_sure
 from .metrics.plots import confusion_matrix_png
 from .models.saved import load_predictor
 from .paths import resolve_data_path
@@ -30,10 +31,16 @@ def evaluate_file(model_dir: str | Path, data: str | Path, text_column: str | No
     if predictor.kind == "sklearn":  # full probabilities, for the one-vs-rest AUC
         probs = predictor.probabilities(frame)
         notes: list[str] = []
-        metrics = task.metrics(y_true, np.argsort(-probs, axis=1)[:, :1], predictor.labels, probs)
+        top_idx = np.argsort(-probs, axis=1)[:, :1]
+        top_prob = np.take_along_axis(probs, top_idx, axis=1)
+        metrics = task.metrics(y_true, top_idx, predictor.labels, probs)
     else:
-        top_idx, _, notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
+        top_idx, top_prob, notes, _ = predictor.predict_frame(frame, task.top_k, text_column, str(path), reporter)
         metrics = task.metrics(y_true, top_idx, predictor.labels)
+    # do its percentages hold on these rows? (the validation figure is on the split it was tuned on)
+    confidence, correct = top1_outcomes(top_idx, top_prob, y_true)
+    metrics["calibration_error"] = round(expected_calibration_error(confidence, correct), 6)
+    metrics["when_sure"] = when_sure(confidence, correct)
     metrics.update({"model": str(model_dir), "data": str(path), "notes": notes})
     if json_out:
         write_json(json_out, metrics)

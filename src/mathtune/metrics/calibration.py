@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 BINS = 10
+SURE = 0.9  # "when it said it was 90% sure or more": the Models tab's figure of how far its percentages hold
 
 
 def expected_calibration_error(confidence, correct, bins: int = BINS) -> float:
@@ -46,6 +47,20 @@ def reliability(confidence, correct, bins: int = BINS) -> list[ReliabilityBin]:
     which = np.minimum((confidence * bins).astype(int), bins - 1)
     return [ReliabilityBin(b / bins, (b + 1) / bins, int((which == b).sum()), float(confidence[which == b].mean()),
                            float(correct[which == b].mean())) for b in range(bins) if (which == b).any()]
+
+
+def when_sure(confidence, correct, threshold: float = SURE) -> dict:
+    """How often the top answer was right among the rows where it was said with at least ``threshold``."""
+    confidence = np.asarray(confidence, dtype=float)
+    sure = confidence >= threshold
+    return {"threshold": threshold, "rows": int(sure.sum()), "right": int(np.asarray(correct)[sure].sum())}
+
+
+def top1_outcomes(top_idx, top_prob, labels) -> tuple[np.ndarray, np.ndarray]:
+    """The top answer's probability and whether it was right, for the rows whose label is known (id >= 0)."""
+    labels = np.asarray(labels)
+    known = labels >= 0
+    return np.asarray(top_prob)[known, 0], np.asarray(top_idx)[known, 0] == labels[known]
 
 
 def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..data.readers import require_columns
 from ..data.split import stratified_split, stratified_subsample
 from ..errors import DataError, RecipeError
 from ..io import replace_dir, write_json, write_text
-from ..metrics.calibration import expected_calibration_error, reliability
+from ..metrics.calibration import expected_calibration_error, reliability, top1_outcomes, when_sure
 from ..metrics.classification import headline
 from ..metrics.drift import build_reference
 from ..metrics.plots import confusion_matrix_png, reliability_png, training_curve_png
@@ -36,7 +36,6 @@ from .steps import _subset, check_recipe_runnable, refit_on_all, task_for  # noq
 from .trainers import FitContext, Fitted, validation_variants
 
 log = logging.getLogger(__name__)
-SURE = 0.9  # "when it said it was 90% sure or more": the Models tab's figure of how far its percentages hold
 
 
 # ----------------------------------------------------------------------------- data
@@ -224,12 +223,8 @@ def _calibration_report(work: Path, fitted: Fitted, y_val: list[int]) -> tuple[f
     """The validation calibration error of the probabilities the saved model shows, its reliability plot, and how
     often it was right when it was sure (what the Models tab tells a teacher). Where a temperature was fitted on
     these rows, the error reported is the cross-fitted one (fair), not theirs."""
-    top_idx, top_prob = fitted.val_top
-    y = np.asarray(y_val)
-    known = y >= 0
-    confidence, correct = top_prob[known, 0], top_idx[known, 0] == y[known]
+    confidence, correct = top1_outcomes(*fitted.val_top, y_val)
     calibration = fitted.calibration or {}
     ece = float(calibration.get("ece_after", expected_calibration_error(confidence, correct)))
     reliability_png(reliability(confidence, correct), work / "calibration.png", ece, calibration.get("ece_before"))
-    sure = confidence >= SURE
-    return round(ece, 6), {"threshold": SURE, "rows": int(sure.sum()), "right": int(correct[sure].sum())}
+    return round(ece, 6), when_sure(confidence, correct)

@@ -273,6 +273,26 @@ def test_products_form_and_probabilities(ui):
     no_overflow(ui)
 
 
+def test_products_table_shows_the_category_first(ui, tmp_path):
+    """A listing's long name filled the table's width and pushed the category (what was asked) out of sight."""
+    rows = ["title,price", "\"Stainless steel non-stick frying pan with glass lid, induction ready, 28 cm, dishwasher "
+            "safe, family size\",1499", "Running shoes for men,999"]
+    (tmp_path / "listings.csv").write_text("\n".join(rows) + "\n")
+    open_tab(ui, "Products")
+    ui.set_input_files("#products-file input[type=file]", str(tmp_path / "listings.csv"))
+    ui.click("#products-submit")
+    ui.wait_for_function("document.querySelector('#products-table')?.innerText.includes('Running shoes')")
+    ui.wait_for_timeout(500)
+    headers = ui.locator("#products-table th").all_inner_texts()
+    assert [h.strip() for h in headers] == ["category", "chance", "product"], headers  # every field is in the file
+    box_ = ui.locator("#products-table .virtual-table-viewport").bounding_box()
+    chance = ui.locator("#products-table [role=gridcell]", has_text="%").first.bounding_box()
+    assert chance["x"] + chance["width"] <= box_["x"] + box_["width"] + 1  # in sight without scrolling sideways
+    broken = ui.evaluate(WORDS_BROKEN, "#products-table th, #products-table [role=gridcell]")
+    assert not broken, broken
+    no_overflow(ui)
+
+
 def chat_rows(page) -> int:
     return page.locator("#tutor-chat .message-row").count()
 
@@ -528,7 +548,8 @@ WORDS_BROKEN = """sel => {
     if (cell.offsetParent === null) continue;
     const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
-      for (const m of node.textContent.matchAll(/\\S+/g)) {
+      // a compound may break after its hyphen ("non-/stick"), as print does; a word or number never inside
+      for (const m of node.textContent.matchAll(/[^\\s-]+-?/g)) {
         const range = document.createRange();
         range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
         const rects = [...range.getClientRects()].filter(r => r.width > 0);

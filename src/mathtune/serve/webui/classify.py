@@ -76,7 +76,7 @@ def topics_tab(gr, state, served) -> None:
     note = gr.Markdown(visible=False, elem_id="topics-unsure", elem_classes="mt-note")
     label = gr.Label(label=FIRST_LABEL, num_top_classes=len(labels.names), elem_id="topics-label", visible=False)
     table = gr.Dataframe(label="Every question", wrap=True, visible=False, elem_id="topics-table",
-                         column_widths=["35%", f"{word_width(f'{n}?' for n in labels.names)}px", "72px"],
+                         column_widths=["35%", f"{word_width(['topic', *(f'{n}?' for n in labels.names)])}px", "72px"],
                          datatype=["markdown", "str", "str"], max_height=1000,
                          latex_delimiters=LATEX)  # the question as Markdown: its math rendered, its money as typed
     download = gr.DownloadButton("Download the results (CSV)", visible=False, elem_id="topics-download")
@@ -145,7 +145,11 @@ def products_tab(gr, state, served) -> None:
     error = gr.HTML(visible=False, elem_id="products-error")
     label = gr.Label(label="Category, most likely first", num_top_classes=5, elem_id="products-label",
                      visible=False)
-    table = gr.Dataframe(label="Every product", wrap=True, visible=False, elem_id="products-table")
+    # what was found first, then the listing's text (its name filled the table's width and pushed the category out of
+    # sight); every field is in the downloaded file. Sized as the Topics table is, to fit a 390 px phone.
+    text_fields = [f for f in fields if f in set(model.task.settings.text_fields)]
+    table = gr.Dataframe(label="Every product", wrap=True, visible=False, elem_id="products-table",
+                         column_widths=[f"{word_width(['category', *labels.names])}px", "72px", "42%"])
     download = gr.DownloadButton("Download the results (CSV)", visible=False, elem_id="products-download")
 
     async def classify(file, *values, progress=gr.Progress()):
@@ -164,8 +168,10 @@ def products_tab(gr, state, served) -> None:
                                              probability=[round(p.probability, 4) for p in preds])
         out = Path(tempfile.mkdtemp(prefix="mathtune-products-")) / "products.csv"
         spreadsheet_safe_frame(frame).to_csv(out, index=False)
+        shown = pd.DataFrame({"category": [p.label for p in preds], "chance": [percent(p.probability) for p in preds],
+                              "product": [" · ".join(str(r[f]) for f in text_fields if str(r[f]).strip()) for r in records]})
         return (error_update(None), gr.update(visible=True, value=preds[0].probabilities),
-                gr.update(visible=len(records) > 1, value=frame),
+                gr.update(visible=len(records) > 1, value=shown),
                 gr.update(visible=True, value=str(out)))
 
     run.click(classify, [file, *boxes], [error, label, table, download]).then(

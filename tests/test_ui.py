@@ -250,6 +250,10 @@ def test_misconceptions_a_class_set_from_a_csv(ui, tmp_path):
         ui.click("#mis-download")
     text = Path(info.value.path()).read_text()
     assert text.startswith("student,QuestionText,MC_Answer,StudentExplanation,verdict,misconception_1") and "Ada" in text
+    # what a person sees at 390 px: four columns broke "correct", "chance" and "100%" across lines
+    assert re.search(r"^(correct|incorrect|neither): .+ \(\d+%\)$", ui.inner_text("#mis-table [role=gridcell][data-col='1']"))
+    broken = ui.evaluate(WORDS_BROKEN, "#mis-table th, #mis-table [role=gridcell]")
+    assert not broken, broken
     no_overflow(ui)
 
 

@@ -88,8 +88,10 @@ def misconceptions_tab(gr, state, served) -> None:
     file = gr.File(label="CSV file of students' answers", file_types=[".csv"], elem_id="mis-file", height=140)
     run_file = gr.Button("Diagnose every answer", elem_id="mis-file-submit")
     file_error = gr.HTML(visible=False, elem_id="mis-file-error")
+    # two columns, the diagnosis in one sentence: four (explanation, verdict, most likely, chance) broke "correct",
+    # "chance" and "100%" across lines on a 390 px phone
     table = gr.Dataframe(label="Every answer", wrap=True, visible=False, elem_id="mis-table",
-                         column_widths=["38%", "16%", "34%", "12%"])
+                         column_widths=["45%", "55%"])
     download = gr.DownloadButton("Download the results (CSV)", visible=False, elem_id="mis-download")
 
     async def run_file_diagnosis(file, progress=gr.Progress()):
@@ -109,9 +111,9 @@ def misconceptions_tab(gr, state, served) -> None:
                            **{f"probability_{n + 1}": [round(row[n][1], 4) for row in rows] for n in range(3)})
         path = Path(tempfile.mkdtemp(prefix="mathtune-misconceptions-")) / "misconceptions.csv"
         spreadsheet_safe_frame(out).to_csv(path, index=False)
-        shown = pd.DataFrame({"explanation": frame["StudentExplanation"], "verdict": verdicts,
-                              "most likely": [describe_label(row[0][0]) for row in rows],
-                              "chance": [percent(row[0][1]) for row in rows]})
+        shown = pd.DataFrame({"explanation": frame["StudentExplanation"],
+                              "diagnosis": [f"{verdict}: {describe_label(row[0][0])} ({percent(row[0][1])})"
+                                            for verdict, row in zip(verdicts, rows)]})
         return error_update(None), gr.update(visible=True, value=shown), gr.update(visible=True, value=str(path))
 
     run_file.click(run_file_diagnosis, [file], [file_error, table, download])

@@ -85,6 +85,9 @@ def test_the_verdict_comes_first_and_the_list_agrees_with_it():
     assert verdict == "incorrect" and [label for label, _ in consistent] == [labels[0], labels[2]]
     text = format_diagnosis(labels, [0.4, 0.3, 0.2, 0.1])
     assert text.startswith("### The explanation shows a **misconception**") and "Correct" not in text.split("\n", 1)[1]
+    assert "not one of the questions" not in text
+    unseen = format_diagnosis(labels, [0.4, 0.3, 0.2, 0.1], unseen_question="99999")
+    assert unseen.startswith("### The explanation shows") and "Question id 99999 is not one of the questions" in unseen
 
 
 def test_the_api_refuses_non_math_without_asking_the_model(tutor_dir):  # noqa: F811

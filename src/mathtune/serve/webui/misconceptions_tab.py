@@ -36,9 +36,14 @@ VERDICT_TEXT = {"correct": "The explanation is **correct**.",
                 "neither": "The explanation is **neither** clearly correct nor a known misconception (vague or off-topic)."}
 
 
-def format_diagnosis(labels: list[str], probs: list[float]) -> str:
+def format_diagnosis(labels: list[str], probs: list[float], unseen_question: str | None = None) -> str:
+    """The verdict, then the labels consistent with it; ``unseen_question``: a dataset question id the model never
+    learned from (its labels could not be narrowed to that question's, so the diagnosis is less sure)."""
     verdict, consistent = verdict_of(labels, probs)
     lines = [f"### {VERDICT_TEXT[verdict]}", ""]
+    if unseen_question:
+        lines += [f"*Question id {unseen_question} is not one of the questions this model learned from, so every "
+                  "diagnosis was considered, not only that question's: a less sure result.*", ""]
     if verdict == "incorrect":
         lines.append("Most likely misconceptions:")
     shown = [(label, p) for label, p in consistent[:3] if p >= 0.01] or consistent[:1]  # no 0% rows
@@ -74,11 +79,14 @@ def misconceptions_tab(gr, state, served) -> None:
             item = MisconceptionItem(question_text=question or "", mc_answer=answer or "",
                                      student_explanation=explanation, question_id=(qid or "").strip() or None)
             labels = model.predictor.labels
-            _, idx, prob = await asyncio.wait_for(diagnose(served, state.settings, [item], len(labels.values)),
-                                                  state.settings.ui_timeout_s)
+            response, idx, prob = await asyncio.wait_for(diagnose(served, state.settings, [item], len(labels.values)),
+                                                         state.settings.ui_timeout_s)
         except Exception as exc:  # noqa: BLE001
             return error_update(plain_error(exc)), ""
-        return error_update(None), format_diagnosis([labels.values[i] for i in idx[0]], [float(p) for p in prob[0]])
+        # the API's note names the unseen id (the free-text form sends at most one)
+        unseen = item.question_id if item.question_id and any(item.question_id in n for n in response.notes) else None
+        return error_update(None), format_diagnosis([labels.values[i] for i in idx[0]], [float(p) for p in prob[0]],
+                                                    unseen)
 
     gr.on([run.click, explanation.submit], run_diagnosis, [question, answer, explanation, qid], [error, result])
 

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from mathtune.config import recipe_from_dict
+from helpers import fine_tuned_topics
 from mathtune.errors import ModelError
 from mathtune.metrics.calibration import calibrate, expected_calibration_error, reliability, softmax
 from mathtune.models.saved import load_predictor
-from mathtune.train.run import train_from_recipe
 
 
 def test_the_calibration_error_is_the_gap_between_how_sure_and_how_often_right():
@@ -38,15 +37,12 @@ def test_temperature_scaling_tames_an_overconfident_model_without_changing_its_a
 
 @pytest.fixture
 def bert_model(topic_csv, tiny_bert):
-    recipe = recipe_from_dict({"trainer": "finetune", "data": {"train": "topics.csv", "val_size": 0.3}, "tracking": "none",
-                               "model": {"name": str(tiny_bert), "peft": "none", "max_length": 48},
-                               "train": {"epochs": 2, "batch_size": 8, "learning_rate": 5e-3}})
-    return train_from_recipe(recipe, "runs/bert").output
+    return fine_tuned_topics(tiny_bert, peft="none", max_length=48, epochs=2, val_size=0.3)
 
 
 def test_a_fine_tuned_model_shows_its_temperature_scaled_probabilities(bert_model):
     from mathtune.models.scoring import logits_of, tokenize
-    from mathtune.serve.webui.models_tab import when_sure
+    from mathtune.serve.webui.models_tab import sure_sentence
 
     manifest = json.loads((bert_model / "mathtune.json").read_text())
     calibration = manifest["calibration"]
@@ -73,11 +69,11 @@ def test_a_fine_tuned_model_shows_its_temperature_scaled_probabilities(bert_mode
         pass
     shown = Shown()
     shown.manifest = {"validation": {"when_sure": {"threshold": 0.9, "rows": 12, "right": 11}}}
-    assert when_sure(shown) == "When it said it was 90% sure or more (12 questions), it was right 11 times."
+    assert sure_sentence(shown) == "When it said it was 90% sure or more (12 questions), it was right 11 times."
     shown.manifest = {"validation": {"when_sure": {"threshold": 0.9, "rows": 0, "right": 0}}}
-    assert "never 90% sure" in when_sure(shown)
+    assert "never 90% sure" in sure_sentence(shown)
     shown.manifest = {"validation": {"f1_micro": 0.8}}  # trained before this was measured: nothing said
-    assert when_sure(shown) is None
+    assert sure_sentence(shown) is None
 
     for bad in (0, -1, "hot", True, None, float("nan")):
         manifest["calibration"] = {"temperature": bad}

@@ -5,6 +5,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from helpers import fine_tuned_topics
 from mathtune.config import recipe_from_dict
 from mathtune.errors import ModelError
 from mathtune.models.onnx import PARITY_TEXTS, export_onnx
@@ -15,10 +16,7 @@ from mathtune.train.run import train_from_recipe
 
 @pytest.fixture
 def bert_model(topic_csv, tiny_bert):
-    recipe = recipe_from_dict({"trainer": "finetune", "data": {"train": "topics.csv", "val_size": 0.25}, "tracking": "none",
-                               "model": {"name": str(tiny_bert), "peft": "lora", "max_length": 64},
-                               "train": {"epochs": 1, "batch_size": 8, "learning_rate": 5e-3}})
-    return train_from_recipe(recipe, "runs/bert").output
+    return fine_tuned_topics(tiny_bert)
 
 
 def test_export_parity_and_backend(bert_model):

@@ -56,6 +56,22 @@ def masked_topk(scores: torch.Tensor, mask: np.ndarray | None, k: int,
     return indices.cpu().numpy(), values.float().cpu().numpy()
 
 
+def _batch_logits(model, ids: list[list[int]], rows: np.ndarray, pad_id: int, batch_size: int, precision: str):
+    """(rows, float logits) for ``rows`` of ``ids`` in batches, longest first (so each batch pads little); the one
+    forward loop of score_variants and logits_of. Call it under torch.no_grad()."""
+    model.eval()
+    device = pick_device(model)
+    autocast = autocast_context(precision, device)
+    order = rows[np.argsort([-len(ids[r]) for r in rows], kind="stable")]
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        input_ids, mask = collate(ids, batch, pad_id, device, SHAPE_MULTIPLE, positions)
+        with autocast():
+            logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+        yield batch, logits  # outside autocast: the caller's softmax and loss run as before
+
+
 @torch.no_grad()
 def score_variants(model, ids: list[list[int]], pad_id: int, batch_size: int, k: int, precision: str = "auto",
                    labels: Sequence[int] | None = None, variants: dict[str, np.ndarray | None] | None = None,
@@ -65,24 +81,15 @@ def score_variants(model, ids: list[list[int]], pad_id: int, batch_size: int, k:
     logits divided by ``temperature`` (the model's calibration). Only k values per row and
     variant are kept, never the whole logits matrix. Under ``accelerate launch`` each process scores its share
     of the rows and the results are gathered, so every process returns the whole table."""
-    model.eval()
     world = getattr(dist, "world", 1)
     variants = variants or {"all": None}
-    device = pick_device(model)
-    autocast = autocast_context(precision, device)
     mine = np.arange(len(ids))[getattr(dist, "rank", 0)::world]
-    order = mine[np.argsort([-len(ids[r]) for r in mine], kind="stable")]
-    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     n = len(ids)
     out = {name: (np.zeros((n, k), dtype=np.int64), np.zeros((n, k), dtype=np.float32)) for name in variants}
     loss_sum, loss_rows = 0.0, 0
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        input_ids, mask = collate(ids, rows, pad_id, device, SHAPE_MULTIPLE, positions)
-        with autocast():
-            logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+    for rows, logits in _batch_logits(model, ids, mine, pad_id, batch_size, precision):
         if labels is not None:
-            target = torch.tensor([labels[r] for r in rows], device=device)
+            target = torch.tensor([labels[r] for r in rows], device=logits.device)
             known = target >= 0
             if known.any():
                 loss_sum += F.cross_entropy(logits[known], target[known], reduction="sum").item()
@@ -110,20 +117,11 @@ def logits_of(model, ids: list[list[int]], pad_id: int, batch_size: int, precisi
               reporter=None) -> np.ndarray:
     """The whole logits matrix (rows in input order): for the validation split, where temperature scaling needs
     every class's score, not the top k."""
-    model.eval()
-    device = pick_device(model)
-    autocast = autocast_context(precision, device)
-    order = np.argsort([-len(seq) for seq in ids], kind="stable")
-    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
     out: np.ndarray | None = None
-    for start in range(0, len(order), batch_size):
-        rows = order[start:start + batch_size]
-        input_ids, mask = collate(ids, rows, pad_id, device, SHAPE_MULTIPLE, positions)
-        with autocast():
-            logits = model(input_ids=input_ids, attention_mask=mask).logits.float().cpu().numpy()
+    for rows, logits in _batch_logits(model, ids, np.arange(len(ids)), pad_id, batch_size, precision):
         if out is None:
             out = np.zeros((len(ids), logits.shape[1]), dtype=np.float32)
-        out[rows] = logits
+        out[rows] = logits.cpu().numpy()
         if reporter:
             reporter.advance(len(rows))
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)

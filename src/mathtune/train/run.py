@@ -187,8 +187,8 @@ def _finish(ctx: FitContext, trainer, fitted: Fitted, tracker, output: Path, str
     write_json(work / MANIFEST, manifest)
     write_json(work / "metrics.json", {"validation": metrics, "summary": summary, "history": history,
                                        "ablation": fitted.ablation, "split": recipe.data.split})
-    top_idx, top_prob = fitted.val_top
     _write_reports(work, metrics, history, labels, task)
+    top_idx, top_prob = fitted.val_top
     write_json(work / "drift_reference.json",
                build_reference(ctx.train.texts, ctx.val.texts, top_prob[:, 0], top_idx[:, 0], len(labels),
                                seed=recipe.train.seed))

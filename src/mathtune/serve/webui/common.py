@@ -33,13 +33,11 @@ CSS = """
 #topics-table, #products-table, #mis-table { overflow-x: auto; max-width: calc(100vw - 24px) !important; }
 #topics-table .table-wrap, #products-table .table-wrap, #mis-table .table-wrap { max-width: 100%; overflow-x: auto; }
 @media (max-width: 500px) { .gradio-container { padding: 0 6px !important; } .tabs button { padding: 4px 8px; } }
-/* tables: words and numbers never break inside a cell; a table too wide for the screen scrolls as a unit */
+/* tables: a header never breaks inside a word; body cells are divs, kept whole by their columns' widths
+   (webui/classify.py word_width; the class-set table by shares), not by a rule here; a too wide table scrolls */
 #topics-table td, #topics-table th, #products-table td, #products-table th, #mis-table td, #mis-table th,
 #topics-table td *, #topics-table th *, #products-table td *, #products-table th *, #mis-table td *, #mis-table th * {
   word-break: normal !important; overflow-wrap: normal !important; hyphens: none; }
-#topics-table td:not(:first-child), #products-table td:not(:first-child), #mis-table td:last-child,
-#topics-table td:not(:first-child) *, #products-table td:not(:first-child) *, #mis-table td:last-child * {
-  white-space: nowrap !important; }
 /* code in an answer wraps inside its bubble instead of widening the page (a phone at 390 px) */
 #tutor-chat pre, #tutor-chat code { white-space: pre-wrap !important; overflow-wrap: anywhere; max-width: 100%; }
 /* the chat's label and its copy/clear icons get a band of their own: messages scroll below it, never under it */

@@ -64,7 +64,7 @@ def how_often_right(name: str, model) -> str:
     return "How often it is right has not been measured."
 
 
-def when_sure(model) -> str | None:
+def sure_sentence(model) -> str | None:
     """How often it was right when it said it was sure, on the questions it was checked on (None: not measured)."""
     sure = (model.manifest.get("validation") or {}).get("when_sure")
     if not isinstance(sure, dict) or not sure.get("threshold"):
@@ -81,7 +81,7 @@ def teacher_card(name: str, model) -> str:
     lines = [f"### {TASK_TITLES.get(name, name)}",
              f"**How it works:** {KIND_TEXT.get(manifest.get('kind'), manifest.get('kind', 'a model'))}.",
              f"**How often it is right:** {how_often_right(name, model)}"
-             + (f" {sure}" if (sure := when_sure(model)) and name != "tutor" else ""),
+             + (f" {sure}" if (sure := sure_sentence(model)) and name != "tutor" else ""),
              f"**Trained on:** {html.escape(data_words(trained_on(model)))}"
              + (f", on {manifest['created'][:10]}" if manifest.get("created") else "") + "."]
     return "\n\n".join(lines)

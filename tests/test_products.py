@@ -50,6 +50,11 @@ def test_products_pipeline_trains(products_file, classifier):
     if classifier != "gradient_boosting":
         assert (result.output / "feature_importance.png").is_file()
     predictor = load_predictor(result.output)
+    # the Models tab's "right about N times in 10" (its primary metric is F1-macro, not a share of answers right)
+    from mathtune.serve.webui.models_tab import how_often_right
+
+    assert predictor.manifest["validation"]["accuracy"] == pytest.approx(m["accuracy"])
+    assert "times in 10" in how_often_right("products", predictor)
     probs = predictor.probabilities(records({"toys": 2}, seed=3))
     assert probs.shape == (3, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-5)
 
